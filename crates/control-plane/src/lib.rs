@@ -1,0 +1,1 @@
+//! berth-control-plane

@@ -1,0 +1,159 @@
+//! berth-store: the `StateStore` abstraction every control-plane replica writes through.
+//!
+//! The model is deliberately etcd's: a flat, ordered key space of byte values; one global, strictly
+//! increasing revision bumped by every committed transaction; per-key `create_revision`,
+//! `mod_revision` and `version`; transactions that are "if all compares hold, apply all ops"; and a
+//! watch that replays every change after a given revision. Backends: `memory` (tests), `sqlite`
+//! (default, durable), and later `etcd` (HA). One conformance suite (`conformance`) runs against all.
+//!
+//! Architecture invariant: this crate knows nothing about ECS. Keys and values are opaque here;
+//! storage records (the serde structs stored as values) live with the control plane.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+/// A store-wide revision. 0 means "before anything was written" / "key absent".
+pub type Revision = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the transaction that created this key (since its last deletion).
+    pub create_revision: Revision,
+    /// Revision of the transaction that last wrote this key.
+    pub mod_revision: Revision,
+    /// Number of writes since creation (1 after the first put).
+    pub version: i64,
+}
+
+/// A condition checked atomically before a transaction applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's `mod_revision` equals this revision (0 = the key must be absent).
+    ModRevision { key: String, revision: Revision },
+    /// The key does not exist.
+    Absent { key: String },
+    /// The key exists.
+    Exists { key: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put { key: String, value: Vec<u8> },
+    /// Deleting an absent key is a no-op (not an error).
+    Delete { key: String },
+    DeletePrefix { prefix: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub compares: Vec<Compare>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn when(mut self, c: Compare) -> Self {
+        self.compares.push(c);
+        self
+    }
+    pub fn put(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.ops.push(Op::Put { key: key.into(), value: value.into() });
+        self
+    }
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete { key: key.into() });
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// All compares held; every op was applied atomically at this revision. A transaction with
+    /// no ops still succeeds but does not bump the revision (it reports the current one).
+    Committed { revision: Revision },
+    /// The compare at this index (the first that failed) did not hold; nothing was applied.
+    CompareFailed { index: usize },
+}
+
+impl TxnOutcome {
+    pub fn committed(&self) -> bool {
+        matches!(self, TxnOutcome::Committed { .. })
+    }
+}
+
+/// Keys with a prefix, read atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeRequest {
+    pub prefix: String,
+    /// Only keys strictly greater than this (for pagination).
+    pub start_after: Option<String>,
+    /// At most this many keys (None = all).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeResult {
+    /// Sorted by key (byte order).
+    pub kvs: Vec<KeyValue>,
+    /// True when `limit` cut the result short.
+    pub more: bool,
+    /// The store revision this read observed.
+    pub revision: Revision,
+}
+
+/// Several prefixes read in one consistent view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: Revision,
+    /// One entry per requested prefix, in request order; each sorted by key.
+    pub ranges: Vec<Vec<KeyValue>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub kind: EventKind,
+    /// For Put: the new key-value. For Delete: key set, value empty, mod_revision = the deleting revision.
+    pub kv: KeyValue,
+}
+
+pub type WatchStream = BoxStream<'static, Result<WatchEvent, StoreError>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The requested watch start revision is older than the retained history; re-list then watch.
+    #[error("revision {requested} has been compacted (oldest retained {compact_revision})")]
+    Compacted { requested: Revision, compact_revision: Revision },
+    #[error("store backend error: {0}")]
+    Backend(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+    async fn range(&self, req: RangeRequest) -> Result<RangeResult>;
+    async fn snapshot(&self, prefixes: &[String]) -> Result<Snapshot>;
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome>;
+    async fn current_revision(&self) -> Result<Revision>;
+    /// Every change to keys under `prefix` with revision > `after`, in revision order (ops of one
+    /// transaction in op order), then live changes as they commit. Errors with `Compacted` if
+    /// history after `after` is no longer retained.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+    /// Drop all keys and history (used by `POST /_berth/reset`). The revision keeps increasing.
+    async fn wipe(&self) -> Result<()>;
+    /// A short name for logs/status ("memory", "sqlite", "etcd").
+    fn backend_name(&self) -> &'static str;
+}
