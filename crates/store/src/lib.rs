@@ -12,6 +12,15 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod hub;
+pub mod memory;
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
+
 /// A store-wide revision. 0 means "before anything was written" / "key absent".
 pub type Revision = i64;
 
@@ -40,10 +49,17 @@ pub enum Compare {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put { key: String, value: Vec<u8> },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
     /// Deleting an absent key is a no-op (not an error).
-    Delete { key: String },
-    DeletePrefix { prefix: String },
+    Delete {
+        key: String,
+    },
+    DeletePrefix {
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,7 +77,10 @@ impl Txn {
         self
     }
     pub fn put(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.ops.push(Op::Put { key: key.into(), value: value.into() });
+        self.ops.push(Op::Put {
+            key: key.into(),
+            value: value.into(),
+        });
         self
     }
     pub fn delete(mut self, key: impl Into<String>) -> Self {
@@ -72,8 +91,9 @@ impl Txn {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnOutcome {
-    /// All compares held; every op was applied atomically at this revision. A transaction with
-    /// no ops still succeeds but does not bump the revision (it reports the current one).
+    /// All compares held; every op was applied atomically at this revision. A transaction that
+    /// changes nothing (no ops, or only deletes of absent keys) still succeeds but does not bump
+    /// the revision (it reports the current one).
     Committed { revision: Revision },
     /// The compare at this index (the first that failed) did not hold; nothing was applied.
     CompareFailed { index: usize },
@@ -131,8 +151,14 @@ pub type WatchStream = BoxStream<'static, Result<WatchEvent, StoreError>>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The requested watch start revision is older than the retained history; re-list then watch.
-    #[error("revision {requested} has been compacted (oldest retained {compact_revision})")]
-    Compacted { requested: Revision, compact_revision: Revision },
+    /// History at or before `compact_revision` is gone: a watch with `after >= compact_revision`
+    /// succeeds. Also delivered (ending the stream) to live watchers that fell behind the
+    /// retained history, and to every live watcher when the store is wiped.
+    #[error("revision {requested} has been compacted (watch from {compact_revision} or later)")]
+    Compacted {
+        requested: Revision,
+        compact_revision: Revision,
+    },
     #[error("store backend error: {0}")]
     Backend(String),
     #[error("store unavailable: {0}")]
@@ -152,7 +178,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// transaction in op order), then live changes as they commit. Errors with `Compacted` if
     /// history after `after` is no longer retained.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
-    /// Drop all keys and history (used by `POST /_berth/reset`). The revision keeps increasing.
+    /// Drop all keys and history (used by `POST /_berth/reset`). The revision keeps increasing:
+    /// the wipe itself takes one revision, which becomes the compact revision; live watch
+    /// streams receive `Compacted` and end (re-list, then watch from the new revision).
     async fn wipe(&self) -> Result<()>;
     /// A short name for logs/status ("memory", "sqlite", "etcd").
     fn backend_name(&self) -> &'static str;
