@@ -12,7 +12,8 @@ pub const SIGNATURE_MISMATCH_MESSAGE: &str = "The request signature we calculate
 pub const MISSING_AUTHENTICATION_TOKEN_MESSAGE: &str = "Missing Authentication Token";
 
 /// AWS's text for an access key id it does not know.
-pub const UNRECOGNIZED_CLIENT_MESSAGE: &str = "The security token included in the request is invalid.";
+pub const UNRECOGNIZED_CLIENT_MESSAGE: &str =
+    "The security token included in the request is invalid.";
 
 /// How far a request's timestamp may be from the server's clock (AWS uses 15 minutes).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);

@@ -17,7 +17,11 @@ pub fn generate_access_key_id() -> io::Result<String> {
     let mut id = String::with_capacity(20);
     id.push_str("AKIA");
     // 32 divides 256, so masking keeps the distribution uniform.
-    id.extend(bytes.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])));
+    id.extend(
+        bytes
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(b & 31)])),
+    );
     Ok(id)
 }
 
@@ -94,7 +98,10 @@ pub fn read_credentials_file(path: &Path) -> io::Result<Vec<CredentialsProfile>>
 
 /// Reads one profile's `(access key id, secret access key)` from a shared-credentials file;
 /// `Ok(None)` if the profile or one of the two keys is absent.
-pub fn read_credentials_profile(path: &Path, profile: &str) -> io::Result<Option<(String, String)>> {
+pub fn read_credentials_profile(
+    path: &Path,
+    profile: &str,
+) -> io::Result<Option<(String, String)>> {
     Ok(read_credentials_file(path)?
         .into_iter()
         .filter(|p| p.name == profile)
@@ -229,10 +236,14 @@ mod tests {
         let id = generate_access_key_id().unwrap();
         assert_eq!(id.len(), 20);
         assert!(id.starts_with("AKIA"));
-        assert!(id[4..].bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert!(id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
         let secret = generate_secret_access_key().unwrap();
         assert_eq!(secret.len(), 40);
-        assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'));
+        assert!(secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'));
         assert_ne!(generate_access_key_id().unwrap(), id);
         assert_ne!(generate_secret_access_key().unwrap(), secret);
     }
@@ -256,6 +267,9 @@ mod tests {
         assert_eq!(merge_credentials(&added, "berth", "A", "S"), added);
         // Empty section gets its keys.
         let empty = merge_credentials("[berth]\n", "berth", "A", "S");
-        assert_eq!(empty, "[berth]\naws_access_key_id = A\naws_secret_access_key = S\n");
+        assert_eq!(
+            empty,
+            "[berth]\naws_access_key_id = A\naws_secret_access_key = S\n"
+        );
     }
 }

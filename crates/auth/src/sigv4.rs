@@ -204,7 +204,9 @@ fn incomplete_header(header: &str, missing: &[&str], missing_date: bool) -> Auth
         msg.push_str("' parameter. ");
     }
     if missing_date {
-        msg.push_str("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
+        msg.push_str(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ",
+        );
     }
     msg.push_str("Authorization=");
     msg.push_str(echo(header));
@@ -336,12 +338,10 @@ fn collect_signed_headers<'a>(
         if !found {
             match (name, uri.authority()) {
                 ("host", Some(authority)) => out.push((name, authority.as_str())),
-                _ => {
-                    return Err(AuthError::IncompleteSignature(format!(
-                        "'{}' is named as a SignedHeader, but it does not exist in the HTTP request.",
-                        echo(name)
-                    )))
-                }
+                _ => return Err(AuthError::IncompleteSignature(format!(
+                    "'{}' is named as a SignedHeader, but it does not exist in the HTTP request.",
+                    echo(name)
+                ))),
             }
         }
     }
@@ -430,9 +430,9 @@ fn verify_header_form<K: KeyLookup + ?Sized>(
             })?
         }
         None => {
-            let v = headers.get(http::header::DATE).ok_or_else(|| {
-                incomplete_header(auth, &[], true)
-            })?;
+            let v = headers
+                .get(http::header::DATE)
+                .ok_or_else(|| incomplete_header(auth, &[], true))?;
             let s = std::str::from_utf8(v.as_bytes()).unwrap_or("");
             parse_http_date(s).ok_or_else(|| {
                 AuthError::IncompleteSignature(format!(
@@ -622,8 +622,7 @@ fn verify_presigned<K: KeyLookup + ?Sized>(
             echo(&date)
         ))
     })?;
-    let expires_secs: u64 = if !expires.is_empty() && expires.bytes().all(|b| b.is_ascii_digit())
-    {
+    let expires_secs: u64 = if !expires.is_empty() && expires.bytes().all(|b| b.is_ascii_digit()) {
         expires.parse().unwrap_or(u64::MAX)
     } else {
         return Err(AuthError::IncompleteSignature(
@@ -641,7 +640,10 @@ fn verify_presigned<K: KeyLookup + ?Sized>(
             return Err(AuthError::SignatureNotYetCurrent { signed_at, now });
         }
     }
-    if now.duration_since(signed_at).is_ok_and(|age| age > expires_in) {
+    if now
+        .duration_since(signed_at)
+        .is_ok_and(|age| age > expires_in)
+    {
         return Err(AuthError::PresignedUrlExpired {
             signed_at,
             expires_in,

@@ -128,10 +128,7 @@ mod tests {
     fn round_trips() {
         let t = parse_amz_date("20261122T123456Z").unwrap();
         assert_eq!(format_amz_date(t), "20261122T123456Z");
-        assert_eq!(
-            parse_http_date("Sun, 22 Nov 2026 12:34:56 GMT"),
-            Some(t)
-        );
+        assert_eq!(parse_http_date("Sun, 22 Nov 2026 12:34:56 GMT"), Some(t));
         assert_eq!(
             parse_amz_date("20150830T123600Z").unwrap(),
             UNIX_EPOCH + Duration::from_secs(1_440_938_160)
