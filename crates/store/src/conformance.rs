@@ -671,17 +671,19 @@ pub async fn watch_during_concurrent_writes<S: StateStore>(s: S) {
             for i in 0..N {
                 put(&*s, &format!("c/{}", i % 7), &i.to_string()).await;
                 if i % 10 == 0 {
-                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
         })
     };
     let mut watchers = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..8 {
         let after = s.current_revision().await.unwrap();
         watchers.push((after, s.watch("c/", after).await.unwrap()));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // One more watcher from 0 replays everything.
+    watchers.push((0, s.watch("c/", 0).await.unwrap()));
     writer.await.unwrap();
     let end = s.current_revision().await.unwrap();
     for (after, mut w) in watchers {

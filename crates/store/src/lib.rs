@@ -24,9 +24,12 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 /// A store-wide revision. 0 means "before anything was written" / "key absent".
 pub type Revision = i64;
 
+/// A key with its value and revision metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
+    /// The key (compared and ordered as UTF-8 bytes).
     pub key: String,
+    /// The opaque value.
     pub value: Vec<u8>,
     /// Revision of the transaction that created this key (since its last deletion).
     pub create_revision: Revision,
@@ -47,35 +50,37 @@ pub enum Compare {
     Exists { key: String },
 }
 
+/// One write in a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put {
-        key: String,
-        value: Vec<u8>,
-    },
+    /// Create or overwrite a key.
+    Put { key: String, value: Vec<u8> },
     /// Deleting an absent key is a no-op (not an error).
-    Delete {
-        key: String,
-    },
-    DeletePrefix {
-        prefix: String,
-    },
+    Delete { key: String },
+    /// Delete every key starting with `prefix` (the empty prefix deletes everything).
+    DeletePrefix { prefix: String },
 }
 
+/// "If every compare holds, apply every op", atomically, at one new revision.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Txn {
+    /// Conditions, checked in order; the first that fails aborts the transaction.
     pub compares: Vec<Compare>,
+    /// Writes, applied in order.
     pub ops: Vec<Op>,
 }
 
 impl Txn {
+    /// An empty transaction.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Add a condition.
     pub fn when(mut self, c: Compare) -> Self {
         self.compares.push(c);
         self
     }
+    /// Add a put.
     pub fn put(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         self.ops.push(Op::Put {
             key: key.into(),
@@ -83,12 +88,21 @@ impl Txn {
         });
         self
     }
+    /// Add a delete (a no-op if the key is absent).
     pub fn delete(mut self, key: impl Into<String>) -> Self {
         self.ops.push(Op::Delete { key: key.into() });
         self
     }
+    /// Add a delete of every key under `prefix`.
+    pub fn delete_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.ops.push(Op::DeletePrefix {
+            prefix: prefix.into(),
+        });
+        self
+    }
 }
 
+/// What happened to a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnOutcome {
     /// All compares held; every op was applied atomically at this revision. A transaction that
@@ -100,6 +114,7 @@ pub enum TxnOutcome {
 }
 
 impl TxnOutcome {
+    /// True for [`TxnOutcome::Committed`].
     pub fn committed(&self) -> bool {
         matches!(self, TxnOutcome::Committed { .. })
     }
@@ -133,21 +148,29 @@ pub struct Snapshot {
     pub ranges: Vec<Vec<KeyValue>>,
 }
 
+/// The kind of change a [`WatchEvent`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
+    /// A key was created or overwritten.
     Put,
+    /// A key was deleted.
     Delete,
 }
 
+/// One change to one key, as delivered by [`StateStore::watch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchEvent {
+    /// Put or delete.
     pub kind: EventKind,
-    /// For Put: the new key-value. For Delete: key set, value empty, mod_revision = the deleting revision.
+    /// For Put: the new key-value. For Delete: key set, value empty, mod_revision = the deleting
+    /// revision, create_revision and version 0.
     pub kv: KeyValue,
 }
 
+/// A stream of watch events; it yields at most one error (then ends).
 pub type WatchStream = BoxStream<'static, Result<WatchEvent, StoreError>>;
 
+/// Errors from a [`StateStore`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The requested watch start revision is older than the retained history; re-list then watch.
@@ -159,20 +182,29 @@ pub enum StoreError {
         requested: Revision,
         compact_revision: Revision,
     },
+    /// The backend failed (I/O, SQL, corrupt data); the message carries context.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The store is shut down or unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
 }
 
+/// `Result` with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The state store every control-plane replica reads and writes through.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
+    /// The current value of one key.
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+    /// Keys under a prefix, read atomically, with the revision observed.
     async fn range(&self, req: RangeRequest) -> Result<RangeResult>;
+    /// Several prefixes read in one consistent view.
     async fn snapshot(&self, prefixes: &[String]) -> Result<Snapshot>;
+    /// Check the compares, then apply the ops, atomically.
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome>;
+    /// The revision of the latest committed change.
     async fn current_revision(&self) -> Result<Revision>;
     /// Every change to keys under `prefix` with revision > `after`, in revision order (ops of one
     /// transaction in op order), then live changes as they commit. Errors with `Compacted` if
