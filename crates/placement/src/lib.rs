@@ -1,1 +1,72 @@
-//! berth-placement
+//! berth-placement: the pure task-placement engine — which container instance gets each task,
+//! and which tasks a service stops first — behaving as Amazon ECS documents task placement.
+//!
+//! # Pipeline
+//!
+//! 1. **Snapshot** ([`ClusterSnapshot`]): the control plane hands over the cluster's container
+//!    instances — status, agent connection, attributes, registered and remaining resources
+//!    (CPU, memory, GPU, taken TCP/UDP host ports) — and the tasks on each (their groups).
+//! 2. **Index** ([`ClusterIndex::build`]): once per snapshot, attributes become dictionary-encoded
+//!    columns and task groups become per-instance counts, so placement does no string work per
+//!    instance.
+//! 3. **Validate** ([`validate_strategies`], [`validate_constraints`]): at most 10 constraints
+//!    (task definition plus request) and 5 strategies; `memberOf` expressions are parsed with the
+//!    cluster query language ([`Expression`]); errors are `InvalidParameterException`s.
+//! 4. **Filter** ([`FilterStage`]): each instance goes through small stages in ECS's order —
+//!    ACTIVE status, launch type, required attributes, CPU, memory, GPU, TCP ports, UDP ports,
+//!    memberOf, distinctInstance, agent connected. The first failing stage is recorded per
+//!    instance (Nomad AllocMetric / SwarmKit explain style).
+//! 5. **Score** ([`Strategy`]): candidates are ordered by the strategy chain, lexicographically in
+//!    the given order — `binpack(cpu|memory)` prefers the least remaining resource that still
+//!    fits, `spread(instanceId|host|attribute:<name>)` the field value with the fewest tasks of the
+//!    task's group, `random` a seeded draw — then a seeded draw, then the instance ARN. RunTask's
+//!    default is `random` ([`run_task_default`]); services default to spreading across
+//!    `attribute:ecs.availability-zone` then `instanceId` ([`service_default`]).
+//! 6. **Account and repeat**: placing `count` tasks in one call charges each placement's CPU,
+//!    memory, GPU, ports and group membership before choosing the next; only the chosen
+//!    instance is re-filtered.
+//! 7. **Explain** ([`PlacementOutcome`], [`PlacementMetric`]): unplaced tasks become RunTask
+//!    `failures[]` entries whose `arn` is the closest matching instance and whose `reason` is
+//!    ECS's code (`RESOURCE:CPU`, `RESOURCE:MEMORY`, `RESOURCE:GPU`, `RESOURCE:PORTS`,
+//!    `RESOURCE:PORTS_UDP`, `ATTRIBUTE`, `AGENT`, `INACTIVE`, `MemberOf placement constraint
+//!    unsatisfied.`, `DistinctInstance placement constraint unsatisfied.`); the same metric
+//!    renders the service event text ("… The closest matching container-instance <id> has
+//!    insufficient memory available. …"). [`explain_instance`] evaluates every stage for one
+//!    instance for a dry-run.
+//! 8. **Scale-in** ([`select_tasks_to_stop`]): the reverse — stop tasks from the zone, then the
+//!    instance, with the most tasks of the service (or per binpack/random), never a
+//!    scale-in-protected task.
+//!
+//! The crate is pure: no IO, no async, no clock, no global randomness (the seed is an input),
+//! and no panics on any input.
+
+mod engine;
+mod error;
+mod filters;
+mod index;
+mod metric;
+pub mod query;
+mod request;
+mod rng;
+mod scalein;
+mod snapshot;
+mod strategy;
+
+pub use engine::{explain_instance, place, start_task, validate_request};
+pub use error::{EcsErrorKind, PlacementError};
+pub use filters::{FilterStage, StageCounts, STAGE_COUNT};
+pub use index::ClusterIndex;
+pub use metric::{
+    ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome, StageCheck, StepRecord,
+};
+pub use query::{Expression, MAX_EXPRESSION_LEN};
+pub use request::{
+    run_task_default, service_default, validate_constraints, validate_strategies, BinpackField, Constraint, LaunchType,
+    PlacementConstraint, PlacementRequest, PlacementStrategy, SpreadField, Strategy, TaskRequirements, MAX_CONSTRAINTS,
+    MAX_STRATEGIES,
+};
+pub use scalein::{select_tasks_to_stop, ServiceTask};
+pub use snapshot::{
+    Attribute, ClusterSnapshot, ContainerInstance, InstanceStatus, InstanceView, Resources, TaskInfo, AZ_ATTRIBUTE,
+    EXTERNAL_ATTRIBUTE,
+};
