@@ -27,6 +27,8 @@
 //! # assert_eq!(handle(&req).unwrap_err().code(), "MissingAuthenticationTokenException");
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 mod keys;
 pub mod role;
