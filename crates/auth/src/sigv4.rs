@@ -338,10 +338,12 @@ fn collect_signed_headers<'a>(
         if !found {
             match (name, uri.authority()) {
                 ("host", Some(authority)) => out.push((name, authority.as_str())),
-                _ => return Err(AuthError::IncompleteSignature(format!(
+                _ => {
+                    return Err(AuthError::IncompleteSignature(format!(
                     "'{}' is named as a SignedHeader, but it does not exist in the HTTP request.",
                     echo(name)
-                ))),
+                )))
+                }
             }
         }
     }
