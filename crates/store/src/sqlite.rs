@@ -70,6 +70,8 @@ pub struct SqliteStore {
 }
 
 struct Inner {
+    /// Advisory lock on `<path>.lock`: one store instance per database file.
+    _lock: std::fs::File,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     notify: watch::Receiver<Revision>,
@@ -137,6 +139,35 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> 
     Ok(())
 }
 
+/// Take an exclusive advisory lock on `<path>.lock` so two store instances (in this or another
+/// process) never write the same database: each caches the revision counter.
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "open lock file {}: {e}",
+                Path::new(&lock_path).display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is already open in another store instance",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Backend(format!(
+            "lock {}: {e}",
+            Path::new(&lock_path).display()
+        ))),
+    }
+}
+
 fn read_meta(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
         .query_row([name], |r| r.get(0))
@@ -178,6 +209,7 @@ impl SqliteStore {
     /// Open (creating if needed) the store at `path`.
     pub fn open_with(path: impl AsRef<Path>, opts: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        let lock = lock_file(&path)?;
         let conn = Connection::open(&path).map_err(backend("open"))?;
         configure(&conn, opts.busy_timeout).map_err(backend("configure"))?;
         conn.execute_batch(SCHEMA)
@@ -210,6 +242,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("spawn sqlite writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                _lock: lock,
                 requests: Mutex::new(Some(req_tx)),
                 writer: Mutex::new(Some(handle)),
                 notify: notify_rx,

@@ -8,7 +8,9 @@ use berth_store::{Compare, MemoryStore, SqliteStore, StateStore, Txn};
 async fn bench<S: StateStore>(name: &str, s: S, n: usize) {
     let t = Instant::now();
     for i in 0..n {
-        s.txn(Txn::new().put(format!("bench/{}", i % 100), vec![7u8; 512])).await.unwrap();
+        s.txn(Txn::new().put(format!("bench/{}", i % 100), vec![7u8; 512]))
+            .await
+            .unwrap();
     }
     let put = t.elapsed() / n as u32;
     let t = Instant::now();
@@ -24,9 +26,13 @@ async fn bench<S: StateStore>(name: &str, s: S, n: usize) {
             tokio::spawn(async move {
                 for i in 0..n / 16 {
                     let key = format!("conc/{w}/{i}");
-                    s.txn(Txn::new().when(Compare::Absent { key: key.clone() }).put(key, "x"))
-                        .await
-                        .unwrap();
+                    s.txn(
+                        Txn::new()
+                            .when(Compare::Absent { key: key.clone() })
+                            .put(key, "x"),
+                    )
+                    .await
+                    .unwrap();
                 }
             })
         })
@@ -43,5 +49,10 @@ async fn bench<S: StateStore>(name: &str, s: S, n: usize) {
 async fn latency() {
     bench("memory", MemoryStore::new(), 20_000).await;
     let dir = tempfile::tempdir().unwrap();
-    bench("sqlite", SqliteStore::open(dir.path().join("b.db")).unwrap(), 2_000).await;
+    bench(
+        "sqlite",
+        SqliteStore::open(dir.path().join("b.db")).unwrap(),
+        2_000,
+    )
+    .await;
 }

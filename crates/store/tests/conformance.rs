@@ -125,3 +125,17 @@ async fn conformance_delete(s: &SqliteStore, key: &str) -> i64 {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_second_instance_on_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    let first = SqliteStore::open(&path).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(berth_store::StoreError::Unavailable(_))
+    ));
+    drop(first);
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(again.backend_name(), "sqlite");
+}
