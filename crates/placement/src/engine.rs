@@ -7,7 +7,9 @@ use crate::metric::{
     ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome, StageCheck, StepRecord,
 };
 use crate::request::{validate_constraints, validate_strategies, Constraint, LaunchType, PlacementRequest, Strategy};
-use crate::rng::draw;
+use crate::rng::StepRng;
+
+const RANDOM_SALT: u64 = 0x5EED_0F7A_5C00;
 use crate::strategy::{Scorer, MAX_KEYS};
 
 /// Validated inputs of a request.
@@ -81,8 +83,11 @@ pub fn place(idx: &ClusterIndex<'_>, req: &PlacementRequest) -> Result<Placement
 
     for step in 0..req.count {
         let step64 = u64::from(step);
+        let random = StepRng::new(seed ^ RANDOM_SALT, step64);
+        let tie = StepRng::new(seed, step64);
         let mut best: Option<usize> = None;
         let mut best_key = [0i64; MAX_KEYS];
+        let mut best_tie: Option<i64> = None;
         let mut cur = [0i64; MAX_KEYS];
         let mut candidates = 0u32;
         for i in 0..n {
@@ -91,21 +96,33 @@ pub fn place(idx: &ClusterIndex<'_>, req: &PlacementRequest) -> Result<Placement
             }
             candidates += 1;
             for (slot, s) in cur.iter_mut().zip(scorers.iter()) {
-                *slot = s.key(&ctx, i, seed, step64);
+                *slot = s.key(&ctx, i, random);
             }
-            cur[k] = (draw(seed, step64, i as u64) >> 1) as i64;
-            let better = match best {
-                None => true,
-                Some(b) => match cur[..=k].cmp(&best_key[..=k]) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Greater => false,
-                    std::cmp::Ordering::Equal => insts[i].arn < insts[b].arn,
-                },
-            };
-            if better {
+            let Some(b) = best else {
                 best = Some(i);
                 best_key = cur;
+                continue;
+            };
+            match cur[..k].cmp(&best_key[..k]) {
+                std::cmp::Ordering::Less => {
+                    best = Some(i);
+                    best_key = cur;
+                    best_tie = None;
+                }
+                std::cmp::Ordering::Greater => {}
+                std::cmp::Ordering::Equal => {
+                    let d = tie.at(i);
+                    let bd = *best_tie.get_or_insert_with(|| tie.at(b));
+                    if d < bd || (d == bd && insts[i].arn < insts[b].arn) {
+                        best = Some(i);
+                        best_key = cur;
+                        best_tie = Some(d);
+                    }
+                }
             }
+        }
+        if let Some(b) = best {
+            best_key[k] = best_tie.unwrap_or_else(|| tie.at(b));
         }
         let Some(i) = best else {
             let closest = closest_match(&ctx, &fail);

@@ -5,7 +5,6 @@
 use crate::index::{ClusterIndex, ABSENT};
 use crate::query::compiled::{compile, Compiled};
 use crate::request::{Constraint, LaunchType, TaskRequirements};
-use crate::snapshot::InstanceStatus;
 
 /// A filter stage, in evaluation order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,19 +146,15 @@ pub(crate) struct FilterCtx<'c, 'a> {
     member: Vec<Compiled<'c>>,
     member_dynamic: bool,
     pub distinct: bool,
-    pub cpu: Vec<i64>,
-    pub mem: Vec<i64>,
-    pub gpu: Vec<i64>,
     pub placed: Vec<u32>,
-    /// Tasks of the request's group on each instance (snapshot plus this call).
-    pub group_count: Vec<u32>,
+    /// Tasks of the request's group on each instance in the snapshot.
+    base_group: Vec<u32>,
     member_ok: Vec<bool>,
 }
 
 impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
     pub fn new(idx: &'c ClusterIndex<'a>, task: &'c TaskRequirements, constraints: &'c [Constraint]) -> Self {
         let n = idx.len();
-        let insts = &idx.snapshot.instances;
         let required = task
             .required_attributes
             .iter()
@@ -178,10 +173,11 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             })
             .collect();
         let member_dynamic = member.iter().any(|m| m.is_dynamic());
-        let mut group_count = vec![0u32; n];
+        let mut base_group = Vec::new();
         if let Some(&g) = idx.group_ids.get(task.group.as_str()) {
+            base_group = vec![0u32; n];
             for &(i, c) in &idx.group_members[g as usize] {
-                group_count[i as usize] = c;
+                base_group[i as usize] = c;
             }
         }
         let mut ctx = FilterCtx {
@@ -190,11 +186,8 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             required,
             member_dynamic,
             distinct: constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)),
-            cpu: insts.iter().map(|x| x.remaining.cpu).collect(),
-            mem: insts.iter().map(|x| x.remaining.memory).collect(),
-            gpu: insts.iter().map(|x| x.remaining.gpu).collect(),
             placed: vec![0; n],
-            group_count,
+            base_group,
             member_ok: Vec::new(),
             member,
         };
@@ -207,7 +200,31 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
     }
 
     fn status_ok(&self, i: usize) -> bool {
-        self.idx.snapshot.instances[i].status == InstanceStatus::Active
+        self.idx.active[i]
+    }
+
+    /// Remaining CPU units after this call's placements.
+    #[inline]
+    pub fn cpu(&self, i: usize) -> i64 {
+        self.idx.cpu[i].saturating_sub(i64::from(self.placed[i]).saturating_mul(self.task.cpu))
+    }
+
+    /// Remaining MiB after this call's placements.
+    #[inline]
+    pub fn mem(&self, i: usize) -> i64 {
+        self.idx.mem[i].saturating_sub(i64::from(self.placed[i]).saturating_mul(self.task.memory))
+    }
+
+    /// Remaining GPUs after this call's placements.
+    #[inline]
+    pub fn gpu(&self, i: usize) -> i64 {
+        self.idx.gpu[i].saturating_sub(i64::from(self.placed[i]).saturating_mul(self.task.gpu))
+    }
+
+    /// Tasks of the request's group on instance `i` (snapshot plus this call).
+    #[inline]
+    pub fn group_count(&self, i: usize) -> u32 {
+        self.base_group.get(i).copied().unwrap_or(0) + self.placed[i]
     }
 
     fn launch_ok(&self, i: usize) -> bool {
@@ -243,14 +260,14 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             FilterStage::Status => self.status_ok(i),
             FilterStage::LaunchType => self.launch_ok(i),
             FilterStage::Attributes => self.attrs_ok(i),
-            FilterStage::Cpu => self.cpu[i] >= t.cpu,
-            FilterStage::Memory => self.mem[i] >= t.memory,
-            FilterStage::Gpu => self.gpu[i] >= t.gpu,
+            FilterStage::Cpu => self.cpu(i) >= t.cpu,
+            FilterStage::Memory => self.mem(i) >= t.memory,
+            FilterStage::Gpu => self.gpu(i) >= t.gpu,
             FilterStage::TcpPorts => self.tcp_ok(i),
             FilterStage::UdpPorts => self.udp_ok(i),
             FilterStage::MemberOf => self.member_ok.get(i).copied().unwrap_or(true),
-            FilterStage::DistinctInstance => !self.distinct || self.group_count[i] == 0,
-            FilterStage::Agent => self.idx.snapshot.instances[i].agent_connected,
+            FilterStage::DistinctInstance => !self.distinct || self.group_count(i) == 0,
+            FilterStage::Agent => self.idx.connected[i],
         }
     }
 
@@ -299,15 +316,15 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
                             format!("missing required attributes: {}", missing.join(", "))
                         }
                     }
-                    FilterStage::Cpu => format!("requires {} CPU units, {} remaining", t.cpu, self.cpu[i]),
-                    FilterStage::Memory => format!("requires {} MiB memory, {} MiB remaining", t.memory, self.mem[i]),
-                    FilterStage::Gpu => format!("requires {} GPUs, {} remaining", t.gpu, self.gpu[i]),
+                    FilterStage::Cpu => format!("requires {} CPU units, {} remaining", t.cpu, self.cpu(i)),
+                    FilterStage::Memory => format!("requires {} MiB memory, {} MiB remaining", t.memory, self.mem(i)),
+                    FilterStage::Gpu => format!("requires {} GPUs, {} remaining", t.gpu, self.gpu(i)),
                     FilterStage::TcpPorts => format!("requires TCP host ports {:?}", t.tcp_ports),
                     FilterStage::UdpPorts => format!("requires UDP host ports {:?}", t.udp_ports),
                     FilterStage::MemberOf => format!("{} memberOf expression(s)", self.member.len()),
                     FilterStage::DistinctInstance => {
                         if self.distinct {
-                            format!("{} task(s) of group {} on the instance", self.group_count[i], t.group)
+                            format!("{} task(s) of group {} on the instance", self.group_count(i), t.group)
                         } else {
                             "no distinctInstance constraint".into()
                         }
@@ -322,20 +339,16 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
     /// How far instance `i` is from passing the given failed stage (smaller is closer).
     pub fn shortfall(&self, code: u8, i: usize) -> i64 {
         match FilterStage::from_code(code) {
-            Some(FilterStage::Cpu) => self.task.cpu - self.cpu[i],
-            Some(FilterStage::Memory) => self.task.memory - self.mem[i],
-            Some(FilterStage::Gpu) => self.task.gpu - self.gpu[i],
+            Some(FilterStage::Cpu) => self.task.cpu.saturating_sub(self.cpu(i)),
+            Some(FilterStage::Memory) => self.task.memory.saturating_sub(self.mem(i)),
+            Some(FilterStage::Gpu) => self.task.gpu.saturating_sub(self.gpu(i)),
             _ => 0,
         }
     }
 
     /// Records one task placed on instance `i`.
     pub fn apply(&mut self, i: usize) {
-        self.cpu[i] -= self.task.cpu;
-        self.mem[i] -= self.task.memory;
-        self.gpu[i] -= self.task.gpu;
-        self.placed[i] += 1;
-        self.group_count[i] += 1;
+        self.placed[i] = self.placed[i].saturating_add(1);
         if self.member_dynamic {
             self.member_ok[i] = self.eval_member(i);
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::query::compiled::compile;
 use crate::query::Expression;
-use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::{ClusterSnapshot, InstanceStatus};
 
 /// Marks an instance that lacks the column's attribute.
 pub(crate) const ABSENT: u32 = u32::MAX;
@@ -65,6 +65,11 @@ pub struct ClusterIndex<'a> {
     pub(crate) tcp_used: Vec<Vec<u16>>,
     pub(crate) udp_used: Vec<Vec<u16>>,
     pub(crate) external: Vec<bool>,
+    pub(crate) active: Vec<bool>,
+    pub(crate) connected: Vec<bool>,
+    pub(crate) cpu: Vec<i64>,
+    pub(crate) mem: Vec<i64>,
+    pub(crate) gpu: Vec<i64>,
 }
 
 fn sorted(ports: &[u16]) -> Vec<u16> {
@@ -123,6 +128,11 @@ impl<'a> ClusterIndex<'a> {
             tcp_used: insts.iter().map(|x| sorted(&x.remaining.tcp_ports)).collect(),
             udp_used: insts.iter().map(|x| sorted(&x.remaining.udp_ports)).collect(),
             external: insts.iter().map(|x| x.is_external()).collect(),
+            active: insts.iter().map(|x| x.status == InstanceStatus::Active).collect(),
+            connected: insts.iter().map(|x| x.agent_connected).collect(),
+            cpu: insts.iter().map(|x| x.remaining.cpu).collect(),
+            mem: insts.iter().map(|x| x.remaining.memory).collect(),
+            gpu: insts.iter().map(|x| x.remaining.gpu).collect(),
         }
     }
 
@@ -170,5 +180,8 @@ impl<'a> ClusterIndex<'a> {
             + self.versions.heap_bytes()
             + self.by_arn.capacity() * 28
             + self.external.capacity()
+            + self.active.capacity()
+            + self.connected.capacity()
+            + (self.cpu.capacity() + self.mem.capacity() + self.gpu.capacity()) * 8
     }
 }

@@ -5,11 +5,10 @@
 use crate::filters::FilterCtx;
 use crate::index::{ClusterIndex, Column};
 use crate::request::{BinpackField, SpreadField, Strategy};
-use crate::rng::draw;
+use crate::rng::StepRng;
 
 /// Most keys a chain produces: five strategies plus the seeded tie-breaker.
 pub(crate) const MAX_KEYS: usize = 6;
-const RANDOM_SALT: u64 = 0x5EED_0F_7A5C_u64;
 
 pub(crate) enum Scorer<'c> {
     Random,
@@ -43,13 +42,13 @@ impl<'c> Scorer<'c> {
     }
 
     #[inline]
-    pub fn key(&self, ctx: &FilterCtx<'_, '_>, i: usize, seed: u64, step: u64) -> i64 {
+    pub fn key(&self, ctx: &FilterCtx<'_, '_>, i: usize, random: StepRng) -> i64 {
         match self {
-            Scorer::Random => (draw(seed ^ RANDOM_SALT, step, i as u64) >> 1) as i64,
-            Scorer::Instance => i64::from(ctx.group_count[i]),
+            Scorer::Random => random.at(i),
+            Scorer::Instance => i64::from(ctx.group_count(i)),
             Scorer::Attribute { col, counts } => i64::from(counts[col.map_or(0, |c| c.slot(i))]),
-            Scorer::Cpu => ctx.cpu[i],
-            Scorer::Memory => ctx.mem[i],
+            Scorer::Cpu => ctx.cpu(i),
+            Scorer::Memory => ctx.mem(i),
         }
     }
 
