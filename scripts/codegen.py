@@ -54,7 +54,9 @@ def snake(name):
 
 def variant(value):
     parts = re.split(r"[^A-Za-z0-9]+", value)
-    v = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    # ALL_CAPS words become Camel case ("DELETE_IN_PROGRESS" -> DeleteInProgress, "EC2" -> Ec2);
+    # mixed-case words keep their inner capitals ("fargateFIPSMode" -> FargateFIPSMode).
+    v = "".join((p.capitalize() if p.isupper() else p[:1].upper() + p[1:]) for p in parts if p)
     if not v:
         v = "Empty"
     if v[0].isdigit():

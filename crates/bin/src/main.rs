@@ -1,1 +1,90 @@
-fn main() {}
+//! `berth`: the one binary. Thin: configuration and wiring; the work lives in the crates.
+
+mod keys;
+mod server;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Self-hosted, Amazon ECS API-compatible container orchestrator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything for a laptop: the control plane (and, once available, a local agent).
+    Up(server::ServerArgs),
+    /// The control plane alone: the ECS API (and its neighbours) on one endpoint.
+    Server(server::ServerArgs),
+    /// Manage access keys (admin, agent, readonly) of a running control plane.
+    Keys(keys::KeysArgs),
+}
+
+/// Flags shared by every command that finds the data directory.
+#[derive(Args, Clone, Debug)]
+pub struct DataDirArg {
+    /// Where berth keeps its state and the generated credentials.
+    /// Default: $XDG_DATA_HOME/berth, i.e. ~/.local/share/berth.
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub fn resolve(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("berth")
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Up(args) => server::run(args, true).await,
+            Command::Server(args) => server::run(args, false).await,
+            Command::Keys(args) => keys::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

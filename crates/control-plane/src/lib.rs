@@ -1,1 +1,19 @@
-//! berth-control-plane
+//! berth-control-plane: the `berth server` process. An axum server that authenticates every request
+//! (SigV4, `berth-auth`), dispatches on `X-Amz-Target` to the service handlers (ECS now; ECR, Logs,
+//! … beside it), converts wire types (`berth-ecs-api`) to domain types (`berth-core`) and persists
+//! storage records (`records`) through the `StateStore` (`berth-store`).
+//!
+//! API boundary: this is the only crate that sees both wire and domain types.
+
+pub mod admin;
+pub mod app;
+pub mod ecs;
+pub mod error;
+pub mod records;
+pub mod repo;
+pub mod server;
+pub mod wire;
+
+pub use app::App;
+pub use error::ApiError;
+pub use server::{router, serve};

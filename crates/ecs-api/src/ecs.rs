@@ -10,7 +10,39 @@ pub const SIGNING_NAME: &str = "ecs";
 pub const BOTOCORE_VERSION: &str = "1.44.5";
 
 /// Every error shape of the service (its `__type` values).
-pub const EXCEPTIONS: &[&str] = &["AccessDeniedException", "AttributeLimitExceededException", "BlockedException", "ClientException", "ClusterContainsCapacityProviderException", "ClusterContainsContainerInstancesException", "ClusterContainsServicesException", "ClusterContainsTasksException", "ClusterNotFoundException", "ConflictException", "DaemonNotActiveException", "DaemonNotFoundException", "GatewayNotFoundException", "InvalidParameterException", "LimitExceededException", "MissingVersionException", "NamespaceNotFoundException", "NoUpdateAvailableException", "PlatformTaskDefinitionIncompatibilityException", "PlatformUnknownException", "ResourceInUseException", "ResourceNotFoundException", "ServerException", "ServiceDeploymentNotFoundException", "ServiceNotActiveException", "ServiceNotFoundException", "TargetNotConnectedException", "TargetNotFoundException", "TaskSetNotFoundException", "UnsupportedFeatureException", "UpdateInProgressException"];
+pub const EXCEPTIONS: &[&str] = &[
+    "AccessDeniedException",
+    "AttributeLimitExceededException",
+    "BlockedException",
+    "ClientException",
+    "ClusterContainsCapacityProviderException",
+    "ClusterContainsContainerInstancesException",
+    "ClusterContainsServicesException",
+    "ClusterContainsTasksException",
+    "ClusterNotFoundException",
+    "ConflictException",
+    "DaemonNotActiveException",
+    "DaemonNotFoundException",
+    "GatewayNotFoundException",
+    "InvalidParameterException",
+    "LimitExceededException",
+    "MissingVersionException",
+    "NamespaceNotFoundException",
+    "NoUpdateAvailableException",
+    "PlatformTaskDefinitionIncompatibilityException",
+    "PlatformUnknownException",
+    "ResourceInUseException",
+    "ResourceNotFoundException",
+    "ServerException",
+    "ServiceDeploymentNotFoundException",
+    "ServiceNotActiveException",
+    "ServiceNotFoundException",
+    "TargetNotConnectedException",
+    "TargetNotFoundException",
+    "TaskSetNotFoundException",
+    "UnsupportedFeatureException",
+    "UpdateInProgressException",
+];
 
 /// The service's operations, named as in `X-Amz-Target: <prefix>.<Operation>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,7 +138,96 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: &'static [Operation] = &[Operation::AssociateGatewayWithCluster, Operation::ContinueServiceDeployment, Operation::CreateCapacityProvider, Operation::CreateCluster, Operation::CreateDaemon, Operation::CreateExpressGatewayService, Operation::CreateGateway, Operation::CreateService, Operation::CreateTaskSet, Operation::DeleteAccountSetting, Operation::DeleteAttributes, Operation::DeleteCapacityProvider, Operation::DeleteCluster, Operation::DeleteDaemon, Operation::DeleteDaemonTaskDefinition, Operation::DeleteExpressGatewayService, Operation::DeleteGateway, Operation::DeleteService, Operation::DeleteTaskDefinitions, Operation::DeleteTaskSet, Operation::DeregisterContainerInstance, Operation::DeregisterTaskDefinition, Operation::DescribeCapacityProviders, Operation::DescribeClusters, Operation::DescribeContainerInstances, Operation::DescribeDaemon, Operation::DescribeDaemonDeployments, Operation::DescribeDaemonRevisions, Operation::DescribeDaemonTaskDefinition, Operation::DescribeExpressGatewayService, Operation::DescribeGateway, Operation::DescribeGatewayResources, Operation::DescribeGatewayRoute, Operation::DescribeServiceDeployments, Operation::DescribeServiceRevisions, Operation::DescribeServices, Operation::DescribeTaskDefinition, Operation::DescribeTaskSets, Operation::DescribeTasks, Operation::DisassociateGatewayFromCluster, Operation::DiscoverPollEndpoint, Operation::ExecuteCommand, Operation::GetTaskProtection, Operation::ListAccountSettings, Operation::ListAttributes, Operation::ListClusters, Operation::ListContainerInstances, Operation::ListDaemonDeployments, Operation::ListDaemonTaskDefinitions, Operation::ListDaemons, Operation::ListGatewayClusterAssociations, Operation::ListGatewayRoutes, Operation::ListGateways, Operation::ListServiceDeployments, Operation::ListServices, Operation::ListServicesByNamespace, Operation::ListTagsForResource, Operation::ListTaskDefinitionFamilies, Operation::ListTaskDefinitions, Operation::ListTasks, Operation::PutAccountSetting, Operation::PutAccountSettingDefault, Operation::PutAttributes, Operation::PutClusterCapacityProviders, Operation::RegisterContainerInstance, Operation::RegisterDaemonTaskDefinition, Operation::RegisterTaskDefinition, Operation::RunTask, Operation::StartTask, Operation::StopServiceDeployment, Operation::StopTask, Operation::SubmitAttachmentStateChanges, Operation::SubmitContainerStateChange, Operation::SubmitTaskStateChange, Operation::TagResource, Operation::UntagResource, Operation::UpdateCapacityProvider, Operation::UpdateCluster, Operation::UpdateClusterSettings, Operation::UpdateContainerAgent, Operation::UpdateContainerInstancesState, Operation::UpdateDaemon, Operation::UpdateExpressGatewayService, Operation::UpdateGateway, Operation::UpdateService, Operation::UpdateServicePrimaryTaskSet, Operation::UpdateTaskProtection, Operation::UpdateTaskSet];
+    pub const ALL: &'static [Operation] = &[
+        Operation::AssociateGatewayWithCluster,
+        Operation::ContinueServiceDeployment,
+        Operation::CreateCapacityProvider,
+        Operation::CreateCluster,
+        Operation::CreateDaemon,
+        Operation::CreateExpressGatewayService,
+        Operation::CreateGateway,
+        Operation::CreateService,
+        Operation::CreateTaskSet,
+        Operation::DeleteAccountSetting,
+        Operation::DeleteAttributes,
+        Operation::DeleteCapacityProvider,
+        Operation::DeleteCluster,
+        Operation::DeleteDaemon,
+        Operation::DeleteDaemonTaskDefinition,
+        Operation::DeleteExpressGatewayService,
+        Operation::DeleteGateway,
+        Operation::DeleteService,
+        Operation::DeleteTaskDefinitions,
+        Operation::DeleteTaskSet,
+        Operation::DeregisterContainerInstance,
+        Operation::DeregisterTaskDefinition,
+        Operation::DescribeCapacityProviders,
+        Operation::DescribeClusters,
+        Operation::DescribeContainerInstances,
+        Operation::DescribeDaemon,
+        Operation::DescribeDaemonDeployments,
+        Operation::DescribeDaemonRevisions,
+        Operation::DescribeDaemonTaskDefinition,
+        Operation::DescribeExpressGatewayService,
+        Operation::DescribeGateway,
+        Operation::DescribeGatewayResources,
+        Operation::DescribeGatewayRoute,
+        Operation::DescribeServiceDeployments,
+        Operation::DescribeServiceRevisions,
+        Operation::DescribeServices,
+        Operation::DescribeTaskDefinition,
+        Operation::DescribeTaskSets,
+        Operation::DescribeTasks,
+        Operation::DisassociateGatewayFromCluster,
+        Operation::DiscoverPollEndpoint,
+        Operation::ExecuteCommand,
+        Operation::GetTaskProtection,
+        Operation::ListAccountSettings,
+        Operation::ListAttributes,
+        Operation::ListClusters,
+        Operation::ListContainerInstances,
+        Operation::ListDaemonDeployments,
+        Operation::ListDaemonTaskDefinitions,
+        Operation::ListDaemons,
+        Operation::ListGatewayClusterAssociations,
+        Operation::ListGatewayRoutes,
+        Operation::ListGateways,
+        Operation::ListServiceDeployments,
+        Operation::ListServices,
+        Operation::ListServicesByNamespace,
+        Operation::ListTagsForResource,
+        Operation::ListTaskDefinitionFamilies,
+        Operation::ListTaskDefinitions,
+        Operation::ListTasks,
+        Operation::PutAccountSetting,
+        Operation::PutAccountSettingDefault,
+        Operation::PutAttributes,
+        Operation::PutClusterCapacityProviders,
+        Operation::RegisterContainerInstance,
+        Operation::RegisterDaemonTaskDefinition,
+        Operation::RegisterTaskDefinition,
+        Operation::RunTask,
+        Operation::StartTask,
+        Operation::StopServiceDeployment,
+        Operation::StopTask,
+        Operation::SubmitAttachmentStateChanges,
+        Operation::SubmitContainerStateChange,
+        Operation::SubmitTaskStateChange,
+        Operation::TagResource,
+        Operation::UntagResource,
+        Operation::UpdateCapacityProvider,
+        Operation::UpdateCluster,
+        Operation::UpdateClusterSettings,
+        Operation::UpdateContainerAgent,
+        Operation::UpdateContainerInstancesState,
+        Operation::UpdateDaemon,
+        Operation::UpdateExpressGatewayService,
+        Operation::UpdateGateway,
+        Operation::UpdateService,
+        Operation::UpdateServicePrimaryTaskSet,
+        Operation::UpdateTaskProtection,
+        Operation::UpdateTaskSet,
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
             Operation::AssociateGatewayWithCluster => "AssociateGatewayWithCluster",
@@ -295,94 +416,726 @@ impl Operation {
     /// The error shapes the model lists for this operation.
     pub fn errors(&self) -> &'static [&'static str] {
         match self {
-            Operation::AssociateGatewayWithCluster => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "GatewayNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::ContinueServiceDeployment => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ServiceDeploymentNotFoundException", "UnsupportedFeatureException"],
-            Operation::CreateCapacityProvider => &["AccessDeniedException", "LimitExceededException", "ServerException", "UpdateInProgressException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::CreateCluster => &["AccessDeniedException", "NamespaceNotFoundException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::CreateDaemon => &["AccessDeniedException", "PlatformUnknownException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::CreateExpressGatewayService => &["AccessDeniedException", "PlatformUnknownException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "PlatformTaskDefinitionIncompatibilityException", "UnsupportedFeatureException"],
-            Operation::CreateGateway => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "UnsupportedFeatureException"],
-            Operation::CreateService => &["AccessDeniedException", "PlatformUnknownException", "NamespaceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "PlatformTaskDefinitionIncompatibilityException", "UnsupportedFeatureException"],
-            Operation::CreateTaskSet => &["AccessDeniedException", "LimitExceededException", "PlatformUnknownException", "NamespaceNotFoundException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "PlatformTaskDefinitionIncompatibilityException", "UnsupportedFeatureException"],
-            Operation::DeleteAccountSetting => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::DeleteAttributes => &["AccessDeniedException", "TargetNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::DeleteCapacityProvider => &["AccessDeniedException", "ServerException", "UpdateInProgressException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DeleteCluster => &["ClusterContainsContainerInstancesException", "AccessDeniedException", "ClusterContainsServicesException", "ClusterContainsCapacityProviderException", "ClusterContainsTasksException", "ServerException", "UpdateInProgressException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::DeleteDaemon => &["AccessDeniedException", "DaemonNotFoundException", "DaemonNotActiveException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DeleteDaemonTaskDefinition => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::DeleteExpressGatewayService => &["AccessDeniedException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DeleteGateway => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "GatewayNotFoundException", "UnsupportedFeatureException"],
-            Operation::DeleteService => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException"],
-            Operation::DeleteTaskDefinitions => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::DeleteTaskSet => &["AccessDeniedException", "LimitExceededException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "TaskSetNotFoundException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DeregisterContainerInstance => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::DeregisterTaskDefinition => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::DescribeCapacityProviders => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeClusters => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::DescribeContainerInstances => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::DescribeDaemon => &["AccessDeniedException", "DaemonNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeDaemonDeployments => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeDaemonRevisions => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeDaemonTaskDefinition => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::DescribeExpressGatewayService => &["AccessDeniedException", "ResourceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeGateway => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "GatewayNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeGatewayResources => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "GatewayNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeGatewayRoute => &["AccessDeniedException", "ResourceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "UnsupportedFeatureException"],
-            Operation::DescribeServiceDeployments => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeServiceRevisions => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeServices => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::DescribeTaskDefinition => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::DescribeTaskSets => &["AccessDeniedException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DescribeTasks => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::DisassociateGatewayFromCluster => &["AccessDeniedException", "ResourceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "GatewayNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::DiscoverPollEndpoint => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::ExecuteCommand => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "TargetNotConnectedException", "ClusterNotFoundException"],
-            Operation::GetTaskProtection => &["AccessDeniedException", "ResourceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::ListAccountSettings => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::ListAttributes => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::ListClusters => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::ListContainerInstances => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::ListDaemonDeployments => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::ListDaemonTaskDefinitions => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::ListDaemons => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::ListGatewayClusterAssociations => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "UnsupportedFeatureException"],
-            Operation::ListGatewayRoutes => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "GatewayNotFoundException", "UnsupportedFeatureException"],
-            Operation::ListGateways => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "UnsupportedFeatureException"],
-            Operation::ListServiceDeployments => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::ListServices => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::ListServicesByNamespace => &["AccessDeniedException", "NamespaceNotFoundException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::ListTagsForResource => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::ListTaskDefinitionFamilies => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::ListTaskDefinitions => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::ListTasks => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException"],
-            Operation::PutAccountSetting => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::PutAccountSettingDefault => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::PutAttributes => &["AccessDeniedException", "TargetNotFoundException", "ServerException", "AttributeLimitExceededException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::PutClusterCapacityProviders => &["AccessDeniedException", "ServerException", "UpdateInProgressException", "InvalidParameterException", "ResourceInUseException", "ClientException", "ClusterNotFoundException"],
-            Operation::RegisterContainerInstance => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::RegisterDaemonTaskDefinition => &["AccessDeniedException", "LimitExceededException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::RegisterTaskDefinition => &["AccessDeniedException", "LimitExceededException", "ServerException", "InvalidParameterException", "ClientException"],
-            Operation::RunTask => &["ConflictException", "AccessDeniedException", "PlatformUnknownException", "ServerException", "InvalidParameterException", "BlockedException", "ClientException", "ClusterNotFoundException", "PlatformTaskDefinitionIncompatibilityException", "UnsupportedFeatureException"],
-            Operation::StartTask => &["AccessDeniedException", "NamespaceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::StopServiceDeployment => &["ConflictException", "AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ServiceDeploymentNotFoundException", "UnsupportedFeatureException"],
-            Operation::StopTask => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::SubmitAttachmentStateChanges => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::SubmitContainerStateChange => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::SubmitTaskStateChange => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::TagResource => &["AccessDeniedException", "LimitExceededException", "ResourceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::UntagResource => &["AccessDeniedException", "ResourceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::UpdateCapacityProvider => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::UpdateCluster => &["AccessDeniedException", "NamespaceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::UpdateClusterSettings => &["AccessDeniedException", "ServerException", "UpdateInProgressException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::UpdateContainerAgent => &["AccessDeniedException", "NoUpdateAvailableException", "MissingVersionException", "ServerException", "UpdateInProgressException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::UpdateContainerInstancesState => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException"],
-            Operation::UpdateDaemon => &["AccessDeniedException", "DaemonNotFoundException", "PlatformUnknownException", "DaemonNotActiveException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::UpdateExpressGatewayService => &["AccessDeniedException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::UpdateGateway => &["AccessDeniedException", "ServerException", "InvalidParameterException", "ClientException", "GatewayNotFoundException", "UnsupportedFeatureException"],
-            Operation::UpdateService => &["AccessDeniedException", "PlatformUnknownException", "NamespaceNotFoundException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "PlatformTaskDefinitionIncompatibilityException", "UnsupportedFeatureException"],
-            Operation::UpdateServicePrimaryTaskSet => &["AccessDeniedException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "TaskSetNotFoundException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::UpdateTaskProtection => &["AccessDeniedException", "ResourceNotFoundException", "ServerException", "InvalidParameterException", "ClientException", "ClusterNotFoundException", "UnsupportedFeatureException"],
-            Operation::UpdateTaskSet => &["AccessDeniedException", "LimitExceededException", "ServiceNotActiveException", "ServerException", "InvalidParameterException", "TaskSetNotFoundException", "ClientException", "ServiceNotFoundException", "ClusterNotFoundException", "UnsupportedFeatureException"],
+            Operation::AssociateGatewayWithCluster => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "GatewayNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ContinueServiceDeployment => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceDeploymentNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::CreateCapacityProvider => &[
+                "AccessDeniedException",
+                "LimitExceededException",
+                "ServerException",
+                "UpdateInProgressException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::CreateCluster => &[
+                "AccessDeniedException",
+                "NamespaceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::CreateDaemon => &[
+                "AccessDeniedException",
+                "PlatformUnknownException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::CreateExpressGatewayService => &[
+                "AccessDeniedException",
+                "PlatformUnknownException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "PlatformTaskDefinitionIncompatibilityException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::CreateGateway => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::CreateService => &[
+                "AccessDeniedException",
+                "PlatformUnknownException",
+                "NamespaceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "PlatformTaskDefinitionIncompatibilityException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::CreateTaskSet => &[
+                "AccessDeniedException",
+                "LimitExceededException",
+                "PlatformUnknownException",
+                "NamespaceNotFoundException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "PlatformTaskDefinitionIncompatibilityException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DeleteAccountSetting => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::DeleteAttributes => &[
+                "AccessDeniedException",
+                "TargetNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::DeleteCapacityProvider => &[
+                "AccessDeniedException",
+                "ServerException",
+                "UpdateInProgressException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DeleteCluster => &[
+                "ClusterContainsContainerInstancesException",
+                "AccessDeniedException",
+                "ClusterContainsServicesException",
+                "ClusterContainsCapacityProviderException",
+                "ClusterContainsTasksException",
+                "ServerException",
+                "UpdateInProgressException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::DeleteDaemon => &[
+                "AccessDeniedException",
+                "DaemonNotFoundException",
+                "DaemonNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DeleteDaemonTaskDefinition => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::DeleteExpressGatewayService => &[
+                "AccessDeniedException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DeleteGateway => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "GatewayNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DeleteService => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+            ],
+            Operation::DeleteTaskDefinitions => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::DeleteTaskSet => &[
+                "AccessDeniedException",
+                "LimitExceededException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "TaskSetNotFoundException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DeregisterContainerInstance => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::DeregisterTaskDefinition => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::DescribeCapacityProviders => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeClusters => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::DescribeContainerInstances => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::DescribeDaemon => &[
+                "AccessDeniedException",
+                "DaemonNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeDaemonDeployments => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeDaemonRevisions => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeDaemonTaskDefinition => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::DescribeExpressGatewayService => &[
+                "AccessDeniedException",
+                "ResourceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeGateway => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "GatewayNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeGatewayResources => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "GatewayNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeGatewayRoute => &[
+                "AccessDeniedException",
+                "ResourceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeServiceDeployments => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeServiceRevisions => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeServices => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::DescribeTaskDefinition => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::DescribeTaskSets => &[
+                "AccessDeniedException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DescribeTasks => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::DisassociateGatewayFromCluster => &[
+                "AccessDeniedException",
+                "ResourceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "GatewayNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::DiscoverPollEndpoint => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::ExecuteCommand => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "TargetNotConnectedException",
+                "ClusterNotFoundException",
+            ],
+            Operation::GetTaskProtection => &[
+                "AccessDeniedException",
+                "ResourceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ListAccountSettings => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::ListAttributes => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::ListClusters => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::ListContainerInstances => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::ListDaemonDeployments => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ListDaemonTaskDefinitions => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::ListDaemons => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ListGatewayClusterAssociations => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ListGatewayRoutes => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "GatewayNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ListGateways => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ListServiceDeployments => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::ListServices => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::ListServicesByNamespace => &[
+                "AccessDeniedException",
+                "NamespaceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::ListTagsForResource => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::ListTaskDefinitionFamilies => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::ListTaskDefinitions => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::ListTasks => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+            ],
+            Operation::PutAccountSetting => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::PutAccountSettingDefault => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::PutAttributes => &[
+                "AccessDeniedException",
+                "TargetNotFoundException",
+                "ServerException",
+                "AttributeLimitExceededException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::PutClusterCapacityProviders => &[
+                "AccessDeniedException",
+                "ServerException",
+                "UpdateInProgressException",
+                "InvalidParameterException",
+                "ResourceInUseException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::RegisterContainerInstance => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::RegisterDaemonTaskDefinition => &[
+                "AccessDeniedException",
+                "LimitExceededException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::RegisterTaskDefinition => &[
+                "AccessDeniedException",
+                "LimitExceededException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+            ],
+            Operation::RunTask => &[
+                "ConflictException",
+                "AccessDeniedException",
+                "PlatformUnknownException",
+                "ServerException",
+                "InvalidParameterException",
+                "BlockedException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "PlatformTaskDefinitionIncompatibilityException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::StartTask => &[
+                "AccessDeniedException",
+                "NamespaceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::StopServiceDeployment => &[
+                "ConflictException",
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceDeploymentNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::StopTask => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::SubmitAttachmentStateChanges => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::SubmitContainerStateChange => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::SubmitTaskStateChange => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::TagResource => &[
+                "AccessDeniedException",
+                "LimitExceededException",
+                "ResourceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::UntagResource => &[
+                "AccessDeniedException",
+                "ResourceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::UpdateCapacityProvider => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::UpdateCluster => &[
+                "AccessDeniedException",
+                "NamespaceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::UpdateClusterSettings => &[
+                "AccessDeniedException",
+                "ServerException",
+                "UpdateInProgressException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::UpdateContainerAgent => &[
+                "AccessDeniedException",
+                "NoUpdateAvailableException",
+                "MissingVersionException",
+                "ServerException",
+                "UpdateInProgressException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::UpdateContainerInstancesState => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+            ],
+            Operation::UpdateDaemon => &[
+                "AccessDeniedException",
+                "DaemonNotFoundException",
+                "PlatformUnknownException",
+                "DaemonNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::UpdateExpressGatewayService => &[
+                "AccessDeniedException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::UpdateGateway => &[
+                "AccessDeniedException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "GatewayNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::UpdateService => &[
+                "AccessDeniedException",
+                "PlatformUnknownException",
+                "NamespaceNotFoundException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "PlatformTaskDefinitionIncompatibilityException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::UpdateServicePrimaryTaskSet => &[
+                "AccessDeniedException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "TaskSetNotFoundException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::UpdateTaskProtection => &[
+                "AccessDeniedException",
+                "ResourceNotFoundException",
+                "ServerException",
+                "InvalidParameterException",
+                "ClientException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
+            Operation::UpdateTaskSet => &[
+                "AccessDeniedException",
+                "LimitExceededException",
+                "ServiceNotActiveException",
+                "ServerException",
+                "InvalidParameterException",
+                "TaskSetNotFoundException",
+                "ClientException",
+                "ServiceNotFoundException",
+                "ClusterNotFoundException",
+                "UnsupportedFeatureException",
+            ],
         }
     }
 }
@@ -415,7 +1168,8 @@ pub enum AcceleratorManufacturer {
     Habana,
 }
 impl AcceleratorManufacturer {
-    pub const VALUES: &'static [&'static str] = &["amazon-web-services", "amd", "nvidia", "xilinx", "habana"];
+    pub const VALUES: &'static [&'static str] =
+        &["amazon-web-services", "amd", "nvidia", "xilinx", "habana"];
     pub fn as_str(&self) -> &'static str {
         match self {
             AcceleratorManufacturer::AmazonWebServices => "amazon-web-services",
@@ -459,7 +1213,22 @@ pub enum AcceleratorName {
     L4,
 }
 impl AcceleratorName {
-    pub const VALUES: &'static [&'static str] = &["a100", "inferentia", "k520", "k80", "m60", "radeon-pro-v520", "t4", "vu9p", "v100", "a10g", "h100", "t4g", "l40s", "l4"];
+    pub const VALUES: &'static [&'static str] = &[
+        "a100",
+        "inferentia",
+        "k520",
+        "k80",
+        "m60",
+        "radeon-pro-v520",
+        "t4",
+        "vu9p",
+        "v100",
+        "a10g",
+        "h100",
+        "t4g",
+        "l40s",
+        "l4",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
             AcceleratorName::A100 => "a100",
@@ -517,27 +1286,39 @@ impl AcceleratorType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AccessType {
     #[serde(rename = "PUBLIC")]
-    PUBLIC,
+    Public,
     #[serde(rename = "PRIVATE")]
-    PRIVATE,
+    Private,
 }
 impl AccessType {
     pub const VALUES: &'static [&'static str] = &["PUBLIC", "PRIVATE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            AccessType::PUBLIC => "PUBLIC",
-            AccessType::PRIVATE => "PRIVATE",
+            AccessType::Public => "PUBLIC",
+            AccessType::Private => "PRIVATE",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdvancedConfiguration {
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
-    #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -552,28 +1333,30 @@ impl crate::Validate for AdvancedConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AgentUpdateStatus {
     #[serde(rename = "PENDING")]
-    PENDING,
+    Pending,
     #[serde(rename = "STAGING")]
-    STAGING,
+    Staging,
     #[serde(rename = "STAGED")]
-    STAGED,
+    Staged,
     #[serde(rename = "UPDATING")]
-    UPDATING,
+    Updating,
     #[serde(rename = "UPDATED")]
-    UPDATED,
+    Updated,
     #[serde(rename = "FAILED")]
-    FAILED,
+    Failed,
 }
 impl AgentUpdateStatus {
-    pub const VALUES: &'static [&'static str] = &["PENDING", "STAGING", "STAGED", "UPDATING", "UPDATED", "FAILED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "PENDING", "STAGING", "STAGED", "UPDATING", "UPDATED", "FAILED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            AgentUpdateStatus::PENDING => "PENDING",
-            AgentUpdateStatus::STAGING => "STAGING",
-            AgentUpdateStatus::STAGED => "STAGED",
-            AgentUpdateStatus::UPDATING => "UPDATING",
-            AgentUpdateStatus::UPDATED => "UPDATED",
-            AgentUpdateStatus::FAILED => "FAILED",
+            AgentUpdateStatus::Pending => "PENDING",
+            AgentUpdateStatus::Staging => "STAGING",
+            AgentUpdateStatus::Staged => "STAGED",
+            AgentUpdateStatus::Updating => "UPDATING",
+            AgentUpdateStatus::Updated => "UPDATED",
+            AgentUpdateStatus::Failed => "FAILED",
         }
     }
 }
@@ -601,16 +1384,16 @@ impl ApplicationProtocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AssignPublicIp {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl AssignPublicIp {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            AssignPublicIp::ENABLED => "ENABLED",
-            AssignPublicIp::DISABLED => "DISABLED",
+            AssignPublicIp::Enabled => "ENABLED",
+            AssignPublicIp::Disabled => "DISABLED",
         }
     }
 }
@@ -636,9 +1419,17 @@ impl crate::Validate for AssociateGatewayWithClusterRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssociateGatewayWithClusterResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GatewayClusterAssociationStatus>,
@@ -676,7 +1467,11 @@ impl crate::Validate for Attachment {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttachmentStateChange {
-    #[serde(rename = "attachmentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -696,13 +1491,13 @@ impl crate::Validate for AttachmentStateChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AttestationPolicyStatus {
     #[serde(rename = "CONFIGURED")]
-    CONFIGURED,
+    Configured,
 }
 impl AttestationPolicyStatus {
     pub const VALUES: &'static [&'static str] = &["CONFIGURED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            AttestationPolicyStatus::CONFIGURED => "CONFIGURED",
+            AttestationPolicyStatus::Configured => "CONFIGURED",
         }
     }
 }
@@ -713,7 +1508,11 @@ pub struct Attribute {
     pub name: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<TargetType>,
     #[serde(rename = "targetId", default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
@@ -730,23 +1529,27 @@ impl crate::Validate for Attribute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AutoRepairActionsStatus {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl AutoRepairActionsStatus {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            AutoRepairActionsStatus::ENABLED => "ENABLED",
-            AutoRepairActionsStatus::DISABLED => "DISABLED",
+            AutoRepairActionsStatus::Enabled => "ENABLED",
+            AutoRepairActionsStatus::Disabled => "DISABLED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoRepairConfiguration {
-    #[serde(rename = "actionsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "actionsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub actions_status: Option<AutoRepairActionsStatus>,
 }
 impl crate::Validate for AutoRepairConfiguration {
@@ -758,13 +1561,29 @@ impl crate::Validate for AutoRepairConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoScalingGroupProvider {
-    #[serde(rename = "autoScalingGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_arn: Option<String>,
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<ManagedDraining>,
 }
 impl crate::Validate for AutoScalingGroupProvider {
@@ -783,11 +1602,23 @@ impl crate::Validate for AutoScalingGroupProvider {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoScalingGroupProviderUpdate {
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<ManagedDraining>,
 }
 impl crate::Validate for AutoScalingGroupProviderUpdate {
@@ -804,16 +1635,16 @@ impl crate::Validate for AutoScalingGroupProviderUpdate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AvailabilityZoneRebalancing {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl AvailabilityZoneRebalancing {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            AvailabilityZoneRebalancing::ENABLED => "ENABLED",
-            AvailabilityZoneRebalancing::DISABLED => "DISABLED",
+            AvailabilityZoneRebalancing::Enabled => "ENABLED",
+            AvailabilityZoneRebalancing::Disabled => "DISABLED",
         }
     }
 }
@@ -822,9 +1653,17 @@ impl AvailabilityZoneRebalancing {
 pub struct AwsVpcConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
-    #[serde(rename = "assignPublicIp", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "assignPublicIp",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub assign_public_ip: Option<AssignPublicIp>,
 }
 impl crate::Validate for AwsVpcConfiguration {
@@ -895,23 +1734,31 @@ pub enum CPUArchitecture {
     #[serde(rename = "X86_64")]
     X8664,
     #[serde(rename = "ARM64")]
-    ARM64,
+    Arm64,
 }
 impl CPUArchitecture {
     pub const VALUES: &'static [&'static str] = &["X86_64", "ARM64"];
     pub fn as_str(&self) -> &'static str {
         match self {
             CPUArchitecture::X8664 => "X86_64",
-            CPUArchitecture::ARM64 => "ARM64",
+            CPUArchitecture::Arm64 => "ARM64",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CanaryConfiguration {
-    #[serde(rename = "canaryPercent", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "canaryPercent",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub canary_percent: f64,
-    #[serde(rename = "canaryBakeTimeInMinutes", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "canaryBakeTimeInMinutes",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub canary_bake_time_in_minutes: i32,
 }
 impl crate::Validate for CanaryConfiguration {
@@ -924,26 +1771,30 @@ impl crate::Validate for CanaryConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapacityOptionType {
     #[serde(rename = "ON_DEMAND")]
-    ONDEMAND,
+    OnDemand,
     #[serde(rename = "SPOT")]
-    SPOT,
+    Spot,
     #[serde(rename = "RESERVED")]
-    RESERVED,
+    Reserved,
 }
 impl CapacityOptionType {
     pub const VALUES: &'static [&'static str] = &["ON_DEMAND", "SPOT", "RESERVED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            CapacityOptionType::ONDEMAND => "ON_DEMAND",
-            CapacityOptionType::SPOT => "SPOT",
-            CapacityOptionType::RESERVED => "RESERVED",
+            CapacityOptionType::OnDemand => "ON_DEMAND",
+            CapacityOptionType::Spot => "SPOT",
+            CapacityOptionType::Reserved => "RESERVED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityProvider {
-    #[serde(rename = "capacityProviderArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -951,13 +1802,29 @@ pub struct CapacityProvider {
     pub cluster: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<CapacityProviderStatus>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<ManagedInstancesProvider>,
-    #[serde(rename = "updateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status: Option<CapacityProviderUpdateStatus>,
-    #[serde(rename = "updateStatusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status_reason: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -990,13 +1857,13 @@ impl crate::Validate for CapacityProvider {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapacityProviderField {
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
 }
 impl CapacityProviderField {
     pub const VALUES: &'static [&'static str] = &["TAGS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            CapacityProviderField::TAGS => "TAGS",
+            CapacityProviderField::Tags => "TAGS",
         }
     }
 }
@@ -1004,33 +1871,46 @@ impl CapacityProviderField {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapacityProviderStatus {
     #[serde(rename = "PROVISIONING")]
-    PROVISIONING,
+    Provisioning,
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DEPROVISIONING")]
-    DEPROVISIONING,
+    Deprovisioning,
     #[serde(rename = "INACTIVE")]
-    INACTIVE,
+    Inactive,
 }
 impl CapacityProviderStatus {
-    pub const VALUES: &'static [&'static str] = &["PROVISIONING", "ACTIVE", "DEPROVISIONING", "INACTIVE"];
+    pub const VALUES: &'static [&'static str] =
+        &["PROVISIONING", "ACTIVE", "DEPROVISIONING", "INACTIVE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            CapacityProviderStatus::PROVISIONING => "PROVISIONING",
-            CapacityProviderStatus::ACTIVE => "ACTIVE",
-            CapacityProviderStatus::DEPROVISIONING => "DEPROVISIONING",
-            CapacityProviderStatus::INACTIVE => "INACTIVE",
+            CapacityProviderStatus::Provisioning => "PROVISIONING",
+            CapacityProviderStatus::Active => "ACTIVE",
+            CapacityProviderStatus::Deprovisioning => "DEPROVISIONING",
+            CapacityProviderStatus::Inactive => "INACTIVE",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityProviderStrategyItem {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
-    #[serde(rename = "weight", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "weight",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub weight: i32,
-    #[serde(rename = "base", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "base",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub base: i32,
 }
 impl crate::Validate for CapacityProviderStrategyItem {
@@ -1045,22 +1925,27 @@ impl crate::Validate for CapacityProviderStrategyItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapacityProviderType {
     #[serde(rename = "EC2_AUTOSCALING")]
-    EC2AUTOSCALING,
+    Ec2Autoscaling,
     #[serde(rename = "MANAGED_INSTANCES")]
-    MANAGEDINSTANCES,
+    ManagedInstances,
     #[serde(rename = "FARGATE")]
-    FARGATE,
+    Fargate,
     #[serde(rename = "FARGATE_SPOT")]
-    FARGATESPOT,
+    FargateSpot,
 }
 impl CapacityProviderType {
-    pub const VALUES: &'static [&'static str] = &["EC2_AUTOSCALING", "MANAGED_INSTANCES", "FARGATE", "FARGATE_SPOT"];
+    pub const VALUES: &'static [&'static str] = &[
+        "EC2_AUTOSCALING",
+        "MANAGED_INSTANCES",
+        "FARGATE",
+        "FARGATE_SPOT",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            CapacityProviderType::EC2AUTOSCALING => "EC2_AUTOSCALING",
-            CapacityProviderType::MANAGEDINSTANCES => "MANAGED_INSTANCES",
-            CapacityProviderType::FARGATE => "FARGATE",
-            CapacityProviderType::FARGATESPOT => "FARGATE_SPOT",
+            CapacityProviderType::Ec2Autoscaling => "EC2_AUTOSCALING",
+            CapacityProviderType::ManagedInstances => "MANAGED_INSTANCES",
+            CapacityProviderType::Fargate => "FARGATE",
+            CapacityProviderType::FargateSpot => "FARGATE_SPOT",
         }
     }
 }
@@ -1068,37 +1953,47 @@ impl CapacityProviderType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapacityProviderUpdateStatus {
     #[serde(rename = "CREATE_IN_PROGRESS")]
-    CREATEINPROGRESS,
+    CreateInProgress,
     #[serde(rename = "CREATE_COMPLETE")]
-    CREATECOMPLETE,
+    CreateComplete,
     #[serde(rename = "CREATE_FAILED")]
-    CREATEFAILED,
+    CreateFailed,
     #[serde(rename = "DELETE_IN_PROGRESS")]
-    DELETEINPROGRESS,
+    DeleteInProgress,
     #[serde(rename = "DELETE_COMPLETE")]
-    DELETECOMPLETE,
+    DeleteComplete,
     #[serde(rename = "DELETE_FAILED")]
-    DELETEFAILED,
+    DeleteFailed,
     #[serde(rename = "UPDATE_IN_PROGRESS")]
-    UPDATEINPROGRESS,
+    UpdateInProgress,
     #[serde(rename = "UPDATE_COMPLETE")]
-    UPDATECOMPLETE,
+    UpdateComplete,
     #[serde(rename = "UPDATE_FAILED")]
-    UPDATEFAILED,
+    UpdateFailed,
 }
 impl CapacityProviderUpdateStatus {
-    pub const VALUES: &'static [&'static str] = &["CREATE_IN_PROGRESS", "CREATE_COMPLETE", "CREATE_FAILED", "DELETE_IN_PROGRESS", "DELETE_COMPLETE", "DELETE_FAILED", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "CREATE_IN_PROGRESS",
+        "CREATE_COMPLETE",
+        "CREATE_FAILED",
+        "DELETE_IN_PROGRESS",
+        "DELETE_COMPLETE",
+        "DELETE_FAILED",
+        "UPDATE_IN_PROGRESS",
+        "UPDATE_COMPLETE",
+        "UPDATE_FAILED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            CapacityProviderUpdateStatus::CREATEINPROGRESS => "CREATE_IN_PROGRESS",
-            CapacityProviderUpdateStatus::CREATECOMPLETE => "CREATE_COMPLETE",
-            CapacityProviderUpdateStatus::CREATEFAILED => "CREATE_FAILED",
-            CapacityProviderUpdateStatus::DELETEINPROGRESS => "DELETE_IN_PROGRESS",
-            CapacityProviderUpdateStatus::DELETECOMPLETE => "DELETE_COMPLETE",
-            CapacityProviderUpdateStatus::DELETEFAILED => "DELETE_FAILED",
-            CapacityProviderUpdateStatus::UPDATEINPROGRESS => "UPDATE_IN_PROGRESS",
-            CapacityProviderUpdateStatus::UPDATECOMPLETE => "UPDATE_COMPLETE",
-            CapacityProviderUpdateStatus::UPDATEFAILED => "UPDATE_FAILED",
+            CapacityProviderUpdateStatus::CreateInProgress => "CREATE_IN_PROGRESS",
+            CapacityProviderUpdateStatus::CreateComplete => "CREATE_COMPLETE",
+            CapacityProviderUpdateStatus::CreateFailed => "CREATE_FAILED",
+            CapacityProviderUpdateStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
+            CapacityProviderUpdateStatus::DeleteComplete => "DELETE_COMPLETE",
+            CapacityProviderUpdateStatus::DeleteFailed => "DELETE_FAILED",
+            CapacityProviderUpdateStatus::UpdateInProgress => "UPDATE_IN_PROGRESS",
+            CapacityProviderUpdateStatus::UpdateComplete => "UPDATE_COMPLETE",
+            CapacityProviderUpdateStatus::UpdateFailed => "UPDATE_FAILED",
         }
     }
 }
@@ -1106,28 +2001,40 @@ impl CapacityProviderUpdateStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapacityReservationPreference {
     #[serde(rename = "RESERVATIONS_ONLY")]
-    RESERVATIONSONLY,
+    ReservationsOnly,
     #[serde(rename = "RESERVATIONS_FIRST")]
-    RESERVATIONSFIRST,
+    ReservationsFirst,
     #[serde(rename = "RESERVATIONS_EXCLUDED")]
-    RESERVATIONSEXCLUDED,
+    ReservationsExcluded,
 }
 impl CapacityReservationPreference {
-    pub const VALUES: &'static [&'static str] = &["RESERVATIONS_ONLY", "RESERVATIONS_FIRST", "RESERVATIONS_EXCLUDED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RESERVATIONS_ONLY",
+        "RESERVATIONS_FIRST",
+        "RESERVATIONS_EXCLUDED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            CapacityReservationPreference::RESERVATIONSONLY => "RESERVATIONS_ONLY",
-            CapacityReservationPreference::RESERVATIONSFIRST => "RESERVATIONS_FIRST",
-            CapacityReservationPreference::RESERVATIONSEXCLUDED => "RESERVATIONS_EXCLUDED",
+            CapacityReservationPreference::ReservationsOnly => "RESERVATIONS_ONLY",
+            CapacityReservationPreference::ReservationsFirst => "RESERVATIONS_FIRST",
+            CapacityReservationPreference::ReservationsExcluded => "RESERVATIONS_EXCLUDED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityReservationRequest {
-    #[serde(rename = "reservationGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_group_arn: Option<String>,
-    #[serde(rename = "reservationPreference", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationPreference",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_preference: Option<CapacityReservationPreference>,
 }
 impl crate::Validate for CapacityReservationRequest {
@@ -1139,37 +2046,89 @@ impl crate::Validate for CapacityReservationRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "registeredContainerInstancesCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "registeredContainerInstancesCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub registered_container_instances_count: i32,
-    #[serde(rename = "runningTasksCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_tasks_count: i32,
-    #[serde(rename = "pendingTasksCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub pending_tasks_count: i32,
-    #[serde(rename = "activeServicesCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "activeServicesCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub active_services_count: i32,
-    #[serde(rename = "statistics", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statistics",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub statistics: Option<Vec<KeyValuePair>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(rename = "attachmentsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments_status: Option<String>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaults>,
 }
 impl crate::Validate for Cluster {
@@ -1225,9 +2184,17 @@ impl crate::Validate for Cluster {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterConfiguration {
-    #[serde(rename = "executeCommandConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executeCommandConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execute_command_configuration: Option<ExecuteCommandConfiguration>,
-    #[serde(rename = "managedStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_storage_configuration: Option<ManagedStorageConfiguration>,
 }
 impl crate::Validate for ClusterConfiguration {
@@ -1249,25 +2216,31 @@ impl crate::Validate for ClusterConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ClusterField {
     #[serde(rename = "ATTACHMENTS")]
-    ATTACHMENTS,
+    Attachments,
     #[serde(rename = "CONFIGURATIONS")]
-    CONFIGURATIONS,
+    Configurations,
     #[serde(rename = "SETTINGS")]
-    SETTINGS,
+    Settings,
     #[serde(rename = "STATISTICS")]
-    STATISTICS,
+    Statistics,
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
 }
 impl ClusterField {
-    pub const VALUES: &'static [&'static str] = &["ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"];
+    pub const VALUES: &'static [&'static str] = &[
+        "ATTACHMENTS",
+        "CONFIGURATIONS",
+        "SETTINGS",
+        "STATISTICS",
+        "TAGS",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ClusterField::ATTACHMENTS => "ATTACHMENTS",
-            ClusterField::CONFIGURATIONS => "CONFIGURATIONS",
-            ClusterField::SETTINGS => "SETTINGS",
-            ClusterField::STATISTICS => "STATISTICS",
-            ClusterField::TAGS => "TAGS",
+            ClusterField::Attachments => "ATTACHMENTS",
+            ClusterField::Configurations => "CONFIGURATIONS",
+            ClusterField::Settings => "SETTINGS",
+            ClusterField::Statistics => "STATISTICS",
+            ClusterField::Tags => "TAGS",
         }
     }
 }
@@ -1329,22 +2302,23 @@ impl ClusterSettingName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Compatibility {
     #[serde(rename = "EC2")]
-    EC2,
+    Ec2,
     #[serde(rename = "FARGATE")]
-    FARGATE,
+    Fargate,
     #[serde(rename = "EXTERNAL")]
-    EXTERNAL,
+    External,
     #[serde(rename = "MANAGED_INSTANCES")]
-    MANAGEDINSTANCES,
+    ManagedInstances,
 }
 impl Compatibility {
-    pub const VALUES: &'static [&'static str] = &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
+    pub const VALUES: &'static [&'static str] =
+        &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            Compatibility::EC2 => "EC2",
-            Compatibility::FARGATE => "FARGATE",
-            Compatibility::EXTERNAL => "EXTERNAL",
-            Compatibility::MANAGEDINSTANCES => "MANAGED_INSTANCES",
+            Compatibility::Ec2 => "EC2",
+            Compatibility::Fargate => "FARGATE",
+            Compatibility::External => "EXTERNAL",
+            Compatibility::ManagedInstances => "MANAGED_INSTANCES",
         }
     }
 }
@@ -1352,23 +2326,27 @@ impl Compatibility {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Connectivity {
     #[serde(rename = "CONNECTED")]
-    CONNECTED,
+    Connected,
     #[serde(rename = "DISCONNECTED")]
-    DISCONNECTED,
+    Disconnected,
 }
 impl Connectivity {
     pub const VALUES: &'static [&'static str] = &["CONNECTED", "DISCONNECTED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            Connectivity::CONNECTED => "CONNECTED",
-            Connectivity::DISCONNECTED => "DISCONNECTED",
+            Connectivity::Connected => "CONNECTED",
+            Connectivity::Disconnected => "DISCONNECTED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Container {
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
@@ -1376,35 +2354,71 @@ pub struct Container {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
-    #[serde(rename = "networkInterfaces", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaces",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interfaces: Option<Vec<NetworkInterface>>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<HealthStatus>,
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgent>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<String>,
     #[serde(rename = "gpuIds", default, skip_serializing_if = "Option::is_none")]
     pub gpu_ids: Option<Vec<String>>,
-    #[serde(rename = "neuronDeviceIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "neuronDeviceIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub neuron_device_ids: Option<Vec<String>>,
-    #[serde(rename = "gpuSharingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gpuSharingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gpu_sharing_strategy: Option<SharingStrategy>,
 }
 impl crate::Validate for Container {
@@ -1442,22 +2456,22 @@ impl crate::Validate for Container {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ContainerCondition {
     #[serde(rename = "START")]
-    START,
+    Start,
     #[serde(rename = "COMPLETE")]
-    COMPLETE,
+    Complete,
     #[serde(rename = "SUCCESS")]
-    SUCCESS,
+    Success,
     #[serde(rename = "HEALTHY")]
-    HEALTHY,
+    Healthy,
 }
 impl ContainerCondition {
     pub const VALUES: &'static [&'static str] = &["START", "COMPLETE", "SUCCESS", "HEALTHY"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ContainerCondition::START => "START",
-            ContainerCondition::COMPLETE => "COMPLETE",
-            ContainerCondition::SUCCESS => "SUCCESS",
-            ContainerCondition::HEALTHY => "HEALTHY",
+            ContainerCondition::Start => "START",
+            ContainerCondition::Complete => "COMPLETE",
+            ContainerCondition::Success => "SUCCESS",
+            ContainerCondition::Healthy => "HEALTHY",
         }
     }
 }
@@ -1468,85 +2482,209 @@ pub struct ContainerDefinition {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
-    #[serde(rename = "cpu", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "cpu",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub cpu: i32,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
     #[serde(rename = "links", default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<String>>,
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port_mappings: Option<Vec<PortMapping>>,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(rename = "volumesFrom", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumesFrom",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volumes_from: Option<Vec<VolumeFrom>>,
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<LinuxParameters>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
-    #[serde(rename = "versionConsistency", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionConsistency",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_consistency: Option<VersionConsistency>,
     #[serde(rename = "hostname", default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
-    #[serde(rename = "disableNetworking", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "disableNetworking",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_networking: Option<bool>,
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(rename = "dnsServers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsServers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_servers: Option<Vec<String>>,
-    #[serde(rename = "dnsSearchDomains", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsSearchDomains",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_search_domains: Option<Vec<String>>,
-    #[serde(rename = "extraHosts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "extraHosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub extra_hosts: Option<Vec<HostEntry>>,
-    #[serde(rename = "dockerSecurityOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerSecurityOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_security_options: Option<Vec<String>>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
-    #[serde(rename = "dockerLabels", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerLabels",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(rename = "credentialSpecs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialSpecs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credential_specs: Option<Vec<String>>,
 }
 impl crate::Validate for ContainerDefinition {
@@ -1664,7 +2802,11 @@ impl crate::Validate for ContainerDefinition {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerDependency {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     #[serde(rename = "condition", default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<ContainerCondition>,
@@ -1683,9 +2825,17 @@ impl crate::Validate for ContainerDependency {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerImage {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -1699,43 +2849,111 @@ impl crate::Validate for ContainerImage {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInstance {
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "ec2InstanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_id: Option<String>,
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
-    #[serde(rename = "version", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "version",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub version: i64,
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
-    #[serde(rename = "remainingResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "remainingResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remaining_resources: Option<Vec<Resource>>,
-    #[serde(rename = "registeredResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_resources: Option<Vec<Resource>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "agentConnected", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "agentConnected",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub agent_connected: bool,
-    #[serde(rename = "runningTasksCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_tasks_count: i32,
-    #[serde(rename = "pendingTasksCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub pending_tasks_count: i32,
-    #[serde(rename = "agentUpdateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentUpdateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_update_status: Option<AgentUpdateStatus>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<ContainerInstanceHealthStatus>,
-    #[serde(rename = "gpuDevices", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gpuDevices",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gpu_devices: Option<Vec<GpuDevice>>,
 }
 impl crate::Validate for ContainerInstance {
@@ -1799,23 +3017,27 @@ impl crate::Validate for ContainerInstance {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ContainerInstanceField {
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
     #[serde(rename = "CONTAINER_INSTANCE_HEALTH")]
-    CONTAINERINSTANCEHEALTH,
+    ContainerInstanceHealth,
 }
 impl ContainerInstanceField {
     pub const VALUES: &'static [&'static str] = &["TAGS", "CONTAINER_INSTANCE_HEALTH"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ContainerInstanceField::TAGS => "TAGS",
-            ContainerInstanceField::CONTAINERINSTANCEHEALTH => "CONTAINER_INSTANCE_HEALTH",
+            ContainerInstanceField::Tags => "TAGS",
+            ContainerInstanceField::ContainerInstanceHealth => "CONTAINER_INSTANCE_HEALTH",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInstanceHealthStatus {
-    #[serde(rename = "overallStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "overallStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub overall_status: Option<InstanceHealthCheckState>,
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<InstanceHealthCheckResult>>,
@@ -1836,25 +3058,31 @@ impl crate::Validate for ContainerInstanceHealthStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ContainerInstanceStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DRAINING")]
-    DRAINING,
+    Draining,
     #[serde(rename = "REGISTERING")]
-    REGISTERING,
+    Registering,
     #[serde(rename = "DEREGISTERING")]
-    DEREGISTERING,
+    Deregistering,
     #[serde(rename = "REGISTRATION_FAILED")]
-    REGISTRATIONFAILED,
+    RegistrationFailed,
 }
 impl ContainerInstanceStatus {
-    pub const VALUES: &'static [&'static str] = &["ACTIVE", "DRAINING", "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "ACTIVE",
+        "DRAINING",
+        "REGISTERING",
+        "DEREGISTERING",
+        "REGISTRATION_FAILED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ContainerInstanceStatus::ACTIVE => "ACTIVE",
-            ContainerInstanceStatus::DRAINING => "DRAINING",
-            ContainerInstanceStatus::REGISTERING => "REGISTERING",
-            ContainerInstanceStatus::DEREGISTERING => "DEREGISTERING",
-            ContainerInstanceStatus::REGISTRATIONFAILED => "REGISTRATION_FAILED",
+            ContainerInstanceStatus::Active => "ACTIVE",
+            ContainerInstanceStatus::Draining => "DRAINING",
+            ContainerInstanceStatus::Registering => "REGISTERING",
+            ContainerInstanceStatus::Deregistering => "DEREGISTERING",
+            ContainerInstanceStatus::RegistrationFailed => "REGISTRATION_FAILED",
         }
     }
 }
@@ -1865,17 +3093,33 @@ pub struct ContainerOverride {
     pub name: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
 }
 impl crate::Validate for ContainerOverride {
@@ -1909,9 +3153,17 @@ impl crate::Validate for ContainerOverride {
 pub struct ContainerRestartPolicy {
     #[serde(rename = "enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    #[serde(rename = "ignoredExitCodes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ignoredExitCodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ignored_exit_codes: Option<Vec<i32>>,
-    #[serde(rename = "restartAttemptPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartAttemptPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_attempt_period: Option<i32>,
 }
 impl crate::Validate for ContainerRestartPolicy {
@@ -1925,15 +3177,27 @@ impl crate::Validate for ContainerRestartPolicy {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerStateChange {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -1955,7 +3219,11 @@ impl crate::Validate for ContainerStateChange {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContinueServiceDeploymentRequest {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
@@ -1965,7 +3233,10 @@ pub struct ContinueServiceDeploymentRequest {
 impl crate::Validate for ContinueServiceDeploymentRequest {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.service_deployment_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "serviceDeploymentArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "serviceDeploymentArn",
+            ));
         }
         if self.hook_id.is_none() {
             return Err(crate::ValidationError::missing(path, "hookId"));
@@ -1976,7 +3247,11 @@ impl crate::Validate for ContinueServiceDeploymentRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContinueServiceDeploymentResponse {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 impl crate::Validate for ContinueServiceDeploymentResponse {
@@ -2012,9 +3287,17 @@ pub struct CreateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<CreateManagedInstancesProviderConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2047,7 +3330,11 @@ impl crate::Validate for CreateCapacityProviderRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl crate::Validate for CreateCapacityProviderResponse {
@@ -2063,19 +3350,39 @@ impl crate::Validate for CreateCapacityProviderResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateClusterRequest {
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 impl crate::Validate for CreateClusterRequest {
@@ -2133,25 +3440,61 @@ impl crate::Validate for CreateClusterResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateDaemonRequest {
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(rename = "enableECSManagedTags", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_ecs_managed_tags: bool,
-    #[serde(rename = "enableExecuteCommand", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_execute_command: bool,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
@@ -2162,10 +3505,16 @@ impl crate::Validate for CreateDaemonRequest {
             return Err(crate::ValidationError::missing(path, "daemonName"));
         }
         if self.daemon_task_definition_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "daemonTaskDefinitionArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "daemonTaskDefinitionArn",
+            ));
         }
         if self.capacity_provider_arns.is_none() {
-            return Err(crate::ValidationError::missing(path, "capacityProviderArns"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "capacityProviderArns",
+            ));
         }
         if let Some(v) = &self.deployment_configuration {
             path.push("deploymentConfiguration");
@@ -2191,7 +3540,11 @@ pub struct CreateDaemonResponse {
     pub status: Option<DaemonStatus>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 impl crate::Validate for CreateDaemonResponse {
@@ -2203,39 +3556,82 @@ impl crate::Validate for CreateDaemonResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateExpressGatewayServiceRequest {
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<ExpressCpuArchitecture>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
 }
 impl crate::Validate for CreateExpressGatewayServiceRequest {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.infrastructure_role_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "infrastructureRoleArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "infrastructureRoleArn",
+            ));
         }
         if let Some(v) = &self.primary_container {
             path.push("primaryContainer");
@@ -2283,17 +3679,37 @@ impl crate::Validate for CreateExpressGatewayServiceResponse {
 pub struct CreateGatewayRequest {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deletionProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_protection: Option<bool>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<GatewayConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateGatewayTags>,
 }
 impl crate::Validate for CreateGatewayRequest {
@@ -2302,7 +3718,10 @@ impl crate::Validate for CreateGatewayRequest {
             return Err(crate::ValidationError::missing(path, "name"));
         }
         if self.infrastructure_role_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "infrastructureRoleArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "infrastructureRoleArn",
+            ));
         }
         if self.configuration.is_none() {
             return Err(crate::ValidationError::missing(path, "configuration"));
@@ -2325,7 +3744,11 @@ impl crate::Validate for CreateGatewayRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateGatewayResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -2341,24 +3764,50 @@ impl crate::Validate for CreateGatewayResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateManagedInstancesProviderConfiguration {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl crate::Validate for CreateManagedInstancesProviderConfiguration {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.infrastructure_role_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "infrastructureRoleArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "infrastructureRoleArn",
+            ));
         }
         if self.instance_launch_template.is_none() {
-            return Err(crate::ValidationError::missing(path, "instanceLaunchTemplate"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "instanceLaunchTemplate",
+            ));
         }
         if let Some(v) = &self.instance_launch_template {
             path.push("instanceLaunchTemplate");
@@ -2383,59 +3832,159 @@ impl crate::Validate for CreateManagedInstancesProviderConfiguration {
 pub struct CreateServiceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     #[serde(rename = "role", default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "enableECSManagedTags", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_ecs_managed_tags: bool,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "enableExecuteCommand", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_execute_command: bool,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(rename = "gatewayConnectors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnectors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connectors: Option<Vec<GatewayConnector>>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<MonitoringConfiguration>,
 }
 impl crate::Validate for CreateServiceRequest {
@@ -2557,25 +4106,61 @@ pub struct CreateTaskSetRequest {
     pub service: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2665,9 +4250,17 @@ impl crate::Validate for CreatedAt {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonAlarmConfiguration {
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(rename = "enable", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enable",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable: bool,
 }
 impl crate::Validate for DaemonAlarmConfiguration {
@@ -2681,9 +4274,17 @@ impl crate::Validate for DaemonAlarmConfiguration {
 pub struct DaemonCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "runningCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_count: i32,
-    #[serde(rename = "withoutDaemonCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "withoutDaemonCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub without_daemon_count: i32,
 }
 impl crate::Validate for DaemonCapacityProvider {
@@ -2695,11 +4296,19 @@ impl crate::Validate for DaemonCapacityProvider {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonCircuitBreaker {
-    #[serde(rename = "failureCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub failure_count: i32,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentRollbackMonitorsStatus>,
-    #[serde(rename = "threshold", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "threshold",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub threshold: i32,
 }
 impl crate::Validate for DaemonCircuitBreaker {
@@ -2717,57 +4326,137 @@ pub struct DaemonContainerDefinition {
     pub image: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
-    #[serde(rename = "cpu", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "cpu",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub cpu: i32,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<DaemonLinuxParameters>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
 }
 impl crate::Validate for DaemonContainerDefinition {
@@ -2860,9 +4549,17 @@ impl crate::Validate for DaemonContainerDefinition {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonContainerImage {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -2876,25 +4573,53 @@ impl crate::Validate for DaemonContainerImage {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeployment {
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "targetDaemonRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision: Option<DaemonDeploymentRevisionDetail>,
-    #[serde(rename = "sourceDaemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceDaemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_daemon_revisions: Option<Vec<DaemonDeploymentRevisionDetail>>,
-    #[serde(rename = "circuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "circuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub circuit_breaker: Option<DaemonCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonDeploymentAlarms>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<DaemonRollback>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -2902,7 +4627,11 @@ pub struct DaemonDeployment {
     pub started_at: Option<f64>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
 }
 impl crate::Validate for DaemonDeployment {
@@ -2947,9 +4676,17 @@ impl crate::Validate for DaemonDeployment {
 pub struct DaemonDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentRollbackMonitorsStatus>,
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 impl crate::Validate for DaemonDeploymentAlarms {
@@ -2963,11 +4700,23 @@ impl crate::Validate for DaemonDeploymentAlarms {
 pub struct DaemonDeploymentCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "runningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_instance_count: Option<i32>,
-    #[serde(rename = "withoutDaemonInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "withoutDaemonInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub without_daemon_instance_count: Option<i32>,
-    #[serde(rename = "drainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub draining_instance_count: Option<i32>,
 }
 impl crate::Validate for DaemonDeploymentCapacityProvider {
@@ -2979,11 +4728,19 @@ impl crate::Validate for DaemonDeploymentCapacityProvider {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeploymentConfiguration {
-    #[serde(rename = "drainPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub drain_percent: Option<f64>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonAlarmConfiguration>,
-    #[serde(rename = "bakeTimeInMinutes", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub bake_time_in_minutes: i32,
 }
 impl crate::Validate for DaemonDeploymentConfiguration {
@@ -3001,13 +4758,29 @@ impl crate::Validate for DaemonDeploymentConfiguration {
 pub struct DaemonDeploymentRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonDeploymentCapacityProvider>>,
-    #[serde(rename = "totalRunningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalRunningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_running_instance_count: Option<i32>,
-    #[serde(rename = "totalWithoutDaemonInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalWithoutDaemonInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_without_daemon_instance_count: Option<i32>,
-    #[serde(rename = "totalDrainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalDrainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_draining_instance_count: Option<i32>,
 }
 impl crate::Validate for DaemonDeploymentRevisionDetail {
@@ -3026,22 +4799,23 @@ impl crate::Validate for DaemonDeploymentRevisionDetail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DaemonDeploymentRollbackMonitorsStatus {
     #[serde(rename = "TRIGGERED")]
-    TRIGGERED,
+    Triggered,
     #[serde(rename = "MONITORING")]
-    MONITORING,
+    Monitoring,
     #[serde(rename = "MONITORING_COMPLETE")]
-    MONITORINGCOMPLETE,
+    MonitoringComplete,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl DaemonDeploymentRollbackMonitorsStatus {
-    pub const VALUES: &'static [&'static str] = &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
+    pub const VALUES: &'static [&'static str] =
+        &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DaemonDeploymentRollbackMonitorsStatus::TRIGGERED => "TRIGGERED",
-            DaemonDeploymentRollbackMonitorsStatus::MONITORING => "MONITORING",
-            DaemonDeploymentRollbackMonitorsStatus::MONITORINGCOMPLETE => "MONITORING_COMPLETE",
-            DaemonDeploymentRollbackMonitorsStatus::DISABLED => "DISABLED",
+            DaemonDeploymentRollbackMonitorsStatus::Triggered => "TRIGGERED",
+            DaemonDeploymentRollbackMonitorsStatus::Monitoring => "MONITORING",
+            DaemonDeploymentRollbackMonitorsStatus::MonitoringComplete => "MONITORING_COMPLETE",
+            DaemonDeploymentRollbackMonitorsStatus::Disabled => "DISABLED",
         }
     }
 }
@@ -3049,51 +4823,76 @@ impl DaemonDeploymentRollbackMonitorsStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DaemonDeploymentStatus {
     #[serde(rename = "PENDING")]
-    PENDING,
+    Pending,
     #[serde(rename = "SUCCESSFUL")]
-    SUCCESSFUL,
+    Successful,
     #[serde(rename = "STOPPED")]
-    STOPPED,
+    Stopped,
     #[serde(rename = "STOP_REQUESTED")]
-    STOPREQUESTED,
+    StopRequested,
     #[serde(rename = "IN_PROGRESS")]
-    INPROGRESS,
+    InProgress,
     #[serde(rename = "ROLLBACK_IN_PROGRESS")]
-    ROLLBACKINPROGRESS,
+    RollbackInProgress,
     #[serde(rename = "ROLLBACK_SUCCESSFUL")]
-    ROLLBACKSUCCESSFUL,
+    RollbackSuccessful,
     #[serde(rename = "ROLLBACK_FAILED")]
-    ROLLBACKFAILED,
+    RollbackFailed,
 }
 impl DaemonDeploymentStatus {
-    pub const VALUES: &'static [&'static str] = &["PENDING", "SUCCESSFUL", "STOPPED", "STOP_REQUESTED", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "PENDING",
+        "SUCCESSFUL",
+        "STOPPED",
+        "STOP_REQUESTED",
+        "IN_PROGRESS",
+        "ROLLBACK_IN_PROGRESS",
+        "ROLLBACK_SUCCESSFUL",
+        "ROLLBACK_FAILED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DaemonDeploymentStatus::PENDING => "PENDING",
-            DaemonDeploymentStatus::SUCCESSFUL => "SUCCESSFUL",
-            DaemonDeploymentStatus::STOPPED => "STOPPED",
-            DaemonDeploymentStatus::STOPREQUESTED => "STOP_REQUESTED",
-            DaemonDeploymentStatus::INPROGRESS => "IN_PROGRESS",
-            DaemonDeploymentStatus::ROLLBACKINPROGRESS => "ROLLBACK_IN_PROGRESS",
-            DaemonDeploymentStatus::ROLLBACKSUCCESSFUL => "ROLLBACK_SUCCESSFUL",
-            DaemonDeploymentStatus::ROLLBACKFAILED => "ROLLBACK_FAILED",
+            DaemonDeploymentStatus::Pending => "PENDING",
+            DaemonDeploymentStatus::Successful => "SUCCESSFUL",
+            DaemonDeploymentStatus::Stopped => "STOPPED",
+            DaemonDeploymentStatus::StopRequested => "STOP_REQUESTED",
+            DaemonDeploymentStatus::InProgress => "IN_PROGRESS",
+            DaemonDeploymentStatus::RollbackInProgress => "ROLLBACK_IN_PROGRESS",
+            DaemonDeploymentStatus::RollbackSuccessful => "ROLLBACK_SUCCESSFUL",
+            DaemonDeploymentStatus::RollbackFailed => "ROLLBACK_FAILED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeploymentSummary {
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "targetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -3101,7 +4900,11 @@ pub struct DaemonDeploymentSummary {
     pub started_at: Option<f64>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
 }
 impl crate::Validate for DaemonDeploymentSummary {
@@ -3115,13 +4918,25 @@ impl crate::Validate for DaemonDeploymentSummary {
 pub struct DaemonDetail {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonStatus>,
-    #[serde(rename = "currentRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_revisions: Option<Vec<DaemonRevisionDetail>>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -3160,11 +4975,19 @@ impl DaemonIpcMode {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonLinuxParameters {
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
@@ -3214,39 +5037,67 @@ impl DaemonPidMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DaemonPropagateTags {
     #[serde(rename = "DAEMON")]
-    DAEMON,
+    Daemon,
     #[serde(rename = "NONE")]
-    NONE,
+    None,
 }
 impl DaemonPropagateTags {
     pub const VALUES: &'static [&'static str] = &["DAEMON", "NONE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DaemonPropagateTags::DAEMON => "DAEMON",
-            DaemonPropagateTags::NONE => "NONE",
+            DaemonPropagateTags::Daemon => "DAEMON",
+            DaemonPropagateTags::None => "NONE",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonRevision {
-    #[serde(rename = "daemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<DaemonContainerImage>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
@@ -3268,11 +5119,23 @@ impl crate::Validate for DaemonRevision {
 pub struct DaemonRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonCapacityProvider>>,
-    #[serde(rename = "totalRunningCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "totalRunningCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub total_running_count: i32,
-    #[serde(rename = "totalWithoutDaemonCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "totalWithoutDaemonCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub total_without_daemon_count: i32,
 }
 impl crate::Validate for DaemonRevisionDetail {
@@ -3294,9 +5157,17 @@ pub struct DaemonRollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
-    #[serde(rename = "rollbackTargetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackTargetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_target_daemon_revision_arn: Option<String>,
-    #[serde(rename = "rollbackCapacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackCapacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_capacity_providers: Option<Vec<String>>,
 }
 impl crate::Validate for DaemonRollback {
@@ -3309,16 +5180,16 @@ impl crate::Validate for DaemonRollback {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DaemonStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DELETE_IN_PROGRESS")]
-    DELETEINPROGRESS,
+    DeleteInProgress,
 }
 impl DaemonStatus {
     pub const VALUES: &'static [&'static str] = &["ACTIVE", "DELETE_IN_PROGRESS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DaemonStatus::ACTIVE => "ACTIVE",
-            DaemonStatus::DELETEINPROGRESS => "DELETE_IN_PROGRESS",
+            DaemonStatus::Active => "ACTIVE",
+            DaemonStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
         }
     }
 }
@@ -3343,17 +5214,37 @@ impl crate::Validate for DaemonSummary {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonTaskDefinition {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "revision", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "revision",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub revision: i32,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<DaemonVolume>>,
@@ -3363,11 +5254,23 @@ pub struct DaemonTaskDefinition {
     pub memory: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonTaskDefinitionStatus>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<f64>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
     #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
     pub pid_mode: Option<DaemonPidMode>,
@@ -3397,13 +5300,13 @@ impl crate::Validate for DaemonTaskDefinition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DaemonTaskDefinitionRevisionFilter {
     #[serde(rename = "LAST_REGISTERED")]
-    LASTREGISTERED,
+    LastRegistered,
 }
 impl DaemonTaskDefinitionRevisionFilter {
     pub const VALUES: &'static [&'static str] = &["LAST_REGISTERED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DaemonTaskDefinitionRevisionFilter::LASTREGISTERED => "LAST_REGISTERED",
+            DaemonTaskDefinitionRevisionFilter::LastRegistered => "LAST_REGISTERED",
         }
     }
 }
@@ -3411,19 +5314,19 @@ impl DaemonTaskDefinitionRevisionFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DaemonTaskDefinitionStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DELETE_IN_PROGRESS")]
-    DELETEINPROGRESS,
+    DeleteInProgress,
     #[serde(rename = "DELETED")]
-    DELETED,
+    Deleted,
 }
 impl DaemonTaskDefinitionStatus {
     pub const VALUES: &'static [&'static str] = &["ACTIVE", "DELETE_IN_PROGRESS", "DELETED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DaemonTaskDefinitionStatus::ACTIVE => "ACTIVE",
-            DaemonTaskDefinitionStatus::DELETEINPROGRESS => "DELETE_IN_PROGRESS",
-            DaemonTaskDefinitionStatus::DELETED => "DELETED",
+            DaemonTaskDefinitionStatus::Active => "ACTIVE",
+            DaemonTaskDefinitionStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
+            DaemonTaskDefinitionStatus::Deleted => "DELETED",
         }
     }
 }
@@ -3431,19 +5334,19 @@ impl DaemonTaskDefinitionStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DaemonTaskDefinitionStatusFilter {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DELETE_IN_PROGRESS")]
-    DELETEINPROGRESS,
+    DeleteInProgress,
     #[serde(rename = "ALL")]
-    ALL,
+    All,
 }
 impl DaemonTaskDefinitionStatusFilter {
     pub const VALUES: &'static [&'static str] = &["ACTIVE", "DELETE_IN_PROGRESS", "ALL"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DaemonTaskDefinitionStatusFilter::ACTIVE => "ACTIVE",
-            DaemonTaskDefinitionStatusFilter::DELETEINPROGRESS => "DELETE_IN_PROGRESS",
-            DaemonTaskDefinitionStatusFilter::ALL => "ALL",
+            DaemonTaskDefinitionStatusFilter::Active => "ACTIVE",
+            DaemonTaskDefinitionStatusFilter::DeleteInProgress => "DELETE_IN_PROGRESS",
+            DaemonTaskDefinitionStatusFilter::All => "ALL",
         }
     }
 }
@@ -3452,11 +5355,23 @@ impl DaemonTaskDefinitionStatusFilter {
 pub struct DaemonTaskDefinitionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<f64>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonTaskDefinitionStatus>,
@@ -3474,7 +5389,11 @@ pub struct DaemonVolume {
     pub name: Option<String>,
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolumeProperties>,
-    #[serde(rename = "logDriverVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logDriverVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_driver_volume_configuration: Option<LogDriverVolumeConfiguration>,
 }
 impl crate::Validate for DaemonVolume {
@@ -3497,7 +5416,11 @@ impl crate::Validate for DaemonVolume {
 pub struct DeleteAccountSettingRequest {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<SettingName>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 impl crate::Validate for DeleteAccountSettingRequest {
@@ -3529,7 +5452,11 @@ impl crate::Validate for DeleteAccountSettingResponse {
 pub struct DeleteAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl crate::Validate for DeleteAttributesRequest {
@@ -3550,7 +5477,11 @@ impl crate::Validate for DeleteAttributesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl crate::Validate for DeleteAttributesResponse {
@@ -3568,7 +5499,11 @@ impl crate::Validate for DeleteAttributesResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteCapacityProviderRequest {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -3584,7 +5519,11 @@ impl crate::Validate for DeleteCapacityProviderRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl crate::Validate for DeleteCapacityProviderResponse {
@@ -3652,7 +5591,11 @@ pub struct DeleteDaemonResponse {
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 impl crate::Validate for DeleteDaemonResponse {
@@ -3664,13 +5607,20 @@ impl crate::Validate for DeleteDaemonResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteDaemonTaskDefinitionRequest {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 impl crate::Validate for DeleteDaemonTaskDefinitionRequest {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.daemon_task_definition.is_none() {
-            return Err(crate::ValidationError::missing(path, "daemonTaskDefinition"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "daemonTaskDefinition",
+            ));
         }
         Ok(())
     }
@@ -3678,7 +5628,11 @@ impl crate::Validate for DeleteDaemonTaskDefinitionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 impl crate::Validate for DeleteDaemonTaskDefinitionResponse {
@@ -3690,7 +5644,11 @@ impl crate::Validate for DeleteDaemonTaskDefinitionResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
 }
 impl crate::Validate for DeleteExpressGatewayServiceRequest {
@@ -3734,7 +5692,11 @@ impl crate::Validate for DeleteGatewayRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteGatewayResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -3784,7 +5746,11 @@ impl crate::Validate for DeleteServiceResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteTaskDefinitionsRequest {
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<String>>,
 }
 impl crate::Validate for DeleteTaskDefinitionsRequest {
@@ -3798,7 +5764,11 @@ impl crate::Validate for DeleteTaskDefinitionsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteTaskDefinitionsResponse {
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<TaskDefinition>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -3871,43 +5841,111 @@ pub struct Deployment {
     pub id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "desiredCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub desired_count: i32,
-    #[serde(rename = "pendingCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub pending_count: i32,
-    #[serde(rename = "runningCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_count: i32,
-    #[serde(rename = "failedTasks", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "failedTasks",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub failed_tasks: i32,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "rolloutState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state: Option<DeploymentRolloutState>,
-    #[serde(rename = "rolloutStateReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutStateReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state_reason: Option<String>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "serviceConnectResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_resources: Option<Vec<ServiceConnectServiceResource>>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 impl crate::Validate for Deployment {
@@ -3961,7 +5999,11 @@ impl crate::Validate for Deployment {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentAlarms {
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
@@ -3989,9 +6031,17 @@ pub struct DeploymentCircuitBreaker {
     pub enable: Option<bool>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
-    #[serde(rename = "resetOnHealthyTask", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resetOnHealthyTask",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reset_on_healthy_task: Option<bool>,
-    #[serde(rename = "thresholdConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "thresholdConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub threshold_configuration: Option<ThresholdConfiguration>,
 }
 impl crate::Validate for DeploymentCircuitBreaker {
@@ -4013,25 +6063,57 @@ impl crate::Validate for DeploymentCircuitBreaker {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentConfiguration {
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<DeploymentCircuitBreaker>,
-    #[serde(rename = "maximumPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_percent: Option<i32>,
-    #[serde(rename = "minimumHealthyPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumHealthyPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_healthy_percent: Option<i32>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DeploymentAlarms>,
     #[serde(rename = "strategy", default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<DeploymentStrategy>,
-    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bake_time_in_minutes: Option<i32>,
-    #[serde(rename = "lifecycleHooks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHooks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hooks: Option<Vec<DeploymentLifecycleHook>>,
-    #[serde(rename = "linearConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linearConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linear_configuration: Option<LinearConfiguration>,
-    #[serde(rename = "canaryConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_configuration: Option<CanaryConfiguration>,
-    #[serde(rename = "earlySuccessCriteria", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "earlySuccessCriteria",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub early_success_criteria: Option<DeploymentEarlySuccessCriteria>,
 }
 impl crate::Validate for DeploymentConfiguration {
@@ -4089,19 +6171,19 @@ impl crate::Validate for DeploymentController {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeploymentControllerType {
     #[serde(rename = "ECS")]
-    ECS,
+    Ecs,
     #[serde(rename = "CODE_DEPLOY")]
-    CODEDEPLOY,
+    CodeDeploy,
     #[serde(rename = "EXTERNAL")]
-    EXTERNAL,
+    External,
 }
 impl DeploymentControllerType {
     pub const VALUES: &'static [&'static str] = &["ECS", "CODE_DEPLOY", "EXTERNAL"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeploymentControllerType::ECS => "ECS",
-            DeploymentControllerType::CODEDEPLOY => "CODE_DEPLOY",
-            DeploymentControllerType::EXTERNAL => "EXTERNAL",
+            DeploymentControllerType::Ecs => "ECS",
+            DeploymentControllerType::CodeDeploy => "CODE_DEPLOY",
+            DeploymentControllerType::External => "EXTERNAL",
         }
     }
 }
@@ -4110,9 +6192,17 @@ impl DeploymentControllerType {
 pub struct DeploymentEarlySuccessCriteria {
     #[serde(rename = "enable", default, skip_serializing_if = "Option::is_none")]
     pub enable: Option<bool>,
-    #[serde(rename = "healthyPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthyPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthy_percent: Option<i32>,
-    #[serde(rename = "sourceServiceRevisionCleanup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceServiceRevisionCleanup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_service_revision_cleanup: Option<ServiceRevisionCleanup>,
 }
 impl crate::Validate for DeploymentEarlySuccessCriteria {
@@ -4138,17 +6228,37 @@ impl crate::Validate for DeploymentEphemeralStorage {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentLifecycleHook {
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
-    #[serde(rename = "hookTargetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookTargetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_target_arn: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "lifecycleStages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stages: Option<Vec<DeploymentLifecycleHookStage>>,
-    #[serde(rename = "hookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_details: Option<HookDetails>,
-    #[serde(rename = "timeoutConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_configuration: Option<DeploymentLifecycleHookTimeoutConfiguration>,
 }
 impl crate::Validate for DeploymentLifecycleHook {
@@ -4170,16 +6280,16 @@ impl crate::Validate for DeploymentLifecycleHook {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeploymentLifecycleHookAction {
     #[serde(rename = "ROLLBACK")]
-    ROLLBACK,
+    Rollback,
     #[serde(rename = "CONTINUE")]
-    CONTINUE,
+    Continue,
 }
 impl DeploymentLifecycleHookAction {
     pub const VALUES: &'static [&'static str] = &["ROLLBACK", "CONTINUE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeploymentLifecycleHookAction::ROLLBACK => "ROLLBACK",
-            DeploymentLifecycleHookAction::CONTINUE => "CONTINUE",
+            DeploymentLifecycleHookAction::Rollback => "ROLLBACK",
+            DeploymentLifecycleHookAction::Continue => "CONTINUE",
         }
     }
 }
@@ -4188,7 +6298,11 @@ impl DeploymentLifecycleHookAction {
 pub struct DeploymentLifecycleHookDetail {
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
     #[serde(rename = "targetArn", default, skip_serializing_if = "Option::is_none")]
     pub target_arn: Option<String>,
@@ -4196,7 +6310,11 @@ pub struct DeploymentLifecycleHookDetail {
     pub status: Option<DeploymentLifecycleHookStatus>,
     #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<f64>,
-    #[serde(rename = "timeoutAction", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutAction",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_action: Option<DeploymentLifecycleHookAction>,
 }
 impl crate::Validate for DeploymentLifecycleHookDetail {
@@ -4209,34 +6327,47 @@ impl crate::Validate for DeploymentLifecycleHookDetail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeploymentLifecycleHookStage {
     #[serde(rename = "RECONCILE_SERVICE")]
-    RECONCILESERVICE,
+    ReconcileService,
     #[serde(rename = "PRE_SCALE_UP")]
-    PRESCALEUP,
+    PreScaleUp,
     #[serde(rename = "POST_SCALE_UP")]
-    POSTSCALEUP,
+    PostScaleUp,
     #[serde(rename = "TEST_TRAFFIC_SHIFT")]
-    TESTTRAFFICSHIFT,
+    TestTrafficShift,
     #[serde(rename = "POST_TEST_TRAFFIC_SHIFT")]
-    POSTTESTTRAFFICSHIFT,
+    PostTestTrafficShift,
     #[serde(rename = "PRE_PRODUCTION_TRAFFIC_SHIFT")]
-    PREPRODUCTIONTRAFFICSHIFT,
+    PreProductionTrafficShift,
     #[serde(rename = "PRODUCTION_TRAFFIC_SHIFT")]
-    PRODUCTIONTRAFFICSHIFT,
+    ProductionTrafficShift,
     #[serde(rename = "POST_PRODUCTION_TRAFFIC_SHIFT")]
-    POSTPRODUCTIONTRAFFICSHIFT,
+    PostProductionTrafficShift,
 }
 impl DeploymentLifecycleHookStage {
-    pub const VALUES: &'static [&'static str] = &["RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RECONCILE_SERVICE",
+        "PRE_SCALE_UP",
+        "POST_SCALE_UP",
+        "TEST_TRAFFIC_SHIFT",
+        "POST_TEST_TRAFFIC_SHIFT",
+        "PRE_PRODUCTION_TRAFFIC_SHIFT",
+        "PRODUCTION_TRAFFIC_SHIFT",
+        "POST_PRODUCTION_TRAFFIC_SHIFT",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeploymentLifecycleHookStage::RECONCILESERVICE => "RECONCILE_SERVICE",
-            DeploymentLifecycleHookStage::PRESCALEUP => "PRE_SCALE_UP",
-            DeploymentLifecycleHookStage::POSTSCALEUP => "POST_SCALE_UP",
-            DeploymentLifecycleHookStage::TESTTRAFFICSHIFT => "TEST_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::POSTTESTTRAFFICSHIFT => "POST_TEST_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PREPRODUCTIONTRAFFICSHIFT => "PRE_PRODUCTION_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PRODUCTIONTRAFFICSHIFT => "PRODUCTION_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::POSTPRODUCTIONTRAFFICSHIFT => "POST_PRODUCTION_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::ReconcileService => "RECONCILE_SERVICE",
+            DeploymentLifecycleHookStage::PreScaleUp => "PRE_SCALE_UP",
+            DeploymentLifecycleHookStage::PostScaleUp => "POST_SCALE_UP",
+            DeploymentLifecycleHookStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::PreProductionTrafficShift => {
+                "PRE_PRODUCTION_TRAFFIC_SHIFT"
+            }
+            DeploymentLifecycleHookStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::PostProductionTrafficShift => {
+                "POST_PRODUCTION_TRAFFIC_SHIFT"
+            }
         }
     }
 }
@@ -4244,25 +6375,31 @@ impl DeploymentLifecycleHookStage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeploymentLifecycleHookStatus {
     #[serde(rename = "AWAITING_ACTION")]
-    AWAITINGACTION,
+    AwaitingAction,
     #[serde(rename = "IN_PROGRESS")]
-    INPROGRESS,
+    InProgress,
     #[serde(rename = "SUCCEEDED")]
-    SUCCEEDED,
+    Succeeded,
     #[serde(rename = "FAILED")]
-    FAILED,
+    Failed,
     #[serde(rename = "TIMED_OUT")]
-    TIMEDOUT,
+    TimedOut,
 }
 impl DeploymentLifecycleHookStatus {
-    pub const VALUES: &'static [&'static str] = &["AWAITING_ACTION", "IN_PROGRESS", "SUCCEEDED", "FAILED", "TIMED_OUT"];
+    pub const VALUES: &'static [&'static str] = &[
+        "AWAITING_ACTION",
+        "IN_PROGRESS",
+        "SUCCEEDED",
+        "FAILED",
+        "TIMED_OUT",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeploymentLifecycleHookStatus::AWAITINGACTION => "AWAITING_ACTION",
-            DeploymentLifecycleHookStatus::INPROGRESS => "IN_PROGRESS",
-            DeploymentLifecycleHookStatus::SUCCEEDED => "SUCCEEDED",
-            DeploymentLifecycleHookStatus::FAILED => "FAILED",
-            DeploymentLifecycleHookStatus::TIMEDOUT => "TIMED_OUT",
+            DeploymentLifecycleHookStatus::AwaitingAction => "AWAITING_ACTION",
+            DeploymentLifecycleHookStatus::InProgress => "IN_PROGRESS",
+            DeploymentLifecycleHookStatus::Succeeded => "SUCCEEDED",
+            DeploymentLifecycleHookStatus::Failed => "FAILED",
+            DeploymentLifecycleHookStatus::TimedOut => "TIMED_OUT",
         }
     }
 }
@@ -4270,23 +6407,27 @@ impl DeploymentLifecycleHookStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeploymentLifecycleHookTargetType {
     #[serde(rename = "AWS_LAMBDA")]
-    AWSLAMBDA,
+    AwsLambda,
     #[serde(rename = "PAUSE")]
-    PAUSE,
+    Pause,
 }
 impl DeploymentLifecycleHookTargetType {
     pub const VALUES: &'static [&'static str] = &["AWS_LAMBDA", "PAUSE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeploymentLifecycleHookTargetType::AWSLAMBDA => "AWS_LAMBDA",
-            DeploymentLifecycleHookTargetType::PAUSE => "PAUSE",
+            DeploymentLifecycleHookTargetType::AwsLambda => "AWS_LAMBDA",
+            DeploymentLifecycleHookTargetType::Pause => "PAUSE",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentLifecycleHookTimeoutConfiguration {
-    #[serde(rename = "timeoutInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_in_minutes: Option<i32>,
     #[serde(rename = "action", default, skip_serializing_if = "Option::is_none")]
     pub action: Option<DeploymentLifecycleHookAction>,
@@ -4301,19 +6442,19 @@ impl crate::Validate for DeploymentLifecycleHookTimeoutConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeploymentRolloutState {
     #[serde(rename = "COMPLETED")]
-    COMPLETED,
+    Completed,
     #[serde(rename = "FAILED")]
-    FAILED,
+    Failed,
     #[serde(rename = "IN_PROGRESS")]
-    INPROGRESS,
+    InProgress,
 }
 impl DeploymentRolloutState {
     pub const VALUES: &'static [&'static str] = &["COMPLETED", "FAILED", "IN_PROGRESS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeploymentRolloutState::COMPLETED => "COMPLETED",
-            DeploymentRolloutState::FAILED => "FAILED",
-            DeploymentRolloutState::INPROGRESS => "IN_PROGRESS",
+            DeploymentRolloutState::Completed => "COMPLETED",
+            DeploymentRolloutState::Failed => "FAILED",
+            DeploymentRolloutState::InProgress => "IN_PROGRESS",
         }
     }
 }
@@ -4321,22 +6462,22 @@ impl DeploymentRolloutState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeploymentStrategy {
     #[serde(rename = "ROLLING")]
-    ROLLING,
+    Rolling,
     #[serde(rename = "BLUE_GREEN")]
-    BLUEGREEN,
+    BlueGreen,
     #[serde(rename = "LINEAR")]
-    LINEAR,
+    Linear,
     #[serde(rename = "CANARY")]
-    CANARY,
+    Canary,
 }
 impl DeploymentStrategy {
     pub const VALUES: &'static [&'static str] = &["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DeploymentStrategy::ROLLING => "ROLLING",
-            DeploymentStrategy::BLUEGREEN => "BLUE_GREEN",
-            DeploymentStrategy::LINEAR => "LINEAR",
-            DeploymentStrategy::CANARY => "CANARY",
+            DeploymentStrategy::Rolling => "ROLLING",
+            DeploymentStrategy::BlueGreen => "BLUE_GREEN",
+            DeploymentStrategy::Linear => "LINEAR",
+            DeploymentStrategy::Canary => "CANARY",
         }
     }
 }
@@ -4345,7 +6486,11 @@ impl DeploymentStrategy {
 pub struct DeregisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "force", default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
@@ -4361,7 +6506,11 @@ impl crate::Validate for DeregisterContainerInstanceRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterContainerInstanceResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 impl crate::Validate for DeregisterContainerInstanceResponse {
@@ -4377,7 +6526,11 @@ impl crate::Validate for DeregisterContainerInstanceResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterTaskDefinitionRequest {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
 }
 impl crate::Validate for DeregisterTaskDefinitionRequest {
@@ -4391,7 +6544,11 @@ impl crate::Validate for DeregisterTaskDefinitionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
 }
 impl crate::Validate for DeregisterTaskDefinitionResponse {
@@ -4407,13 +6564,21 @@ impl crate::Validate for DeregisterTaskDefinitionResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeCapacityProvidersRequest {
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<CapacityProviderField>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -4427,7 +6592,11 @@ impl crate::Validate for DescribeCapacityProvidersRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeCapacityProvidersResponse {
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<CapacityProvider>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4499,7 +6668,11 @@ impl crate::Validate for DescribeClustersResponse {
 pub struct DescribeContainerInstancesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<ContainerInstanceField>>,
@@ -4515,7 +6688,11 @@ impl crate::Validate for DescribeContainerInstancesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeContainerInstancesResponse {
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4542,13 +6719,20 @@ impl crate::Validate for DescribeContainerInstancesResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonDeploymentsRequest {
-    #[serde(rename = "daemonDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arns: Option<Vec<String>>,
 }
 impl crate::Validate for DescribeDaemonDeploymentsRequest {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.daemon_deployment_arns.is_none() {
-            return Err(crate::ValidationError::missing(path, "daemonDeploymentArns"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "daemonDeploymentArns",
+            ));
         }
         Ok(())
     }
@@ -4558,7 +6742,11 @@ impl crate::Validate for DescribeDaemonDeploymentsRequest {
 pub struct DescribeDaemonDeploymentsResponse {
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeployment>>,
 }
 impl crate::Validate for DescribeDaemonDeploymentsResponse {
@@ -4613,7 +6801,11 @@ impl crate::Validate for DescribeDaemonResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonRevisionsRequest {
-    #[serde(rename = "daemonRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arns: Option<Vec<String>>,
 }
 impl crate::Validate for DescribeDaemonRevisionsRequest {
@@ -4627,7 +6819,11 @@ impl crate::Validate for DescribeDaemonRevisionsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonRevisionsResponse {
-    #[serde(rename = "daemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revisions: Option<Vec<DaemonRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4654,13 +6850,20 @@ impl crate::Validate for DescribeDaemonRevisionsResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonTaskDefinitionRequest {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 impl crate::Validate for DescribeDaemonTaskDefinitionRequest {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.daemon_task_definition.is_none() {
-            return Err(crate::ValidationError::missing(path, "daemonTaskDefinition"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "daemonTaskDefinition",
+            ));
         }
         Ok(())
     }
@@ -4668,7 +6871,11 @@ impl crate::Validate for DescribeDaemonTaskDefinitionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<DaemonTaskDefinition>,
 }
 impl crate::Validate for DescribeDaemonTaskDefinitionResponse {
@@ -4684,7 +6891,11 @@ impl crate::Validate for DescribeDaemonTaskDefinitionResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<ExpressGatewayServiceInclude>>,
@@ -4716,11 +6927,19 @@ impl crate::Validate for DescribeExpressGatewayServiceResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayAlbConfiguration {
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<GatewayElbNetworkConfiguration>,
     #[serde(rename = "scheme", default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<GatewayElbScheme>,
-    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_logs: Option<GatewayElbAccessLogConfiguration>,
     #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
     pub web_acl_arn: Option<String>,
@@ -4728,13 +6947,29 @@ pub struct DescribeGatewayAlbConfiguration {
     pub port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<GatewayAlbProtocol>,
-    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_alb_count: Option<i32>,
-    #[serde(rename = "currentAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_alb_count: Option<i32>,
-    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "httpDesync",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http_desync: Option<GatewayAlbDesyncMitigationMode>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
 }
 impl crate::Validate for DescribeGatewayAlbConfiguration {
@@ -4760,7 +6995,11 @@ impl crate::Validate for DescribeGatewayAlbConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayConfiguration {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<DescribeGatewayAlbConfiguration>,
 }
 impl crate::Validate for DescribeGatewayConfiguration {
@@ -4792,7 +7031,11 @@ impl crate::Validate for DescribeGatewayRequest {
 pub struct DescribeGatewayResourcesRequest {
     #[serde(rename = "gateway", default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -4808,7 +7051,11 @@ impl crate::Validate for DescribeGatewayResourcesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayResourcesResponse {
-    #[serde(rename = "gatewayResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_resources: Option<GatewayResources>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -4842,7 +7089,11 @@ impl crate::Validate for DescribeGatewayResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayRouteRequest {
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
 }
 impl crate::Validate for DescribeGatewayRouteRequest {
@@ -4856,7 +7107,11 @@ impl crate::Validate for DescribeGatewayRouteRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayRouteResponse {
-    #[serde(rename = "gatewayRoute", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRoute",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route: Option<GatewayRoute>,
 }
 impl crate::Validate for DescribeGatewayRouteResponse {
@@ -4872,13 +7127,20 @@ impl crate::Validate for DescribeGatewayRouteResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceDeploymentsRequest {
-    #[serde(rename = "serviceDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arns: Option<Vec<String>>,
 }
 impl crate::Validate for DescribeServiceDeploymentsRequest {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.service_deployment_arns.is_none() {
-            return Err(crate::ValidationError::missing(path, "serviceDeploymentArns"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "serviceDeploymentArns",
+            ));
         }
         Ok(())
     }
@@ -4886,7 +7148,11 @@ impl crate::Validate for DescribeServiceDeploymentsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceDeploymentsResponse {
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeployment>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4913,7 +7179,11 @@ impl crate::Validate for DescribeServiceDeploymentsResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceRevisionsRequest {
-    #[serde(rename = "serviceRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arns: Option<Vec<String>>,
 }
 impl crate::Validate for DescribeServiceRevisionsRequest {
@@ -4927,7 +7197,11 @@ impl crate::Validate for DescribeServiceRevisionsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceRevisionsResponse {
-    #[serde(rename = "serviceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revisions: Option<Vec<ServiceRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4999,7 +7273,11 @@ impl crate::Validate for DescribeServicesResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeTaskDefinitionRequest {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<TaskDefinitionField>>,
@@ -5015,7 +7293,11 @@ impl crate::Validate for DescribeTaskDefinitionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -5136,19 +7418,19 @@ impl crate::Validate for DescribeTasksResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DesiredStatus {
     #[serde(rename = "RUNNING")]
-    RUNNING,
+    Running,
     #[serde(rename = "PENDING")]
-    PENDING,
+    Pending,
     #[serde(rename = "STOPPED")]
-    STOPPED,
+    Stopped,
 }
 impl DesiredStatus {
     pub const VALUES: &'static [&'static str] = &["RUNNING", "PENDING", "STOPPED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            DesiredStatus::RUNNING => "RUNNING",
-            DesiredStatus::PENDING => "PENDING",
-            DesiredStatus::STOPPED => "STOPPED",
+            DesiredStatus::Running => "RUNNING",
+            DesiredStatus::Pending => "PENDING",
+            DesiredStatus::Stopped => "STOPPED",
         }
     }
 }
@@ -5157,9 +7439,17 @@ impl DesiredStatus {
 pub struct Device {
     #[serde(rename = "hostPath", default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
-    #[serde(rename = "permissions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "permissions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub permissions: Option<Vec<DeviceCgroupPermission>>,
 }
 impl crate::Validate for Device {
@@ -5212,9 +7502,17 @@ impl crate::Validate for DisassociateGatewayFromClusterRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DisassociateGatewayFromClusterResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GatewayClusterAssociationStatus>,
@@ -5228,7 +7526,11 @@ impl crate::Validate for DisassociateGatewayFromClusterResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoverPollEndpointRequest {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -5244,9 +7546,17 @@ impl crate::Validate for DiscoverPollEndpointRequest {
 pub struct DiscoverPollEndpointResponse {
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(rename = "telemetryEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "telemetryEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub telemetry_endpoint: Option<String>,
-    #[serde(rename = "serviceConnectEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_endpoint: Option<String>,
 }
 impl crate::Validate for DiscoverPollEndpointResponse {
@@ -5260,11 +7570,19 @@ impl crate::Validate for DiscoverPollEndpointResponse {
 pub struct DockerVolumeConfiguration {
     #[serde(rename = "scope", default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
-    #[serde(rename = "autoprovision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoprovision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub autoprovision: Option<bool>,
     #[serde(rename = "driver", default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(rename = "driverOpts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "driverOpts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub driver_opts: Option<BTreeMap<String, String>>,
     #[serde(rename = "labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -5292,11 +7610,19 @@ impl EBSResourceType {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EBSTagSpecification {
-    #[serde(rename = "resourceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_type: Option<EBSResourceType>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
 }
 impl crate::Validate for EBSTagSpecification {
@@ -5319,17 +7645,37 @@ impl crate::Validate for EBSTagSpecification {
 pub struct ECSExpressGatewayService {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(rename = "currentDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_deployment: Option<String>,
-    #[serde(rename = "activeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "activeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_configurations: Option<Vec<ExpressGatewayServiceConfiguration>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -5365,17 +7711,37 @@ impl crate::Validate for ECSExpressGatewayService {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ECSManagedResources {
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<ManagedIngressPath>>,
-    #[serde(rename = "autoScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling: Option<ManagedAutoScaling>,
-    #[serde(rename = "metricAlarms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricAlarms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_alarms: Option<Vec<ManagedMetricAlarm>>,
-    #[serde(rename = "serviceSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_security_groups: Option<Vec<ManagedSecurityGroup>>,
     #[serde(rename = "logGroups", default, skip_serializing_if = "Option::is_none")]
     pub log_groups: Option<Vec<ManagedLogGroup>>,
-    #[serde(rename = "gatewayConnections", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnections",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connections: Option<Vec<GatewayConnection>>,
 }
 impl crate::Validate for ECSManagedResources {
@@ -5426,7 +7792,11 @@ impl crate::Validate for ECSManagedResources {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EFSAuthorizationConfig {
-    #[serde(rename = "accessPointId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_id: Option<String>,
     #[serde(rename = "iam", default, skip_serializing_if = "Option::is_none")]
     pub iam: Option<EFSAuthorizationConfigIAM>,
@@ -5441,16 +7811,16 @@ impl crate::Validate for EFSAuthorizationConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EFSAuthorizationConfigIAM {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl EFSAuthorizationConfigIAM {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            EFSAuthorizationConfigIAM::ENABLED => "ENABLED",
-            EFSAuthorizationConfigIAM::DISABLED => "DISABLED",
+            EFSAuthorizationConfigIAM::Enabled => "ENABLED",
+            EFSAuthorizationConfigIAM::Disabled => "DISABLED",
         }
     }
 }
@@ -5458,31 +7828,51 @@ impl EFSAuthorizationConfigIAM {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EFSTransitEncryption {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl EFSTransitEncryption {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            EFSTransitEncryption::ENABLED => "ENABLED",
-            EFSTransitEncryption::DISABLED => "DISABLED",
+            EFSTransitEncryption::Enabled => "ENABLED",
+            EFSTransitEncryption::Disabled => "DISABLED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EFSVolumeConfiguration {
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "transitEncryption", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryption",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption: Option<EFSTransitEncryption>,
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<EFSAuthorizationConfig>,
 }
 impl crate::Validate for EFSVolumeConfiguration {
@@ -5501,13 +7891,29 @@ impl crate::Validate for EFSVolumeConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ElbGatewayResources {
-    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_arn: Option<String>,
-    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_arn: Option<String>,
-    #[serde(rename = "securityGroup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_group: Option<String>,
-    #[serde(rename = "gatewayRouteArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arns: Option<Vec<String>>,
 }
 impl crate::Validate for ElbGatewayResources {
@@ -5570,7 +7976,11 @@ pub struct ExecuteCommandConfiguration {
     pub kms_key_id: Option<String>,
     #[serde(rename = "logging", default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<ExecuteCommandLogging>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<ExecuteCommandLogConfiguration>,
 }
 impl crate::Validate for ExecuteCommandConfiguration {
@@ -5586,15 +7996,35 @@ impl crate::Validate for ExecuteCommandConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteCommandLogConfiguration {
-    #[serde(rename = "cloudWatchLogGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cloudWatchLogGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_watch_log_group_name: Option<String>,
-    #[serde(rename = "cloudWatchEncryptionEnabled", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "cloudWatchEncryptionEnabled",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub cloud_watch_encryption_enabled: bool,
-    #[serde(rename = "s3BucketName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3BucketName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_bucket_name: Option<String>,
-    #[serde(rename = "s3EncryptionEnabled", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "s3EncryptionEnabled",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub s3_encryption_enabled: bool,
-    #[serde(rename = "s3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3KeyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_key_prefix: Option<String>,
 }
 impl crate::Validate for ExecuteCommandLogConfiguration {
@@ -5607,19 +8037,19 @@ impl crate::Validate for ExecuteCommandLogConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ExecuteCommandLogging {
     #[serde(rename = "NONE")]
-    NONE,
+    None,
     #[serde(rename = "DEFAULT")]
-    DEFAULT,
+    Default,
     #[serde(rename = "OVERRIDE")]
-    OVERRIDE,
+    Override,
 }
 impl ExecuteCommandLogging {
     pub const VALUES: &'static [&'static str] = &["NONE", "DEFAULT", "OVERRIDE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ExecuteCommandLogging::NONE => "NONE",
-            ExecuteCommandLogging::DEFAULT => "DEFAULT",
-            ExecuteCommandLogging::OVERRIDE => "OVERRIDE",
+            ExecuteCommandLogging::None => "NONE",
+            ExecuteCommandLogging::Default => "DEFAULT",
+            ExecuteCommandLogging::Override => "OVERRIDE",
         }
     }
 }
@@ -5632,7 +8062,11 @@ pub struct ExecuteCommandRequest {
     pub container: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
@@ -5654,13 +8088,29 @@ impl crate::Validate for ExecuteCommandRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteCommandResponse {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "interactive", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "interactive",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub interactive: bool,
     #[serde(rename = "session", default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Session>,
@@ -5683,14 +8133,14 @@ pub enum ExpressCpuArchitecture {
     #[serde(rename = "X86_64")]
     X8664,
     #[serde(rename = "ARM64")]
-    ARM64,
+    Arm64,
 }
 impl ExpressCpuArchitecture {
     pub const VALUES: &'static [&'static str] = &["X86_64", "ARM64"];
     pub fn as_str(&self) -> &'static str {
         match self {
             ExpressCpuArchitecture::X8664 => "X86_64",
-            ExpressCpuArchitecture::ARM64 => "ARM64",
+            ExpressCpuArchitecture::Arm64 => "ARM64",
         }
     }
 }
@@ -5699,15 +8149,31 @@ impl ExpressCpuArchitecture {
 pub struct ExpressGatewayContainer {
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
-    #[serde(rename = "awsLogsConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsLogsConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_logs_configuration: Option<ExpressGatewayServiceAwsLogsConfiguration>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<ExpressGatewayRepositoryCredentials>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
@@ -5747,7 +8213,11 @@ impl crate::Validate for ExpressGatewayContainer {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayRepositoryCredentials {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 impl crate::Validate for ExpressGatewayRepositoryCredentials {
@@ -5759,13 +8229,29 @@ impl crate::Validate for ExpressGatewayRepositoryCredentials {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayScalingTarget {
-    #[serde(rename = "minTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_task_count: Option<i32>,
-    #[serde(rename = "maxTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_task_count: Option<i32>,
-    #[serde(rename = "autoScalingMetric", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingMetric",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_metric: Option<ExpressGatewayServiceScalingMetric>,
-    #[serde(rename = "autoScalingTargetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingTargetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_target_value: Option<i32>,
 }
 impl crate::Validate for ExpressGatewayScalingTarget {
@@ -5779,7 +8265,11 @@ impl crate::Validate for ExpressGatewayScalingTarget {
 pub struct ExpressGatewayServiceAwsLogsConfiguration {
     #[serde(rename = "logGroup", default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
-    #[serde(rename = "logStreamPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logStreamPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_stream_prefix: Option<String>,
 }
 impl crate::Validate for ExpressGatewayServiceAwsLogsConfiguration {
@@ -5796,29 +8286,69 @@ impl crate::Validate for ExpressGatewayServiceAwsLogsConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceConfiguration {
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<ExpressCpuArchitecture>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<IngressPathSummary>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -5854,20 +8384,24 @@ impl crate::Validate for ExpressGatewayServiceConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ExpressGatewayServiceInclude {
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
 }
 impl ExpressGatewayServiceInclude {
     pub const VALUES: &'static [&'static str] = &["TAGS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ExpressGatewayServiceInclude::TAGS => "TAGS",
+            ExpressGatewayServiceInclude::Tags => "TAGS",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceNetworkConfiguration {
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
@@ -5882,28 +8416,37 @@ impl crate::Validate for ExpressGatewayServiceNetworkConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ExpressGatewayServiceScalingMetric {
     #[serde(rename = "AVERAGE_CPU")]
-    AVERAGECPU,
+    AverageCpu,
     #[serde(rename = "AVERAGE_MEMORY")]
-    AVERAGEMEMORY,
+    AverageMemory,
     #[serde(rename = "REQUEST_COUNT_PER_TARGET")]
-    REQUESTCOUNTPERTARGET,
+    RequestCountPerTarget,
 }
 impl ExpressGatewayServiceScalingMetric {
-    pub const VALUES: &'static [&'static str] = &["AVERAGE_CPU", "AVERAGE_MEMORY", "REQUEST_COUNT_PER_TARGET"];
+    pub const VALUES: &'static [&'static str] =
+        &["AVERAGE_CPU", "AVERAGE_MEMORY", "REQUEST_COUNT_PER_TARGET"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ExpressGatewayServiceScalingMetric::AVERAGECPU => "AVERAGE_CPU",
-            ExpressGatewayServiceScalingMetric::AVERAGEMEMORY => "AVERAGE_MEMORY",
-            ExpressGatewayServiceScalingMetric::REQUESTCOUNTPERTARGET => "REQUEST_COUNT_PER_TARGET",
+            ExpressGatewayServiceScalingMetric::AverageCpu => "AVERAGE_CPU",
+            ExpressGatewayServiceScalingMetric::AverageMemory => "AVERAGE_MEMORY",
+            ExpressGatewayServiceScalingMetric::RequestCountPerTarget => "REQUEST_COUNT_PER_TARGET",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceStatus {
-    #[serde(rename = "statusCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_code: Option<ExpressGatewayServiceStatusCode>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 impl crate::Validate for ExpressGatewayServiceStatus {
@@ -5916,26 +8459,30 @@ impl crate::Validate for ExpressGatewayServiceStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ExpressGatewayServiceStatusCode {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DRAINING")]
-    DRAINING,
+    Draining,
     #[serde(rename = "INACTIVE")]
-    INACTIVE,
+    Inactive,
 }
 impl ExpressGatewayServiceStatusCode {
     pub const VALUES: &'static [&'static str] = &["ACTIVE", "DRAINING", "INACTIVE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ExpressGatewayServiceStatusCode::ACTIVE => "ACTIVE",
-            ExpressGatewayServiceStatusCode::DRAINING => "DRAINING",
-            ExpressGatewayServiceStatusCode::INACTIVE => "INACTIVE",
+            ExpressGatewayServiceStatusCode::Active => "ACTIVE",
+            ExpressGatewayServiceStatusCode::Draining => "DRAINING",
+            ExpressGatewayServiceStatusCode::Inactive => "INACTIVE",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FSxWindowsFileServerAuthorizationConfig {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
     #[serde(rename = "domain", default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -5943,7 +8490,10 @@ pub struct FSxWindowsFileServerAuthorizationConfig {
 impl crate::Validate for FSxWindowsFileServerAuthorizationConfig {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.credentials_parameter.is_none() {
-            return Err(crate::ValidationError::missing(path, "credentialsParameter"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "credentialsParameter",
+            ));
         }
         if self.domain.is_none() {
             return Err(crate::ValidationError::missing(path, "domain"));
@@ -5954,11 +8504,23 @@ impl crate::Validate for FSxWindowsFileServerAuthorizationConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FSxWindowsFileServerVolumeConfiguration {
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<FSxWindowsFileServerAuthorizationConfig>,
 }
 impl crate::Validate for FSxWindowsFileServerVolumeConfiguration {
@@ -6032,25 +8594,53 @@ impl FirelensConfigurationType {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Gateway {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GatewayStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<GatewayResourceFailure>>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deletionProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_protection: Option<bool>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<DescribeGatewayConfiguration>,
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateGatewayTags>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -6107,16 +8697,16 @@ impl GatewayAlbDesyncMitigationMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum GatewayAlbProtocol {
     #[serde(rename = "HTTP")]
-    HTTP,
+    Http,
     #[serde(rename = "HTTPS")]
-    HTTPS,
+    Https,
 }
 impl GatewayAlbProtocol {
     pub const VALUES: &'static [&'static str] = &["HTTP", "HTTPS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            GatewayAlbProtocol::HTTP => "HTTP",
-            GatewayAlbProtocol::HTTPS => "HTTPS",
+            GatewayAlbProtocol::Http => "HTTP",
+            GatewayAlbProtocol::Https => "HTTPS",
         }
     }
 }
@@ -6140,28 +8730,36 @@ impl crate::Validate for GatewayAlbTestTrafficRules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum GatewayClusterAssociationStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DISASSOCIATING")]
-    DISASSOCIATING,
+    Disassociating,
     #[serde(rename = "INACTIVE")]
-    INACTIVE,
+    Inactive,
 }
 impl GatewayClusterAssociationStatus {
     pub const VALUES: &'static [&'static str] = &["ACTIVE", "DISASSOCIATING", "INACTIVE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            GatewayClusterAssociationStatus::ACTIVE => "ACTIVE",
-            GatewayClusterAssociationStatus::DISASSOCIATING => "DISASSOCIATING",
-            GatewayClusterAssociationStatus::INACTIVE => "INACTIVE",
+            GatewayClusterAssociationStatus::Active => "ACTIVE",
+            GatewayClusterAssociationStatus::Disassociating => "DISASSOCIATING",
+            GatewayClusterAssociationStatus::Inactive => "INACTIVE",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayClusterAssociationSummary {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GatewayClusterAssociationStatus>,
@@ -6175,7 +8773,11 @@ impl crate::Validate for GatewayClusterAssociationSummary {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConfiguration {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<HostSharedAlbConfiguration>,
 }
 impl crate::Validate for GatewayConfiguration {
@@ -6191,15 +8793,31 @@ impl crate::Validate for GatewayConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnection {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "serviceUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_url: Option<String>,
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GatewayRouteStatus>,
@@ -6219,21 +8837,53 @@ impl crate::Validate for GatewayConnection {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectionAlbResources {
-    #[serde(rename = "acmCertificateArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acmCertificateArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acm_certificate_arn: Option<String>,
-    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_arn: Option<String>,
-    #[serde(rename = "loadBalancerSecurityGroupArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroupArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_group_arns: Option<Vec<String>>,
-    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_arn: Option<String>,
-    #[serde(rename = "listenerRuleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerRuleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_rule_arn: Option<String>,
-    #[serde(rename = "testListenerRuleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRuleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule_arn: Option<String>,
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
 }
 impl crate::Validate for GatewayConnectionAlbResources {
@@ -6245,7 +8895,11 @@ impl crate::Validate for GatewayConnectionAlbResources {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectionResources {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<Vec<GatewayConnectionAlbResources>>,
 }
 impl crate::Validate for GatewayConnectionResources {
@@ -6265,11 +8919,19 @@ impl crate::Validate for GatewayConnectionResources {
 pub struct GatewayConnector {
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<GatewayConnectorHealthCheck>,
     #[serde(rename = "filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<GatewayConnectorFilters>,
-    #[serde(rename = "deregistrationDelay", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deregistrationDelay",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deregistration_delay: Option<GatewayConnectorDeregistrationDelay>,
 }
 impl crate::Validate for GatewayConnector {
@@ -6298,7 +8960,11 @@ impl crate::Validate for GatewayConnector {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectorDeregistrationDelay {
-    #[serde(rename = "timeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_seconds: Option<i32>,
 }
 impl crate::Validate for GatewayConnectorDeregistrationDelay {
@@ -6310,7 +8976,11 @@ impl crate::Validate for GatewayConnectorDeregistrationDelay {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectorFilters {
-    #[serde(rename = "accessTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_types: Option<Vec<AccessType>>,
 }
 impl crate::Validate for GatewayConnectorFilters {
@@ -6322,19 +8992,47 @@ impl crate::Validate for GatewayConnectorFilters {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectorHealthCheck {
-    #[serde(rename = "healthCheckProtocol", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckProtocol",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_protocol: Option<GatewayConnectorHealthCheckProtocol>,
-    #[serde(rename = "healthCheckPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_port: Option<i32>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "healthCheckTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_timeout_seconds: Option<i32>,
-    #[serde(rename = "healthCheckIntervalSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckIntervalSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_interval_seconds: Option<i32>,
-    #[serde(rename = "healthyThresholdCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthyThresholdCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthy_threshold_count: Option<i32>,
-    #[serde(rename = "unhealthyThresholdCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "unhealthyThresholdCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub unhealthy_threshold_count: Option<i32>,
     #[serde(rename = "matcher", default, skip_serializing_if = "Option::is_none")]
     pub matcher: Option<GatewayConnectorHealthCheckMatcher>,
@@ -6367,23 +9065,27 @@ impl crate::Validate for GatewayConnectorHealthCheckMatcher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum GatewayConnectorHealthCheckProtocol {
     #[serde(rename = "HTTP")]
-    HTTP,
+    Http,
     #[serde(rename = "HTTPS")]
-    HTTPS,
+    Https,
 }
 impl GatewayConnectorHealthCheckProtocol {
     pub const VALUES: &'static [&'static str] = &["HTTP", "HTTPS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            GatewayConnectorHealthCheckProtocol::HTTP => "HTTP",
-            GatewayConnectorHealthCheckProtocol::HTTPS => "HTTPS",
+            GatewayConnectorHealthCheckProtocol::Http => "HTTP",
+            GatewayConnectorHealthCheckProtocol::Https => "HTTPS",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayElbAccessLogConfiguration {
-    #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "destination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination: Option<GatewayElbAccessLogDestination>,
 }
 impl crate::Validate for GatewayElbAccessLogConfiguration {
@@ -6439,7 +9141,8 @@ pub enum GatewayElbIpAddressType {
     DualstackWithoutPublicIpv4,
 }
 impl GatewayElbIpAddressType {
-    pub const VALUES: &'static [&'static str] = &["ipv4", "dualstack", "dualstack-without-public-ipv4"];
+    pub const VALUES: &'static [&'static str] =
+        &["ipv4", "dualstack", "dualstack-without-public-ipv4"];
     pub fn as_str(&self) -> &'static str {
         match self {
             GatewayElbIpAddressType::Ipv4 => "ipv4",
@@ -6451,11 +9154,19 @@ impl GatewayElbIpAddressType {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayElbNetworkConfiguration {
-    #[serde(rename = "inboundSecurityGroup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inboundSecurityGroup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inbound_security_group: Option<String>,
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "ipAddressType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ipAddressType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ip_address_type: Option<GatewayElbIpAddressType>,
 }
 impl crate::Validate for GatewayElbNetworkConfiguration {
@@ -6484,7 +9195,11 @@ impl GatewayElbScheme {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayInfrastructureResources {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<Vec<ElbGatewayResources>>,
 }
 impl crate::Validate for GatewayInfrastructureResources {
@@ -6538,7 +9253,11 @@ impl crate::Validate for GatewayResourceFailure {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayResources {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "resources", default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<GatewayInfrastructureResources>,
@@ -6556,15 +9275,31 @@ impl crate::Validate for GatewayResources {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRoute {
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceContainerPortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_container_port_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GatewayRouteStatus>,
-    #[serde(rename = "serviceUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_url: Option<String>,
     #[serde(rename = "resources", default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<GatewayRouteResources>,
@@ -6582,19 +9317,47 @@ impl crate::Validate for GatewayRoute {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRouteAlbResources {
-    #[serde(rename = "acmCertificateArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acmCertificateArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acm_certificate_arn: Option<String>,
-    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_arn: Option<String>,
-    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_arn: Option<String>,
-    #[serde(rename = "listenerRuleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerRuleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_rule_arn: Option<String>,
-    #[serde(rename = "testListenerRuleArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRuleArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule_arns: Option<Vec<String>>,
-    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_groups: Option<Vec<GatewayRouteLoadBalancerSecurityGroup>>,
-    #[serde(rename = "serviceSecurityGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceSecurityGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_security_group_arn: Option<String>,
 }
 impl crate::Validate for GatewayRouteAlbResources {
@@ -6626,7 +9389,11 @@ impl crate::Validate for GatewayRouteLoadBalancerSecurityGroup {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRouteResources {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<Vec<GatewayRouteAlbResources>>,
 }
 impl crate::Validate for GatewayRouteResources {
@@ -6645,46 +9412,74 @@ impl crate::Validate for GatewayRouteResources {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum GatewayRouteStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "CREATE_IN_PROGRESS")]
-    CREATEINPROGRESS,
+    CreateInProgress,
     #[serde(rename = "CREATE_FAILED")]
-    CREATEFAILED,
+    CreateFailed,
     #[serde(rename = "UPDATE_IN_PROGRESS")]
-    UPDATEINPROGRESS,
+    UpdateInProgress,
     #[serde(rename = "UPDATE_FAILED")]
-    UPDATEFAILED,
+    UpdateFailed,
     #[serde(rename = "DELETE_IN_PROGRESS")]
-    DELETEINPROGRESS,
+    DeleteInProgress,
     #[serde(rename = "DELETE_FAILED")]
-    DELETEFAILED,
+    DeleteFailed,
 }
 impl GatewayRouteStatus {
-    pub const VALUES: &'static [&'static str] = &["ACTIVE", "CREATE_IN_PROGRESS", "CREATE_FAILED", "UPDATE_IN_PROGRESS", "UPDATE_FAILED", "DELETE_IN_PROGRESS", "DELETE_FAILED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "ACTIVE",
+        "CREATE_IN_PROGRESS",
+        "CREATE_FAILED",
+        "UPDATE_IN_PROGRESS",
+        "UPDATE_FAILED",
+        "DELETE_IN_PROGRESS",
+        "DELETE_FAILED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            GatewayRouteStatus::ACTIVE => "ACTIVE",
-            GatewayRouteStatus::CREATEINPROGRESS => "CREATE_IN_PROGRESS",
-            GatewayRouteStatus::CREATEFAILED => "CREATE_FAILED",
-            GatewayRouteStatus::UPDATEINPROGRESS => "UPDATE_IN_PROGRESS",
-            GatewayRouteStatus::UPDATEFAILED => "UPDATE_FAILED",
-            GatewayRouteStatus::DELETEINPROGRESS => "DELETE_IN_PROGRESS",
-            GatewayRouteStatus::DELETEFAILED => "DELETE_FAILED",
+            GatewayRouteStatus::Active => "ACTIVE",
+            GatewayRouteStatus::CreateInProgress => "CREATE_IN_PROGRESS",
+            GatewayRouteStatus::CreateFailed => "CREATE_FAILED",
+            GatewayRouteStatus::UpdateInProgress => "UPDATE_IN_PROGRESS",
+            GatewayRouteStatus::UpdateFailed => "UPDATE_FAILED",
+            GatewayRouteStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
+            GatewayRouteStatus::DeleteFailed => "DELETE_FAILED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRouteSummary {
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceContainerPortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_container_port_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GatewayRouteStatus>,
@@ -6699,32 +9494,42 @@ impl crate::Validate for GatewayRouteSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum GatewayStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "UPDATE_IN_PROGRESS")]
-    UPDATEINPROGRESS,
+    UpdateInProgress,
     #[serde(rename = "UPDATE_COMPLETE")]
-    UPDATECOMPLETE,
+    UpdateComplete,
     #[serde(rename = "UPDATE_FAILED")]
-    UPDATEFAILED,
+    UpdateFailed,
     #[serde(rename = "DELETED")]
-    DELETED,
+    Deleted,
 }
 impl GatewayStatus {
-    pub const VALUES: &'static [&'static str] = &["ACTIVE", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED", "DELETED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "ACTIVE",
+        "UPDATE_IN_PROGRESS",
+        "UPDATE_COMPLETE",
+        "UPDATE_FAILED",
+        "DELETED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            GatewayStatus::ACTIVE => "ACTIVE",
-            GatewayStatus::UPDATEINPROGRESS => "UPDATE_IN_PROGRESS",
-            GatewayStatus::UPDATECOMPLETE => "UPDATE_COMPLETE",
-            GatewayStatus::UPDATEFAILED => "UPDATE_FAILED",
-            GatewayStatus::DELETED => "DELETED",
+            GatewayStatus::Active => "ACTIVE",
+            GatewayStatus::UpdateInProgress => "UPDATE_IN_PROGRESS",
+            GatewayStatus::UpdateComplete => "UPDATE_COMPLETE",
+            GatewayStatus::UpdateFailed => "UPDATE_FAILED",
+            GatewayStatus::Deleted => "DELETED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewaySummary {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -6777,7 +9582,11 @@ impl crate::Validate for GetTaskProtectionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetTaskProtectionResponse {
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -6806,13 +9615,29 @@ impl crate::Validate for GetTaskProtectionResponse {
 pub struct GpuDevice {
     #[serde(rename = "gpuId", default, skip_serializing_if = "Option::is_none")]
     pub gpu_id: Option<String>,
-    #[serde(rename = "sharingMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharingMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sharing_mode: Option<GpuSharingMode>,
-    #[serde(rename = "totalMemoryInMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalMemoryInMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_memory_in_mi_b: Option<i32>,
-    #[serde(rename = "remainingMemoryInMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "remainingMemoryInMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remaining_memory_in_mi_b: Option<i32>,
-    #[serde(rename = "containerCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_count: Option<i32>,
 }
 impl crate::Validate for GpuDevice {
@@ -6825,19 +9650,19 @@ impl crate::Validate for GpuDevice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum GpuSharingMode {
     #[serde(rename = "IDLE")]
-    IDLE,
+    Idle,
     #[serde(rename = "NVIDIA_MPS")]
-    NVIDIAMPS,
+    NvidiaMps,
     #[serde(rename = "DEDICATED")]
-    DEDICATED,
+    Dedicated,
 }
 impl GpuSharingMode {
     pub const VALUES: &'static [&'static str] = &["IDLE", "NVIDIA_MPS", "DEDICATED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            GpuSharingMode::IDLE => "IDLE",
-            GpuSharingMode::NVIDIAMPS => "NVIDIA_MPS",
-            GpuSharingMode::DEDICATED => "DEDICATED",
+            GpuSharingMode::Idle => "IDLE",
+            GpuSharingMode::NvidiaMps => "NVIDIA_MPS",
+            GpuSharingMode::Dedicated => "DEDICATED",
         }
     }
 }
@@ -6852,7 +9677,11 @@ pub struct HealthCheck {
     pub timeout: Option<i32>,
     #[serde(rename = "retries", default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
-    #[serde(rename = "startPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_period: Option<i32>,
 }
 impl crate::Validate for HealthCheck {
@@ -6867,26 +9696,25 @@ impl crate::Validate for HealthCheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum HealthStatus {
     #[serde(rename = "HEALTHY")]
-    HEALTHY,
+    Healthy,
     #[serde(rename = "UNHEALTHY")]
-    UNHEALTHY,
+    Unhealthy,
     #[serde(rename = "UNKNOWN")]
-    UNKNOWN,
+    Unknown,
 }
 impl HealthStatus {
     pub const VALUES: &'static [&'static str] = &["HEALTHY", "UNHEALTHY", "UNKNOWN"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            HealthStatus::HEALTHY => "HEALTHY",
-            HealthStatus::UNHEALTHY => "UNHEALTHY",
-            HealthStatus::UNKNOWN => "UNKNOWN",
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+            HealthStatus::Unknown => "UNKNOWN",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HookDetails {
-}
+pub struct HookDetails {}
 impl crate::Validate for HookDetails {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         let _ = path;
@@ -6915,23 +9743,43 @@ impl crate::Validate for HostEntry {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostSharedAlbConfiguration {
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<GatewayElbNetworkConfiguration>,
     #[serde(rename = "scheme", default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<GatewayElbScheme>,
     #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
     pub web_acl_arn: Option<String>,
-    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_logs: Option<GatewayElbAccessLogConfiguration>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<GatewayAlbProtocol>,
-    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_alb_count: Option<i32>,
-    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "httpDesync",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http_desync: Option<GatewayAlbDesyncMitigationMode>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
 }
 impl crate::Validate for HostSharedAlbConfiguration {
@@ -6957,7 +9805,11 @@ impl crate::Validate for HostSharedAlbConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostVolumeProperties {
-    #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourcePath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_path: Option<String>,
 }
 impl crate::Validate for HostVolumeProperties {
@@ -6969,9 +9821,17 @@ impl crate::Validate for HostVolumeProperties {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceAccelerator {
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 impl crate::Validate for InferenceAccelerator {
@@ -6988,9 +9848,17 @@ impl crate::Validate for InferenceAccelerator {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceAcceleratorOverride {
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 impl crate::Validate for InferenceAcceleratorOverride {
@@ -7002,7 +9870,11 @@ impl crate::Validate for InferenceAcceleratorOverride {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InfrastructureOptimization {
-    #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scaleInAfter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scale_in_after: Option<i32>,
 }
 impl crate::Validate for InfrastructureOptimization {
@@ -7014,7 +9886,11 @@ impl crate::Validate for InfrastructureOptimization {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IngressPathSummary {
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -7054,11 +9930,23 @@ pub struct InstanceHealthCheckResult {
     pub type_: Option<InstanceHealthCheckType>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<InstanceHealthCheckState>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "lastUpdated", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastUpdated",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated: Option<f64>,
-    #[serde(rename = "lastStatusChange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatusChange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status_change: Option<f64>,
 }
 impl crate::Validate for InstanceHealthCheckResult {
@@ -7071,22 +9959,23 @@ impl crate::Validate for InstanceHealthCheckResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum InstanceHealthCheckState {
     #[serde(rename = "OK")]
-    OK,
+    Ok,
     #[serde(rename = "IMPAIRED")]
-    IMPAIRED,
+    Impaired,
     #[serde(rename = "INSUFFICIENT_DATA")]
-    INSUFFICIENTDATA,
+    InsufficientData,
     #[serde(rename = "INITIALIZING")]
-    INITIALIZING,
+    Initializing,
 }
 impl InstanceHealthCheckState {
-    pub const VALUES: &'static [&'static str] = &["OK", "IMPAIRED", "INSUFFICIENT_DATA", "INITIALIZING"];
+    pub const VALUES: &'static [&'static str] =
+        &["OK", "IMPAIRED", "INSUFFICIENT_DATA", "INITIALIZING"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            InstanceHealthCheckState::OK => "OK",
-            InstanceHealthCheckState::IMPAIRED => "IMPAIRED",
-            InstanceHealthCheckState::INSUFFICIENTDATA => "INSUFFICIENT_DATA",
-            InstanceHealthCheckState::INITIALIZING => "INITIALIZING",
+            InstanceHealthCheckState::Ok => "OK",
+            InstanceHealthCheckState::Impaired => "IMPAIRED",
+            InstanceHealthCheckState::InsufficientData => "INSUFFICIENT_DATA",
+            InstanceHealthCheckState::Initializing => "INITIALIZING",
         }
     }
 }
@@ -7094,58 +9983,113 @@ impl InstanceHealthCheckState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum InstanceHealthCheckType {
     #[serde(rename = "CONTAINER_RUNTIME")]
-    CONTAINERRUNTIME,
+    ContainerRuntime,
     #[serde(rename = "ACCELERATED_COMPUTE")]
-    ACCELERATEDCOMPUTE,
+    AcceleratedCompute,
     #[serde(rename = "DAEMON")]
-    DAEMON,
+    Daemon,
     #[serde(rename = "AGENT_CONNECTIVITY")]
-    AGENTCONNECTIVITY,
+    AgentConnectivity,
 }
 impl InstanceHealthCheckType {
-    pub const VALUES: &'static [&'static str] = &["CONTAINER_RUNTIME", "ACCELERATED_COMPUTE", "DAEMON", "AGENT_CONNECTIVITY"];
+    pub const VALUES: &'static [&'static str] = &[
+        "CONTAINER_RUNTIME",
+        "ACCELERATED_COMPUTE",
+        "DAEMON",
+        "AGENT_CONNECTIVITY",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            InstanceHealthCheckType::CONTAINERRUNTIME => "CONTAINER_RUNTIME",
-            InstanceHealthCheckType::ACCELERATEDCOMPUTE => "ACCELERATED_COMPUTE",
-            InstanceHealthCheckType::DAEMON => "DAEMON",
-            InstanceHealthCheckType::AGENTCONNECTIVITY => "AGENT_CONNECTIVITY",
+            InstanceHealthCheckType::ContainerRuntime => "CONTAINER_RUNTIME",
+            InstanceHealthCheckType::AcceleratedCompute => "ACCELERATED_COMPUTE",
+            InstanceHealthCheckType::Daemon => "DAEMON",
+            InstanceHealthCheckType::AgentConnectivity => "AGENT_CONNECTIVITY",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceLaunchTemplate {
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
-    #[serde(rename = "capacityOptionType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityOptionType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_option_type: Option<CapacityOptionType>,
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(rename = "fipsEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fipsEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fips_enabled: Option<bool>,
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
-    #[serde(rename = "nitroEnclavesEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "nitroEnclavesEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub nitro_enclaves_enabled: Option<bool>,
 }
 impl crate::Validate for InstanceLaunchTemplate {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.ec2_instance_profile_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "ec2InstanceProfileArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "ec2InstanceProfileArn",
+            ));
         }
         if self.network_configuration.is_none() {
-            return Err(crate::ValidationError::missing(path, "networkConfiguration"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "networkConfiguration",
+            ));
         }
         if let Some(v) = &self.network_configuration {
             path.push("networkConfiguration");
@@ -7178,21 +10122,53 @@ impl crate::Validate for InstanceLaunchTemplate {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceLaunchTemplateUpdate {
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 impl crate::Validate for InstanceLaunchTemplateUpdate {
@@ -7232,49 +10208,133 @@ pub struct InstanceRequirementsRequest {
     pub v_cpu_count: Option<VCpuCountRangeRequest>,
     #[serde(rename = "memoryMiB", default, skip_serializing_if = "Option::is_none")]
     pub memory_mi_b: Option<MemoryMiBRequest>,
-    #[serde(rename = "cpuManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
-    #[serde(rename = "memoryGiBPerVCpu", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryGiBPerVCpu",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
-    #[serde(rename = "excludedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "excludedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub excluded_instance_types: Option<Vec<String>>,
-    #[serde(rename = "instanceGenerations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceGenerations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_generations: Option<Vec<InstanceGeneration>>,
-    #[serde(rename = "spotMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "spotMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub spot_max_price_percentage_over_lowest_price: Option<i32>,
-    #[serde(rename = "onDemandMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "onDemandMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
     #[serde(rename = "bareMetal", default, skip_serializing_if = "Option::is_none")]
     pub bare_metal: Option<BareMetal>,
-    #[serde(rename = "burstablePerformance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "burstablePerformance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub burstable_performance: Option<BurstablePerformance>,
-    #[serde(rename = "requireHibernateSupport", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requireHibernateSupport",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub require_hibernate_support: Option<bool>,
-    #[serde(rename = "networkInterfaceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interface_count: Option<NetworkInterfaceCountRequest>,
-    #[serde(rename = "localStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage: Option<LocalStorage>,
-    #[serde(rename = "localStorageTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_types: Option<Vec<LocalStorageType>>,
-    #[serde(rename = "totalLocalStorageGB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalLocalStorageGB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
-    #[serde(rename = "baselineEbsBandwidthMbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "baselineEbsBandwidthMbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
-    #[serde(rename = "acceleratorTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_types: Option<Vec<AcceleratorType>>,
-    #[serde(rename = "acceleratorCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_count: Option<AcceleratorCountRequest>,
-    #[serde(rename = "acceleratorManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
-    #[serde(rename = "acceleratorNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_names: Option<Vec<AcceleratorName>>,
-    #[serde(rename = "acceleratorTotalMemoryMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTotalMemoryMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
-    #[serde(rename = "networkBandwidthGbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBandwidthGbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
-    #[serde(rename = "allowedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "allowedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allowed_instance_types: Option<Vec<String>>,
-    #[serde(rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
 }
 impl crate::Validate for InstanceRequirementsRequest {
@@ -7357,19 +10417,20 @@ impl IpcMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum IsolationMode {
     #[serde(rename = "SHARED")]
-    SHARED,
+    Shared,
     #[serde(rename = "ISOLATED_SANDBOX")]
-    ISOLATEDSANDBOX,
+    IsolatedSandbox,
     #[serde(rename = "CONFIDENTIAL_SANDBOX")]
-    CONFIDENTIALSANDBOX,
+    ConfidentialSandbox,
 }
 impl IsolationMode {
-    pub const VALUES: &'static [&'static str] = &["SHARED", "ISOLATED_SANDBOX", "CONFIDENTIAL_SANDBOX"];
+    pub const VALUES: &'static [&'static str] =
+        &["SHARED", "ISOLATED_SANDBOX", "CONFIDENTIAL_SANDBOX"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            IsolationMode::SHARED => "SHARED",
-            IsolationMode::ISOLATEDSANDBOX => "ISOLATED_SANDBOX",
-            IsolationMode::CONFIDENTIALSANDBOX => "CONFIDENTIAL_SANDBOX",
+            IsolationMode::Shared => "SHARED",
+            IsolationMode::IsolatedSandbox => "ISOLATED_SANDBOX",
+            IsolationMode::ConfidentialSandbox => "CONFIDENTIAL_SANDBOX",
         }
     }
 }
@@ -7405,31 +10466,40 @@ impl crate::Validate for KeyValuePair {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LaunchType {
     #[serde(rename = "EC2")]
-    EC2,
+    Ec2,
     #[serde(rename = "FARGATE")]
-    FARGATE,
+    Fargate,
     #[serde(rename = "EXTERNAL")]
-    EXTERNAL,
+    External,
     #[serde(rename = "MANAGED_INSTANCES")]
-    MANAGEDINSTANCES,
+    ManagedInstances,
 }
 impl LaunchType {
-    pub const VALUES: &'static [&'static str] = &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
+    pub const VALUES: &'static [&'static str] =
+        &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            LaunchType::EC2 => "EC2",
-            LaunchType::FARGATE => "FARGATE",
-            LaunchType::EXTERNAL => "EXTERNAL",
-            LaunchType::MANAGEDINSTANCES => "MANAGED_INSTANCES",
+            LaunchType::Ec2 => "EC2",
+            LaunchType::Fargate => "FARGATE",
+            LaunchType::External => "EXTERNAL",
+            LaunchType::ManagedInstances => "MANAGED_INSTANCES",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinearConfiguration {
-    #[serde(rename = "stepPercent", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "stepPercent",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub step_percent: f64,
-    #[serde(rename = "stepBakeTimeInMinutes", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "stepBakeTimeInMinutes",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub step_bake_time_in_minutes: i32,
 }
 impl crate::Validate for LinearConfiguration {
@@ -7441,19 +10511,35 @@ impl crate::Validate for LinearConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinuxParameters {
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
-    #[serde(rename = "sharedMemorySize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharedMemorySize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_memory_size: Option<i32>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
     #[serde(rename = "maxSwap", default, skip_serializing_if = "Option::is_none")]
     pub max_swap: Option<i32>,
-    #[serde(rename = "swappiness", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "swappiness",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub swappiness: Option<i32>,
 }
 impl crate::Validate for LinuxParameters {
@@ -7487,13 +10573,25 @@ pub struct ListAccountSettingsRequest {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
-    #[serde(rename = "effectiveSettings", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "effectiveSettings",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub effective_settings: bool,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub max_results: i32,
 }
 impl crate::Validate for ListAccountSettingsRequest {
@@ -7527,15 +10625,31 @@ impl crate::Validate for ListAccountSettingsResponse {
 pub struct ListAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<TargetType>,
-    #[serde(rename = "attributeName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_name: Option<String>,
-    #[serde(rename = "attributeValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_value: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl crate::Validate for ListAttributesRequest {
@@ -7549,7 +10663,11 @@ impl crate::Validate for ListAttributesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7571,7 +10689,11 @@ impl crate::Validate for ListAttributesResponse {
 pub struct ListClustersRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl crate::Validate for ListClustersRequest {
@@ -7583,7 +10705,11 @@ impl crate::Validate for ListClustersRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListClustersResponse {
-    #[serde(rename = "clusterArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7603,7 +10729,11 @@ pub struct ListContainerInstancesRequest {
     pub filter: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ContainerInstanceStatus>,
@@ -7617,7 +10747,11 @@ impl crate::Validate for ListContainerInstancesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListContainerInstancesResponse {
-    #[serde(rename = "containerInstanceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7637,7 +10771,11 @@ pub struct ListDaemonDeploymentsRequest {
     pub status: Option<Vec<DaemonDeploymentStatus>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<CreatedAt>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7660,7 +10798,11 @@ impl crate::Validate for ListDaemonDeploymentsRequest {
 pub struct ListDaemonDeploymentsResponse {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeploymentSummary>>,
 }
 impl crate::Validate for ListDaemonDeploymentsResponse {
@@ -7678,7 +10820,11 @@ impl crate::Validate for ListDaemonDeploymentsResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonTaskDefinitionsRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
@@ -7690,7 +10836,11 @@ pub struct ListDaemonTaskDefinitionsRequest {
     pub sort: Option<SortOrder>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl crate::Validate for ListDaemonTaskDefinitionsRequest {
@@ -7702,7 +10852,11 @@ impl crate::Validate for ListDaemonTaskDefinitionsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonTaskDefinitionsResponse {
-    #[serde(rename = "daemonTaskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definitions: Option<Vec<DaemonTaskDefinitionSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7722,11 +10876,23 @@ impl crate::Validate for ListDaemonTaskDefinitionsResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonsRequest {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7740,7 +10906,11 @@ impl crate::Validate for ListDaemonsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonsResponse {
-    #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonSummariesList",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_summaries_list: Option<Vec<DaemonSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7766,7 +10936,11 @@ pub struct ListGatewayClusterAssociationsRequest {
     pub cluster: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<GatewayClusterAssociationStatus>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7780,7 +10954,11 @@ impl crate::Validate for ListGatewayClusterAssociationsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListGatewayClusterAssociationsResponse {
-    #[serde(rename = "gatewayClusterAssociations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayClusterAssociations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_cluster_associations: Option<Vec<GatewayClusterAssociationSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7806,11 +10984,19 @@ pub struct ListGatewayRoutesRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceContainerPortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_container_port_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<GatewayRouteStatus>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7824,7 +11010,11 @@ impl crate::Validate for ListGatewayRoutesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListGatewayRoutesResponse {
-    #[serde(rename = "gatewayRoutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRoutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_routes: Option<Vec<GatewayRouteSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7848,7 +11038,11 @@ pub struct ListGatewaysRequest {
     pub names: Option<Vec<String>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<GatewayStatus>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7892,7 +11086,11 @@ pub struct ListServiceDeploymentsRequest {
     pub created_at: Option<CreatedAt>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl crate::Validate for ListServiceDeploymentsRequest {
@@ -7911,7 +11109,11 @@ impl crate::Validate for ListServiceDeploymentsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServiceDeploymentsResponse {
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeploymentBrief>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7935,7 +11137,11 @@ pub struct ListServicesByNamespaceRequest {
     pub namespace: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl crate::Validate for ListServicesByNamespaceRequest {
@@ -7949,7 +11155,11 @@ impl crate::Validate for ListServicesByNamespaceRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServicesByNamespaceResponse {
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7967,13 +11177,29 @@ pub struct ListServicesRequest {
     pub cluster: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 impl crate::Validate for ListServicesRequest {
@@ -7985,7 +11211,11 @@ impl crate::Validate for ListServicesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServicesResponse {
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7999,7 +11229,11 @@ impl crate::Validate for ListServicesResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTagsForResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
 }
 impl crate::Validate for ListTagsForResourceRequest {
@@ -8031,13 +11265,21 @@ impl crate::Validate for ListTagsForResourceResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionFamiliesRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionFamilyStatus>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl crate::Validate for ListTaskDefinitionFamiliesRequest {
@@ -8063,7 +11305,11 @@ impl crate::Validate for ListTaskDefinitionFamiliesResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionsRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionStatus>,
@@ -8071,7 +11317,11 @@ pub struct ListTaskDefinitionsRequest {
     pub sort: Option<SortOrder>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 impl crate::Validate for ListTaskDefinitionsRequest {
@@ -8083,7 +11333,11 @@ impl crate::Validate for ListTaskDefinitionsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionsResponse {
-    #[serde(rename = "taskDefinitionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -8099,23 +11353,47 @@ impl crate::Validate for ListTaskDefinitionsResponse {
 pub struct ListTasksRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<DesiredStatus>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
 }
 impl crate::Validate for ListTasksRequest {
@@ -8141,15 +11419,35 @@ impl crate::Validate for ListTasksResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadBalancer {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "loadBalancerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_name: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
-    #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "advancedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub advanced_configuration: Option<AdvancedConfiguration>,
 }
 impl crate::Validate for LoadBalancer {
@@ -8206,7 +11504,11 @@ pub struct LogConfiguration {
     pub log_driver: Option<LogDriver>,
     #[serde(rename = "options", default, skip_serializing_if = "Option::is_none")]
     pub options: Option<BTreeMap<String, String>>,
-    #[serde(rename = "secretOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "secretOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_options: Option<Vec<Secret>>,
 }
 impl crate::Validate for LogConfiguration {
@@ -8245,7 +11547,16 @@ pub enum LogDriver {
     Awsfirelens,
 }
 impl LogDriver {
-    pub const VALUES: &'static [&'static str] = &["json-file", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "awsfirelens"];
+    pub const VALUES: &'static [&'static str] = &[
+        "json-file",
+        "syslog",
+        "journald",
+        "gelf",
+        "fluentd",
+        "awslogs",
+        "splunk",
+        "awsfirelens",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
             LogDriver::JsonFile => "json-file",
@@ -8276,13 +11587,21 @@ impl crate::Validate for LogDriverVolumeConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAgent {
-    #[serde(rename = "lastStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_started_at: Option<f64>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<ManagedAgentName>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
 }
 impl crate::Validate for ManagedAgent {
@@ -8308,9 +11627,17 @@ impl ManagedAgentName {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAgentStateChange {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "managedAgentName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgentName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agent_name: Option<ManagedAgentName>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -8338,13 +11665,25 @@ pub struct ManagedApplicationAutoScalingPolicy {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "policyType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "policyType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_type: Option<String>,
-    #[serde(rename = "targetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_value: Option<f64>,
     #[serde(rename = "metric", default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
@@ -8372,9 +11711,17 @@ impl crate::Validate for ManagedApplicationAutoScalingPolicy {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAutoScaling {
-    #[serde(rename = "scalableTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalableTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scalable_target: Option<ManagedScalableTarget>,
-    #[serde(rename = "applicationAutoScalingPolicies", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "applicationAutoScalingPolicies",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub application_auto_scaling_policies: Option<Vec<ManagedApplicationAutoScalingPolicy>>,
 }
 impl crate::Validate for ManagedAutoScaling {
@@ -8401,11 +11748,19 @@ pub struct ManagedCertificate {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "domainName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "domainName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub domain_name: Option<String>,
 }
 impl crate::Validate for ManagedCertificate {
@@ -8426,37 +11781,57 @@ impl crate::Validate for ManagedCertificate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ManagedDraining {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl ManagedDraining {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ManagedDraining::ENABLED => "ENABLED",
-            ManagedDraining::DISABLED => "DISABLED",
+            ManagedDraining::Enabled => "ENABLED",
+            ManagedDraining::Disabled => "DISABLED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedIngressPath {
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(rename = "loadBalancer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer: Option<ManagedLoadBalancer>,
-    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_groups: Option<Vec<ManagedSecurityGroup>>,
-    #[serde(rename = "certificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate: Option<ManagedCertificate>,
     #[serde(rename = "listener", default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<ManagedListener>,
     #[serde(rename = "rule", default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<ManagedListenerRule>,
-    #[serde(rename = "targetGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_groups: Option<Vec<ManagedTargetGroup>>,
 }
 impl crate::Validate for ManagedIngressPath {
@@ -8507,7 +11882,11 @@ impl crate::Validate for ManagedIngressPath {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesLocalStorageConfiguration {
-    #[serde(rename = "useLocalStorage", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "useLocalStorage",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub use_local_storage: bool,
 }
 impl crate::Validate for ManagedInstancesLocalStorageConfiguration {
@@ -8520,16 +11899,16 @@ impl crate::Validate for ManagedInstancesLocalStorageConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ManagedInstancesMonitoringOptions {
     #[serde(rename = "BASIC")]
-    BASIC,
+    Basic,
     #[serde(rename = "DETAILED")]
-    DETAILED,
+    Detailed,
 }
 impl ManagedInstancesMonitoringOptions {
     pub const VALUES: &'static [&'static str] = &["BASIC", "DETAILED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ManagedInstancesMonitoringOptions::BASIC => "BASIC",
-            ManagedInstancesMonitoringOptions::DETAILED => "DETAILED",
+            ManagedInstancesMonitoringOptions::Basic => "BASIC",
+            ManagedInstancesMonitoringOptions::Detailed => "DETAILED",
         }
     }
 }
@@ -8538,7 +11917,11 @@ impl ManagedInstancesMonitoringOptions {
 pub struct ManagedInstancesNetworkConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
 }
 impl crate::Validate for ManagedInstancesNetworkConfiguration {
@@ -8550,15 +11933,35 @@ impl crate::Validate for ManagedInstancesNetworkConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesProvider {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl crate::Validate for ManagedInstancesProvider {
@@ -8584,7 +11987,11 @@ impl crate::Validate for ManagedInstancesProvider {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesStorageConfiguration {
-    #[serde(rename = "storageSizeGiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageSizeGiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_size_gi_b: Option<i32>,
 }
 impl crate::Validate for ManagedInstancesStorageConfiguration {
@@ -8600,7 +12007,11 @@ pub struct ManagedListener {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8623,7 +12034,11 @@ pub struct ManagedListenerRule {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8646,7 +12061,11 @@ pub struct ManagedLoadBalancer {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8654,7 +12073,11 @@ pub struct ManagedLoadBalancer {
     pub scheme: Option<String>,
     #[serde(rename = "subnetIds", default, skip_serializing_if = "Option::is_none")]
     pub subnet_ids: Option<Vec<String>>,
-    #[serde(rename = "securityGroupIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroupIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_group_ids: Option<Vec<String>>,
 }
 impl crate::Validate for ManagedLoadBalancer {
@@ -8678,11 +12101,19 @@ pub struct ManagedLogGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_group_name: Option<String>,
 }
 impl crate::Validate for ManagedLogGroup {
@@ -8706,7 +12137,11 @@ pub struct ManagedMetricAlarm {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8726,25 +12161,31 @@ impl crate::Validate for ManagedMetricAlarm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ManagedResourceStatus {
     #[serde(rename = "PROVISIONING")]
-    PROVISIONING,
+    Provisioning,
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "DEPROVISIONING")]
-    DEPROVISIONING,
+    Deprovisioning,
     #[serde(rename = "DELETED")]
-    DELETED,
+    Deleted,
     #[serde(rename = "FAILED")]
-    FAILED,
+    Failed,
 }
 impl ManagedResourceStatus {
-    pub const VALUES: &'static [&'static str] = &["PROVISIONING", "ACTIVE", "DEPROVISIONING", "DELETED", "FAILED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "PROVISIONING",
+        "ACTIVE",
+        "DEPROVISIONING",
+        "DELETED",
+        "FAILED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ManagedResourceStatus::PROVISIONING => "PROVISIONING",
-            ManagedResourceStatus::ACTIVE => "ACTIVE",
-            ManagedResourceStatus::DEPROVISIONING => "DEPROVISIONING",
-            ManagedResourceStatus::DELETED => "DELETED",
-            ManagedResourceStatus::FAILED => "FAILED",
+            ManagedResourceStatus::Provisioning => "PROVISIONING",
+            ManagedResourceStatus::Active => "ACTIVE",
+            ManagedResourceStatus::Deprovisioning => "DEPROVISIONING",
+            ManagedResourceStatus::Deleted => "DELETED",
+            ManagedResourceStatus::Failed => "FAILED",
         }
     }
 }
@@ -8755,13 +12196,25 @@ pub struct ManagedScalableTarget {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "minCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_capacity: Option<i32>,
-    #[serde(rename = "maxCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_capacity: Option<i32>,
 }
 impl crate::Validate for ManagedScalableTarget {
@@ -8786,13 +12239,29 @@ impl crate::Validate for ManagedScalableTarget {
 pub struct ManagedScaling {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedScalingStatus>,
-    #[serde(rename = "targetCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_capacity: Option<i32>,
-    #[serde(rename = "minimumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_scaling_step_size: Option<i32>,
-    #[serde(rename = "maximumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_scaling_step_size: Option<i32>,
-    #[serde(rename = "instanceWarmupPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceWarmupPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_warmup_period: Option<i32>,
 }
 impl crate::Validate for ManagedScaling {
@@ -8805,16 +12274,16 @@ impl crate::Validate for ManagedScaling {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ManagedScalingStatus {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl ManagedScalingStatus {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ManagedScalingStatus::ENABLED => "ENABLED",
-            ManagedScalingStatus::DISABLED => "DISABLED",
+            ManagedScalingStatus::Enabled => "ENABLED",
+            ManagedScalingStatus::Disabled => "DISABLED",
         }
     }
 }
@@ -8825,7 +12294,11 @@ pub struct ManagedSecurityGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8846,7 +12319,11 @@ impl crate::Validate for ManagedSecurityGroup {
 pub struct ManagedStorageConfiguration {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "fargateEphemeralStorageKmsKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorageKmsKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage_kms_key_id: Option<String>,
 }
 impl crate::Validate for ManagedStorageConfiguration {
@@ -8862,13 +12339,25 @@ pub struct ManagedTargetGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "healthCheckPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_port: Option<i32>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
@@ -8897,16 +12386,16 @@ impl crate::Validate for ManagedTargetGroup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ManagedTerminationProtection {
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl ManagedTerminationProtection {
     pub const VALUES: &'static [&'static str] = &["ENABLED", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ManagedTerminationProtection::ENABLED => "ENABLED",
-            ManagedTerminationProtection::DISABLED => "DISABLED",
+            ManagedTerminationProtection::Enabled => "ENABLED",
+            ManagedTerminationProtection::Disabled => "DISABLED",
         }
     }
 }
@@ -8943,9 +12432,17 @@ impl crate::Validate for MemoryMiBRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricConfiguration {
-    #[serde(rename = "metricNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_names: Option<Vec<String>>,
-    #[serde(rename = "resolutionSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resolutionSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolution_seconds: Option<i32>,
 }
 impl crate::Validate for MetricConfiguration {
@@ -8962,7 +12459,11 @@ impl crate::Validate for MetricConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MonitoringConfiguration {
-    #[serde(rename = "metricConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_configurations: Option<Vec<MetricConfiguration>>,
 }
 impl crate::Validate for MonitoringConfiguration {
@@ -8980,9 +12481,17 @@ impl crate::Validate for MonitoringConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MountPoint {
-    #[serde(rename = "sourceVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_volume: Option<String>,
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -9012,15 +12521,27 @@ impl crate::Validate for NetworkBandwidthGbpsRequest {
 pub struct NetworkBinding {
     #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
     pub bind_ip: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<TransportProtocol>,
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
-    #[serde(rename = "hostPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_port_range: Option<String>,
 }
 impl crate::Validate for NetworkBinding {
@@ -9032,7 +12553,11 @@ impl crate::Validate for NetworkBinding {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkConfiguration {
-    #[serde(rename = "awsvpcConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsvpcConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
 }
 impl crate::Validate for NetworkConfiguration {
@@ -9048,11 +12573,23 @@ impl crate::Validate for NetworkConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInterface {
-    #[serde(rename = "attachmentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_id: Option<String>,
-    #[serde(rename = "privateIpv4Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privateIpv4Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_ipv4_address: Option<String>,
-    #[serde(rename = "ipv6Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ipv6Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ipv6_address: Option<String>,
 }
 impl crate::Validate for NetworkInterface {
@@ -9103,7 +12640,11 @@ impl NetworkMode {
 pub struct NvidiaMpsAllocation {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "maxComputePercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxComputePercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_compute_percent: Option<i32>,
 }
 impl crate::Validate for NvidiaMpsAllocation {
@@ -9118,40 +12659,51 @@ impl crate::Validate for NvidiaMpsAllocation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OSFamily {
     #[serde(rename = "WINDOWS_SERVER_2019_FULL")]
-    WINDOWSSERVER2019FULL,
+    WindowsServer2019Full,
     #[serde(rename = "WINDOWS_SERVER_2019_CORE")]
-    WINDOWSSERVER2019CORE,
+    WindowsServer2019Core,
     #[serde(rename = "WINDOWS_SERVER_2016_FULL")]
-    WINDOWSSERVER2016FULL,
+    WindowsServer2016Full,
     #[serde(rename = "WINDOWS_SERVER_2004_CORE")]
-    WINDOWSSERVER2004CORE,
+    WindowsServer2004Core,
     #[serde(rename = "WINDOWS_SERVER_2022_CORE")]
-    WINDOWSSERVER2022CORE,
+    WindowsServer2022Core,
     #[serde(rename = "WINDOWS_SERVER_2022_FULL")]
-    WINDOWSSERVER2022FULL,
+    WindowsServer2022Full,
     #[serde(rename = "WINDOWS_SERVER_2025_CORE")]
-    WINDOWSSERVER2025CORE,
+    WindowsServer2025Core,
     #[serde(rename = "WINDOWS_SERVER_2025_FULL")]
-    WINDOWSSERVER2025FULL,
+    WindowsServer2025Full,
     #[serde(rename = "WINDOWS_SERVER_20H2_CORE")]
-    WINDOWSSERVER20H2CORE,
+    WindowsServer20h2Core,
     #[serde(rename = "LINUX")]
-    LINUX,
+    Linux,
 }
 impl OSFamily {
-    pub const VALUES: &'static [&'static str] = &["WINDOWS_SERVER_2019_FULL", "WINDOWS_SERVER_2019_CORE", "WINDOWS_SERVER_2016_FULL", "WINDOWS_SERVER_2004_CORE", "WINDOWS_SERVER_2022_CORE", "WINDOWS_SERVER_2022_FULL", "WINDOWS_SERVER_2025_CORE", "WINDOWS_SERVER_2025_FULL", "WINDOWS_SERVER_20H2_CORE", "LINUX"];
+    pub const VALUES: &'static [&'static str] = &[
+        "WINDOWS_SERVER_2019_FULL",
+        "WINDOWS_SERVER_2019_CORE",
+        "WINDOWS_SERVER_2016_FULL",
+        "WINDOWS_SERVER_2004_CORE",
+        "WINDOWS_SERVER_2022_CORE",
+        "WINDOWS_SERVER_2022_FULL",
+        "WINDOWS_SERVER_2025_CORE",
+        "WINDOWS_SERVER_2025_FULL",
+        "WINDOWS_SERVER_20H2_CORE",
+        "LINUX",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            OSFamily::WINDOWSSERVER2019FULL => "WINDOWS_SERVER_2019_FULL",
-            OSFamily::WINDOWSSERVER2019CORE => "WINDOWS_SERVER_2019_CORE",
-            OSFamily::WINDOWSSERVER2016FULL => "WINDOWS_SERVER_2016_FULL",
-            OSFamily::WINDOWSSERVER2004CORE => "WINDOWS_SERVER_2004_CORE",
-            OSFamily::WINDOWSSERVER2022CORE => "WINDOWS_SERVER_2022_CORE",
-            OSFamily::WINDOWSSERVER2022FULL => "WINDOWS_SERVER_2022_FULL",
-            OSFamily::WINDOWSSERVER2025CORE => "WINDOWS_SERVER_2025_CORE",
-            OSFamily::WINDOWSSERVER2025FULL => "WINDOWS_SERVER_2025_FULL",
-            OSFamily::WINDOWSSERVER20H2CORE => "WINDOWS_SERVER_20H2_CORE",
-            OSFamily::LINUX => "LINUX",
+            OSFamily::WindowsServer2019Full => "WINDOWS_SERVER_2019_FULL",
+            OSFamily::WindowsServer2019Core => "WINDOWS_SERVER_2019_CORE",
+            OSFamily::WindowsServer2016Full => "WINDOWS_SERVER_2016_FULL",
+            OSFamily::WindowsServer2004Core => "WINDOWS_SERVER_2004_CORE",
+            OSFamily::WindowsServer2022Core => "WINDOWS_SERVER_2022_CORE",
+            OSFamily::WindowsServer2022Full => "WINDOWS_SERVER_2022_FULL",
+            OSFamily::WindowsServer2025Core => "WINDOWS_SERVER_2025_CORE",
+            OSFamily::WindowsServer2025Full => "WINDOWS_SERVER_2025_FULL",
+            OSFamily::WindowsServer20h2Core => "WINDOWS_SERVER_20H2_CORE",
+            OSFamily::Linux => "LINUX",
         }
     }
 }
@@ -9177,7 +12729,11 @@ impl PidMode {
 pub struct PlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<PlacementConstraintType>,
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 impl crate::Validate for PlacementConstraint {
@@ -9260,23 +12816,27 @@ impl crate::Validate for PlatformDevice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PlatformDeviceType {
     #[serde(rename = "GPU")]
-    GPU,
+    Gpu,
     #[serde(rename = "NEURON_DEVICE")]
-    NEURONDEVICE,
+    NeuronDevice,
 }
 impl PlatformDeviceType {
     pub const VALUES: &'static [&'static str] = &["GPU", "NEURON_DEVICE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            PlatformDeviceType::GPU => "GPU",
-            PlatformDeviceType::NEURONDEVICE => "NEURON_DEVICE",
+            PlatformDeviceType::Gpu => "GPU",
+            PlatformDeviceType::NeuronDevice => "NEURON_DEVICE",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PortMapping {
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
@@ -9284,9 +12844,17 @@ pub struct PortMapping {
     pub protocol: Option<TransportProtocol>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "appProtocol", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "appProtocol",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub app_protocol: Option<ApplicationProtocol>,
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
 }
 impl crate::Validate for PortMapping {
@@ -9299,16 +12867,16 @@ impl crate::Validate for PortMapping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PropagateGatewayTags {
     #[serde(rename = "NONE")]
-    NONE,
+    None,
     #[serde(rename = "GATEWAY")]
-    GATEWAY,
+    Gateway,
 }
 impl PropagateGatewayTags {
     pub const VALUES: &'static [&'static str] = &["NONE", "GATEWAY"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            PropagateGatewayTags::NONE => "NONE",
-            PropagateGatewayTags::GATEWAY => "GATEWAY",
+            PropagateGatewayTags::None => "NONE",
+            PropagateGatewayTags::Gateway => "GATEWAY",
         }
     }
 }
@@ -9316,16 +12884,16 @@ impl PropagateGatewayTags {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PropagateMITags {
     #[serde(rename = "CAPACITY_PROVIDER")]
-    CAPACITYPROVIDER,
+    CapacityProvider,
     #[serde(rename = "NONE")]
-    NONE,
+    None,
 }
 impl PropagateMITags {
     pub const VALUES: &'static [&'static str] = &["CAPACITY_PROVIDER", "NONE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            PropagateMITags::CAPACITYPROVIDER => "CAPACITY_PROVIDER",
-            PropagateMITags::NONE => "NONE",
+            PropagateMITags::CapacityProvider => "CAPACITY_PROVIDER",
+            PropagateMITags::None => "NONE",
         }
     }
 }
@@ -9333,19 +12901,19 @@ impl PropagateMITags {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PropagateTags {
     #[serde(rename = "TASK_DEFINITION")]
-    TASKDEFINITION,
+    TaskDefinition,
     #[serde(rename = "SERVICE")]
-    SERVICE,
+    Service,
     #[serde(rename = "NONE")]
-    NONE,
+    None,
 }
 impl PropagateTags {
     pub const VALUES: &'static [&'static str] = &["TASK_DEFINITION", "SERVICE", "NONE"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            PropagateTags::TASKDEFINITION => "TASK_DEFINITION",
-            PropagateTags::SERVICE => "SERVICE",
-            PropagateTags::NONE => "NONE",
+            PropagateTags::TaskDefinition => "TASK_DEFINITION",
+            PropagateTags::Service => "SERVICE",
+            PropagateTags::None => "NONE",
         }
     }
 }
@@ -9354,9 +12922,17 @@ impl PropagateTags {
 pub struct ProtectedTask {
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(rename = "protectionEnabled", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub protection_enabled: bool,
-    #[serde(rename = "expirationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expirationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration_date: Option<f64>,
 }
 impl crate::Validate for ProtectedTask {
@@ -9370,9 +12946,17 @@ impl crate::Validate for ProtectedTask {
 pub struct ProxyConfiguration {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<ProxyConfigurationType>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "properties", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "properties",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub properties: Option<Vec<KeyValuePair>>,
 }
 impl crate::Validate for ProxyConfiguration {
@@ -9394,13 +12978,13 @@ impl crate::Validate for ProxyConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ProxyConfigurationType {
     #[serde(rename = "APPMESH")]
-    APPMESH,
+    Appmesh,
 }
 impl ProxyConfigurationType {
     pub const VALUES: &'static [&'static str] = &["APPMESH"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ProxyConfigurationType::APPMESH => "APPMESH",
+            ProxyConfigurationType::Appmesh => "APPMESH",
         }
     }
 }
@@ -9446,7 +13030,11 @@ pub struct PutAccountSettingRequest {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 impl crate::Validate for PutAccountSettingRequest {
@@ -9481,7 +13069,11 @@ impl crate::Validate for PutAccountSettingResponse {
 pub struct PutAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl crate::Validate for PutAttributesRequest {
@@ -9502,7 +13094,11 @@ impl crate::Validate for PutAttributesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PutAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 impl crate::Validate for PutAttributesResponse {
@@ -9522,9 +13118,17 @@ impl crate::Validate for PutAttributesResponse {
 pub struct PutClusterCapacityProvidersRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 impl crate::Validate for PutClusterCapacityProvidersRequest {
@@ -9536,7 +13140,10 @@ impl crate::Validate for PutClusterCapacityProvidersRequest {
             return Err(crate::ValidationError::missing(path, "capacityProviders"));
         }
         if self.default_capacity_provider_strategy.is_none() {
-            return Err(crate::ValidationError::missing(path, "defaultCapacityProviderStrategy"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "defaultCapacityProviderStrategy",
+            ));
         }
         if let Some(items) = &self.default_capacity_provider_strategy {
             for (i, v) in items.iter().enumerate() {
@@ -9569,19 +13176,47 @@ impl crate::Validate for PutClusterCapacityProvidersResponse {
 pub struct RegisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "instanceIdentityDocument", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocument",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document: Option<String>,
-    #[serde(rename = "instanceIdentityDocumentSignature", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocumentSignature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document_signature: Option<String>,
-    #[serde(rename = "totalResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_resources: Option<Vec<Resource>>,
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "platformDevices", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformDevices",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_devices: Option<Vec<PlatformDevice>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -9627,7 +13262,11 @@ impl crate::Validate for RegisterContainerInstanceRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterContainerInstanceResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 impl crate::Validate for RegisterContainerInstanceResponse {
@@ -9645,11 +13284,23 @@ impl crate::Validate for RegisterContainerInstanceResponse {
 pub struct RegisterDaemonTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -9670,7 +13321,10 @@ impl crate::Validate for RegisterDaemonTaskDefinitionRequest {
             return Err(crate::ValidationError::missing(path, "family"));
         }
         if self.container_definitions.is_none() {
-            return Err(crate::ValidationError::missing(path, "containerDefinitions"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "containerDefinitions",
+            ));
         }
         if let Some(items) = &self.container_definitions {
             for (i, v) in items.iter().enumerate() {
@@ -9699,7 +13353,11 @@ impl crate::Validate for RegisterDaemonTaskDefinitionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 impl crate::Validate for RegisterDaemonTaskDefinitionResponse {
@@ -9713,19 +13371,43 @@ impl crate::Validate for RegisterDaemonTaskDefinitionResponse {
 pub struct RegisterTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<NetworkMode>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<Volume>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -9737,17 +13419,41 @@ pub struct RegisterTaskDefinitionRequest {
     pub pid_mode: Option<PidMode>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
-    #[serde(rename = "trustedExecutionConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "trustedExecutionConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trusted_execution_configuration: Option<TrustedExecutionConfiguration>,
 }
 impl crate::Validate for RegisterTaskDefinitionRequest {
@@ -9756,7 +13462,10 @@ impl crate::Validate for RegisterTaskDefinitionRequest {
             return Err(crate::ValidationError::missing(path, "family"));
         }
         if self.container_definitions.is_none() {
-            return Err(crate::ValidationError::missing(path, "containerDefinitions"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "containerDefinitions",
+            ));
         }
         if let Some(items) = &self.container_definitions {
             for (i, v) in items.iter().enumerate() {
@@ -9819,7 +13528,11 @@ impl crate::Validate for RegisterTaskDefinitionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -9844,13 +13557,20 @@ impl crate::Validate for RegisterTaskDefinitionResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepositoryCredentials {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 impl crate::Validate for RepositoryCredentials {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.credentials_parameter.is_none() {
-            return Err(crate::ValidationError::missing(path, "credentialsParameter"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "credentialsParameter",
+            ));
         }
         Ok(())
     }
@@ -9858,9 +13578,17 @@ impl crate::Validate for RepositoryCredentials {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedConfiguration {
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<ServiceRevisionLoadBalancer>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<ServiceRevisionVpcLatticeConfiguration>>,
 }
 impl crate::Validate for ResolvedConfiguration {
@@ -9889,13 +13617,29 @@ pub struct Resource {
     pub name: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
-    #[serde(rename = "doubleValue", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "doubleValue",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub double_value: f64,
-    #[serde(rename = "longValue", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "longValue",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub long_value: i64,
-    #[serde(rename = "integerValue", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "integerValue",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub integer_value: i32,
-    #[serde(rename = "stringSetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stringSetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub string_set_value: Option<Vec<String>>,
 }
 impl crate::Validate for Resource {
@@ -9908,16 +13652,16 @@ impl crate::Validate for Resource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ResourceManagementType {
     #[serde(rename = "CUSTOMER")]
-    CUSTOMER,
+    Customer,
     #[serde(rename = "ECS")]
-    ECS,
+    Ecs,
 }
 impl ResourceManagementType {
     pub const VALUES: &'static [&'static str] = &["CUSTOMER", "ECS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ResourceManagementType::CUSTOMER => "CUSTOMER",
-            ResourceManagementType::ECS => "ECS",
+            ResourceManagementType::Customer => "CUSTOMER",
+            ResourceManagementType::Ecs => "ECS",
         }
     }
 }
@@ -9928,7 +13672,11 @@ pub struct ResourceRequirement {
     pub value: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<ResourceType>,
-    #[serde(rename = "sharingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sharing_strategy: Option<SharingStrategy>,
 }
 impl crate::Validate for ResourceRequirement {
@@ -9948,7 +13696,7 @@ impl crate::Validate for ResourceRequirement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ResourceType {
     #[serde(rename = "GPU")]
-    GPU,
+    Gpu,
     #[serde(rename = "InferenceAccelerator")]
     InferenceAccelerator,
     #[serde(rename = "NeuronDevice")]
@@ -9958,7 +13706,7 @@ impl ResourceType {
     pub const VALUES: &'static [&'static str] = &["GPU", "InferenceAccelerator", "NeuronDevice"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ResourceType::GPU => "GPU",
+            ResourceType::Gpu => "GPU",
             ResourceType::InferenceAccelerator => "InferenceAccelerator",
             ResourceType::NeuronDevice => "NeuronDevice",
         }
@@ -9971,7 +13719,11 @@ pub struct Rollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
 }
 impl crate::Validate for Rollback {
@@ -9983,43 +13735,95 @@ impl crate::Validate for Rollback {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTaskRequest {
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "count", default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
-    #[serde(rename = "enableECSManagedTags", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_ecs_managed_tags: bool,
-    #[serde(rename = "enableExecuteCommand", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_execute_command: bool,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 impl crate::Validate for RunTaskRequest {
@@ -10105,9 +13909,17 @@ impl crate::Validate for RunTaskResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimePlatform {
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<CPUArchitecture>,
-    #[serde(rename = "operatingSystemFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "operatingSystemFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub operating_system_family: Option<OSFamily>,
 }
 impl crate::Validate for RuntimePlatform {
@@ -10119,7 +13931,11 @@ impl crate::Validate for RuntimePlatform {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimePlatformOverride {
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<String>,
 }
 impl crate::Validate for RuntimePlatformOverride {
@@ -10131,13 +13947,29 @@ impl crate::Validate for RuntimePlatformOverride {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct S3FilesVolumeConfiguration {
-    #[serde(rename = "fileSystemArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_arn: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
-    #[serde(rename = "accessPointArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_arn: Option<String>,
 }
 impl crate::Validate for S3FilesVolumeConfiguration {
@@ -10151,7 +13983,11 @@ impl crate::Validate for S3FilesVolumeConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scale {
-    #[serde(rename = "value", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "value",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub value: f64,
     #[serde(rename = "unit", default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<ScaleUnit>,
@@ -10166,13 +14002,13 @@ impl crate::Validate for Scale {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ScaleUnit {
     #[serde(rename = "PERCENT")]
-    PERCENT,
+    Percent,
 }
 impl ScaleUnit {
     pub const VALUES: &'static [&'static str] = &["PERCENT"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ScaleUnit::PERCENT => "PERCENT",
+            ScaleUnit::Percent => "PERCENT",
         }
     }
 }
@@ -10180,16 +14016,16 @@ impl ScaleUnit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SchedulingStrategy {
     #[serde(rename = "REPLICA")]
-    REPLICA,
+    Replica,
     #[serde(rename = "DAEMON")]
-    DAEMON,
+    Daemon,
 }
 impl SchedulingStrategy {
     pub const VALUES: &'static [&'static str] = &["REPLICA", "DAEMON"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            SchedulingStrategy::REPLICA => "REPLICA",
-            SchedulingStrategy::DAEMON => "DAEMON",
+            SchedulingStrategy::Replica => "REPLICA",
+            SchedulingStrategy::Daemon => "DAEMON",
         }
     }
 }
@@ -10232,39 +14068,99 @@ impl crate::Validate for Secret {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Service {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "desiredCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub desired_count: i32,
-    #[serde(rename = "runningCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_count: i32,
-    #[serde(rename = "pendingCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub pending_count: i32,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "taskSets", default, skip_serializing_if = "Option::is_none")]
     pub task_sets: Option<Vec<TaskSet>>,
-    #[serde(rename = "deployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployments: Option<Vec<Deployment>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -10272,35 +14168,87 @@ pub struct Service {
     pub events: Option<Vec<ServiceEvent>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "currentServiceDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_deployment: Option<String>,
-    #[serde(rename = "currentServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_revisions: Option<Vec<ServiceCurrentRevisionSummary>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "createdBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(rename = "enableECSManagedTags", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_ecs_managed_tags: bool,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "enableExecuteCommand", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_execute_command: bool,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 impl crate::Validate for Service {
@@ -10398,7 +14346,11 @@ impl crate::Validate for Service {
 pub struct ServiceConnectAccessLogConfiguration {
     #[serde(rename = "format", default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ServiceConnectAccessLoggingFormat>,
-    #[serde(rename = "includeQueryParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "includeQueryParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub include_query_parameters: Option<ServiceConnectIncludeQueryParameters>,
 }
 impl crate::Validate for ServiceConnectAccessLogConfiguration {
@@ -10413,16 +14365,16 @@ impl crate::Validate for ServiceConnectAccessLogConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ServiceConnectAccessLoggingFormat {
     #[serde(rename = "TEXT")]
-    TEXT,
+    Text,
     #[serde(rename = "JSON")]
-    JSON,
+    Json,
 }
 impl ServiceConnectAccessLoggingFormat {
     pub const VALUES: &'static [&'static str] = &["TEXT", "JSON"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ServiceConnectAccessLoggingFormat::TEXT => "TEXT",
-            ServiceConnectAccessLoggingFormat::JSON => "JSON",
+            ServiceConnectAccessLoggingFormat::Text => "TEXT",
+            ServiceConnectAccessLoggingFormat::Json => "JSON",
         }
     }
 }
@@ -10433,7 +14385,11 @@ pub struct ServiceConnectClientAlias {
     pub port: Option<i32>,
     #[serde(rename = "dnsName", default, skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<ServiceConnectTestTrafficRules>,
 }
 impl crate::Validate for ServiceConnectClientAlias {
@@ -10458,11 +14414,23 @@ pub struct ServiceConnectConfiguration {
     pub namespace: Option<String>,
     #[serde(rename = "services", default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<ServiceConnectService>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "accessLogConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_log_configuration: Option<ServiceConnectAccessLogConfiguration>,
-    #[serde(rename = "containerConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_configurations: Option<Vec<ServiceConnectContainerConfiguration>>,
 }
 impl crate::Validate for ServiceConnectConfiguration {
@@ -10530,16 +14498,16 @@ impl ServiceConnectContainerLogLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ServiceConnectIncludeQueryParameters {
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
     #[serde(rename = "ENABLED")]
-    ENABLED,
+    Enabled,
 }
 impl ServiceConnectIncludeQueryParameters {
     pub const VALUES: &'static [&'static str] = &["DISABLED", "ENABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ServiceConnectIncludeQueryParameters::DISABLED => "DISABLED",
-            ServiceConnectIncludeQueryParameters::ENABLED => "ENABLED",
+            ServiceConnectIncludeQueryParameters::Disabled => "DISABLED",
+            ServiceConnectIncludeQueryParameters::Enabled => "ENABLED",
         }
     }
 }
@@ -10548,11 +14516,23 @@ impl ServiceConnectIncludeQueryParameters {
 pub struct ServiceConnectService {
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
-    #[serde(rename = "clientAliases", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientAliases",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_aliases: Option<Vec<ServiceConnectClientAlias>>,
-    #[serde(rename = "ingressPortOverride", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPortOverride",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_port_override: Option<i32>,
     #[serde(rename = "timeout", default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<TimeoutConfiguration>,
@@ -10587,9 +14567,17 @@ impl crate::Validate for ServiceConnectService {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectServiceResource {
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
-    #[serde(rename = "discoveryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_arn: Option<String>,
 }
 impl crate::Validate for ServiceConnectServiceResource {
@@ -10655,7 +14643,11 @@ impl crate::Validate for ServiceConnectTestTrafficRules {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTlsCertificateAuthority {
-    #[serde(rename = "awsPcaAuthorityArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsPcaAuthorityArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_pca_authority_arn: Option<String>,
 }
 impl crate::Validate for ServiceConnectTlsCertificateAuthority {
@@ -10667,7 +14659,11 @@ impl crate::Validate for ServiceConnectTlsCertificateAuthority {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTlsConfiguration {
-    #[serde(rename = "issuerCertificateAuthority", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "issuerCertificateAuthority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub issuer_certificate_authority: Option<ServiceConnectTlsCertificateAuthority>,
     #[serde(rename = "kmsKey", default, skip_serializing_if = "Option::is_none")]
     pub kms_key: Option<String>,
@@ -10677,7 +14673,10 @@ pub struct ServiceConnectTlsConfiguration {
 impl crate::Validate for ServiceConnectTlsConfiguration {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.issuer_certificate_authority.is_none() {
-            return Err(crate::ValidationError::missing(path, "issuerCertificateAuthority"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "issuerCertificateAuthority",
+            ));
         }
         if let Some(v) = &self.issuer_certificate_authority {
             path.push("issuerCertificateAuthority");
@@ -10692,11 +14691,23 @@ impl crate::Validate for ServiceConnectTlsConfiguration {
 pub struct ServiceCurrentRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "requestedTaskCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub requested_task_count: i32,
-    #[serde(rename = "runningTaskCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_task_count: i32,
-    #[serde(rename = "pendingTaskCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub pending_task_count: i32,
 }
 impl crate::Validate for ServiceCurrentRevisionSummary {
@@ -10708,39 +14719,83 @@ impl crate::Validate for ServiceCurrentRevisionSummary {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDeployment {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "sourceServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_service_revisions: Option<Vec<ServiceRevisionSummary>>,
-    #[serde(rename = "targetServiceRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision: Option<ServiceRevisionSummary>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "lifecycleStage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stage: Option<ServiceDeploymentLifecycleStage>,
-    #[serde(rename = "lifecycleHookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hook_details: Option<Vec<DeploymentLifecycleHookDetail>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<ServiceDeploymentCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<ServiceDeploymentAlarms>,
@@ -10794,9 +14849,17 @@ impl crate::Validate for ServiceDeployment {
 pub struct ServiceDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 impl crate::Validate for ServiceDeploymentAlarms {
@@ -10808,23 +14871,47 @@ impl crate::Validate for ServiceDeploymentAlarms {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDeploymentBrief {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
-    #[serde(rename = "targetServiceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 impl crate::Validate for ServiceDeploymentBrief {
@@ -10838,9 +14925,17 @@ impl crate::Validate for ServiceDeploymentBrief {
 pub struct ServiceDeploymentCircuitBreaker {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
-    #[serde(rename = "failureCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub failure_count: i32,
-    #[serde(rename = "threshold", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "threshold",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub threshold: i32,
 }
 impl crate::Validate for ServiceDeploymentCircuitBreaker {
@@ -10853,40 +14948,53 @@ impl crate::Validate for ServiceDeploymentCircuitBreaker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ServiceDeploymentLifecycleStage {
     #[serde(rename = "RECONCILE_SERVICE")]
-    RECONCILESERVICE,
+    ReconcileService,
     #[serde(rename = "PRE_SCALE_UP")]
-    PRESCALEUP,
+    PreScaleUp,
     #[serde(rename = "SCALE_UP")]
-    SCALEUP,
+    ScaleUp,
     #[serde(rename = "POST_SCALE_UP")]
-    POSTSCALEUP,
+    PostScaleUp,
     #[serde(rename = "TEST_TRAFFIC_SHIFT")]
-    TESTTRAFFICSHIFT,
+    TestTrafficShift,
     #[serde(rename = "POST_TEST_TRAFFIC_SHIFT")]
-    POSTTESTTRAFFICSHIFT,
+    PostTestTrafficShift,
     #[serde(rename = "PRODUCTION_TRAFFIC_SHIFT")]
-    PRODUCTIONTRAFFICSHIFT,
+    ProductionTrafficShift,
     #[serde(rename = "POST_PRODUCTION_TRAFFIC_SHIFT")]
-    POSTPRODUCTIONTRAFFICSHIFT,
+    PostProductionTrafficShift,
     #[serde(rename = "BAKE_TIME")]
-    BAKETIME,
+    BakeTime,
     #[serde(rename = "CLEAN_UP")]
-    CLEANUP,
+    CleanUp,
 }
 impl ServiceDeploymentLifecycleStage {
-    pub const VALUES: &'static [&'static str] = &["RECONCILE_SERVICE", "PRE_SCALE_UP", "SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME", "CLEAN_UP"];
+    pub const VALUES: &'static [&'static str] = &[
+        "RECONCILE_SERVICE",
+        "PRE_SCALE_UP",
+        "SCALE_UP",
+        "POST_SCALE_UP",
+        "TEST_TRAFFIC_SHIFT",
+        "POST_TEST_TRAFFIC_SHIFT",
+        "PRODUCTION_TRAFFIC_SHIFT",
+        "POST_PRODUCTION_TRAFFIC_SHIFT",
+        "BAKE_TIME",
+        "CLEAN_UP",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ServiceDeploymentLifecycleStage::RECONCILESERVICE => "RECONCILE_SERVICE",
-            ServiceDeploymentLifecycleStage::PRESCALEUP => "PRE_SCALE_UP",
-            ServiceDeploymentLifecycleStage::SCALEUP => "SCALE_UP",
-            ServiceDeploymentLifecycleStage::POSTSCALEUP => "POST_SCALE_UP",
-            ServiceDeploymentLifecycleStage::TESTTRAFFICSHIFT => "TEST_TRAFFIC_SHIFT",
-            ServiceDeploymentLifecycleStage::POSTTESTTRAFFICSHIFT => "POST_TEST_TRAFFIC_SHIFT",
-            ServiceDeploymentLifecycleStage::PRODUCTIONTRAFFICSHIFT => "PRODUCTION_TRAFFIC_SHIFT",
-            ServiceDeploymentLifecycleStage::POSTPRODUCTIONTRAFFICSHIFT => "POST_PRODUCTION_TRAFFIC_SHIFT",
-            ServiceDeploymentLifecycleStage::BAKETIME => "BAKE_TIME",
-            ServiceDeploymentLifecycleStage::CLEANUP => "CLEAN_UP",
+            ServiceDeploymentLifecycleStage::ReconcileService => "RECONCILE_SERVICE",
+            ServiceDeploymentLifecycleStage::PreScaleUp => "PRE_SCALE_UP",
+            ServiceDeploymentLifecycleStage::ScaleUp => "SCALE_UP",
+            ServiceDeploymentLifecycleStage::PostScaleUp => "POST_SCALE_UP",
+            ServiceDeploymentLifecycleStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+            ServiceDeploymentLifecycleStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+            ServiceDeploymentLifecycleStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+            ServiceDeploymentLifecycleStage::PostProductionTrafficShift => {
+                "POST_PRODUCTION_TRAFFIC_SHIFT"
+            }
+            ServiceDeploymentLifecycleStage::BakeTime => "BAKE_TIME",
+            ServiceDeploymentLifecycleStage::CleanUp => "CLEAN_UP",
         }
     }
 }
@@ -10894,22 +15002,23 @@ impl ServiceDeploymentLifecycleStage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ServiceDeploymentRollbackMonitorsStatus {
     #[serde(rename = "TRIGGERED")]
-    TRIGGERED,
+    Triggered,
     #[serde(rename = "MONITORING")]
-    MONITORING,
+    Monitoring,
     #[serde(rename = "MONITORING_COMPLETE")]
-    MONITORINGCOMPLETE,
+    MonitoringComplete,
     #[serde(rename = "DISABLED")]
-    DISABLED,
+    Disabled,
 }
 impl ServiceDeploymentRollbackMonitorsStatus {
-    pub const VALUES: &'static [&'static str] = &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
+    pub const VALUES: &'static [&'static str] =
+        &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ServiceDeploymentRollbackMonitorsStatus::TRIGGERED => "TRIGGERED",
-            ServiceDeploymentRollbackMonitorsStatus::MONITORING => "MONITORING",
-            ServiceDeploymentRollbackMonitorsStatus::MONITORINGCOMPLETE => "MONITORING_COMPLETE",
-            ServiceDeploymentRollbackMonitorsStatus::DISABLED => "DISABLED",
+            ServiceDeploymentRollbackMonitorsStatus::Triggered => "TRIGGERED",
+            ServiceDeploymentRollbackMonitorsStatus::Monitoring => "MONITORING",
+            ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete => "MONITORING_COMPLETE",
+            ServiceDeploymentRollbackMonitorsStatus::Disabled => "DISABLED",
         }
     }
 }
@@ -10917,37 +15026,47 @@ impl ServiceDeploymentRollbackMonitorsStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ServiceDeploymentStatus {
     #[serde(rename = "PENDING")]
-    PENDING,
+    Pending,
     #[serde(rename = "SUCCESSFUL")]
-    SUCCESSFUL,
+    Successful,
     #[serde(rename = "STOPPED")]
-    STOPPED,
+    Stopped,
     #[serde(rename = "STOP_REQUESTED")]
-    STOPREQUESTED,
+    StopRequested,
     #[serde(rename = "IN_PROGRESS")]
-    INPROGRESS,
+    InProgress,
     #[serde(rename = "ROLLBACK_REQUESTED")]
-    ROLLBACKREQUESTED,
+    RollbackRequested,
     #[serde(rename = "ROLLBACK_IN_PROGRESS")]
-    ROLLBACKINPROGRESS,
+    RollbackInProgress,
     #[serde(rename = "ROLLBACK_SUCCESSFUL")]
-    ROLLBACKSUCCESSFUL,
+    RollbackSuccessful,
     #[serde(rename = "ROLLBACK_FAILED")]
-    ROLLBACKFAILED,
+    RollbackFailed,
 }
 impl ServiceDeploymentStatus {
-    pub const VALUES: &'static [&'static str] = &["PENDING", "SUCCESSFUL", "STOPPED", "STOP_REQUESTED", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"];
+    pub const VALUES: &'static [&'static str] = &[
+        "PENDING",
+        "SUCCESSFUL",
+        "STOPPED",
+        "STOP_REQUESTED",
+        "IN_PROGRESS",
+        "ROLLBACK_REQUESTED",
+        "ROLLBACK_IN_PROGRESS",
+        "ROLLBACK_SUCCESSFUL",
+        "ROLLBACK_FAILED",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ServiceDeploymentStatus::PENDING => "PENDING",
-            ServiceDeploymentStatus::SUCCESSFUL => "SUCCESSFUL",
-            ServiceDeploymentStatus::STOPPED => "STOPPED",
-            ServiceDeploymentStatus::STOPREQUESTED => "STOP_REQUESTED",
-            ServiceDeploymentStatus::INPROGRESS => "IN_PROGRESS",
-            ServiceDeploymentStatus::ROLLBACKREQUESTED => "ROLLBACK_REQUESTED",
-            ServiceDeploymentStatus::ROLLBACKINPROGRESS => "ROLLBACK_IN_PROGRESS",
-            ServiceDeploymentStatus::ROLLBACKSUCCESSFUL => "ROLLBACK_SUCCESSFUL",
-            ServiceDeploymentStatus::ROLLBACKFAILED => "ROLLBACK_FAILED",
+            ServiceDeploymentStatus::Pending => "PENDING",
+            ServiceDeploymentStatus::Successful => "SUCCESSFUL",
+            ServiceDeploymentStatus::Stopped => "STOPPED",
+            ServiceDeploymentStatus::StopRequested => "STOP_REQUESTED",
+            ServiceDeploymentStatus::InProgress => "IN_PROGRESS",
+            ServiceDeploymentStatus::RollbackRequested => "ROLLBACK_REQUESTED",
+            ServiceDeploymentStatus::RollbackInProgress => "ROLLBACK_IN_PROGRESS",
+            ServiceDeploymentStatus::RollbackSuccessful => "ROLLBACK_SUCCESSFUL",
+            ServiceDeploymentStatus::RollbackFailed => "ROLLBACK_FAILED",
         }
     }
 }
@@ -10971,13 +15090,13 @@ impl crate::Validate for ServiceEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ServiceField {
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
 }
 impl ServiceField {
     pub const VALUES: &'static [&'static str] = &["TAGS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ServiceField::TAGS => "TAGS",
+            ServiceField::Tags => "TAGS",
         }
     }
 }
@@ -10988,23 +15107,47 @@ pub struct ServiceManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 impl crate::Validate for ServiceManagedEBSVolumeConfiguration {
@@ -11025,13 +15168,25 @@ impl crate::Validate for ServiceManagedEBSVolumeConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRegistry {
-    #[serde(rename = "registryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registry_arn: Option<String>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
 }
 impl crate::Validate for ServiceRegistry {
@@ -11043,51 +15198,135 @@ impl crate::Validate for ServiceRegistry {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevision {
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<ContainerImage>>,
-    #[serde(rename = "guardDutyEnabled", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "guardDutyEnabled",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub guard_duty_enabled: bool,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(rename = "resolvedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resolvedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolved_configuration: Option<ResolvedConfiguration>,
-    #[serde(rename = "ecsManagedResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ecsManagedResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ecs_managed_resources: Option<ECSManagedResources>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<ServiceRevisionOverrides>,
-    #[serde(rename = "gatewayConnectors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnectors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connectors: Option<Vec<GatewayConnector>>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<MonitoringConfiguration>,
 }
 impl crate::Validate for ServiceRevision {
@@ -11183,25 +15422,33 @@ impl crate::Validate for ServiceRevision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ServiceRevisionCleanup {
     #[serde(rename = "BLOCKING")]
-    BLOCKING,
+    Blocking,
     #[serde(rename = "DEFERRED")]
-    DEFERRED,
+    Deferred,
 }
 impl ServiceRevisionCleanup {
     pub const VALUES: &'static [&'static str] = &["BLOCKING", "DEFERRED"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ServiceRevisionCleanup::BLOCKING => "BLOCKING",
-            ServiceRevisionCleanup::DEFERRED => "DEFERRED",
+            ServiceRevisionCleanup::Blocking => "BLOCKING",
+            ServiceRevisionCleanup::Deferred => "DEFERRED",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionLoadBalancer {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
 }
 impl crate::Validate for ServiceRevisionLoadBalancer {
@@ -11213,7 +15460,11 @@ impl crate::Validate for ServiceRevisionLoadBalancer {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionOverrides {
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatformOverride>,
 }
 impl crate::Validate for ServiceRevisionOverrides {
@@ -11231,15 +15482,35 @@ impl crate::Validate for ServiceRevisionOverrides {
 pub struct ServiceRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "requestedTaskCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub requested_task_count: i32,
-    #[serde(rename = "runningTaskCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_task_count: i32,
-    #[serde(rename = "pendingTaskCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub pending_task_count: i32,
-    #[serde(rename = "requestedTestTrafficWeight", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "requestedTestTrafficWeight",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub requested_test_traffic_weight: f64,
-    #[serde(rename = "requestedProductionTrafficWeight", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "requestedProductionTrafficWeight",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub requested_production_traffic_weight: f64,
 }
 impl crate::Validate for ServiceRevisionSummary {
@@ -11251,9 +15522,17 @@ impl crate::Validate for ServiceRevisionSummary {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionVpcLatticeConfiguration {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
 }
 impl crate::Validate for ServiceRevisionVpcLatticeConfiguration {
@@ -11267,7 +15546,11 @@ impl crate::Validate for ServiceRevisionVpcLatticeConfiguration {
 pub struct ServiceVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<ServiceManagedEBSVolumeConfiguration>,
 }
 impl crate::Validate for ServiceVolumeConfiguration {
@@ -11290,7 +15573,11 @@ pub struct Session {
     pub session_id: Option<String>,
     #[serde(rename = "streamUrl", default, skip_serializing_if = "Option::is_none")]
     pub stream_url: Option<String>,
-    #[serde(rename = "tokenValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tokenValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token_value: Option<String>,
 }
 impl crate::Validate for Session {
@@ -11306,7 +15593,11 @@ pub struct Setting {
     pub name: Option<SettingName>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<SettingType>,
@@ -11344,7 +15635,19 @@ pub enum SettingName {
     FargateEventWindows,
 }
 impl SettingName {
-    pub const VALUES: &'static [&'static str] = &["serviceLongArnFormat", "taskLongArnFormat", "containerInstanceLongArnFormat", "awsvpcTrunking", "containerInsights", "fargateFIPSMode", "tagResourceAuthorization", "fargateTaskRetirementWaitPeriod", "guardDutyActivate", "defaultLogDriverMode", "fargateEventWindows"];
+    pub const VALUES: &'static [&'static str] = &[
+        "serviceLongArnFormat",
+        "taskLongArnFormat",
+        "containerInstanceLongArnFormat",
+        "awsvpcTrunking",
+        "containerInsights",
+        "fargateFIPSMode",
+        "tagResourceAuthorization",
+        "fargateTaskRetirementWaitPeriod",
+        "guardDutyActivate",
+        "defaultLogDriverMode",
+        "fargateEventWindows",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
             SettingName::ServiceLongArnFormat => "serviceLongArnFormat",
@@ -11398,16 +15701,16 @@ impl crate::Validate for SharingStrategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SortOrder {
     #[serde(rename = "ASC")]
-    ASC,
+    Asc,
     #[serde(rename = "DESC")]
-    DESC,
+    Desc,
 }
 impl SortOrder {
     pub const VALUES: &'static [&'static str] = &["ASC", "DESC"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            SortOrder::ASC => "ASC",
-            SortOrder::DESC => "DESC",
+            SortOrder::Asc => "ASC",
+            SortOrder::Desc => "DESC",
         }
     }
 }
@@ -11415,16 +15718,16 @@ impl SortOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum StabilityStatus {
     #[serde(rename = "STEADY_STATE")]
-    STEADYSTATE,
+    SteadyState,
     #[serde(rename = "STABILIZING")]
-    STABILIZING,
+    Stabilizing,
 }
 impl StabilityStatus {
     pub const VALUES: &'static [&'static str] = &["STEADY_STATE", "STABILIZING"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            StabilityStatus::STEADYSTATE => "STEADY_STATE",
-            StabilityStatus::STABILIZING => "STABILIZING",
+            StabilityStatus::SteadyState => "STEADY_STATE",
+            StabilityStatus::Stabilizing => "STABILIZING",
         }
     }
 }
@@ -11433,29 +15736,61 @@ impl StabilityStatus {
 pub struct StartTaskRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
-    #[serde(rename = "enableECSManagedTags", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_ecs_managed_tags: bool,
-    #[serde(rename = "enableExecuteCommand", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_execute_command: bool,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 impl crate::Validate for StartTaskRequest {
@@ -11523,7 +15858,11 @@ impl crate::Validate for StartTaskResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopServiceDeploymentRequest {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "stopType", default, skip_serializing_if = "Option::is_none")]
     pub stop_type: Option<StopServiceDeploymentStopType>,
@@ -11531,7 +15870,10 @@ pub struct StopServiceDeploymentRequest {
 impl crate::Validate for StopServiceDeploymentRequest {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.service_deployment_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "serviceDeploymentArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "serviceDeploymentArn",
+            ));
         }
         Ok(())
     }
@@ -11539,7 +15881,11 @@ impl crate::Validate for StopServiceDeploymentRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopServiceDeploymentResponse {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 impl crate::Validate for StopServiceDeploymentResponse {
@@ -11552,16 +15898,16 @@ impl crate::Validate for StopServiceDeploymentResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum StopServiceDeploymentStopType {
     #[serde(rename = "ABORT")]
-    ABORT,
+    Abort,
     #[serde(rename = "ROLLBACK")]
-    ROLLBACK,
+    Rollback,
 }
 impl StopServiceDeploymentStopType {
     pub const VALUES: &'static [&'static str] = &["ABORT", "ROLLBACK"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            StopServiceDeploymentStopType::ABORT => "ABORT",
-            StopServiceDeploymentStopType::ROLLBACK => "ROLLBACK",
+            StopServiceDeploymentStopType::Abort => "ABORT",
+            StopServiceDeploymentStopType::Rollback => "ROLLBACK",
         }
     }
 }
@@ -11604,7 +15950,11 @@ impl crate::Validate for StopTaskResponse {
 pub struct SubmitAttachmentStateChangesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
 }
 impl crate::Validate for SubmitAttachmentStateChangesRequest {
@@ -11625,7 +15975,11 @@ impl crate::Validate for SubmitAttachmentStateChangesRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitAttachmentStateChangesResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 impl crate::Validate for SubmitAttachmentStateChangesResponse {
@@ -11641,7 +15995,11 @@ pub struct SubmitContainerStateChangeRequest {
     pub cluster: Option<String>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
@@ -11651,7 +16009,11 @@ pub struct SubmitContainerStateChangeRequest {
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
 }
 impl crate::Validate for SubmitContainerStateChangeRequest {
@@ -11669,7 +16031,11 @@ impl crate::Validate for SubmitContainerStateChangeRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitContainerStateChangeResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 impl crate::Validate for SubmitContainerStateChangeResponse {
@@ -11689,17 +16055,41 @@ pub struct SubmitTaskStateChangeRequest {
     pub status: Option<String>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<ContainerStateChange>>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgentStateChange>>,
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<f64>,
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<f64>,
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<f64>,
 }
 impl crate::Validate for SubmitTaskStateChangeRequest {
@@ -11731,7 +16121,11 @@ impl crate::Validate for SubmitTaskStateChangeRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitTaskStateChangeResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 impl crate::Validate for SubmitTaskStateChangeResponse {
@@ -11771,7 +16165,11 @@ impl crate::Validate for Tag {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TagResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -11796,8 +16194,7 @@ impl crate::Validate for TagResourceRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TagResourceResponse {
-}
+pub struct TagResourceResponse {}
 impl crate::Validate for TagResourceResponse {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         let _ = path;
@@ -11821,55 +16218,135 @@ impl TargetType {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Task {
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "availabilityZone", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZone",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone: Option<String>,
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "connectivity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity: Option<Connectivity>,
-    #[serde(rename = "connectivityAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivityAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity_at: Option<f64>,
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<Container>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<String>,
-    #[serde(rename = "enableExecuteCommand", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_execute_command: bool,
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<f64>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<HealthStatus>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<f64>,
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<f64>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
@@ -11879,23 +16356,51 @@ pub struct Task {
     pub stop_code: Option<TaskStopCode>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
-    #[serde(rename = "stoppedReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppedReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopped_reason: Option<String>,
-    #[serde(rename = "stoppingAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppingAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopping_at: Option<f64>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
-    #[serde(rename = "version", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "version",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub version: i64,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<TaskEphemeralStorage>,
-    #[serde(rename = "trustedExecutionSummary", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "trustedExecutionSummary",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trusted_execution_summary: Option<TrustedExecutionSummary>,
 }
 impl crate::Validate for Task {
@@ -11961,59 +16466,139 @@ impl crate::Validate for Task {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskDefinition {
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<NetworkMode>,
-    #[serde(rename = "revision", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "revision",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub revision: i32,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<Volume>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionStatus>,
-    #[serde(rename = "requiresAttributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresAttributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(rename = "compatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "compatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub compatibilities: Option<Vec<Compatibility>>,
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
     pub pid_mode: Option<PidMode>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "deregisteredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deregisteredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deregistered_at: Option<f64>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<f64>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
-    #[serde(rename = "trustedExecutionConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "trustedExecutionConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trusted_execution_configuration: Option<TrustedExecutionConfiguration>,
 }
 impl crate::Validate for TaskDefinition {
@@ -12080,19 +16665,19 @@ impl crate::Validate for TaskDefinition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TaskDefinitionFamilyStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "INACTIVE")]
-    INACTIVE,
+    Inactive,
     #[serde(rename = "ALL")]
-    ALL,
+    All,
 }
 impl TaskDefinitionFamilyStatus {
     pub const VALUES: &'static [&'static str] = &["ACTIVE", "INACTIVE", "ALL"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            TaskDefinitionFamilyStatus::ACTIVE => "ACTIVE",
-            TaskDefinitionFamilyStatus::INACTIVE => "INACTIVE",
-            TaskDefinitionFamilyStatus::ALL => "ALL",
+            TaskDefinitionFamilyStatus::Active => "ACTIVE",
+            TaskDefinitionFamilyStatus::Inactive => "INACTIVE",
+            TaskDefinitionFamilyStatus::All => "ALL",
         }
     }
 }
@@ -12100,13 +16685,13 @@ impl TaskDefinitionFamilyStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TaskDefinitionField {
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
 }
 impl TaskDefinitionField {
     pub const VALUES: &'static [&'static str] = &["TAGS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            TaskDefinitionField::TAGS => "TAGS",
+            TaskDefinitionField::Tags => "TAGS",
         }
     }
 }
@@ -12115,7 +16700,11 @@ impl TaskDefinitionField {
 pub struct TaskDefinitionPlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<TaskDefinitionPlacementConstraintType>,
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 impl crate::Validate for TaskDefinitionPlacementConstraint {
@@ -12142,26 +16731,30 @@ impl TaskDefinitionPlacementConstraintType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TaskDefinitionStatus {
     #[serde(rename = "ACTIVE")]
-    ACTIVE,
+    Active,
     #[serde(rename = "INACTIVE")]
-    INACTIVE,
+    Inactive,
     #[serde(rename = "DELETE_IN_PROGRESS")]
-    DELETEINPROGRESS,
+    DeleteInProgress,
 }
 impl TaskDefinitionStatus {
     pub const VALUES: &'static [&'static str] = &["ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            TaskDefinitionStatus::ACTIVE => "ACTIVE",
-            TaskDefinitionStatus::INACTIVE => "INACTIVE",
-            TaskDefinitionStatus::DELETEINPROGRESS => "DELETE_IN_PROGRESS",
+            TaskDefinitionStatus::Active => "ACTIVE",
+            TaskDefinitionStatus::Inactive => "INACTIVE",
+            TaskDefinitionStatus::DeleteInProgress => "DELETE_IN_PROGRESS",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskEphemeralStorage {
-    #[serde(rename = "sizeInGiB", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "sizeInGiB",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub size_in_gi_b: i32,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
@@ -12176,13 +16769,13 @@ impl crate::Validate for TaskEphemeralStorage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TaskField {
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
 }
 impl TaskField {
     pub const VALUES: &'static [&'static str] = &["TAGS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            TaskField::TAGS => "TAGS",
+            TaskField::Tags => "TAGS",
         }
     }
 }
@@ -12216,25 +16809,53 @@ pub struct TaskManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "terminationPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "terminationPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub termination_policy: Option<TaskManagedEBSVolumeTerminationPolicy>,
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 impl crate::Validate for TaskManagedEBSVolumeConfiguration {
@@ -12260,7 +16881,11 @@ impl crate::Validate for TaskManagedEBSVolumeConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskManagedEBSVolumeTerminationPolicy {
-    #[serde(rename = "deleteOnTermination", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteOnTermination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_on_termination: Option<bool>,
 }
 impl crate::Validate for TaskManagedEBSVolumeTerminationPolicy {
@@ -12274,19 +16899,39 @@ impl crate::Validate for TaskManagedEBSVolumeTerminationPolicy {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskOverride {
-    #[serde(rename = "containerOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_overrides: Option<Vec<ContainerOverride>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
-    #[serde(rename = "inferenceAcceleratorOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAcceleratorOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerator_overrides: Option<Vec<InferenceAcceleratorOverride>>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
 }
 impl crate::Validate for TaskOverride {
@@ -12318,53 +16963,125 @@ impl crate::Validate for TaskOverride {
 pub struct TaskSet {
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "taskSetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskSetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_set_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "computedDesiredCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "computedDesiredCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub computed_desired_count: i32,
-    #[serde(rename = "pendingCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub pending_count: i32,
-    #[serde(rename = "runningCount", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub running_count: i32,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(rename = "stabilityStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status: Option<StabilityStatus>,
-    #[serde(rename = "stabilityStatusAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatusAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status_at: Option<f64>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
 }
 impl crate::Validate for TaskSet {
@@ -12419,13 +17136,13 @@ impl crate::Validate for TaskSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TaskSetField {
     #[serde(rename = "TAGS")]
-    TAGS,
+    Tags,
 }
 impl TaskSetField {
     pub const VALUES: &'static [&'static str] = &["TAGS"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            TaskSetField::TAGS => "TAGS",
+            TaskSetField::Tags => "TAGS",
         }
     }
 }
@@ -12448,7 +17165,15 @@ pub enum TaskStopCode {
     InfrastructureHealth,
 }
 impl TaskStopCode {
-    pub const VALUES: &'static [&'static str] = &["TaskFailedToStart", "EssentialContainerExited", "UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", "TerminationNotice", "InfrastructureHealth"];
+    pub const VALUES: &'static [&'static str] = &[
+        "TaskFailedToStart",
+        "EssentialContainerExited",
+        "UserInitiated",
+        "ServiceSchedulerInitiated",
+        "SpotInterruption",
+        "TerminationNotice",
+        "InfrastructureHealth",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
             TaskStopCode::TaskFailedToStart => "TaskFailedToStart",
@@ -12466,7 +17191,11 @@ impl TaskStopCode {
 pub struct TaskVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<TaskManagedEBSVolumeConfiguration>,
 }
 impl crate::Validate for TaskVolumeConfiguration {
@@ -12505,28 +17234,36 @@ impl crate::Validate for ThresholdConfiguration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ThresholdType {
     #[serde(rename = "COUNT")]
-    COUNT,
+    Count,
     #[serde(rename = "BOUNDED_PERCENT")]
-    BOUNDEDPERCENT,
+    BoundedPercent,
     #[serde(rename = "UNBOUNDED_PERCENT")]
-    UNBOUNDEDPERCENT,
+    UnboundedPercent,
 }
 impl ThresholdType {
     pub const VALUES: &'static [&'static str] = &["COUNT", "BOUNDED_PERCENT", "UNBOUNDED_PERCENT"];
     pub fn as_str(&self) -> &'static str {
         match self {
-            ThresholdType::COUNT => "COUNT",
-            ThresholdType::BOUNDEDPERCENT => "BOUNDED_PERCENT",
-            ThresholdType::UNBOUNDEDPERCENT => "UNBOUNDED_PERCENT",
+            ThresholdType::Count => "COUNT",
+            ThresholdType::BoundedPercent => "BOUNDED_PERCENT",
+            ThresholdType::UnboundedPercent => "UNBOUNDED_PERCENT",
         }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeoutConfiguration {
-    #[serde(rename = "idleTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "idleTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout_seconds: Option<i32>,
-    #[serde(rename = "perRequestTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "perRequestTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub per_request_timeout_seconds: Option<i32>,
 }
 impl crate::Validate for TimeoutConfiguration {
@@ -12538,11 +17275,19 @@ impl crate::Validate for TimeoutConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tmpfs {
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     #[serde(rename = "size", default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i32>,
-    #[serde(rename = "mountOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_options: Option<Vec<String>>,
 }
 impl crate::Validate for Tmpfs {
@@ -12590,9 +17335,17 @@ impl TransportProtocol {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrustedExecutionConfiguration {
-    #[serde(rename = "isolationMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "isolationMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub isolation_mode: Option<IsolationMode>,
-    #[serde(rename = "attestationPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attestationPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attestation_policy: Option<String>,
 }
 impl crate::Validate for TrustedExecutionConfiguration {
@@ -12606,9 +17359,17 @@ impl crate::Validate for TrustedExecutionConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrustedExecutionSummary {
-    #[serde(rename = "isolationMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "isolationMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub isolation_mode: Option<IsolationMode>,
-    #[serde(rename = "attestationPolicyStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attestationPolicyStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attestation_policy_status: Option<AttestationPolicyStatus>,
 }
 impl crate::Validate for TrustedExecutionSummary {
@@ -12678,7 +17439,23 @@ pub enum UlimitName {
     Stack,
 }
 impl UlimitName {
-    pub const VALUES: &'static [&'static str] = &["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"];
+    pub const VALUES: &'static [&'static str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
     pub fn as_str(&self) -> &'static str {
         match self {
             UlimitName::Core => "core",
@@ -12702,7 +17479,11 @@ impl UlimitName {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UntagResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     #[serde(rename = "tagKeys", default, skip_serializing_if = "Option::is_none")]
     pub tag_keys: Option<Vec<String>>,
@@ -12720,8 +17501,7 @@ impl crate::Validate for UntagResourceRequest {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UntagResourceResponse {
-}
+pub struct UntagResourceResponse {}
 impl crate::Validate for UntagResourceResponse {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         let _ = path;
@@ -12735,9 +17515,17 @@ pub struct UpdateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProviderUpdate>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<UpdateManagedInstancesProviderConfiguration>,
 }
 impl crate::Validate for UpdateCapacityProviderRequest {
@@ -12761,7 +17549,11 @@ impl crate::Validate for UpdateCapacityProviderRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 impl crate::Validate for UpdateCapacityProviderResponse {
@@ -12781,9 +17573,17 @@ pub struct UpdateClusterRequest {
     pub cluster: Option<String>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 impl crate::Validate for UpdateClusterRequest {
@@ -12874,7 +17674,11 @@ impl crate::Validate for UpdateClusterSettingsResponse {
 pub struct UpdateContainerAgentRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
 }
 impl crate::Validate for UpdateContainerAgentRequest {
@@ -12888,7 +17692,11 @@ impl crate::Validate for UpdateContainerAgentRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateContainerAgentResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 impl crate::Validate for UpdateContainerAgentResponse {
@@ -12906,7 +17714,11 @@ impl crate::Validate for UpdateContainerAgentResponse {
 pub struct UpdateContainerInstancesStateRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ContainerInstanceStatus>,
@@ -12925,7 +17737,11 @@ impl crate::Validate for UpdateContainerInstancesStateRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateContainerInstancesStateResponse {
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -12954,17 +17770,41 @@ impl crate::Validate for UpdateContainerInstancesStateResponse {
 pub struct UpdateDaemonRequest {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
-    #[serde(rename = "enableECSManagedTags", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_ecs_managed_tags: bool,
-    #[serde(rename = "enableExecuteCommand", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub enable_execute_command: bool,
     #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
@@ -12975,10 +17815,16 @@ impl crate::Validate for UpdateDaemonRequest {
             return Err(crate::ValidationError::missing(path, "daemonArn"));
         }
         if self.daemon_task_definition_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "daemonTaskDefinitionArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "daemonTaskDefinitionArn",
+            ));
         }
         if self.capacity_provider_arns.is_none() {
-            return Err(crate::ValidationError::missing(path, "capacityProviderArns"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "capacityProviderArns",
+            ));
         }
         if let Some(v) = &self.deployment_configuration {
             path.push("deploymentConfiguration");
@@ -12999,7 +17845,11 @@ pub struct UpdateDaemonResponse {
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 impl crate::Validate for UpdateDaemonResponse {
@@ -13011,27 +17861,63 @@ impl crate::Validate for UpdateDaemonResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<ExpressCpuArchitecture>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
 }
 impl crate::Validate for UpdateExpressGatewayServiceRequest {
@@ -13076,17 +17962,37 @@ impl crate::Validate for UpdateExpressGatewayServiceResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayAlbConfiguration {
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<UpdateGatewayNetworkConfiguration>,
-    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_alb_count: Option<i32>,
     #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
     pub web_acl_arn: Option<String>,
-    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_logs: Option<GatewayElbAccessLogConfiguration>,
-    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "httpDesync",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http_desync: Option<GatewayAlbDesyncMitigationMode>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
 }
 impl crate::Validate for UpdateGatewayAlbConfiguration {
@@ -13112,7 +18018,11 @@ impl crate::Validate for UpdateGatewayAlbConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayConfiguration {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<UpdateGatewayAlbConfiguration>,
 }
 impl crate::Validate for UpdateGatewayConfiguration {
@@ -13128,7 +18038,11 @@ impl crate::Validate for UpdateGatewayConfiguration {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayNetworkConfiguration {
-    #[serde(rename = "inboundSecurityGroup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inboundSecurityGroup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inbound_security_group: Option<String>,
 }
 impl crate::Validate for UpdateGatewayNetworkConfiguration {
@@ -13142,13 +18056,29 @@ impl crate::Validate for UpdateGatewayNetworkConfiguration {
 pub struct UpdateGatewayRequest {
     #[serde(rename = "gateway", default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deletionProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_protection: Option<bool>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<UpdateGatewayConfiguration>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateGatewayTags>,
 }
 impl crate::Validate for UpdateGatewayRequest {
@@ -13167,7 +18097,11 @@ impl crate::Validate for UpdateGatewayRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -13183,24 +18117,50 @@ impl crate::Validate for UpdateGatewayResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateManagedInstancesProviderConfiguration {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplateUpdate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 impl crate::Validate for UpdateManagedInstancesProviderConfiguration {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
         if self.infrastructure_role_arn.is_none() {
-            return Err(crate::ValidationError::missing(path, "infrastructureRoleArn"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "infrastructureRoleArn",
+            ));
         }
         if self.instance_launch_template.is_none() {
-            return Err(crate::ValidationError::missing(path, "instanceLaunchTemplate"));
+            return Err(crate::ValidationError::missing(
+                path,
+                "instanceLaunchTemplate",
+            ));
         }
         if let Some(v) = &self.instance_launch_template {
             path.push("instanceLaunchTemplate");
@@ -13227,7 +18187,11 @@ pub struct UpdateServicePrimaryTaskSetRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "primaryTaskSet", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryTaskSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_task_set: Option<String>,
 }
 impl crate::Validate for UpdateServicePrimaryTaskSetRequest {
@@ -13267,49 +18231,137 @@ pub struct UpdateServiceRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "forceNewDeployment", default, deserialize_with = "crate::de::null_as_default")]
+    #[serde(
+        rename = "forceNewDeployment",
+        default,
+        deserialize_with = "crate::de::null_as_default"
+    )]
     pub force_new_deployment: bool,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(rename = "gatewayConnectors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnectors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connectors: Option<Vec<GatewayConnector>>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<MonitoringConfiguration>,
 }
 impl crate::Validate for UpdateServiceRequest {
@@ -13424,9 +18476,17 @@ pub struct UpdateTaskProtectionRequest {
     pub cluster: Option<String>,
     #[serde(rename = "tasks", default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<String>>,
-    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protection_enabled: Option<bool>,
-    #[serde(rename = "expiresInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expiresInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires_in_minutes: Option<i32>,
 }
 impl crate::Validate for UpdateTaskProtectionRequest {
@@ -13446,7 +18506,11 @@ impl crate::Validate for UpdateTaskProtectionRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateTaskProtectionResponse {
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -13523,15 +18587,27 @@ impl crate::Validate for UpdateTaskSetResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdatedExpressGatewayService {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(rename = "targetConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_configuration: Option<ExpressGatewayServiceConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -13589,11 +18665,19 @@ impl VersionConsistency {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionInfo {
-    #[serde(rename = "agentVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_version: Option<String>,
     #[serde(rename = "agentHash", default, skip_serializing_if = "Option::is_none")]
     pub agent_hash: Option<String>,
-    #[serde(rename = "dockerVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_version: Option<String>,
 }
 impl crate::Validate for VersionInfo {
@@ -13609,15 +18693,36 @@ pub struct Volume {
     pub name: Option<String>,
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolumeProperties>,
-    #[serde(rename = "dockerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
-    #[serde(rename = "efsVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "efsVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub efs_volume_configuration: Option<EFSVolumeConfiguration>,
-    #[serde(rename = "s3filesVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3filesVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
-    #[serde(rename = "fsxWindowsFileServerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
-    pub fsx_windows_file_server_volume_configuration: Option<FSxWindowsFileServerVolumeConfiguration>,
-    #[serde(rename = "configuredAtLaunch", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fsxWindowsFileServerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fsx_windows_file_server_volume_configuration:
+        Option<FSxWindowsFileServerVolumeConfiguration>,
+    #[serde(
+        rename = "configuredAtLaunch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configured_at_launch: Option<bool>,
 }
 impl crate::Validate for Volume {
@@ -13653,7 +18758,11 @@ impl crate::Validate for Volume {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VolumeFrom {
-    #[serde(rename = "sourceContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_container: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -13667,11 +18776,23 @@ impl crate::Validate for VolumeFrom {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VpcLatticeAdvancedConfiguration {
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
-    #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule: Option<String>,
 }
 impl crate::Validate for VpcLatticeAdvancedConfiguration {
@@ -13685,11 +18806,19 @@ impl crate::Validate for VpcLatticeAdvancedConfiguration {
 pub struct VpcLatticeConfiguration {
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "advancedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub advanced_configuration: Option<VpcLatticeAdvancedConfiguration>,
 }
 impl crate::Validate for VpcLatticeConfiguration {
@@ -13714,92 +18843,420 @@ impl crate::Validate for VpcLatticeConfiguration {
 
 /// `(operation, input shape, output shape)` as the model declares them.
 pub const OPERATION_SHAPES: &[(&str, &str, &str)] = &[
-    ("AssociateGatewayWithCluster", "AssociateGatewayWithClusterRequest", "AssociateGatewayWithClusterResponse"),
-    ("ContinueServiceDeployment", "ContinueServiceDeploymentRequest", "ContinueServiceDeploymentResponse"),
-    ("CreateCapacityProvider", "CreateCapacityProviderRequest", "CreateCapacityProviderResponse"),
-    ("CreateCluster", "CreateClusterRequest", "CreateClusterResponse"),
-    ("CreateDaemon", "CreateDaemonRequest", "CreateDaemonResponse"),
-    ("CreateExpressGatewayService", "CreateExpressGatewayServiceRequest", "CreateExpressGatewayServiceResponse"),
-    ("CreateGateway", "CreateGatewayRequest", "CreateGatewayResponse"),
-    ("CreateService", "CreateServiceRequest", "CreateServiceResponse"),
-    ("CreateTaskSet", "CreateTaskSetRequest", "CreateTaskSetResponse"),
-    ("DeleteAccountSetting", "DeleteAccountSettingRequest", "DeleteAccountSettingResponse"),
-    ("DeleteAttributes", "DeleteAttributesRequest", "DeleteAttributesResponse"),
-    ("DeleteCapacityProvider", "DeleteCapacityProviderRequest", "DeleteCapacityProviderResponse"),
-    ("DeleteCluster", "DeleteClusterRequest", "DeleteClusterResponse"),
-    ("DeleteDaemon", "DeleteDaemonRequest", "DeleteDaemonResponse"),
-    ("DeleteDaemonTaskDefinition", "DeleteDaemonTaskDefinitionRequest", "DeleteDaemonTaskDefinitionResponse"),
-    ("DeleteExpressGatewayService", "DeleteExpressGatewayServiceRequest", "DeleteExpressGatewayServiceResponse"),
-    ("DeleteGateway", "DeleteGatewayRequest", "DeleteGatewayResponse"),
-    ("DeleteService", "DeleteServiceRequest", "DeleteServiceResponse"),
-    ("DeleteTaskDefinitions", "DeleteTaskDefinitionsRequest", "DeleteTaskDefinitionsResponse"),
-    ("DeleteTaskSet", "DeleteTaskSetRequest", "DeleteTaskSetResponse"),
-    ("DeregisterContainerInstance", "DeregisterContainerInstanceRequest", "DeregisterContainerInstanceResponse"),
-    ("DeregisterTaskDefinition", "DeregisterTaskDefinitionRequest", "DeregisterTaskDefinitionResponse"),
-    ("DescribeCapacityProviders", "DescribeCapacityProvidersRequest", "DescribeCapacityProvidersResponse"),
-    ("DescribeClusters", "DescribeClustersRequest", "DescribeClustersResponse"),
-    ("DescribeContainerInstances", "DescribeContainerInstancesRequest", "DescribeContainerInstancesResponse"),
-    ("DescribeDaemon", "DescribeDaemonRequest", "DescribeDaemonResponse"),
-    ("DescribeDaemonDeployments", "DescribeDaemonDeploymentsRequest", "DescribeDaemonDeploymentsResponse"),
-    ("DescribeDaemonRevisions", "DescribeDaemonRevisionsRequest", "DescribeDaemonRevisionsResponse"),
-    ("DescribeDaemonTaskDefinition", "DescribeDaemonTaskDefinitionRequest", "DescribeDaemonTaskDefinitionResponse"),
-    ("DescribeExpressGatewayService", "DescribeExpressGatewayServiceRequest", "DescribeExpressGatewayServiceResponse"),
-    ("DescribeGateway", "DescribeGatewayRequest", "DescribeGatewayResponse"),
-    ("DescribeGatewayResources", "DescribeGatewayResourcesRequest", "DescribeGatewayResourcesResponse"),
-    ("DescribeGatewayRoute", "DescribeGatewayRouteRequest", "DescribeGatewayRouteResponse"),
-    ("DescribeServiceDeployments", "DescribeServiceDeploymentsRequest", "DescribeServiceDeploymentsResponse"),
-    ("DescribeServiceRevisions", "DescribeServiceRevisionsRequest", "DescribeServiceRevisionsResponse"),
-    ("DescribeServices", "DescribeServicesRequest", "DescribeServicesResponse"),
-    ("DescribeTaskDefinition", "DescribeTaskDefinitionRequest", "DescribeTaskDefinitionResponse"),
-    ("DescribeTaskSets", "DescribeTaskSetsRequest", "DescribeTaskSetsResponse"),
-    ("DescribeTasks", "DescribeTasksRequest", "DescribeTasksResponse"),
-    ("DisassociateGatewayFromCluster", "DisassociateGatewayFromClusterRequest", "DisassociateGatewayFromClusterResponse"),
-    ("DiscoverPollEndpoint", "DiscoverPollEndpointRequest", "DiscoverPollEndpointResponse"),
-    ("ExecuteCommand", "ExecuteCommandRequest", "ExecuteCommandResponse"),
-    ("GetTaskProtection", "GetTaskProtectionRequest", "GetTaskProtectionResponse"),
-    ("ListAccountSettings", "ListAccountSettingsRequest", "ListAccountSettingsResponse"),
-    ("ListAttributes", "ListAttributesRequest", "ListAttributesResponse"),
-    ("ListClusters", "ListClustersRequest", "ListClustersResponse"),
-    ("ListContainerInstances", "ListContainerInstancesRequest", "ListContainerInstancesResponse"),
-    ("ListDaemonDeployments", "ListDaemonDeploymentsRequest", "ListDaemonDeploymentsResponse"),
-    ("ListDaemonTaskDefinitions", "ListDaemonTaskDefinitionsRequest", "ListDaemonTaskDefinitionsResponse"),
+    (
+        "AssociateGatewayWithCluster",
+        "AssociateGatewayWithClusterRequest",
+        "AssociateGatewayWithClusterResponse",
+    ),
+    (
+        "ContinueServiceDeployment",
+        "ContinueServiceDeploymentRequest",
+        "ContinueServiceDeploymentResponse",
+    ),
+    (
+        "CreateCapacityProvider",
+        "CreateCapacityProviderRequest",
+        "CreateCapacityProviderResponse",
+    ),
+    (
+        "CreateCluster",
+        "CreateClusterRequest",
+        "CreateClusterResponse",
+    ),
+    (
+        "CreateDaemon",
+        "CreateDaemonRequest",
+        "CreateDaemonResponse",
+    ),
+    (
+        "CreateExpressGatewayService",
+        "CreateExpressGatewayServiceRequest",
+        "CreateExpressGatewayServiceResponse",
+    ),
+    (
+        "CreateGateway",
+        "CreateGatewayRequest",
+        "CreateGatewayResponse",
+    ),
+    (
+        "CreateService",
+        "CreateServiceRequest",
+        "CreateServiceResponse",
+    ),
+    (
+        "CreateTaskSet",
+        "CreateTaskSetRequest",
+        "CreateTaskSetResponse",
+    ),
+    (
+        "DeleteAccountSetting",
+        "DeleteAccountSettingRequest",
+        "DeleteAccountSettingResponse",
+    ),
+    (
+        "DeleteAttributes",
+        "DeleteAttributesRequest",
+        "DeleteAttributesResponse",
+    ),
+    (
+        "DeleteCapacityProvider",
+        "DeleteCapacityProviderRequest",
+        "DeleteCapacityProviderResponse",
+    ),
+    (
+        "DeleteCluster",
+        "DeleteClusterRequest",
+        "DeleteClusterResponse",
+    ),
+    (
+        "DeleteDaemon",
+        "DeleteDaemonRequest",
+        "DeleteDaemonResponse",
+    ),
+    (
+        "DeleteDaemonTaskDefinition",
+        "DeleteDaemonTaskDefinitionRequest",
+        "DeleteDaemonTaskDefinitionResponse",
+    ),
+    (
+        "DeleteExpressGatewayService",
+        "DeleteExpressGatewayServiceRequest",
+        "DeleteExpressGatewayServiceResponse",
+    ),
+    (
+        "DeleteGateway",
+        "DeleteGatewayRequest",
+        "DeleteGatewayResponse",
+    ),
+    (
+        "DeleteService",
+        "DeleteServiceRequest",
+        "DeleteServiceResponse",
+    ),
+    (
+        "DeleteTaskDefinitions",
+        "DeleteTaskDefinitionsRequest",
+        "DeleteTaskDefinitionsResponse",
+    ),
+    (
+        "DeleteTaskSet",
+        "DeleteTaskSetRequest",
+        "DeleteTaskSetResponse",
+    ),
+    (
+        "DeregisterContainerInstance",
+        "DeregisterContainerInstanceRequest",
+        "DeregisterContainerInstanceResponse",
+    ),
+    (
+        "DeregisterTaskDefinition",
+        "DeregisterTaskDefinitionRequest",
+        "DeregisterTaskDefinitionResponse",
+    ),
+    (
+        "DescribeCapacityProviders",
+        "DescribeCapacityProvidersRequest",
+        "DescribeCapacityProvidersResponse",
+    ),
+    (
+        "DescribeClusters",
+        "DescribeClustersRequest",
+        "DescribeClustersResponse",
+    ),
+    (
+        "DescribeContainerInstances",
+        "DescribeContainerInstancesRequest",
+        "DescribeContainerInstancesResponse",
+    ),
+    (
+        "DescribeDaemon",
+        "DescribeDaemonRequest",
+        "DescribeDaemonResponse",
+    ),
+    (
+        "DescribeDaemonDeployments",
+        "DescribeDaemonDeploymentsRequest",
+        "DescribeDaemonDeploymentsResponse",
+    ),
+    (
+        "DescribeDaemonRevisions",
+        "DescribeDaemonRevisionsRequest",
+        "DescribeDaemonRevisionsResponse",
+    ),
+    (
+        "DescribeDaemonTaskDefinition",
+        "DescribeDaemonTaskDefinitionRequest",
+        "DescribeDaemonTaskDefinitionResponse",
+    ),
+    (
+        "DescribeExpressGatewayService",
+        "DescribeExpressGatewayServiceRequest",
+        "DescribeExpressGatewayServiceResponse",
+    ),
+    (
+        "DescribeGateway",
+        "DescribeGatewayRequest",
+        "DescribeGatewayResponse",
+    ),
+    (
+        "DescribeGatewayResources",
+        "DescribeGatewayResourcesRequest",
+        "DescribeGatewayResourcesResponse",
+    ),
+    (
+        "DescribeGatewayRoute",
+        "DescribeGatewayRouteRequest",
+        "DescribeGatewayRouteResponse",
+    ),
+    (
+        "DescribeServiceDeployments",
+        "DescribeServiceDeploymentsRequest",
+        "DescribeServiceDeploymentsResponse",
+    ),
+    (
+        "DescribeServiceRevisions",
+        "DescribeServiceRevisionsRequest",
+        "DescribeServiceRevisionsResponse",
+    ),
+    (
+        "DescribeServices",
+        "DescribeServicesRequest",
+        "DescribeServicesResponse",
+    ),
+    (
+        "DescribeTaskDefinition",
+        "DescribeTaskDefinitionRequest",
+        "DescribeTaskDefinitionResponse",
+    ),
+    (
+        "DescribeTaskSets",
+        "DescribeTaskSetsRequest",
+        "DescribeTaskSetsResponse",
+    ),
+    (
+        "DescribeTasks",
+        "DescribeTasksRequest",
+        "DescribeTasksResponse",
+    ),
+    (
+        "DisassociateGatewayFromCluster",
+        "DisassociateGatewayFromClusterRequest",
+        "DisassociateGatewayFromClusterResponse",
+    ),
+    (
+        "DiscoverPollEndpoint",
+        "DiscoverPollEndpointRequest",
+        "DiscoverPollEndpointResponse",
+    ),
+    (
+        "ExecuteCommand",
+        "ExecuteCommandRequest",
+        "ExecuteCommandResponse",
+    ),
+    (
+        "GetTaskProtection",
+        "GetTaskProtectionRequest",
+        "GetTaskProtectionResponse",
+    ),
+    (
+        "ListAccountSettings",
+        "ListAccountSettingsRequest",
+        "ListAccountSettingsResponse",
+    ),
+    (
+        "ListAttributes",
+        "ListAttributesRequest",
+        "ListAttributesResponse",
+    ),
+    (
+        "ListClusters",
+        "ListClustersRequest",
+        "ListClustersResponse",
+    ),
+    (
+        "ListContainerInstances",
+        "ListContainerInstancesRequest",
+        "ListContainerInstancesResponse",
+    ),
+    (
+        "ListDaemonDeployments",
+        "ListDaemonDeploymentsRequest",
+        "ListDaemonDeploymentsResponse",
+    ),
+    (
+        "ListDaemonTaskDefinitions",
+        "ListDaemonTaskDefinitionsRequest",
+        "ListDaemonTaskDefinitionsResponse",
+    ),
     ("ListDaemons", "ListDaemonsRequest", "ListDaemonsResponse"),
-    ("ListGatewayClusterAssociations", "ListGatewayClusterAssociationsRequest", "ListGatewayClusterAssociationsResponse"),
-    ("ListGatewayRoutes", "ListGatewayRoutesRequest", "ListGatewayRoutesResponse"),
-    ("ListGateways", "ListGatewaysRequest", "ListGatewaysResponse"),
-    ("ListServiceDeployments", "ListServiceDeploymentsRequest", "ListServiceDeploymentsResponse"),
-    ("ListServices", "ListServicesRequest", "ListServicesResponse"),
-    ("ListServicesByNamespace", "ListServicesByNamespaceRequest", "ListServicesByNamespaceResponse"),
-    ("ListTagsForResource", "ListTagsForResourceRequest", "ListTagsForResourceResponse"),
-    ("ListTaskDefinitionFamilies", "ListTaskDefinitionFamiliesRequest", "ListTaskDefinitionFamiliesResponse"),
-    ("ListTaskDefinitions", "ListTaskDefinitionsRequest", "ListTaskDefinitionsResponse"),
+    (
+        "ListGatewayClusterAssociations",
+        "ListGatewayClusterAssociationsRequest",
+        "ListGatewayClusterAssociationsResponse",
+    ),
+    (
+        "ListGatewayRoutes",
+        "ListGatewayRoutesRequest",
+        "ListGatewayRoutesResponse",
+    ),
+    (
+        "ListGateways",
+        "ListGatewaysRequest",
+        "ListGatewaysResponse",
+    ),
+    (
+        "ListServiceDeployments",
+        "ListServiceDeploymentsRequest",
+        "ListServiceDeploymentsResponse",
+    ),
+    (
+        "ListServices",
+        "ListServicesRequest",
+        "ListServicesResponse",
+    ),
+    (
+        "ListServicesByNamespace",
+        "ListServicesByNamespaceRequest",
+        "ListServicesByNamespaceResponse",
+    ),
+    (
+        "ListTagsForResource",
+        "ListTagsForResourceRequest",
+        "ListTagsForResourceResponse",
+    ),
+    (
+        "ListTaskDefinitionFamilies",
+        "ListTaskDefinitionFamiliesRequest",
+        "ListTaskDefinitionFamiliesResponse",
+    ),
+    (
+        "ListTaskDefinitions",
+        "ListTaskDefinitionsRequest",
+        "ListTaskDefinitionsResponse",
+    ),
     ("ListTasks", "ListTasksRequest", "ListTasksResponse"),
-    ("PutAccountSetting", "PutAccountSettingRequest", "PutAccountSettingResponse"),
-    ("PutAccountSettingDefault", "PutAccountSettingDefaultRequest", "PutAccountSettingDefaultResponse"),
-    ("PutAttributes", "PutAttributesRequest", "PutAttributesResponse"),
-    ("PutClusterCapacityProviders", "PutClusterCapacityProvidersRequest", "PutClusterCapacityProvidersResponse"),
-    ("RegisterContainerInstance", "RegisterContainerInstanceRequest", "RegisterContainerInstanceResponse"),
-    ("RegisterDaemonTaskDefinition", "RegisterDaemonTaskDefinitionRequest", "RegisterDaemonTaskDefinitionResponse"),
-    ("RegisterTaskDefinition", "RegisterTaskDefinitionRequest", "RegisterTaskDefinitionResponse"),
+    (
+        "PutAccountSetting",
+        "PutAccountSettingRequest",
+        "PutAccountSettingResponse",
+    ),
+    (
+        "PutAccountSettingDefault",
+        "PutAccountSettingDefaultRequest",
+        "PutAccountSettingDefaultResponse",
+    ),
+    (
+        "PutAttributes",
+        "PutAttributesRequest",
+        "PutAttributesResponse",
+    ),
+    (
+        "PutClusterCapacityProviders",
+        "PutClusterCapacityProvidersRequest",
+        "PutClusterCapacityProvidersResponse",
+    ),
+    (
+        "RegisterContainerInstance",
+        "RegisterContainerInstanceRequest",
+        "RegisterContainerInstanceResponse",
+    ),
+    (
+        "RegisterDaemonTaskDefinition",
+        "RegisterDaemonTaskDefinitionRequest",
+        "RegisterDaemonTaskDefinitionResponse",
+    ),
+    (
+        "RegisterTaskDefinition",
+        "RegisterTaskDefinitionRequest",
+        "RegisterTaskDefinitionResponse",
+    ),
     ("RunTask", "RunTaskRequest", "RunTaskResponse"),
     ("StartTask", "StartTaskRequest", "StartTaskResponse"),
-    ("StopServiceDeployment", "StopServiceDeploymentRequest", "StopServiceDeploymentResponse"),
+    (
+        "StopServiceDeployment",
+        "StopServiceDeploymentRequest",
+        "StopServiceDeploymentResponse",
+    ),
     ("StopTask", "StopTaskRequest", "StopTaskResponse"),
-    ("SubmitAttachmentStateChanges", "SubmitAttachmentStateChangesRequest", "SubmitAttachmentStateChangesResponse"),
-    ("SubmitContainerStateChange", "SubmitContainerStateChangeRequest", "SubmitContainerStateChangeResponse"),
-    ("SubmitTaskStateChange", "SubmitTaskStateChangeRequest", "SubmitTaskStateChangeResponse"),
+    (
+        "SubmitAttachmentStateChanges",
+        "SubmitAttachmentStateChangesRequest",
+        "SubmitAttachmentStateChangesResponse",
+    ),
+    (
+        "SubmitContainerStateChange",
+        "SubmitContainerStateChangeRequest",
+        "SubmitContainerStateChangeResponse",
+    ),
+    (
+        "SubmitTaskStateChange",
+        "SubmitTaskStateChangeRequest",
+        "SubmitTaskStateChangeResponse",
+    ),
     ("TagResource", "TagResourceRequest", "TagResourceResponse"),
-    ("UntagResource", "UntagResourceRequest", "UntagResourceResponse"),
-    ("UpdateCapacityProvider", "UpdateCapacityProviderRequest", "UpdateCapacityProviderResponse"),
-    ("UpdateCluster", "UpdateClusterRequest", "UpdateClusterResponse"),
-    ("UpdateClusterSettings", "UpdateClusterSettingsRequest", "UpdateClusterSettingsResponse"),
-    ("UpdateContainerAgent", "UpdateContainerAgentRequest", "UpdateContainerAgentResponse"),
-    ("UpdateContainerInstancesState", "UpdateContainerInstancesStateRequest", "UpdateContainerInstancesStateResponse"),
-    ("UpdateDaemon", "UpdateDaemonRequest", "UpdateDaemonResponse"),
-    ("UpdateExpressGatewayService", "UpdateExpressGatewayServiceRequest", "UpdateExpressGatewayServiceResponse"),
-    ("UpdateGateway", "UpdateGatewayRequest", "UpdateGatewayResponse"),
-    ("UpdateService", "UpdateServiceRequest", "UpdateServiceResponse"),
-    ("UpdateServicePrimaryTaskSet", "UpdateServicePrimaryTaskSetRequest", "UpdateServicePrimaryTaskSetResponse"),
-    ("UpdateTaskProtection", "UpdateTaskProtectionRequest", "UpdateTaskProtectionResponse"),
-    ("UpdateTaskSet", "UpdateTaskSetRequest", "UpdateTaskSetResponse"),
+    (
+        "UntagResource",
+        "UntagResourceRequest",
+        "UntagResourceResponse",
+    ),
+    (
+        "UpdateCapacityProvider",
+        "UpdateCapacityProviderRequest",
+        "UpdateCapacityProviderResponse",
+    ),
+    (
+        "UpdateCluster",
+        "UpdateClusterRequest",
+        "UpdateClusterResponse",
+    ),
+    (
+        "UpdateClusterSettings",
+        "UpdateClusterSettingsRequest",
+        "UpdateClusterSettingsResponse",
+    ),
+    (
+        "UpdateContainerAgent",
+        "UpdateContainerAgentRequest",
+        "UpdateContainerAgentResponse",
+    ),
+    (
+        "UpdateContainerInstancesState",
+        "UpdateContainerInstancesStateRequest",
+        "UpdateContainerInstancesStateResponse",
+    ),
+    (
+        "UpdateDaemon",
+        "UpdateDaemonRequest",
+        "UpdateDaemonResponse",
+    ),
+    (
+        "UpdateExpressGatewayService",
+        "UpdateExpressGatewayServiceRequest",
+        "UpdateExpressGatewayServiceResponse",
+    ),
+    (
+        "UpdateGateway",
+        "UpdateGatewayRequest",
+        "UpdateGatewayResponse",
+    ),
+    (
+        "UpdateService",
+        "UpdateServiceRequest",
+        "UpdateServiceResponse",
+    ),
+    (
+        "UpdateServicePrimaryTaskSet",
+        "UpdateServicePrimaryTaskSetRequest",
+        "UpdateServicePrimaryTaskSetResponse",
+    ),
+    (
+        "UpdateTaskProtection",
+        "UpdateTaskProtectionRequest",
+        "UpdateTaskProtectionResponse",
+    ),
+    (
+        "UpdateTaskSet",
+        "UpdateTaskSetRequest",
+        "UpdateTaskSetResponse",
+    ),
 ];

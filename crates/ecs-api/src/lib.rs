@@ -41,7 +41,9 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn missing(path: &Path, member: &str) -> Self {
-        Self { member: path.join(member) }
+        Self {
+            member: path.join(member),
+        }
     }
 }
 

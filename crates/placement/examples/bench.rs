@@ -57,7 +57,10 @@ fn cluster(n: usize) -> ClusterSnapshot {
             c.remaining.tcp_ports = vec![22, 2375, 2376, 51678, 51679];
             // Some existing tasks: a few services per instance.
             for s in 0..4 {
-                c.tasks.push(TaskInfo::new(format!("service:svc{}", (i + s) % 50), format!("svc{}", (i + s) % 50)));
+                c.tasks.push(TaskInfo::new(
+                    format!("service:svc{}", (i + s) % 50),
+                    format!("svc{}", (i + s) % 50),
+                ));
             }
             c.tasks.push(TaskInfo::new("service:web", "web"));
             c.running_tasks_count = c.tasks.len() as u32;
@@ -70,7 +73,9 @@ fn cluster(n: usize) -> ClusterSnapshot {
 fn scenario(name: &str) -> PlacementRequest {
     let mut task = TaskRequirements::new("web", 16, 32);
     task.group = "service:web".into();
-    task.required_attributes = vec![Attribute::flag("com.amazonaws.ecs.capability.logging-driver.awslogs")];
+    task.required_attributes = vec![Attribute::flag(
+        "com.amazonaws.ecs.capability.logging-driver.awslogs",
+    )];
     let mut r = PlacementRequest::new(task, 10);
     match name {
         "binpack(memory)" => r.strategies = vec![PlacementStrategy::binpack("memory")],
@@ -86,7 +91,11 @@ fn scenario(name: &str) -> PlacementRequest {
 }
 
 fn main() {
-    let scenarios = ["binpack(memory)", "spread(AZ)+spread(instanceId)", "memberOf+random"];
+    let scenarios = [
+        "binpack(memory)",
+        "spread(AZ)+spread(instanceId)",
+        "memberOf+random",
+    ];
     println!("| instances | scenario | placements/s | µs/placement | index build | snapshot+index heap |");
     println!("|---:|---|---:|---:|---:|---:|");
     for n in [100usize, 1_000, 5_000, 10_000] {

@@ -4,9 +4,12 @@ use crate::error::PlacementError;
 use crate::filters::{FilterCtx, FilterStage, StageCounts};
 use crate::index::ClusterIndex;
 use crate::metric::{
-    ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome, StageCheck, StepRecord,
+    ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome,
+    StageCheck, StepRecord,
 };
-use crate::request::{validate_constraints, validate_strategies, Constraint, LaunchType, PlacementRequest, Strategy};
+use crate::request::{
+    validate_constraints, validate_strategies, Constraint, LaunchType, PlacementRequest, Strategy,
+};
 use crate::rng::StepRng;
 
 const RANDOM_SALT: u64 = 0x5EED_0F7A_5C00;
@@ -32,7 +35,9 @@ fn validate(req: &PlacementRequest) -> Result<Validated, PlacementError> {
         )));
     }
     if t.cpu < 0 || t.memory < 0 || t.gpu < 0 {
-        return Err(PlacementError::invalid_parameter("Task cpu, memory and gpu must not be negative."));
+        return Err(PlacementError::invalid_parameter(
+            "Task cpu, memory and gpu must not be negative.",
+        ));
     }
     Ok(Validated {
         strategies: validate_strategies(&req.strategies)?,
@@ -42,7 +47,9 @@ fn validate(req: &PlacementRequest) -> Result<Validated, PlacementError> {
 
 /// Validates a request's constraints and strategies without placing anything (for
 /// CreateService/UpdateService/RunTask input validation).
-pub fn validate_request(req: &PlacementRequest) -> Result<(Vec<Strategy>, Vec<Constraint>), PlacementError> {
+pub fn validate_request(
+    req: &PlacementRequest,
+) -> Result<(Vec<Strategy>, Vec<Constraint>), PlacementError> {
     let v = validate(req)?;
     Ok((v.strategies, v.constraints))
 }
@@ -56,7 +63,10 @@ fn no_instances() -> PlacementError {
 /// Errors: `InvalidParameterException` for invalid constraints/strategies/expressions, an
 /// incompatible launch type, or an empty cluster ("No Container Instances were found in your
 /// cluster."). Otherwise every task is either placed or reported in `failures`.
-pub fn place(idx: &ClusterIndex<'_>, req: &PlacementRequest) -> Result<PlacementOutcome, PlacementError> {
+pub fn place(
+    idx: &ClusterIndex<'_>,
+    req: &PlacementRequest,
+) -> Result<PlacementOutcome, PlacementError> {
     let v = validate(req)?;
     if idx.is_empty() {
         return Err(no_instances());
@@ -64,7 +74,11 @@ pub fn place(idx: &ClusterIndex<'_>, req: &PlacementRequest) -> Result<Placement
     let n = idx.len();
     let insts = &idx.snapshot.instances;
     let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints);
-    let mut scorers: Vec<Scorer<'_>> = v.strategies.iter().map(|s| Scorer::new(s, idx, &req.task.group)).collect();
+    let mut scorers: Vec<Scorer<'_>> = v
+        .strategies
+        .iter()
+        .map(|s| Scorer::new(s, idx, &req.task.group))
+        .collect();
     let k = scorers.len();
 
     let mut fail: Vec<u8> = (0..n).map(|i| ctx.first_failure(i)).collect();
@@ -78,7 +92,10 @@ pub fn place(idx: &ClusterIndex<'_>, req: &PlacementRequest) -> Result<Placement
         initial_rejections: counts,
         ..PlacementMetric::default()
     };
-    let mut out = PlacementOutcome { placements: Vec::with_capacity(req.count as usize), ..Default::default() };
+    let mut out = PlacementOutcome {
+        placements: Vec::with_capacity(req.count as usize),
+        ..Default::default()
+    };
     let seed = req.seed;
 
     for step in 0..req.count {
@@ -142,8 +159,13 @@ pub fn place(idx: &ClusterIndex<'_>, req: &PlacementRequest) -> Result<Placement
             out.metric = metric;
             return Ok(out);
         };
-        metric.steps.push(StepRecord::new(i, candidates, best_key, k + 1));
-        out.placements.push(Placement { instance_index: i, instance_arn: insts[i].arn.clone() });
+        metric
+            .steps
+            .push(StepRecord::new(i, candidates, best_key, k + 1));
+        out.placements.push(Placement {
+            instance_index: i,
+            instance_arn: insts[i].arn.clone(),
+        });
         ctx.apply(i);
         for s in scorers.iter_mut() {
             s.apply(i);
@@ -187,25 +209,40 @@ fn closest_match(ctx: &FilterCtx<'_, '_>, fail: &[u8]) -> Option<ClosestMatch> {
 /// StartTask: one task on each listed instance (by ARN or ID), in order, accounting for earlier
 /// ones. Strategies are not used; constraints in `req` are. Unknown instances fail with
 /// `MISSING`; the rest with the reason of their first failing stage.
-pub fn start_task(idx: &ClusterIndex<'_>, req: &PlacementRequest, instances: &[&str]) -> Result<PlacementOutcome, PlacementError> {
+pub fn start_task(
+    idx: &ClusterIndex<'_>,
+    req: &PlacementRequest,
+    instances: &[&str],
+) -> Result<PlacementOutcome, PlacementError> {
     let v = validate(req)?;
     let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints);
     let mut out = PlacementOutcome::default();
     out.metric.instances_evaluated = instances.len();
     for &which in instances {
         let Some(i) = idx.instance_index(which) else {
-            out.failures.push(Failure { arn: Some(which.to_string()), reason: "MISSING".into(), detail: None });
+            out.failures.push(Failure {
+                arn: Some(which.to_string()),
+                reason: "MISSING".into(),
+                detail: None,
+            });
             continue;
         };
         let inst = &idx.snapshot.instances[i];
         let f = ctx.first_failure(i);
         if f == 0 {
-            out.placements.push(Placement { instance_index: i, instance_arn: inst.arn.clone() });
+            out.placements.push(Placement {
+                instance_index: i,
+                instance_arn: inst.arn.clone(),
+            });
             ctx.apply(i);
         } else if let Some(stage) = FilterStage::from_code(f) {
             out.metric.initial_rejections.add(f, 1);
             out.metric.unplaced += 1;
-            out.failures.push(Failure { arn: Some(inst.arn.clone()), reason: stage.reason().to_string(), detail: None });
+            out.failures.push(Failure {
+                arn: Some(inst.arn.clone()),
+                reason: stage.reason().to_string(),
+                detail: None,
+            });
         }
     }
     Ok(out)
@@ -220,11 +257,20 @@ pub fn explain_instance(
 ) -> Result<InstanceExplanation, PlacementError> {
     let v = validate(req)?;
     let i = idx.instance_index(arn_or_id).ok_or_else(|| {
-        PlacementError::invalid_parameter(format!("The referenced container instance {arn_or_id} was not found."))
+        PlacementError::invalid_parameter(format!(
+            "The referenced container instance {arn_or_id} was not found."
+        ))
     })?;
     let ctx = FilterCtx::new(idx, &req.task, &v.constraints);
-    let checks: Vec<StageCheck> =
-        ctx.explain(i).into_iter().map(|(stage, passed, detail)| StageCheck { stage, passed, detail }).collect();
+    let checks: Vec<StageCheck> = ctx
+        .explain(i)
+        .into_iter()
+        .map(|(stage, passed, detail)| StageCheck {
+            stage,
+            passed,
+            detail,
+        })
+        .collect();
     Ok(InstanceExplanation {
         instance_arn: idx.snapshot.instances[i].arn.clone(),
         fits: checks.iter().all(|c| c.passed),

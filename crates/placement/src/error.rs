@@ -41,11 +41,17 @@ pub struct PlacementError {
 impl PlacementError {
     /// An `InvalidParameterException` with `message`.
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
-        Self { kind: EcsErrorKind::InvalidParameterException, message: message.into() }
+        Self {
+            kind: EcsErrorKind::InvalidParameterException,
+            message: message.into(),
+        }
     }
 
     /// A `ClientException` with `message`.
     pub fn client(message: impl Into<String>) -> Self {
-        Self { kind: EcsErrorKind::ClientException, message: message.into() }
+        Self {
+            kind: EcsErrorKind::ClientException,
+            message: message.into(),
+        }
     }
 }

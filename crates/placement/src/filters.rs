@@ -92,8 +92,12 @@ impl FilterStage {
             FilterStage::Cpu => "has insufficient CPU units available.".into(),
             FilterStage::Memory => "has insufficient memory available.".into(),
             FilterStage::Gpu => "has insufficient GPU available.".into(),
-            FilterStage::TcpPorts | FilterStage::UdpPorts => "is already using a port required by your task.".into(),
-            FilterStage::LaunchType | FilterStage::Attributes => "is missing an attribute required by your task.".into(),
+            FilterStage::TcpPorts | FilterStage::UdpPorts => {
+                "is already using a port required by your task.".into()
+            }
+            FilterStage::LaunchType | FilterStage::Attributes => {
+                "is missing an attribute required by your task.".into()
+            }
             other => format!("encountered error \"{}\".", other.reason()),
         }
     }
@@ -105,7 +109,9 @@ impl FilterStage {
 
     #[inline]
     pub(crate) fn from_code(c: u8) -> Option<FilterStage> {
-        FilterStage::ALL.get(usize::from(c).checked_sub(1)?).copied()
+        FilterStage::ALL
+            .get(usize::from(c).checked_sub(1)?)
+            .copied()
     }
 }
 
@@ -121,7 +127,11 @@ impl StageCounts {
 
     /// Non-zero entries in stage order.
     pub fn nonzero(&self) -> Vec<(FilterStage, u32)> {
-        FilterStage::ALL.iter().map(|&s| (s, self.get(s))).filter(|&(_, c)| c > 0).collect()
+        FilterStage::ALL
+            .iter()
+            .map(|&s| (s, self.get(s)))
+            .filter(|&(_, c)| c > 0)
+            .collect()
     }
 
     pub(crate) fn add(&mut self, code: u8, delta: i64) {
@@ -153,14 +163,22 @@ pub(crate) struct FilterCtx<'c, 'a> {
 }
 
 impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
-    pub fn new(idx: &'c ClusterIndex<'a>, task: &'c TaskRequirements, constraints: &'c [Constraint]) -> Self {
+    pub fn new(
+        idx: &'c ClusterIndex<'a>,
+        task: &'c TaskRequirements,
+        constraints: &'c [Constraint],
+    ) -> Self {
         let n = idx.len();
         let required = task
             .required_attributes
             .iter()
             .map(|a| {
                 idx.attr_column(&a.name).map(|col| {
-                    let ok = col.dict.iter().map(|v| a.value.is_none() || v.is_some() && *v == a.value.as_deref()).collect();
+                    let ok = col
+                        .dict
+                        .iter()
+                        .map(|v| a.value.is_none() || v.is_some() && *v == a.value.as_deref())
+                        .collect();
                     (col.ids.as_slice(), ok)
                 })
             })
@@ -185,18 +203,26 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             task,
             required,
             member_dynamic,
-            distinct: constraints.iter().any(|c| matches!(c, Constraint::DistinctInstance)),
+            distinct: constraints
+                .iter()
+                .any(|c| matches!(c, Constraint::DistinctInstance)),
             placed: vec![0; n],
             base_group,
             member_ok: Vec::new(),
             member,
         };
-        ctx.member_ok = if ctx.member.is_empty() { Vec::new() } else { (0..n).map(|i| ctx.eval_member(i)).collect() };
+        ctx.member_ok = if ctx.member.is_empty() {
+            Vec::new()
+        } else {
+            (0..n).map(|i| ctx.eval_member(i)).collect()
+        };
         ctx
     }
 
     fn eval_member(&self, i: usize) -> bool {
-        self.member.iter().all(|m| m.eval(self.idx, i, self.placed[i]))
+        self.member
+            .iter()
+            .all(|m| m.eval(self.idx, i, self.placed[i]))
     }
 
     fn status_ok(&self, i: usize) -> bool {
@@ -295,7 +321,11 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
                     FilterStage::LaunchType => format!(
                         "launch type {} on {} instance",
                         t.launch_type.as_str(),
-                        if self.idx.external[i] { "an EXTERNAL" } else { "an EC2" }
+                        if self.idx.external[i] {
+                            "an EXTERNAL"
+                        } else {
+                            "an EC2"
+                        }
                     ),
                     FilterStage::Attributes => {
                         let missing: Vec<String> = t
@@ -311,20 +341,37 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
                             })
                             .collect();
                         if missing.is_empty() {
-                            format!("has all {} required attributes", t.required_attributes.len())
+                            format!(
+                                "has all {} required attributes",
+                                t.required_attributes.len()
+                            )
                         } else {
                             format!("missing required attributes: {}", missing.join(", "))
                         }
                     }
-                    FilterStage::Cpu => format!("requires {} CPU units, {} remaining", t.cpu, self.cpu(i)),
-                    FilterStage::Memory => format!("requires {} MiB memory, {} MiB remaining", t.memory, self.mem(i)),
-                    FilterStage::Gpu => format!("requires {} GPUs, {} remaining", t.gpu, self.gpu(i)),
+                    FilterStage::Cpu => {
+                        format!("requires {} CPU units, {} remaining", t.cpu, self.cpu(i))
+                    }
+                    FilterStage::Memory => format!(
+                        "requires {} MiB memory, {} MiB remaining",
+                        t.memory,
+                        self.mem(i)
+                    ),
+                    FilterStage::Gpu => {
+                        format!("requires {} GPUs, {} remaining", t.gpu, self.gpu(i))
+                    }
                     FilterStage::TcpPorts => format!("requires TCP host ports {:?}", t.tcp_ports),
                     FilterStage::UdpPorts => format!("requires UDP host ports {:?}", t.udp_ports),
-                    FilterStage::MemberOf => format!("{} memberOf expression(s)", self.member.len()),
+                    FilterStage::MemberOf => {
+                        format!("{} memberOf expression(s)", self.member.len())
+                    }
                     FilterStage::DistinctInstance => {
                         if self.distinct {
-                            format!("{} task(s) of group {} on the instance", self.group_count(i), t.group)
+                            format!(
+                                "{} task(s) of group {} on the instance",
+                                self.group_count(i),
+                                t.group
+                            )
                         } else {
                             "no distinctInstance constraint".into()
                         }

@@ -21,7 +21,10 @@ pub(crate) struct Column<'a> {
 
 impl<'a> Column<'a> {
     fn build(n: usize, values: impl Iterator<Item = (usize, Option<&'a str>)>) -> Self {
-        let mut col = Column { dict: Vec::new(), ids: vec![ABSENT; n] };
+        let mut col = Column {
+            dict: Vec::new(),
+            ids: vec![ABSENT; n],
+        };
         let mut seen: HashMap<Option<&'a str>, u32> = HashMap::new();
         for (i, v) in values {
             let id = *seen.entry(v).or_insert_with(|| {
@@ -87,13 +90,30 @@ impl<'a> ClusterIndex<'a> {
         let mut per_name: HashMap<&'a str, Vec<(usize, Option<&'a str>)>> = HashMap::new();
         for (i, inst) in insts.iter().enumerate() {
             for a in &inst.attributes {
-                per_name.entry(a.name.as_str()).or_default().push((i, a.value.as_deref()));
+                per_name
+                    .entry(a.name.as_str())
+                    .or_default()
+                    .push((i, a.value.as_deref()));
             }
         }
-        let attr_cols = per_name.into_iter().map(|(name, vals)| (name, Column::build(n, vals.into_iter()))).collect();
-        let ec2 = Column::build(n, insts.iter().enumerate().filter_map(|(i, x)| x.ec2_instance_id.as_deref().map(|v| (i, Some(v)))));
-        let versions =
-            Column::build(n, insts.iter().enumerate().filter_map(|(i, x)| x.agent_version.as_deref().map(|v| (i, Some(v)))));
+        let attr_cols = per_name
+            .into_iter()
+            .map(|(name, vals)| (name, Column::build(n, vals.into_iter())))
+            .collect();
+        let ec2 = Column::build(
+            n,
+            insts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, x)| x.ec2_instance_id.as_deref().map(|v| (i, Some(v)))),
+        );
+        let versions = Column::build(
+            n,
+            insts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, x)| x.agent_version.as_deref().map(|v| (i, Some(v)))),
+        );
         let mut group_ids: HashMap<&'a str, u32> = HashMap::new();
         let mut group_names = Vec::new();
         let mut group_members: Vec<Vec<(u32, u32)>> = Vec::new();
@@ -125,10 +145,19 @@ impl<'a> ClusterIndex<'a> {
             group_names,
             group_members,
             by_arn,
-            tcp_used: insts.iter().map(|x| sorted(&x.remaining.tcp_ports)).collect(),
-            udp_used: insts.iter().map(|x| sorted(&x.remaining.udp_ports)).collect(),
+            tcp_used: insts
+                .iter()
+                .map(|x| sorted(&x.remaining.tcp_ports))
+                .collect(),
+            udp_used: insts
+                .iter()
+                .map(|x| sorted(&x.remaining.udp_ports))
+                .collect(),
             external: insts.iter().map(|x| x.is_external()).collect(),
-            active: insts.iter().map(|x| x.status == InstanceStatus::Active).collect(),
+            active: insts
+                .iter()
+                .map(|x| x.status == InstanceStatus::Active)
+                .collect(),
             connected: insts.iter().map(|x| x.agent_connected).collect(),
             cpu: insts.iter().map(|x| x.remaining.cpu).collect(),
             mem: insts.iter().map(|x| x.remaining.memory).collect(),
@@ -170,10 +199,19 @@ impl<'a> ClusterIndex<'a> {
     /// Approximate heap bytes owned by the index (not counting the snapshot).
     pub fn approx_heap_bytes(&self) -> usize {
         let cols: usize = self.attr_cols.values().map(|c| c.heap_bytes() + 48).sum();
-        let groups: usize = self.group_members.iter().map(|m| m.capacity() * 8 + 24).sum::<usize>()
+        let groups: usize = self
+            .group_members
+            .iter()
+            .map(|m| m.capacity() * 8 + 24)
+            .sum::<usize>()
             + self.group_names.capacity() * 16
             + self.group_ids.capacity() * 28;
-        let ports: usize = self.tcp_used.iter().chain(self.udp_used.iter()).map(|p| p.capacity() * 2 + 24).sum();
+        let ports: usize = self
+            .tcp_used
+            .iter()
+            .chain(self.udp_used.iter())
+            .map(|p| p.capacity() * 2 + 24)
+            .sum();
         cols + groups
             + ports
             + self.ec2.heap_bytes()

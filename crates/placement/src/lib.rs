@@ -57,16 +57,17 @@ pub use error::{EcsErrorKind, PlacementError};
 pub use filters::{FilterStage, StageCounts, STAGE_COUNT};
 pub use index::ClusterIndex;
 pub use metric::{
-    ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome, StageCheck, StepRecord,
+    ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome,
+    StageCheck, StepRecord,
 };
 pub use query::{Expression, MAX_EXPRESSION_LEN};
 pub use request::{
-    run_task_default, service_default, validate_constraints, validate_strategies, BinpackField, Constraint, LaunchType,
-    PlacementConstraint, PlacementRequest, PlacementStrategy, SpreadField, Strategy, TaskRequirements, MAX_CONSTRAINTS,
-    MAX_STRATEGIES,
+    run_task_default, service_default, validate_constraints, validate_strategies, BinpackField,
+    Constraint, LaunchType, PlacementConstraint, PlacementRequest, PlacementStrategy, SpreadField,
+    Strategy, TaskRequirements, MAX_CONSTRAINTS, MAX_STRATEGIES,
 };
 pub use scalein::{select_tasks_to_stop, ServiceTask};
 pub use snapshot::{
-    Attribute, ClusterSnapshot, ContainerInstance, InstanceStatus, InstanceView, Resources, TaskInfo, AZ_ATTRIBUTE,
-    EXTERNAL_ATTRIBUTE,
+    Attribute, ClusterSnapshot, ContainerInstance, InstanceStatus, InstanceView, Resources,
+    TaskInfo, AZ_ATTRIBUTE, EXTERNAL_ATTRIBUTE,
 };

@@ -50,8 +50,18 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
-    pub(crate) fn new(chosen: usize, candidates: u32, scores: [i64; crate::strategy::MAX_KEYS], n_scores: usize) -> Self {
-        Self { chosen, candidates, scores, n_scores: n_scores as u8 }
+    pub(crate) fn new(
+        chosen: usize,
+        candidates: u32,
+        scores: [i64; crate::strategy::MAX_KEYS],
+        n_scores: usize,
+    ) -> Self {
+        Self {
+            chosen,
+            candidates,
+            scores,
+            n_scores: n_scores as u8,
+        }
     }
 
     /// The chosen instance's key per strategy (same order as [`PlacementMetric::strategies`];
@@ -114,10 +124,21 @@ impl PlacementMetric {
             self.strategies.join(", ")
         );
         for (stage, n) in self.initial_rejections.nonzero() {
-            let _ = writeln!(s, "  rejected by {} ({}): {n}", stage.name(), stage.reason());
+            let _ = writeln!(
+                s,
+                "  rejected by {} ({}): {n}",
+                stage.name(),
+                stage.reason()
+            );
         }
         if let Some(c) = &self.closest {
-            let _ = writeln!(s, "  closest match {} rejected by {} ({})", c.instance_id, c.stage.name(), c.stage.reason());
+            let _ = writeln!(
+                s,
+                "  closest match {} rejected by {} ({})",
+                c.instance_id,
+                c.stage.name(),
+                c.stage.reason()
+            );
         }
         s
     }
@@ -171,7 +192,11 @@ impl InstanceExplanation {
 
     /// One line per stage: `ok|FAIL stage: detail`.
     pub fn render(&self) -> String {
-        let mut s = format!("{}: {}\n", self.instance_arn, if self.fits { "fits" } else { "does not fit" });
+        let mut s = format!(
+            "{}: {}\n",
+            self.instance_arn,
+            if self.fits { "fits" } else { "does not fit" }
+        );
         for c in &self.checks {
             let _ = writeln!(
                 s,
@@ -179,7 +204,11 @@ impl InstanceExplanation {
                 if c.passed { "ok  " } else { "FAIL" },
                 c.stage.name(),
                 c.detail,
-                if c.passed { String::new() } else { format!(" [{}]", c.stage.reason()) }
+                if c.passed {
+                    String::new()
+                } else {
+                    format!(" [{}]", c.stage.reason())
+                }
             );
         }
         s

@@ -44,12 +44,18 @@ pub struct PlacementConstraint {
 impl PlacementConstraint {
     /// `{"type": "memberOf", "expression": expr}`.
     pub fn member_of(expr: impl Into<String>) -> Self {
-        Self { constraint_type: "memberOf".into(), expression: Some(expr.into()) }
+        Self {
+            constraint_type: "memberOf".into(),
+            expression: Some(expr.into()),
+        }
     }
 
     /// `{"type": "distinctInstance"}`.
     pub fn distinct_instance() -> Self {
-        Self { constraint_type: "distinctInstance".into(), expression: None }
+        Self {
+            constraint_type: "distinctInstance".into(),
+            expression: None,
+        }
     }
 }
 
@@ -65,17 +71,26 @@ pub struct PlacementStrategy {
 impl PlacementStrategy {
     /// `{"type": "random"}`.
     pub fn random() -> Self {
-        Self { strategy_type: "random".into(), field: None }
+        Self {
+            strategy_type: "random".into(),
+            field: None,
+        }
     }
 
     /// `{"type": "spread", "field": field}`.
     pub fn spread(field: impl Into<String>) -> Self {
-        Self { strategy_type: "spread".into(), field: Some(field.into()) }
+        Self {
+            strategy_type: "spread".into(),
+            field: Some(field.into()),
+        }
     }
 
     /// `{"type": "binpack", "field": field}`.
     pub fn binpack(field: impl Into<String>) -> Self {
-        Self { strategy_type: "binpack".into(), field: Some(field.into()) }
+        Self {
+            strategy_type: "binpack".into(),
+            field: Some(field.into()),
+        }
     }
 }
 
@@ -88,7 +103,10 @@ pub fn run_task_default() -> Vec<PlacementStrategy> {
 /// `attribute:ecs.availability-zone`, then across instances (favouring instances with the fewest
 /// tasks of the service).
 pub fn service_default() -> Vec<PlacementStrategy> {
-    vec![PlacementStrategy::spread(format!("attribute:{AZ_ATTRIBUTE}")), PlacementStrategy::spread("instanceId")]
+    vec![
+        PlacementStrategy::spread(format!("attribute:{AZ_ATTRIBUTE}")),
+        PlacementStrategy::spread("instanceId"),
+    ]
 }
 
 /// What the task needs, computed by the caller from the task definition and overrides.
@@ -154,7 +172,13 @@ pub struct PlacementRequest {
 impl PlacementRequest {
     /// `count` copies of `task`, no constraints, default strategy, seed 0.
     pub fn new(task: TaskRequirements, count: u32) -> Self {
-        Self { task, constraints: Vec::new(), strategies: Vec::new(), count, seed: 0 }
+        Self {
+            task,
+            constraints: Vec::new(),
+            strategies: Vec::new(),
+            count,
+            seed: 0,
+        }
     }
 }
 
@@ -210,7 +234,9 @@ pub enum Constraint {
 }
 
 /// Validates strategies (empty input gives [`run_task_default`]).
-pub fn validate_strategies(strategies: &[PlacementStrategy]) -> Result<Vec<Strategy>, PlacementError> {
+pub fn validate_strategies(
+    strategies: &[PlacementStrategy],
+) -> Result<Vec<Strategy>, PlacementError> {
     if strategies.len() > MAX_STRATEGIES {
         return Err(PlacementError::invalid_parameter(format!(
             "Too many placement strategies: {} were specified; the maximum is {MAX_STRATEGIES}.",

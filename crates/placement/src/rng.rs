@@ -22,7 +22,9 @@ pub(crate) struct StepRng(u64);
 impl StepRng {
     #[inline]
     pub(crate) fn new(seed: u64, step: u64) -> Self {
-        StepRng(mix64(seed ^ mix64(step.wrapping_mul(0xD6E8_FEB8_6659_FD93))))
+        StepRng(mix64(
+            seed ^ mix64(step.wrapping_mul(0xD6E8_FEB8_6659_FD93)),
+        ))
     }
 
     /// A non-negative draw for `item`.

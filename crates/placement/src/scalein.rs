@@ -52,17 +52,26 @@ pub fn select_tasks_to_stop(
         Some(Strategy::Spread(SpreadField::Instance)) => Policy::Spread(None),
         None => Policy::Spread(Some(AZ_ATTRIBUTE.to_string())),
     };
-    let inst_of: Vec<Option<usize>> = tasks.iter().map(|t| idx.instance_index(&t.container_instance)).collect();
+    let inst_of: Vec<Option<usize>> = tasks
+        .iter()
+        .map(|t| idx.instance_index(&t.container_instance))
+        .collect();
     // The instance key: the snapshot ARN when known, else what the task says.
     let inst_key: Vec<&str> = tasks
         .iter()
         .zip(&inst_of)
-        .map(|(t, i)| i.map_or(t.container_instance.as_str(), |i| idx.snapshot.instances[i].arn.as_str()))
+        .map(|(t, i)| {
+            i.map_or(t.container_instance.as_str(), |i| {
+                idx.snapshot.instances[i].arn.as_str()
+            })
+        })
         .collect();
     let zone_of: Vec<Option<&str>> = inst_of
         .iter()
         .map(|i| match (&policy, i) {
-            (Policy::Spread(Some(attr)), Some(i)) => idx.snapshot.instances[*i].attribute(attr).flatten(),
+            (Policy::Spread(Some(attr)), Some(i)) => {
+                idx.snapshot.instances[*i].attribute(attr).flatten()
+            }
             _ => None,
         })
         .collect();
@@ -93,8 +102,12 @@ pub fn select_tasks_to_stop(
                 Policy::Binpack(field) => {
                     let (fc, fm) = freed.get(inst_key[t]).copied().unwrap_or((0, 0));
                     let after = match (field, inst_of[t]) {
-                        (BinpackField::Cpu, Some(i)) => idx.snapshot.instances[i].remaining.cpu + fc + task.cpu,
-                        (BinpackField::Memory, Some(i)) => idx.snapshot.instances[i].remaining.memory + fm + task.memory,
+                        (BinpackField::Cpu, Some(i)) => {
+                            idx.snapshot.instances[i].remaining.cpu + fc + task.cpu
+                        }
+                        (BinpackField::Memory, Some(i)) => {
+                            idx.snapshot.instances[i].remaining.memory + fm + task.memory
+                        }
                         (_, None) => i64::MAX,
                     };
                     (after, 0, rnd)

@@ -63,12 +63,18 @@ pub struct Attribute {
 impl Attribute {
     /// An attribute with a value.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: Some(value.into()) }
+        Self {
+            name: name.into(),
+            value: Some(value.into()),
+        }
     }
 
     /// A name-only attribute.
     pub fn flag(name: impl Into<String>) -> Self {
-        Self { name: name.into(), value: None }
+        Self {
+            name: name.into(),
+            value: None,
+        }
     }
 }
 
@@ -103,7 +109,11 @@ pub struct TaskInfo {
 impl TaskInfo {
     /// A task in `group` of `family`, not part of a service.
     pub fn new(group: impl Into<String>, family: impl Into<String>) -> Self {
-        Self { group: group.into(), family: family.into(), service_name: None }
+        Self {
+            group: group.into(),
+            family: family.into(),
+            service_name: None,
+        }
     }
 }
 
@@ -137,7 +147,11 @@ pub struct ContainerInstance {
 impl ContainerInstance {
     /// An `ACTIVE`, connected instance with the given ARN and resources and nothing else.
     pub fn new(arn: impl Into<String>, cpu: i64, memory: i64) -> Self {
-        let res = Resources { cpu, memory, ..Resources::default() };
+        let res = Resources {
+            cpu,
+            memory,
+            ..Resources::default()
+        };
         Self {
             arn: arn.into(),
             status: InstanceStatus::Active,
@@ -160,7 +174,10 @@ impl ContainerInstance {
 
     /// Looks an attribute up: `None` when absent, `Some(None)` when present without a value.
     pub fn attribute(&self, name: &str) -> Option<Option<&str>> {
-        self.attributes.iter().find(|a| a.name == name).map(|a| a.value.as_deref())
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.as_deref())
     }
 
     /// The `ecs.availability-zone` attribute value.
@@ -202,7 +219,10 @@ pub struct InstanceView<'a> {
 impl<'a> InstanceView<'a> {
     /// A view of `instance` as the snapshot has it.
     pub fn new(instance: &'a ContainerInstance) -> Self {
-        Self { instance, extra_groups: &[] }
+        Self {
+            instance,
+            extra_groups: &[],
+        }
     }
 
     /// `runningTasksCount` including tasks placed by the current call.
@@ -212,6 +232,10 @@ impl<'a> InstanceView<'a> {
 
     /// Every task group on the instance (with repeats).
     pub fn groups(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.instance.tasks.iter().map(|t| t.group.as_str()).chain(self.extra_groups.iter().copied())
+        self.instance
+            .tasks
+            .iter()
+            .map(|t| t.group.as_str())
+            .chain(self.extra_groups.iter().copied())
     }
 }

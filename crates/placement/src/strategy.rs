@@ -13,7 +13,10 @@ pub(crate) const MAX_KEYS: usize = 6;
 pub(crate) enum Scorer<'c> {
     Random,
     Instance,
-    Attribute { col: Option<&'c Column<'c>>, counts: Vec<u32> },
+    Attribute {
+        col: Option<&'c Column<'c>>,
+        counts: Vec<u32>,
+    },
     Cpu,
     Memory,
 }

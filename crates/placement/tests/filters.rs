@@ -1,4 +1,5 @@
 //! One table per filter stage: what passes, what is rejected, and the reason ECS reports.
+#![allow(clippy::type_complexity)]
 
 mod common;
 
@@ -50,7 +51,11 @@ fn resources() {
         r.task.gpu = tg;
         let mut i = inst(0, "a", ic, im);
         i.remaining.gpu = ig;
-        assert_eq!(verdict(i, &r).as_deref(), want, "{tc}/{tm}/{tg} on {ic}/{im}/{ig}");
+        assert_eq!(
+            verdict(i, &r).as_deref(),
+            want,
+            "{tc}/{tm}/{tg} on {ic}/{im}/{ig}"
+        );
     }
 }
 
@@ -79,7 +84,10 @@ fn ports() {
     r.task.tcp_ports = vec![80];
     let o = run(vec![inst(0, "a", 1024, 1024), inst(1, "a", 1024, 1024)], &r);
     assert_eq!(o.placements.len(), 2);
-    assert_ne!(o.placements[0].instance_index, o.placements[1].instance_index);
+    assert_ne!(
+        o.placements[0].instance_index,
+        o.placements[1].instance_index
+    );
     let o = run(vec![inst(0, "a", 1024, 1024)], &r);
     assert_eq!(o.placements.len(), 1);
     assert_eq!(o.failures[0].reason, "RESOURCE:PORTS");
@@ -88,16 +96,35 @@ fn ports() {
 #[test]
 fn attributes_and_launch_type() {
     let mut with_attr = inst(0, "a", 1024, 1024);
-    with_attr.attributes.push(Attribute::flag("ecs.capability.task-eni"));
-    with_attr.attributes.push(Attribute::new("com.amazonaws.ecs.capability.logging-driver.awslogs", "x"));
+    with_attr
+        .attributes
+        .push(Attribute::flag("ecs.capability.task-eni"));
+    with_attr.attributes.push(Attribute::new(
+        "com.amazonaws.ecs.capability.logging-driver.awslogs",
+        "x",
+    ));
     let table: Vec<(Vec<Attribute>, Option<&str>)> = vec![
         (vec![], None),
         (vec![Attribute::flag("ecs.capability.task-eni")], None),
-        (vec![Attribute::flag("ecs.capability.missing")], Some("ATTRIBUTE")),
+        (
+            vec![Attribute::flag("ecs.capability.missing")],
+            Some("ATTRIBUTE"),
+        ),
         (vec![Attribute::new("ecs.instance-type", "t2.small")], None),
-        (vec![Attribute::new("ecs.instance-type", "t2.large")], Some("ATTRIBUTE")),
-        (vec![Attribute::new("ecs.capability.task-eni", "v")], Some("ATTRIBUTE")),
-        (vec![Attribute::flag("com.amazonaws.ecs.capability.logging-driver.awslogs")], None),
+        (
+            vec![Attribute::new("ecs.instance-type", "t2.large")],
+            Some("ATTRIBUTE"),
+        ),
+        (
+            vec![Attribute::new("ecs.capability.task-eni", "v")],
+            Some("ATTRIBUTE"),
+        ),
+        (
+            vec![Attribute::flag(
+                "com.amazonaws.ecs.capability.logging-driver.awslogs",
+            )],
+            None,
+        ),
     ];
     for (attrs, want) in table {
         let mut r = req(1, 1, 1);
@@ -110,37 +137,69 @@ fn attributes_and_launch_type() {
     assert_eq!(verdict(ext.clone(), &r).as_deref(), Some("ATTRIBUTE"));
     r.task.launch_type = LaunchType::External;
     assert_eq!(verdict(ext, &r).as_deref(), None);
-    assert_eq!(verdict(inst(0, "a", 1024, 1024), &r).as_deref(), Some("ATTRIBUTE"));
+    assert_eq!(
+        verdict(inst(0, "a", 1024, 1024), &r).as_deref(),
+        Some("ATTRIBUTE")
+    );
 }
 
 #[test]
 fn member_of_and_distinct_instance() {
     let mut r = req(1, 1, 1);
-    r.constraints = vec![PlacementConstraint::member_of("attribute:ecs.instance-type =~ t2.*")];
+    r.constraints = vec![PlacementConstraint::member_of(
+        "attribute:ecs.instance-type =~ t2.*",
+    )];
     assert_eq!(verdict(inst(0, "a", 1024, 1024), &r), None);
-    r.constraints = vec![PlacementConstraint::member_of("attribute:ecs.instance-type =~ g2.*")];
-    assert_eq!(verdict(inst(0, "a", 1024, 1024), &r).as_deref(), Some("MemberOf placement constraint unsatisfied."));
+    r.constraints = vec![PlacementConstraint::member_of(
+        "attribute:ecs.instance-type =~ g2.*",
+    )];
+    assert_eq!(
+        verdict(inst(0, "a", 1024, 1024), &r).as_deref(),
+        Some("MemberOf placement constraint unsatisfied.")
+    );
     // Task-definition constraints apply too.
     r.constraints.clear();
-    r.task.task_definition_constraints = vec![PlacementConstraint::member_of("attribute:ecs.availability-zone == b")];
-    assert_eq!(verdict(inst(0, "a", 1024, 1024), &r).as_deref(), Some("MemberOf placement constraint unsatisfied."));
+    r.task.task_definition_constraints = vec![PlacementConstraint::member_of(
+        "attribute:ecs.availability-zone == b",
+    )];
+    assert_eq!(
+        verdict(inst(0, "a", 1024, 1024), &r).as_deref(),
+        Some("MemberOf placement constraint unsatisfied.")
+    );
     r.task.task_definition_constraints.clear();
     r.constraints = vec![PlacementConstraint::distinct_instance()];
     assert_eq!(verdict(inst(0, "a", 1024, 1024), &r), None);
     let busy = with_tasks(inst(0, "a", 1024, 1024), "family:web", 1);
-    assert_eq!(verdict(busy.clone(), &r).as_deref(), Some("DistinctInstance placement constraint unsatisfied."));
+    assert_eq!(
+        verdict(busy.clone(), &r).as_deref(),
+        Some("DistinctInstance placement constraint unsatisfied.")
+    );
     // Other groups don't count.
     let other = with_tasks(inst(0, "a", 1024, 1024), "family:db", 3);
     assert_eq!(verdict(other, &r), None);
     // Affinity: only where a database task runs.
     r.constraints = vec![PlacementConstraint::member_of("task:group == family:db")];
-    let o = run(vec![inst(0, "a", 1024, 1024), with_tasks(inst(1, "a", 1024, 1024), "family:db", 1)], &r);
+    let o = run(
+        vec![
+            inst(0, "a", 1024, 1024),
+            with_tasks(inst(1, "a", 1024, 1024), "family:db", 1),
+        ],
+        &r,
+    );
     assert_eq!(placed_ids(&o), vec![1]);
     // Affinity to its own group: the first task makes the instance eligible for the next.
     let mut r2 = req(1, 1, 3);
-    r2.constraints = vec![PlacementConstraint::member_of("task:group == family:web or runningTasksCount == 0")];
+    r2.constraints = vec![PlacementConstraint::member_of(
+        "task:group == family:web or runningTasksCount == 0",
+    )];
     r2.strategies = vec![PlacementStrategy::spread("instanceId")];
-    let o = run(vec![inst(0, "a", 1024, 1024), with_tasks(inst(1, "a", 1024, 1024), "family:db", 1)], &r2);
+    let o = run(
+        vec![
+            inst(0, "a", 1024, 1024),
+            with_tasks(inst(1, "a", 1024, 1024), "family:db", 1),
+        ],
+        &r2,
+    );
     assert_eq!(placed_ids(&o), vec![0, 0, 0]);
 }
 
@@ -163,7 +222,10 @@ fn closest_match_is_the_instance_that_got_furthest() {
     let r = req(512, 512, 2);
     let o = run(vec![tiny.clone(), small.clone(), disconnected], &r);
     assert_eq!(o.failures.len(), 2);
-    assert!(o.failures.iter().all(|f| f.reason == "AGENT" && f.arn.as_deref() == Some(arn(2).as_str())));
+    assert!(o
+        .failures
+        .iter()
+        .all(|f| f.reason == "AGENT" && f.arn.as_deref() == Some(arn(2).as_str())));
     let msg = o.service_event_message().unwrap();
     assert_eq!(
         msg,
@@ -173,12 +235,22 @@ fn closest_match_is_the_instance_that_got_furthest() {
     );
     let o = run(vec![tiny, small], &r);
     assert_eq!(o.failures[0].reason, "RESOURCE:MEMORY");
-    assert!(o.service_event_message().unwrap().contains("container-instance ci0001 has insufficient memory available."));
+    assert!(o
+        .service_event_message()
+        .unwrap()
+        .contains("container-instance ci0001 has insufficient memory available."));
     assert_eq!(o.metric.exhausted_dimension(), Some(FilterStage::Memory));
     assert_eq!(o.metric.initial_rejections.get(FilterStage::Cpu), 1);
     assert_eq!(o.metric.initial_rejections.get(FilterStage::Memory), 1);
     // Among equals, the one closest to enough memory.
-    let o = run(vec![inst(0, "a", 4096, 100), inst(1, "a", 4096, 300), inst(2, "a", 4096, 200)], &r);
+    let o = run(
+        vec![
+            inst(0, "a", 4096, 100),
+            inst(1, "a", 4096, 300),
+            inst(2, "a", 4096, 200),
+        ],
+        &r,
+    );
     assert_eq!(o.metric.closest.as_ref().unwrap().instance_index, 1);
 }
 
@@ -187,9 +259,18 @@ fn service_event_clauses() {
     let table = [
         (FilterStage::Cpu, "has insufficient CPU units available."),
         (FilterStage::Memory, "has insufficient memory available."),
-        (FilterStage::TcpPorts, "is already using a port required by your task."),
-        (FilterStage::Attributes, "is missing an attribute required by your task."),
-        (FilterStage::MemberOf, "encountered error \"MemberOf placement constraint unsatisfied.\"."),
+        (
+            FilterStage::TcpPorts,
+            "is already using a port required by your task.",
+        ),
+        (
+            FilterStage::Attributes,
+            "is missing an attribute required by your task.",
+        ),
+        (
+            FilterStage::MemberOf,
+            "encountered error \"MemberOf placement constraint unsatisfied.\".",
+        ),
         (FilterStage::Agent, "encountered error \"AGENT\"."),
     ];
     for (s, want) in table {
@@ -203,7 +284,10 @@ fn empty_cluster_is_an_invalid_parameter() {
     let idx = ClusterIndex::build(&snap);
     let err = place(&idx, &req(1, 1, 1)).unwrap_err();
     assert_eq!(err.kind, EcsErrorKind::InvalidParameterException);
-    assert_eq!(err.message, "No Container Instances were found in your cluster.");
+    assert_eq!(
+        err.message,
+        "No Container Instances were found in your cluster."
+    );
 }
 
 #[test]
@@ -216,7 +300,9 @@ fn explain_every_stage() {
     assert!(!e.fits);
     assert_eq!(e.first_failure(), Some(FilterStage::Cpu));
     assert_eq!(e.checks.len(), STAGE_COUNT);
-    assert!(e.render().contains("FAIL cpu: requires 512 CPU units, 256 remaining [RESOURCE:CPU]"));
+    assert!(e
+        .render()
+        .contains("FAIL cpu: requires 512 CPU units, 256 remaining [RESOURCE:CPU]"));
     assert!(explain_instance(&idx, &r, "nope").is_err());
 }
 

@@ -23,21 +23,26 @@ fn arb_instance(i: usize) -> impl PropStrategy<Value = ContainerInstance> {
         0usize..3,
         prop::collection::vec(prop::sample::select(vec![80u16, 443, 8080]), 0..2),
     )
-        .prop_map(move |(az, cpu, mem, gpu, draining, disconnected, tasks, ports)| {
-            let mut c = inst(i, ["a", "b", "c"][az], cpu, mem);
-            c.remaining.gpu = gpu;
-            c.remaining.tcp_ports = ports;
-            if draining {
-                c.status = InstanceStatus::Draining;
-            }
-            c.agent_connected = !disconnected;
-            with_tasks(c, "family:web", tasks)
-        })
+        .prop_map(
+            move |(az, cpu, mem, gpu, draining, disconnected, tasks, ports)| {
+                let mut c = inst(i, ["a", "b", "c"][az], cpu, mem);
+                c.remaining.gpu = gpu;
+                c.remaining.tcp_ports = ports;
+                if draining {
+                    c.status = InstanceStatus::Draining;
+                }
+                c.agent_connected = !disconnected;
+                with_tasks(c, "family:web", tasks)
+            },
+        )
 }
 
 fn arb_cluster() -> impl PropStrategy<Value = Gen> {
     (1usize..12).prop_flat_map(|n| {
-        (0..n).map(arb_instance).collect::<Vec<_>>().prop_map(|instances| Gen { instances })
+        (0..n)
+            .map(arb_instance)
+            .collect::<Vec<_>>()
+            .prop_map(|instances| Gen { instances })
     })
 }
 
@@ -55,8 +60,17 @@ fn arb_strategies() -> impl PropStrategy<Value = Vec<PlacementStrategy>> {
 }
 
 fn arb_request() -> impl PropStrategy<Value = PlacementRequest> {
-    (0i64..600, 0i64..600, 0i64..2, prop::bool::ANY, prop::bool::ANY, arb_strategies(), 1u32..15, any::<u64>()).prop_map(
-        |(cpu, mem, gpu, port, distinct, strategies, count, seed)| {
+    (
+        0i64..600,
+        0i64..600,
+        0i64..2,
+        prop::bool::ANY,
+        prop::bool::ANY,
+        arb_strategies(),
+        1u32..15,
+        any::<u64>(),
+    )
+        .prop_map(|(cpu, mem, gpu, port, distinct, strategies, count, seed)| {
             let mut r = req(cpu, mem, count);
             r.task.gpu = gpu;
             if port {
@@ -68,8 +82,7 @@ fn arb_request() -> impl PropStrategy<Value = PlacementRequest> {
             r.strategies = strategies;
             r.seed = seed;
             r
-        },
-    )
+        })
 }
 
 proptest! {

@@ -26,7 +26,8 @@ fn sample() -> Vec<ContainerInstance> {
     c.agent_connected = false;
     c.registered_at = 1_546_300_800.0;
     c.attributes.push(Attribute::new("stack", "dev"));
-    c.attributes.push(Attribute::flag("ecs.capability.docker-remote-api.1.30"));
+    c.attributes
+        .push(Attribute::flag("ecs.capability.docker-remote-api.1.30"));
     // 3: g2.2xlarge us-east-1a, no tasks
     let mut d = inst(3, "us-east-1a", 1024, 2048);
     d.attributes[1].value = Some("g2.2xlarge".into());
@@ -38,10 +39,19 @@ fn sample() -> Vec<ContainerInstance> {
 fn matching(expr: &str) -> Vec<usize> {
     let snap = ClusterSnapshot::new(sample());
     let e = Expression::parse(expr).unwrap_or_else(|err| panic!("{expr}: {err}"));
-    let direct: Vec<usize> =
-        snap.instances.iter().enumerate().filter(|(_, i)| e.matches(&InstanceView::new(i))).map(|(n, _)| n).collect();
+    let direct: Vec<usize> = snap
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| e.matches(&InstanceView::new(i)))
+        .map(|(n, _)| n)
+        .collect();
     let idx = ClusterIndex::build(&snap);
-    assert_eq!(idx.filter(&e), direct, "compiled and interpreted disagree for {expr}");
+    assert_eq!(
+        idx.filter(&e),
+        direct,
+        "compiled and interpreted disagree for {expr}"
+    );
     direct
 }
 
@@ -82,7 +92,10 @@ fn operators_and_word_forms() {
         ("attribute:stack exists", &[1, 2]),
         ("attribute:stack !exists", &[0, 3]),
         ("attribute:stack not_exists", &[0, 3]),
-        ("attribute:ecs.capability.docker-remote-api.1.30 exists", &[2]),
+        (
+            "attribute:ecs.capability.docker-remote-api.1.30 exists",
+            &[2],
+        ),
         ("attribute:stack in [prod]", &[1]),
         ("attribute:stack not_in [prod]", &[2]),
         ("attribute:stack !in [prod, x]", &[2]),
@@ -120,7 +133,10 @@ fn operators_and_word_forms() {
         ("!(task:group == database) && attribute:stack exists", &[2]),
         ("attribute:stack == prod || attribute:stack == dev", &[1, 2]),
         ("attribute:stack == \"prod\"", &[1]),
-        ("attribute:nope == x or not attribute:nope exists", &[0, 1, 2, 3]),
+        (
+            "attribute:nope == x or not attribute:nope exists",
+            &[0, 1, 2, 3],
+        ),
         ("attribute:ecs.availability-zone > us-east-1a", &[1, 2]),
     ];
     for (expr, want) in table {
@@ -155,7 +171,10 @@ fn running_tasks_count_counts_tasks_placed_in_the_call() {
     let snap = ClusterSnapshot::new(sample());
     let e = Expression::parse("runningTasksCount == 1 and task:group == service:web").unwrap();
     let groups = ["service:web"];
-    let view = InstanceView { instance: &snap.instances[3], extra_groups: &groups };
+    let view = InstanceView {
+        instance: &snap.instances[3],
+        extra_groups: &groups,
+    };
     assert!(e.matches(&view));
     assert!(!e.matches(&InstanceView::new(&snap.instances[3])));
     assert!(e.is_dynamic());
@@ -166,21 +185,45 @@ fn running_tasks_count_counts_tasks_placed_in_the_call() {
 fn syntax_errors_name_the_position() {
     let table: &[(&str, &str)] = &[
         ("", "position 1"),
-        ("attribute:stack ==", "expected an argument but found end of expression at position 19"),
+        (
+            "attribute:stack ==",
+            "expected an argument but found end of expression at position 19",
+        ),
         ("attribute:stack = prod", "at position 17"),
         ("foo == bar", "unknown subject 'foo'"),
         ("attribute: == x", "missing attribute name"),
-        ("attribute:stack is prod", "expected an operator but found 'is' at position 17"),
+        (
+            "attribute:stack is prod",
+            "expected an operator but found 'is' at position 17",
+        ),
         ("attribute:stack in prod", "expected an argument list"),
-        ("attribute:stack in [a b]", "expected ',' or ']' but found 'b' at position 23"),
-        ("(attribute:stack == a", "expected ')' but found end of expression"),
+        (
+            "attribute:stack in [a b]",
+            "expected ',' or ']' but found 'b' at position 23",
+        ),
+        (
+            "(attribute:stack == a",
+            "expected ')' but found end of expression",
+        ),
         ("attribute:stack == a)", "unexpected ')' at position 21"),
-        ("attribute:stack == 'a", "unterminated quoted value at position 20"),
+        (
+            "attribute:stack == 'a",
+            "unterminated quoted value at position 20",
+        ),
         ("attribute:a == b and", "expected a subject"),
         ("attribute:a == b & attribute:c == d", "unexpected '&'"),
-        ("agentConnected > 1", "operator greater_than (>) is not valid for subject agentConnected"),
-        ("runningTasksCount =~ 1", "is not valid for subject runningTasksCount"),
-        ("ec2InstanceId exists", "is not valid for subject ec2InstanceId"),
+        (
+            "agentConnected > 1",
+            "operator greater_than (>) is not valid for subject agentConnected",
+        ),
+        (
+            "runningTasksCount =~ 1",
+            "is not valid for subject runningTasksCount",
+        ),
+        (
+            "ec2InstanceId exists",
+            "is not valid for subject ec2InstanceId",
+        ),
         ("runningTasksCount == one", "takes an integer"),
         ("agentVersion >= latest", "invalid agent version"),
         ("registeredAt < 2018/01/01", "invalid date"),
@@ -199,9 +242,15 @@ fn syntax_errors_name_the_position() {
 #[test]
 fn length_and_depth_limits() {
     let long = format!("attribute:a == {}", "x".repeat(2000));
-    assert!(Expression::parse(&long).unwrap_err().message.contains("maximum is 2000"));
+    assert!(Expression::parse(&long)
+        .unwrap_err()
+        .message
+        .contains("maximum is 2000"));
     let deep = format!("{}attribute:a == b{}", "(".repeat(500), ")".repeat(500));
-    assert!(Expression::parse(&deep).unwrap_err().message.contains("nested too deeply"));
+    assert!(Expression::parse(&deep)
+        .unwrap_err()
+        .message
+        .contains("nested too deeply"));
     let nots = format!("{}attribute:a == b", "not ".repeat(400));
     assert!(Expression::parse(&nots).is_err());
     let ok = format!("{}attribute:a == b{}", "(".repeat(20), ")".repeat(20));
@@ -211,7 +260,16 @@ fn length_and_depth_limits() {
 #[test]
 fn precedence_not_and_or() {
     // a or b and c == a or (b and c)
-    assert_eq!(matching("attribute:stack == prod or attribute:stack == dev and agentConnected == true"), vec![1]);
-    assert_eq!(matching("(attribute:stack == prod or attribute:stack == dev) and agentConnected == true"), vec![1]);
-    assert_eq!(matching("not attribute:stack == prod and attribute:stack exists"), vec![2]);
+    assert_eq!(
+        matching("attribute:stack == prod or attribute:stack == dev and agentConnected == true"),
+        vec![1]
+    );
+    assert_eq!(
+        matching("(attribute:stack == prod or attribute:stack == dev) and agentConnected == true"),
+        vec![1]
+    );
+    assert_eq!(
+        matching("not attribute:stack == prod and attribute:stack exists"),
+        vec![2]
+    );
 }

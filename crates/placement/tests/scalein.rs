@@ -6,7 +6,13 @@ use berth_placement::*;
 use common::*;
 
 fn task(n: usize, instance: usize) -> ServiceTask {
-    ServiceTask { task_arn: format!("t{n:03}"), container_instance: arn(instance), protected: false, cpu: 100, memory: 100 }
+    ServiceTask {
+        task_arn: format!("t{n:03}"),
+        container_instance: arn(instance),
+        protected: false,
+        cpu: 100,
+        memory: 100,
+    }
 }
 
 #[test]
@@ -18,9 +24,19 @@ fn spread_default_stops_from_fullest_zone_then_instance() {
     ]);
     let idx = ClusterIndex::build(&snap);
     // zone a: 3 tasks on 0, 1 on 1; zone b: 2 on 2
-    let tasks = vec![task(0, 0), task(1, 0), task(2, 0), task(3, 1), task(4, 2), task(5, 2)];
+    let tasks = vec![
+        task(0, 0),
+        task(1, 0),
+        task(2, 0),
+        task(3, 1),
+        task(4, 2),
+        task(5, 2),
+    ];
     let stop = select_tasks_to_stop(&idx, &tasks, 3, &[], 1);
-    let inst_of: Vec<&str> = stop.iter().map(|&t| tasks[t].container_instance.as_str()).collect();
+    let inst_of: Vec<&str> = stop
+        .iter()
+        .map(|&t| tasks[t].container_instance.as_str())
+        .collect();
     // a(4) -> from instance 0; then a(3) vs b(2): a again, instance 0 (2) vs 1 (1): 0; then a(2)=b(2): tie
     assert_eq!(&inst_of[..2], &[arn(0).as_str(), arn(0).as_str()]);
     let stop_all = select_tasks_to_stop(&idx, &tasks, 10, &service_default_strategies(), 1);
@@ -62,7 +78,10 @@ fn random_and_unknown_instances() {
     let snap = ClusterSnapshot::new(vec![inst(0, "a", 1024, 1024)]);
     let idx = ClusterIndex::build(&snap);
     let mut tasks: Vec<ServiceTask> = (0..20).map(|n| task(n, 0)).collect();
-    tasks.push(ServiceTask { container_instance: "gone".into(), ..task(99, 0) });
+    tasks.push(ServiceTask {
+        container_instance: "gone".into(),
+        ..task(99, 0)
+    });
     let strategies = validate_strategies(&[PlacementStrategy::random()]).unwrap();
     let a = select_tasks_to_stop(&idx, &tasks, 5, &strategies, 3);
     assert_eq!(a, select_tasks_to_stop(&idx, &tasks, 5, &strategies, 3));

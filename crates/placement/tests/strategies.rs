@@ -9,10 +9,26 @@ use common::*;
 fn binpack_memory_picks_least_remaining_that_fits() {
     let mut r = req(10, 300, 1);
     r.strategies = vec![PlacementStrategy::binpack("memory")];
-    let o = run(vec![inst(0, "a", 1024, 1000), inst(1, "a", 1024, 250), inst(2, "a", 1024, 400), inst(3, "a", 1024, 800)], &r);
+    let o = run(
+        vec![
+            inst(0, "a", 1024, 1000),
+            inst(1, "a", 1024, 250),
+            inst(2, "a", 1024, 400),
+            inst(3, "a", 1024, 800),
+        ],
+        &r,
+    );
     assert_eq!(placed_ids(&o), vec![2]);
     r.count = 4;
-    let o = run(vec![inst(0, "a", 1024, 1000), inst(1, "a", 1024, 250), inst(2, "a", 1024, 400), inst(3, "a", 1024, 800)], &r);
+    let o = run(
+        vec![
+            inst(0, "a", 1024, 1000),
+            inst(1, "a", 1024, 250),
+            inst(2, "a", 1024, 400),
+            inst(3, "a", 1024, 800),
+        ],
+        &r,
+    );
     // 400 -> 2 (100 left); 800 -> 3 (500 left); 500 -> 3 (200 left); 1000 -> 0
     assert_eq!(placed_ids(&o), vec![2, 3, 3, 0]);
 }
@@ -21,7 +37,14 @@ fn binpack_memory_picks_least_remaining_that_fits() {
 fn binpack_cpu_and_case_insensitive_field() {
     let mut r = req(100, 10, 1);
     r.strategies = vec![PlacementStrategy::binpack("CPU")];
-    let o = run(vec![inst(0, "a", 1024, 1000), inst(1, "a", 150, 1000), inst(2, "a", 99, 1000)], &r);
+    let o = run(
+        vec![
+            inst(0, "a", 1024, 1000),
+            inst(1, "a", 150, 1000),
+            inst(2, "a", 99, 1000),
+        ],
+        &r,
+    );
     assert_eq!(placed_ids(&o), vec![1]);
 }
 
@@ -56,23 +79,32 @@ fn spread_az_then_instance_is_balanced() {
         inst(5, "us-east-1c", 1024, 1024),
     ];
     let o = run(instances, &r);
-    let mut per_inst = [0; 6];
+    let mut per_inst = [0i32; 6];
     for i in placed_ids(&o) {
         per_inst[i] += 1;
     }
     assert_eq!(per_inst[0] + per_inst[1], 4);
     assert_eq!(per_inst[2], 4);
     assert_eq!(per_inst[3] + per_inst[4] + per_inst[5], 4);
-    assert!((per_inst[0] as i32 - per_inst[1] as i32).abs() <= 1);
+    assert!((per_inst[0] - per_inst[1]).abs() <= 1);
     assert!(per_inst[3..].iter().all(|&c| (1..=2).contains(&c)));
-    assert_eq!(o.metric.strategies, vec!["spread(attribute:ecs.availability-zone)", "spread(instanceId)"]);
+    assert_eq!(
+        o.metric.strategies,
+        vec![
+            "spread(attribute:ecs.availability-zone)",
+            "spread(instanceId)"
+        ]
+    );
     assert_eq!(o.metric.steps[0].scores().len(), 3);
 }
 
 #[test]
 fn spread_az_then_binpack_memory() {
     let mut r = req(1, 100, 2);
-    r.strategies = vec![PlacementStrategy::spread("attribute:ecs.availability-zone"), PlacementStrategy::binpack("memory")];
+    r.strategies = vec![
+        PlacementStrategy::spread("attribute:ecs.availability-zone"),
+        PlacementStrategy::binpack("memory"),
+    ];
     let instances = vec![
         with_tasks(inst(0, "a", 1024, 500), "family:web", 1),
         inst(1, "a", 1024, 250),
@@ -126,7 +158,10 @@ fn distinct_instance_ten_on_five() {
     ids.sort();
     assert_eq!(ids, vec![0, 1, 2, 3, 4]);
     assert_eq!(o.failures.len(), 5);
-    assert!(o.failures.iter().all(|f| f.reason == "DistinctInstance placement constraint unsatisfied."));
+    assert!(o
+        .failures
+        .iter()
+        .all(|f| f.reason == "DistinctInstance placement constraint unsatisfied."));
     assert_eq!(o.metric.unplaced, 5);
 }
 

@@ -14,14 +14,47 @@ fn err_of(r: &PlacementRequest) -> PlacementError {
 #[test]
 fn strategy_errors() {
     let table: Vec<(Vec<PlacementStrategy>, &str)> = vec![
-        (vec![PlacementStrategy { strategy_type: "pack".into(), field: None }], "Invalid placement strategy type 'pack'"),
-        (vec![PlacementStrategy::binpack("disk")], "Invalid field 'disk' for the binpack placement strategy"),
-        (vec![PlacementStrategy::binpack("instanceId")], "Invalid field 'instanceId' for the binpack"),
-        (vec![PlacementStrategy { strategy_type: "binpack".into(), field: None }], "requires a field"),
-        (vec![PlacementStrategy::spread("memory")], "Invalid field 'memory' for the spread placement strategy"),
-        (vec![PlacementStrategy::spread("attribute:")], "Invalid field 'attribute:'"),
-        (vec![PlacementStrategy { strategy_type: "spread".into(), field: None }], "requires a field"),
-        (vec![PlacementStrategy::random(); 6], "Too many placement strategies: 6"),
+        (
+            vec![PlacementStrategy {
+                strategy_type: "pack".into(),
+                field: None,
+            }],
+            "Invalid placement strategy type 'pack'",
+        ),
+        (
+            vec![PlacementStrategy::binpack("disk")],
+            "Invalid field 'disk' for the binpack placement strategy",
+        ),
+        (
+            vec![PlacementStrategy::binpack("instanceId")],
+            "Invalid field 'instanceId' for the binpack",
+        ),
+        (
+            vec![PlacementStrategy {
+                strategy_type: "binpack".into(),
+                field: None,
+            }],
+            "requires a field",
+        ),
+        (
+            vec![PlacementStrategy::spread("memory")],
+            "Invalid field 'memory' for the spread placement strategy",
+        ),
+        (
+            vec![PlacementStrategy::spread("attribute:")],
+            "Invalid field 'attribute:'",
+        ),
+        (
+            vec![PlacementStrategy {
+                strategy_type: "spread".into(),
+                field: None,
+            }],
+            "requires a field",
+        ),
+        (
+            vec![PlacementStrategy::random(); 6],
+            "Too many placement strategies: 6",
+        ),
     ];
     for (s, want) in table {
         let mut r = req(1, 1, 1);
@@ -31,7 +64,10 @@ fn strategy_errors() {
         assert!(e.message.contains(want), "{}", e.message);
     }
     let ok = validate_strategies(&[
-        PlacementStrategy { strategy_type: "random".into(), field: Some("ignored".into()) },
+        PlacementStrategy {
+            strategy_type: "random".into(),
+            field: Some("ignored".into()),
+        },
         PlacementStrategy::spread("instanceId"),
         PlacementStrategy::spread("attribute:ecs.availability-zone"),
         PlacementStrategy::binpack("memory"),
@@ -45,28 +81,49 @@ fn strategy_errors() {
 fn constraint_errors() {
     let table: Vec<(Vec<PlacementConstraint>, Vec<PlacementConstraint>, &str)> = vec![
         (
-            vec![PlacementConstraint { constraint_type: "sameInstance".into(), expression: None }],
+            vec![PlacementConstraint {
+                constraint_type: "sameInstance".into(),
+                expression: None,
+            }],
             vec![],
             "Invalid placement constraint type 'sameInstance'",
         ),
         (
-            vec![PlacementConstraint { constraint_type: "distinctInstance".into(), expression: Some("a".into()) }],
+            vec![PlacementConstraint {
+                constraint_type: "distinctInstance".into(),
+                expression: Some("a".into()),
+            }],
             vec![],
             "can't be specified when the placement constraint type is distinctInstance",
         ),
         (
-            vec![PlacementConstraint { constraint_type: "memberOf".into(), expression: None }],
+            vec![PlacementConstraint {
+                constraint_type: "memberOf".into(),
+                expression: None,
+            }],
             vec![],
             "An expression is required",
         ),
-        (vec![PlacementConstraint::member_of("attribute:a ==")], vec![], "Invalid expression"),
-        (vec![PlacementConstraint::distinct_instance(); 11], vec![], "Too many placement constraints: 11"),
+        (
+            vec![PlacementConstraint::member_of("attribute:a ==")],
+            vec![],
+            "Invalid expression",
+        ),
+        (
+            vec![PlacementConstraint::distinct_instance(); 11],
+            vec![],
+            "Too many placement constraints: 11",
+        ),
         (
             vec![PlacementConstraint::distinct_instance(); 6],
             vec![PlacementConstraint::member_of("attribute:a exists"); 5],
             "Too many placement constraints: 11",
         ),
-        (vec![], vec![PlacementConstraint::distinct_instance()], "Invalid task definition placement constraint type"),
+        (
+            vec![],
+            vec![PlacementConstraint::distinct_instance()],
+            "Invalid task definition placement constraint type",
+        ),
     ];
     for (reqc, tdc, want) in table {
         let mut r = req(1, 1, 1);
@@ -82,7 +139,10 @@ fn constraint_errors() {
 fn launch_type_errors() {
     let mut r = req(1, 1, 1);
     r.task.compatibilities = vec![LaunchType::Fargate];
-    assert_eq!(err_of(&r).message, "Task definition does not support launch_type EC2.");
+    assert_eq!(
+        err_of(&r).message,
+        "Task definition does not support launch_type EC2."
+    );
     r.task.launch_type = LaunchType::Fargate;
     assert!(err_of(&r).message.contains("FARGATE"));
     let mut r = req(-1, 1, 1);

@@ -18,29 +18,65 @@ enum CNode<'c> {
 
 enum CLeaf<'c> {
     Const(bool),
-    Table { ids: &'c [u32], table: Vec<bool>, absent: bool },
-    AgentConnected { yes: bool, no: bool },
+    Table {
+        ids: &'c [u32],
+        table: Vec<bool>,
+        absent: bool,
+    },
+    AgentConnected {
+        yes: bool,
+        no: bool,
+    },
     RegisteredAt(&'c PredKind),
     Running(&'c PredKind),
-    Group { kind: &'c PredKind, hosts_match: Vec<bool>, req_match: bool },
+    Group {
+        kind: &'c PredKind,
+        hosts_match: Vec<bool>,
+        req_match: bool,
+    },
 }
 
 fn table<'c>(kind: &PredKind, col: &'c Column<'_>) -> CLeaf<'c> {
-    let table = col.dict.iter().map(|v| kind.apply(std::iter::once(Val::Str(*v)))).collect();
-    CLeaf::Table { ids: &col.ids, table, absent: kind.apply(std::iter::empty()) }
+    let table = col
+        .dict
+        .iter()
+        .map(|v| kind.apply(std::iter::once(Val::Str(*v))))
+        .collect();
+    CLeaf::Table {
+        ids: &col.ids,
+        table,
+        absent: kind.apply(std::iter::empty()),
+    }
 }
 
 /// Compiles `expr` for `idx`. `req_group` is the group of the tasks the current call places
 /// (they count for `task:group` on the instances they land on).
-pub(crate) fn compile<'c, 'a: 'c>(expr: &'c Expression, idx: &'c ClusterIndex<'a>, req_group: &str) -> Compiled<'c> {
-    Compiled { root: compile_node(&expr.root, idx, req_group), dynamic: expr.is_dynamic() }
+pub(crate) fn compile<'c, 'a: 'c>(
+    expr: &'c Expression,
+    idx: &'c ClusterIndex<'a>,
+    req_group: &str,
+) -> Compiled<'c> {
+    Compiled {
+        root: compile_node(&expr.root, idx, req_group),
+        dynamic: expr.is_dynamic(),
+    }
 }
 
-fn compile_node<'c, 'a: 'c>(node: &'c Node, idx: &'c ClusterIndex<'a>, req_group: &str) -> CNode<'c> {
+fn compile_node<'c, 'a: 'c>(
+    node: &'c Node,
+    idx: &'c ClusterIndex<'a>,
+    req_group: &str,
+) -> CNode<'c> {
     match node {
         Node::Not(n) => CNode::Not(Box::new(compile_node(n, idx, req_group))),
-        Node::And(a, b) => CNode::And(Box::new(compile_node(a, idx, req_group)), Box::new(compile_node(b, idx, req_group))),
-        Node::Or(a, b) => CNode::Or(Box::new(compile_node(a, idx, req_group)), Box::new(compile_node(b, idx, req_group))),
+        Node::And(a, b) => CNode::And(
+            Box::new(compile_node(a, idx, req_group)),
+            Box::new(compile_node(b, idx, req_group)),
+        ),
+        Node::Or(a, b) => CNode::Or(
+            Box::new(compile_node(a, idx, req_group)),
+            Box::new(compile_node(b, idx, req_group)),
+        ),
         Node::Pred(p) => CNode::Leaf(match &p.subject {
             Subject::Attribute(name) => match idx.attr_column(name) {
                 Some(col) => table(&p.kind, col),
@@ -68,7 +104,11 @@ fn compile_node<'c, 'a: 'c>(node: &'c Node, idx: &'c ClusterIndex<'a>, req_group
                     }
                     req_match = cond.test(Val::Str(Some(req_group)));
                 }
-                CLeaf::Group { kind: &p.kind, hosts_match, req_match }
+                CLeaf::Group {
+                    kind: &p.kind,
+                    hosts_match,
+                    req_match,
+                }
             }
         }),
     }
@@ -109,14 +149,22 @@ fn eval_node(node: &CNode<'_>, idx: &ClusterIndex<'_>, i: usize, placed: u32) ->
                     *no
                 }
             }
-            CLeaf::RegisteredAt(kind) => kind.apply(std::iter::once(Val::Num(idx.snapshot.instances[i].registered_at))),
+            CLeaf::RegisteredAt(kind) => kind.apply(std::iter::once(Val::Num(
+                idx.snapshot.instances[i].registered_at,
+            ))),
             CLeaf::Running(kind) => {
-                let n = u64::from(idx.snapshot.instances[i].running_tasks_count) + u64::from(placed);
+                let n =
+                    u64::from(idx.snapshot.instances[i].running_tasks_count) + u64::from(placed);
                 kind.apply(std::iter::once(Val::Num(n as f64)))
             }
-            CLeaf::Group { kind, hosts_match, req_match } => {
+            CLeaf::Group {
+                kind,
+                hosts_match,
+                req_match,
+            } => {
                 let has_any = placed > 0 || !idx.snapshot.instances[i].tasks.is_empty();
-                let any_pos = || hosts_match.get(i).copied().unwrap_or(false) || (placed > 0 && *req_match);
+                let any_pos =
+                    || hosts_match.get(i).copied().unwrap_or(false) || (placed > 0 && *req_match);
                 match kind {
                     PredKind::Exists => has_any,
                     PredKind::NotExists => !has_any,

@@ -24,13 +24,30 @@ pub(crate) fn eval_pred(p: &Predicate, view: &InstanceView<'_>) -> bool {
     let inst = view.instance;
     match &p.subject {
         Subject::Attribute(name) => p.kind.apply(inst.attribute(name).map(Val::Str).into_iter()),
-        Subject::Ec2InstanceId => p.kind.apply(inst.ec2_instance_id.as_deref().map(|s| Val::Str(Some(s))).into_iter()),
+        Subject::Ec2InstanceId => p.kind.apply(
+            inst.ec2_instance_id
+                .as_deref()
+                .map(|s| Val::Str(Some(s)))
+                .into_iter(),
+        ),
         Subject::AgentConnected => {
-            p.kind.apply(std::iter::once(Val::Str(Some(if inst.agent_connected { "true" } else { "false" }))))
+            p.kind
+                .apply(std::iter::once(Val::Str(Some(if inst.agent_connected {
+                    "true"
+                } else {
+                    "false"
+                }))))
         }
-        Subject::AgentVersion => p.kind.apply(inst.agent_version.as_deref().map(|s| Val::Str(Some(s))).into_iter()),
+        Subject::AgentVersion => p.kind.apply(
+            inst.agent_version
+                .as_deref()
+                .map(|s| Val::Str(Some(s)))
+                .into_iter(),
+        ),
         Subject::RegisteredAt => p.kind.apply(std::iter::once(Val::Num(inst.registered_at))),
-        Subject::RunningTasksCount => p.kind.apply(std::iter::once(Val::Num(view.running_tasks_count() as f64))),
+        Subject::RunningTasksCount => p
+            .kind
+            .apply(std::iter::once(Val::Num(view.running_tasks_count() as f64))),
         Subject::TaskGroup => p.kind.apply(view.groups().map(|g| Val::Str(Some(g)))),
     }
 }

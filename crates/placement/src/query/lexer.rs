@@ -35,7 +35,11 @@ pub(crate) fn syntax_error(source: &str, pos: usize, detail: &str) -> PlacementE
 }
 
 fn is_stop(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | ',' | '\'' | '"' | '=' | '!' | '<' | '>' | '&' | '|')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '(' | ')' | '[' | ']' | ',' | '\'' | '"' | '=' | '!' | '<' | '>' | '&' | '|'
+        )
 }
 
 /// Splits `source` into tokens, ending with [`Tok::Eof`].
@@ -65,7 +69,10 @@ pub(crate) fn tokenize(source: &str) -> Result<Vec<Token>, PlacementError> {
                 let mut closed = false;
                 while j < chars.len() {
                     let d = chars[j];
-                    if d == '\\' && j + 1 < chars.len() && (chars[j + 1] == quote || chars[j + 1] == '\\') {
+                    if d == '\\'
+                        && j + 1 < chars.len()
+                        && (chars[j + 1] == quote || chars[j + 1] == '\\')
+                    {
                         value.push(chars[j + 1]);
                         j += 2;
                         continue;
@@ -95,7 +102,13 @@ pub(crate) fn tokenize(source: &str) -> Result<Vec<Token>, PlacementError> {
                     i += 2;
                     continue;
                 }
-                _ => return Err(syntax_error(source, pos, "unexpected '=' (use '==' or 'equals')")),
+                _ => {
+                    return Err(syntax_error(
+                        source,
+                        pos,
+                        "unexpected '=' (use '==' or 'equals')",
+                    ))
+                }
             },
             '!' => match next {
                 Some('=') => {
@@ -127,7 +140,11 @@ pub(crate) fn tokenize(source: &str) -> Result<Vec<Token>, PlacementError> {
                     return Err(syntax_error(
                         source,
                         pos,
-                        if c == '&' { "unexpected '&' (use '&&' or 'and')" } else { "unexpected '|' (use '||' or 'or')" },
+                        if c == '&' {
+                            "unexpected '&' (use '&&' or 'and')"
+                        } else {
+                            "unexpected '|' (use '||' or 'or')"
+                        },
                     ));
                 }
                 out.push(single(Tok::Sym(if c == '&' { "&&" } else { "||" })));
@@ -146,6 +163,9 @@ pub(crate) fn tokenize(source: &str) -> Result<Vec<Token>, PlacementError> {
         }
         i += 1;
     }
-    out.push(Token { tok: Tok::Eof, pos: chars.len() + 1 });
+    out.push(Token {
+        tok: Tok::Eof,
+        pos: chars.len() + 1,
+    });
     Ok(out)
 }

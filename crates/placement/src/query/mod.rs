@@ -37,7 +37,10 @@ impl Expression {
     /// 1-based character position of the problem.
     pub fn parse(source: &str) -> Result<Expression, PlacementError> {
         let root = parser::parse(source)?;
-        Ok(Expression { source: source.to_string(), root })
+        Ok(Expression {
+            source: source.to_string(),
+            root,
+        })
     }
 
     /// The text the expression was parsed from.
@@ -132,7 +135,9 @@ impl Cond {
                 CmpOp::Gt => t >= *end,
                 CmpOp::Ge => t >= *start,
             },
-            (Cond::Int(op, a), Val::Num(t)) => op.holds(t.partial_cmp(&(*a as f64)).unwrap_or(Ordering::Less)),
+            (Cond::Int(op, a), Val::Num(t)) => {
+                op.holds(t.partial_cmp(&(*a as f64)).unwrap_or(Ordering::Less))
+            }
             _ => false,
         }
     }
@@ -207,7 +212,9 @@ impl Node {
 
 fn compare_str(value: &str, arg: &str) -> Ordering {
     match (value.trim().parse::<f64>(), arg.trim().parse::<f64>()) {
-        (Ok(a), Ok(b)) if a.is_finite() && b.is_finite() => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+        (Ok(a), Ok(b)) if a.is_finite() && b.is_finite() => {
+            a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+        }
         _ => value.cmp(arg),
     }
 }
@@ -216,8 +223,13 @@ fn compare_str(value: &str, arg: &str) -> Ordering {
 /// dotted part, like `-beta`, are ignored).
 pub(crate) fn parse_version(s: &str) -> Option<Vec<u64>> {
     let s = s.trim();
-    let s = s.strip_prefix('v').or_else(|| s.strip_prefix('V')).unwrap_or(s);
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let s = s
+        .strip_prefix('v')
+        .or_else(|| s.strip_prefix('V'))
+        .unwrap_or(s);
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let core = &s[..end];
     if core.is_empty() {
         return None;

@@ -3,7 +3,10 @@
 use regex::RegexBuilder;
 
 use super::lexer::{syntax_error, tokenize, Tok, Token};
-use super::{parse_date_interval, parse_version, CmpOp, Cond, Node, PredKind, Predicate, Subject, MAX_EXPRESSION_LEN};
+use super::{
+    parse_date_interval, parse_version, CmpOp, Cond, Node, PredKind, Predicate, Subject,
+    MAX_EXPRESSION_LEN,
+};
 use crate::error::PlacementError;
 
 const MAX_DEPTH: usize = 64;
@@ -58,7 +61,11 @@ pub(crate) fn parse(source: &str) -> Result<Node, PlacementError> {
         )));
     }
     let toks = tokenize(source)?;
-    let mut p = Parser { source, toks, at: 0 };
+    let mut p = Parser {
+        source,
+        toks,
+        at: 0,
+    };
     if p.peek().tok == Tok::Eof {
         return Err(syntax_error(source, 1, "empty expression"));
     }
@@ -87,7 +94,10 @@ fn describe(t: &Tok) -> String {
 
 impl<'s> Parser<'s> {
     fn peek(&self) -> Token {
-        self.toks.get(self.at).cloned().unwrap_or(Token { tok: Tok::Eof, pos: self.source.chars().count() + 1 })
+        self.toks.get(self.at).cloned().unwrap_or(Token {
+            tok: Tok::Eof,
+            pos: self.source.chars().count() + 1,
+        })
     }
 
     fn bump(&mut self) -> Token {
@@ -149,7 +159,10 @@ impl<'s> Parser<'s> {
             let inner = self.parse_or(depth + 1)?;
             let close = self.bump();
             if close.tok != Tok::RParen {
-                return Err(self.err(close.pos, &format!("expected ')' but found {}", describe(&close.tok))));
+                return Err(self.err(
+                    close.pos,
+                    &format!("expected ')' but found {}", describe(&close.tok)),
+                ));
             }
             return Ok(inner);
         }
@@ -159,7 +172,10 @@ impl<'s> Parser<'s> {
     fn parse_subject(&mut self) -> Result<Subject, PlacementError> {
         let t = self.bump();
         let Tok::Word(w) = &t.tok else {
-            return Err(self.err(t.pos, &format!("expected a subject but found {}", describe(&t.tok))));
+            return Err(self.err(
+                t.pos,
+                &format!("expected a subject but found {}", describe(&t.tok)),
+            ));
         };
         Ok(match w.as_str() {
             "agentConnected" => Subject::AgentConnected,
@@ -201,7 +217,13 @@ impl<'s> Parser<'s> {
                     Tok::Word(w) if w == "exists" => Op::NotExists,
                     Tok::Word(w) if w == "in" => Op::NotIn,
                     other => {
-                        return Err(self.err(n.pos, &format!("expected 'exists' or 'in' after '!' but found {}", describe(other))))
+                        return Err(self.err(
+                            n.pos,
+                            &format!(
+                                "expected 'exists' or 'in' after '!' but found {}",
+                                describe(other)
+                            ),
+                        ))
                     }
                 }
             }
@@ -220,7 +242,12 @@ impl<'s> Parser<'s> {
                 "not_matches" => Op::NotMatches,
                 _ => return Err(self.err(t.pos, &format!("expected an operator but found '{w}'"))),
             },
-            other => return Err(self.err(t.pos, &format!("expected an operator but found {}", describe(other)))),
+            other => {
+                return Err(self.err(
+                    t.pos,
+                    &format!("expected an operator but found {}", describe(other)),
+                ))
+            }
         };
         Ok((op, t.pos))
     }
@@ -229,14 +256,23 @@ impl<'s> Parser<'s> {
         let t = self.bump();
         match t.tok {
             Tok::Word(w) | Tok::Quoted(w) => Ok((w, t.pos)),
-            other => Err(self.err(t.pos, &format!("expected an argument but found {}", describe(&other)))),
+            other => Err(self.err(
+                t.pos,
+                &format!("expected an argument but found {}", describe(&other)),
+            )),
         }
     }
 
     fn parse_list(&mut self) -> Result<Vec<(String, usize)>, PlacementError> {
         let open = self.bump();
         if open.tok != Tok::LBrack {
-            return Err(self.err(open.pos, &format!("expected an argument list '[...]' but found {}", describe(&open.tok))));
+            return Err(self.err(
+                open.pos,
+                &format!(
+                    "expected an argument list '[...]' but found {}",
+                    describe(&open.tok)
+                ),
+            ));
         }
         let mut values = Vec::new();
         loop {
@@ -245,7 +281,12 @@ impl<'s> Parser<'s> {
             match t.tok {
                 Tok::Comma => continue,
                 Tok::RBrack => return Ok(values),
-                other => return Err(self.err(t.pos, &format!("expected ',' or ']' but found {}", describe(&other)))),
+                other => {
+                    return Err(self.err(
+                        t.pos,
+                        &format!("expected ',' or ']' but found {}", describe(&other)),
+                    ))
+                }
             }
         }
     }
@@ -255,9 +296,14 @@ impl<'s> Parser<'s> {
         let subject = self.parse_subject()?;
         let (op, op_pos) = self.parse_operator()?;
         let allowed: &[Op] = match subject {
-            Subject::AgentConnected | Subject::Ec2InstanceId => {
-                &[Op::Equals, Op::NotEquals, Op::In, Op::NotIn, Op::Matches, Op::NotMatches]
-            }
+            Subject::AgentConnected | Subject::Ec2InstanceId => &[
+                Op::Equals,
+                Op::NotEquals,
+                Op::In,
+                Op::NotIn,
+                Op::Matches,
+                Op::NotMatches,
+            ],
             Subject::AgentVersion | Subject::RegisteredAt | Subject::RunningTasksCount => &[
                 Op::Equals,
                 Op::NotEquals,
@@ -283,7 +329,14 @@ impl<'s> Parser<'s> {
         };
         if !allowed.contains(&op) {
             let _ = subject_pos;
-            return Err(self.err(op_pos, &format!("operator {} is not valid for subject {}", op.name(), subject_name(&subject))));
+            return Err(self.err(
+                op_pos,
+                &format!(
+                    "operator {} is not valid for subject {}",
+                    op.name(),
+                    subject_name(&subject)
+                ),
+            ));
         }
         let kind = match op {
             Op::Exists => PredKind::Exists,
@@ -335,19 +388,32 @@ impl<'s> Parser<'s> {
     }
 
     /// Validates a value used with `==`/`in` on a string-typed subject.
-    fn check_value(&self, subject: &Subject, v: &str, pos: usize) -> Result<String, PlacementError> {
+    fn check_value(
+        &self,
+        subject: &Subject,
+        v: &str,
+        pos: usize,
+    ) -> Result<String, PlacementError> {
         match subject {
-            Subject::AgentConnected if v != "true" && v != "false" => {
-                Err(self.err(pos, &format!("agentConnected takes true or false, not '{v}'")))
-            }
+            Subject::AgentConnected if v != "true" && v != "false" => Err(self.err(
+                pos,
+                &format!("agentConnected takes true or false, not '{v}'"),
+            )),
             _ => Ok(v.to_string()),
         }
     }
 
-    fn typed_cond(&self, subject: &Subject, cmp: CmpOp, v: &str, pos: usize) -> Result<Cond, PlacementError> {
+    fn typed_cond(
+        &self,
+        subject: &Subject,
+        cmp: CmpOp,
+        v: &str,
+        pos: usize,
+    ) -> Result<Cond, PlacementError> {
         Ok(match subject {
             Subject::AgentVersion => {
-                let ver = parse_version(v).ok_or_else(|| self.err(pos, &format!("invalid agent version '{v}'")))?;
+                let ver = parse_version(v)
+                    .ok_or_else(|| self.err(pos, &format!("invalid agent version '{v}'")))?;
                 Cond::Version(cmp, ver)
             }
             Subject::RegisteredAt => {
@@ -363,7 +429,12 @@ impl<'s> Parser<'s> {
                 Cond::Date(cmp, s, e)
             }
             Subject::RunningTasksCount => {
-                let n: i64 = v.parse().map_err(|_| self.err(pos, &format!("runningTasksCount takes an integer, not '{v}'")))?;
+                let n: i64 = v.parse().map_err(|_| {
+                    self.err(
+                        pos,
+                        &format!("runningTasksCount takes an integer, not '{v}'"),
+                    )
+                })?;
                 Cond::Int(cmp, n)
             }
             _ if cmp == CmpOp::Eq => Cond::StrEq(self.check_value(subject, v, pos)?),

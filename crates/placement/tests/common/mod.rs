@@ -8,8 +8,10 @@ pub fn arn(i: usize) -> String {
 /// An ACTIVE, connected instance with AZ and instance type attributes.
 pub fn inst(i: usize, az: &str, cpu: i64, mem: i64) -> ContainerInstance {
     let mut c = ContainerInstance::new(arn(i), cpu, mem);
-    c.attributes.push(Attribute::new("ecs.availability-zone", az));
-    c.attributes.push(Attribute::new("ecs.instance-type", "t2.small"));
+    c.attributes
+        .push(Attribute::new("ecs.availability-zone", az));
+    c.attributes
+        .push(Attribute::new("ecs.instance-type", "t2.small"));
     c.ec2_instance_id = Some(format!("i-{i:08x}"));
     c.agent_version = Some("1.14.5".into());
     c
@@ -17,7 +19,12 @@ pub fn inst(i: usize, az: &str, cpu: i64, mem: i64) -> ContainerInstance {
 
 pub fn with_tasks(mut c: ContainerInstance, group: &str, n: usize) -> ContainerInstance {
     for _ in 0..n {
-        c.tasks.push(TaskInfo::new(group, group.trim_start_matches("family:").trim_start_matches("service:")));
+        c.tasks.push(TaskInfo::new(
+            group,
+            group
+                .trim_start_matches("family:")
+                .trim_start_matches("service:"),
+        ));
     }
     c.running_tasks_count += n as u32;
     c

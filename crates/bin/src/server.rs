@@ -1,0 +1,169 @@
+//! `berth server` / `berth up`.
+
+use crate::DataDirArg;
+use anyhow::{bail, Context};
+use berth_auth::Role;
+use berth_control_plane::{admin, App};
+use berth_core::Scope;
+use berth_store::{MemoryStore, SqliteStore, StateStore};
+use clap::Args;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on. Nothing listens beyond 127.0.0.1 unless you say so.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7601")]
+    pub listen: String,
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// The AWS region berth presents itself as (used in ARNs).
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// The AWS account id berth presents itself as (used in ARNs).
+    #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    /// State store: `sqlite` (DATA_DIR/state.db, the default), `sqlite:PATH`, or `memory` (lost on exit).
+    #[arg(long, env = "BERTH_STORE", default_value = "sqlite")]
+    pub store: String,
+    /// Serve `POST /_berth/reset` (admin-signed), which wipes all state: for test suites.
+    #[arg(long, env = "BERTH_ALLOW_RESET")]
+    pub allow_reset: bool,
+}
+
+fn open_store(spec: &str, data_dir: &Path) -> anyhow::Result<(Arc<dyn StateStore>, String)> {
+    if spec == "memory" {
+        return Ok((
+            Arc::new(MemoryStore::new()),
+            "memory (state is lost on exit)".into(),
+        ));
+    }
+    let path = match spec {
+        "sqlite" => data_dir.join("state.db"),
+        s if s.starts_with("sqlite:") => Path::new(&s["sqlite:".len()..]).to_path_buf(),
+        other => bail!("unknown --store {other:?}: use sqlite, sqlite:PATH or memory"),
+    };
+    let store = SqliteStore::open(&path)
+        .with_context(|| format!("opening the state store {}", path.display()))?;
+    Ok((Arc::new(store), format!("sqlite at {}", path.display())))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// Makes sure an admin key exists; on first start creates it (from BERTH_ROOT_* or generated) and
+/// writes it to DATA_DIR/credentials. Returns a message to print once, if a key was created.
+async fn bootstrap_keys(app: &App, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    let from_env = match (
+        std::env::var("BERTH_ROOT_ACCESS_KEY_ID"),
+        std::env::var("BERTH_ROOT_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+        _ => None,
+    };
+    let creds_path = data_dir.join("credentials");
+    if let Some((id, secret)) = &from_env {
+        if app.keys.lookup(id).is_none() {
+            admin::create_key(
+                app,
+                Role::Admin,
+                "root key from BERTH_ROOT_ACCESS_KEY_ID",
+                Some((id.clone(), secret.clone())),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("storing the root key: {e}"))?;
+            berth_auth::write_credentials_file(&creds_path, "berth", id, secret)
+                .with_context(|| format!("writing {}", creds_path.display()))?;
+            return Ok(Some(format!(
+                "Admin key {id} (from BERTH_ROOT_ACCESS_KEY_ID) stored in {}, profile berth.",
+                creds_path.display()
+            )));
+        }
+        return Ok(None);
+    }
+    if !app.keys.is_empty() {
+        return Ok(None);
+    }
+    let rec = admin::create_key(app, Role::Admin, "root key generated at first start", None)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the root key: {e}"))?;
+    berth_auth::write_credentials_file(
+        &creds_path,
+        "berth",
+        &rec.access_key_id,
+        &rec.secret_access_key,
+    )
+    .with_context(|| format!("writing {}", creds_path.display()))?;
+    Ok(Some(format!(
+        "Generated the admin access key (shown once; also in {path}, profile berth):\n  export AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret}",
+        path = creds_path.display(),
+        id = rec.access_key_id,
+        secret = rec.secret_access_key
+    )))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.resolve();
+    create_private_dir(&data_dir)?;
+    let (store, store_desc) = open_store(&args.store, &data_dir)?;
+    let scope = Scope::new(&args.region, &args.account_id);
+    let app = App::new(store, scope, args.allow_reset)
+        .await
+        .map_err(|e| anyhow::anyhow!("loading state: {e}"))?;
+    let first_start = bootstrap_keys(&app, &data_dir).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let endpoint = format!("http://{addr}");
+    println!("berth control plane listening on {endpoint}");
+    println!(
+        "  store: {store_desc}; region {}, account {}",
+        args.region, args.account_id
+    );
+    if let Some(msg) = first_start {
+        println!("{msg}");
+    }
+    println!("Use it with the AWS CLI:");
+    println!(
+        "  export AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=berth AWS_DEFAULT_REGION={}",
+        data_dir.join("credentials").display(),
+        args.region
+    );
+    println!("  aws ecs create-cluster --cluster-name default --endpoint-url {endpoint}");
+    if all_in_one {
+        println!("(no local agent yet: container instances join with `berth agent` once it is available)");
+    }
+    tracing::info!(%addr, "ready");
+    berth_control_plane::serve(listener, app, shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(())
+}

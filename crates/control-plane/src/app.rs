@@ -1,0 +1,161 @@
+//! Shared server state and the per-request context.
+
+use crate::records::AccessKeyRecord;
+use crate::repo::{keys, Repo};
+use berth_auth::Role;
+use berth_core::Scope;
+use berth_store::{EventKind, StateStore};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+pub struct App {
+    pub store: Arc<dyn StateStore>,
+    pub repo: Repo,
+    pub scope: Scope,
+    pub keys: KeyCache,
+    /// `POST /_berth/reset` is only served when the operator opted in (`--allow-reset`).
+    pub allow_reset: bool,
+}
+
+impl App {
+    pub async fn new(
+        store: Arc<dyn StateStore>,
+        scope: Scope,
+        allow_reset: bool,
+    ) -> Result<Arc<Self>, crate::ApiError> {
+        let keys = KeyCache::default();
+        let app = Arc::new(App {
+            repo: Repo::new(store.clone()),
+            store,
+            scope,
+            keys,
+            allow_reset,
+        });
+        app.keys.reload(&app.repo).await?;
+        Ok(app)
+    }
+}
+
+/// Who is calling: the verified access key, its role, and its principal ARN.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub access_key_id: String,
+    pub role: Role,
+    pub arn: String,
+}
+
+/// What every handler gets.
+pub struct Ctx {
+    pub app: Arc<App>,
+    pub principal: Principal,
+}
+
+/// The access keys, in memory for the signature check on every request, kept current by a watch on
+/// `auth/keys/` (so keys made through any replica take effect everywhere).
+#[derive(Default, Clone)]
+pub struct KeyCache {
+    inner: Arc<RwLock<HashMap<String, (String, Role)>>>,
+}
+
+impl KeyCache {
+    pub fn lookup(&self, akid: &str) -> Option<(String, Role)> {
+        self.inner.read().ok()?.get(akid).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes a key usable at once on this replica (the watch brings it to the others).
+    pub fn insert(&self, rec: &AccessKeyRecord) {
+        self.apply(rec)
+    }
+
+    pub fn remove(&self, akid: &str) {
+        if let Ok(mut m) = self.inner.write() {
+            m.remove(akid);
+        }
+    }
+
+    fn apply(&self, rec: &AccessKeyRecord) {
+        if let (Ok(role), Ok(mut m)) = (rec.role.parse::<Role>(), self.inner.write()) {
+            m.insert(
+                rec.access_key_id.clone(),
+                (rec.secret_access_key.clone(), role),
+            );
+        }
+    }
+
+    /// Loads every key; returns the store revision it read at.
+    pub async fn reload(&self, repo: &Repo) -> Result<i64, crate::ApiError> {
+        let rev = repo.store().current_revision().await?;
+        let recs = repo.list::<AccessKeyRecord>(keys::ACCESS_KEYS).await?;
+        let mut fresh = HashMap::new();
+        for r in recs {
+            if let Ok(role) = r.value.role.parse::<Role>() {
+                fresh.insert(r.value.access_key_id, (r.value.secret_access_key, role));
+            }
+        }
+        if let Ok(mut m) = self.inner.write() {
+            *m = fresh;
+        }
+        Ok(rev)
+    }
+
+    /// Follows changes to the keys until the store goes away; re-lists after a compaction.
+    pub fn spawn_watch(&self, repo: Repo) -> tokio::task::JoinHandle<()> {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let mut from = match repo.store().current_revision().await {
+                Ok(r) => r,
+                Err(_) => 0,
+            };
+            loop {
+                match repo.store().watch(keys::ACCESS_KEYS, from).await {
+                    Ok(mut stream) => {
+                        while let Some(ev) = stream.next().await {
+                            match ev {
+                                Ok(ev) => {
+                                    from = ev.kv.mod_revision;
+                                    match ev.kind {
+                                        EventKind::Put => {
+                                            if let Ok(rec) = serde_json::from_slice::<AccessKeyRecord>(
+                                                &ev.kv.value,
+                                            ) {
+                                                cache.apply(&rec);
+                                            }
+                                        }
+                                        EventKind::Delete => {
+                                            let id = ev
+                                                .kv
+                                                .key
+                                                .trim_start_matches(keys::ACCESS_KEYS)
+                                                .to_string();
+                                            if let Ok(mut m) = cache.inner.write() {
+                                                m.remove(&id);
+                                            }
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "access-key watch interrupted; re-listing");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "access-key watch failed; retrying"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if let Ok(rev) = cache.reload(&repo).await {
+                    from = rev;
+                }
+            }
+        })
+    }
+}

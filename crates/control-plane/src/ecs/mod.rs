@@ -1,0 +1,190 @@
+//! The ECS API (`AmazonEC2ContainerServiceV20141113.<Operation>`): dispatch and handlers.
+
+mod clusters;
+mod settings;
+mod tagging;
+mod taskdefs;
+
+use crate::app::Ctx;
+use crate::error::ApiError;
+use crate::wire::{decode, encode};
+use berth_ecs_api::ecs::Operation;
+
+pub use berth_ecs_api::ecs::TARGET_PREFIX;
+
+macro_rules! route {
+    ($ctx:expr, $body:expr, $handler:path) => {{
+        let req = decode($body)?;
+        let out = $handler($ctx, req).await?;
+        encode(&out)
+    }};
+}
+
+/// Runs one ECS operation. `op` has already been authorized for the caller.
+pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use Operation as O;
+    match op {
+        O::CreateCluster => route!(ctx, body, clusters::create_cluster),
+        O::DescribeClusters => route!(ctx, body, clusters::describe_clusters),
+        O::ListClusters => route!(ctx, body, clusters::list_clusters),
+        O::UpdateCluster => route!(ctx, body, clusters::update_cluster),
+        O::UpdateClusterSettings => route!(ctx, body, clusters::update_cluster_settings),
+        O::DeleteCluster => route!(ctx, body, clusters::delete_cluster),
+        O::RegisterTaskDefinition => route!(ctx, body, taskdefs::register),
+        O::DescribeTaskDefinition => route!(ctx, body, taskdefs::describe),
+        O::ListTaskDefinitions => route!(ctx, body, taskdefs::list),
+        O::ListTaskDefinitionFamilies => route!(ctx, body, taskdefs::list_families),
+        O::DeregisterTaskDefinition => route!(ctx, body, taskdefs::deregister),
+        O::DeleteTaskDefinitions => route!(ctx, body, taskdefs::delete),
+        O::TagResource => route!(ctx, body, tagging::tag_resource),
+        O::UntagResource => route!(ctx, body, tagging::untag_resource),
+        O::ListTagsForResource => route!(ctx, body, tagging::list_tags_for_resource),
+        O::PutAccountSetting => route!(ctx, body, settings::put_account_setting),
+        O::PutAccountSettingDefault => route!(ctx, body, settings::put_account_setting_default),
+        O::DeleteAccountSetting => route!(ctx, body, settings::delete_account_setting),
+        O::ListAccountSettings => route!(ctx, body, settings::list_account_settings),
+        other => Err(not_yet(other)),
+    }
+}
+
+/// Operations berth does not implement yet answer honestly instead of pretending to succeed.
+fn not_yet(op: Operation) -> ApiError {
+    ApiError::new(
+        "UnsupportedFeatureException",
+        format!(
+            "{} is not supported by this berth control plane yet.",
+            op.as_str()
+        ),
+    )
+}
+
+/// Is this operation implemented (used for the README compatibility table test)?
+pub fn implemented(op: Operation) -> bool {
+    !matches!(dispatch_kind(op), Kind::NotYet)
+}
+
+enum Kind {
+    Implemented,
+    NotYet,
+}
+
+fn dispatch_kind(op: Operation) -> Kind {
+    use Operation as O;
+    match op {
+        O::CreateCluster
+        | O::DescribeClusters
+        | O::ListClusters
+        | O::UpdateCluster
+        | O::UpdateClusterSettings
+        | O::DeleteCluster
+        | O::RegisterTaskDefinition
+        | O::DescribeTaskDefinition
+        | O::ListTaskDefinitions
+        | O::ListTaskDefinitionFamilies
+        | O::DeregisterTaskDefinition
+        | O::DeleteTaskDefinitions
+        | O::TagResource
+        | O::UntagResource
+        | O::ListTagsForResource
+        | O::PutAccountSetting
+        | O::PutAccountSettingDefault
+        | O::DeleteAccountSetting
+        | O::ListAccountSettings => Kind::Implemented,
+        _ => Kind::NotYet,
+    }
+}
+
+/// Resolves an optional `cluster` argument (name or ARN, default `default`) to a cluster name.
+pub(crate) fn cluster_arg(arg: Option<&str>) -> Result<String, ApiError> {
+    let arg = arg.unwrap_or("default");
+    match berth_core::arn::cluster_name_of(arg) {
+        Some(name) if berth_core::names::cluster_name(name).is_ok() => Ok(name.to_string()),
+        Some(_) => Err(ApiError::cluster_not_found()),
+        None => Err(ApiError::invalid_parameter(format!(
+            "Invalid cluster identifier: {arg}"
+        ))),
+    }
+}
+
+/// Validates an optional `maxResults` against ECS's 1–100 range.
+pub(crate) fn max_results(v: Option<i32>, default: usize) -> Result<usize, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(n) if (1..=100).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ApiError::invalid_parameter(
+            "maxResults must be between 1 and 100.",
+        )),
+    }
+}
+
+/// Pagination tokens are opaque to clients: the hex of the last key returned.
+pub(crate) fn encode_token(key: &str) -> String {
+    hex::encode(key)
+}
+
+pub(crate) fn decode_token(token: Option<&str>) -> Result<Option<String>, ApiError> {
+    match token {
+        None | Some("") => Ok(None),
+        Some(t) => hex::decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_parameter("Invalid nextToken.")),
+    }
+}
+
+/// Cuts `items` (sorted by their keys, ascending or — `descending` — descending) to one page of the
+/// items that come after the key `after`. Robust to the `after` item having been deleted meanwhile.
+pub(crate) fn paginate<T>(
+    items: Vec<(String, T)>,
+    after: Option<&str>,
+    limit: usize,
+    descending: bool,
+) -> (Vec<T>, Option<String>) {
+    let mut out = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (k, v) in items {
+        if let Some(a) = after {
+            let past = if descending {
+                k.as_str() < a
+            } else {
+                k.as_str() > a
+            };
+            if !past {
+                continue;
+            }
+        }
+        if out.len() == limit {
+            more = true;
+            break;
+        }
+        last = Some(k);
+        out.push(v);
+    }
+    let token = if more {
+        last.map(|k| encode_token(&k))
+    } else {
+        None
+    };
+    (out, token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn pages() {
+        let items: Vec<(String, u32)> = (0..5).map(|i| (format!("k{i}"), i)).collect();
+        let (p1, t1) = paginate(items.clone(), None, 2, false);
+        assert_eq!(p1, vec![0, 1]);
+        let after = decode_token(t1.as_deref()).unwrap();
+        let (p2, t2) = paginate(items.clone(), after.as_deref(), 2, false);
+        assert_eq!(p2, vec![2, 3]);
+        let after = decode_token(t2.as_deref()).unwrap();
+        let (p3, t3) = paginate(items, after.as_deref(), 2, false);
+        assert_eq!(p3, vec![4]);
+        assert!(t3.is_none());
+        assert!(decode_token(Some("zz")).is_err());
+    }
+}

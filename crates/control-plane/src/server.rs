@@ -1,0 +1,247 @@
+//! The HTTP front door: one `POST /` for every AWS-style service, dispatched on `X-Amz-Target`,
+//! after the SigV4 check and the role check; plus `/_berth/*` operational endpoints.
+
+use crate::app::{App, Ctx, Principal};
+use crate::error::{ApiError, JSON_CONTENT_TYPE};
+use crate::records::AccessKeyRecord;
+use crate::repo::{keys, to_bytes};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use berth_store::Txn;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Largest request body accepted on the JSON APIs (ECS task definitions are limited to 64 KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", post(api))
+        .route("/_berth/health", get(health))
+        .route("/_berth/reset", post(reset))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn finish(mut resp: Response, rid: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+fn ok_json(body: Vec<u8>) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON_CONTENT_TYPE),
+    );
+    r
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                "RequestEntityTooLargeException",
+                format!("Request body is larger than the {MAX_BODY_BYTES} bytes allowed."),
+            )
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        })
+}
+
+/// Verifies the signature; returns the caller.
+fn authenticate(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Principal, ApiError> {
+    let lookup = |akid: &str| app.keys.lookup(akid);
+    let v = berth_auth::verify(
+        method.as_str(),
+        uri,
+        headers,
+        body,
+        &lookup,
+        SystemTime::now(),
+    )
+    .map_err(auth_error)?;
+    Ok(Principal {
+        arn: v.principal_arn(&app.scope.account),
+        access_key_id: v.access_key_id,
+        role: v.role,
+    })
+}
+
+fn auth_error(e: berth_auth::AuthError) -> ApiError {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::new(e.code(), e.message()).with_status(status)
+}
+
+async fn api(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let rid = request_id();
+    let started = Instant::now();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let result = handle(&app, &method, &uri, &headers, body, &target).await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status,
+    };
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &result {
+        Err(e) if e.status.is_server_error() => {
+            tracing::error!(request_id = %rid, target = %target, code = %e.code, message = %e.message, elapsed_ms, "request failed")
+        }
+        Err(e) => {
+            tracing::debug!(request_id = %rid, target = %target, code = %e.code, elapsed_ms, "request rejected")
+        }
+        Ok(_) => {
+            tracing::debug!(request_id = %rid, target = %target, status = status.as_u16(), elapsed_ms, "request served")
+        }
+    }
+    let resp = match result {
+        Ok(body) => ok_json(body),
+        Err(e) => e.into_response(),
+    };
+    finish(resp, &rid)
+}
+
+async fn handle(
+    app: &Arc<App>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    target: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let body = read_body(body).await?;
+    let principal = authenticate(app, method, uri, headers, &body)?;
+    let Some((prefix, op)) = target.split_once('.') else {
+        return Err(ApiError::unknown_operation(target));
+    };
+    berth_auth::authorize(principal.role, prefix, op)
+        .map_err(|e| auth_error(e.with_principal(principal.arn.clone())))?;
+    let ctx = Ctx {
+        app: app.clone(),
+        principal,
+    };
+    match prefix {
+        crate::ecs::TARGET_PREFIX => match berth_ecs_api::ecs::Operation::from_name(op) {
+            Some(op) => crate::ecs::dispatch(&ctx, op, &body).await,
+            None => Err(ApiError::unknown_operation(target)),
+        },
+        crate::admin::TARGET_PREFIX => crate::admin::dispatch(&ctx, op, &body).await,
+        _ => Err(ApiError::unknown_operation(target)),
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    match app.store.current_revision().await {
+        Ok(rev) => (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"status": "ok", "store": app.store.backend_name(), "revision": rev})
+                .to_string(),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"status": "unavailable", "error": e.to_string()}).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// Wipes all state back to a fresh server, keeping the access keys (so the caller can go on).
+/// Admin-signed, and only when the server was started with `--allow-reset`.
+async fn reset(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let rid = request_id();
+    let result = async {
+        let body = read_body(body).await?;
+        let p = authenticate(&app, &method, &uri, &headers, &body)?;
+        if p.role != berth_auth::Role::Admin {
+            return Err(ApiError::new(
+                "AccessDeniedException",
+                "Only admin keys may reset berth.",
+            ));
+        }
+        if !app.allow_reset {
+            return Err(ApiError::new(
+                "AccessDeniedException",
+                "Reset is disabled. Start berth with --allow-reset to enable POST /_berth/reset.",
+            )
+            .with_status(StatusCode::FORBIDDEN));
+        }
+        let saved = app.repo.list::<AccessKeyRecord>(keys::ACCESS_KEYS).await?;
+        app.store.wipe().await?;
+        let mut txn = Txn::new();
+        for k in &saved {
+            txn = txn.put(k.key.clone(), to_bytes(&k.value));
+        }
+        app.repo.commit(txn).await?;
+        app.keys.reload(&app.repo).await?;
+        tracing::warn!(principal = %p.arn, "all state reset");
+        Ok(b"{}".to_vec())
+    }
+    .await;
+    finish(
+        match result {
+            Ok(b) => ok_json(b),
+            Err(e) => e.into_response(),
+        },
+        &rid,
+    )
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let rid = request_id();
+    finish(
+        ApiError::new(
+            "UnknownOperationException",
+            format!("No route for {}", uri.path()),
+        )
+        .with_status(StatusCode::NOT_FOUND)
+        .into_response(),
+        &rid,
+    )
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    app.keys.spawn_watch(app.repo.clone());
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

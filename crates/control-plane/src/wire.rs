@@ -1,0 +1,78 @@
+//! Request decoding and response encoding for awsJson1_1.
+
+use crate::error::ApiError;
+use berth_ecs_api::Validate;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Decodes a request body into its wire type:
+/// - not JSON / not an object / trailing garbage / not UTF-8 → `SerializationException`;
+/// - a member of the wrong type or an unknown enum value → `InvalidParameterException` naming it;
+/// - a missing required member → `ClientException` naming it (ECS's "X should not be null or empty.");
+/// - unknown members are ignored, as AWS does.
+pub fn decode<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}"
+    } else {
+        body
+    };
+    if !body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+    {
+        return Err(ApiError::serialization(
+            "Start of structure or map found where not expected.",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = match serde_path_to_error::deserialize(&mut de) {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(if inner.is_data() && path != "." {
+                ApiError::invalid_parameter(format!(
+                    "Invalid value for parameter {path}: {}",
+                    describe(&inner)
+                ))
+            } else {
+                ApiError::serialization(format!(
+                    "Could not parse the request body: {}",
+                    describe(&inner)
+                ))
+            });
+        }
+    };
+    if de.end().is_err() {
+        return Err(ApiError::serialization(
+            "Could not parse the request body: trailing characters.",
+        ));
+    }
+    value
+        .validate()
+        .map_err(|v| ApiError::client(format!("{} should not be null or empty.", v.member)))?;
+    Ok(value)
+}
+
+/// serde_json's message without its " at line X column Y" suffix.
+fn describe(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value)
+        .map_err(|e| ApiError::server(format!("response encoding failed: {e}")))
+}
+
+/// Epoch seconds with millisecond precision, as AWS returns timestamps.
+pub fn now_epoch() -> f64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_millis() as f64) / 1000.0
+}
