@@ -12,6 +12,10 @@ use crate::request::{
 };
 use crate::rng::StepRng;
 
+/// The most tasks one placement call accepts (RunTask itself allows 10; the service scheduler
+/// may place more at once).
+pub const MAX_COUNT: u32 = 100_000;
+
 const RANDOM_SALT: u64 = 0x5EED_0F7A_5C00;
 use crate::strategy::{Scorer, MAX_KEYS};
 
@@ -32,6 +36,11 @@ fn validate(req: &PlacementRequest) -> Result<Validated, PlacementError> {
         return Err(PlacementError::invalid_parameter(format!(
             "Task definition does not support launch_type {}.",
             t.launch_type.as_str()
+        )));
+    }
+    if req.count > MAX_COUNT {
+        return Err(PlacementError::invalid_parameter(format!(
+            "count must be at most {MAX_COUNT} for one placement call."
         )));
     }
     if t.cpu < 0 || t.memory < 0 || t.gpu < 0 {
@@ -93,7 +102,7 @@ pub fn place(
         ..PlacementMetric::default()
     };
     let mut out = PlacementOutcome {
-        placements: Vec::with_capacity(req.count as usize),
+        placements: Vec::with_capacity(req.count.min(1024) as usize),
         ..Default::default()
     };
     let seed = req.seed;

@@ -52,7 +52,7 @@ mod scalein;
 mod snapshot;
 mod strategy;
 
-pub use engine::{explain_instance, place, start_task, validate_request};
+pub use engine::{explain_instance, place, start_task, validate_request, MAX_COUNT};
 pub use error::{EcsErrorKind, PlacementError};
 pub use filters::{FilterStage, StageCounts, STAGE_COUNT};
 pub use index::ClusterIndex;

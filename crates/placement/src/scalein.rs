@@ -102,12 +102,16 @@ pub fn select_tasks_to_stop(
                 Policy::Binpack(field) => {
                     let (fc, fm) = freed.get(inst_key[t]).copied().unwrap_or((0, 0));
                     let after = match (field, inst_of[t]) {
-                        (BinpackField::Cpu, Some(i)) => {
-                            idx.snapshot.instances[i].remaining.cpu + fc + task.cpu
-                        }
-                        (BinpackField::Memory, Some(i)) => {
-                            idx.snapshot.instances[i].remaining.memory + fm + task.memory
-                        }
+                        (BinpackField::Cpu, Some(i)) => idx.snapshot.instances[i]
+                            .remaining
+                            .cpu
+                            .saturating_add(fc)
+                            .saturating_add(task.cpu),
+                        (BinpackField::Memory, Some(i)) => idx.snapshot.instances[i]
+                            .remaining
+                            .memory
+                            .saturating_add(fm)
+                            .saturating_add(task.memory),
                         (_, None) => i64::MAX,
                     };
                     (after, 0, rnd)
@@ -131,8 +135,8 @@ pub fn select_tasks_to_stop(
             *c -= 1;
         }
         let f = freed.entry(inst_key[t]).or_default();
-        f.0 += tasks[t].cpu;
-        f.1 += tasks[t].memory;
+        f.0 = f.0.saturating_add(tasks[t].cpu);
+        f.1 = f.1.saturating_add(tasks[t].memory);
     }
     out
 }
