@@ -86,7 +86,7 @@ impl FilterStage {
         }
     }
 
-    /// The end of the service event sentence "The closest matching container-instance <id> …".
+    /// The end of the service event sentence "The closest matching container-instance `<id>` …".
     pub fn service_event_clause(self) -> String {
         match self {
             FilterStage::Cpu => "has insufficient CPU units available.".into(),

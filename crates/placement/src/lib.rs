@@ -30,7 +30,7 @@
 //!    ECS's code (`RESOURCE:CPU`, `RESOURCE:MEMORY`, `RESOURCE:GPU`, `RESOURCE:PORTS`,
 //!    `RESOURCE:PORTS_UDP`, `ATTRIBUTE`, `AGENT`, `INACTIVE`, `MemberOf placement constraint
 //!    unsatisfied.`, `DistinctInstance placement constraint unsatisfied.`); the same metric
-//!    renders the service event text ("… The closest matching container-instance <id> has
+//!    renders the service event text ("… The closest matching container-instance {id} has
 //!    insufficient memory available. …"). [`explain_instance`] evaluates every stage for one
 //!    instance for a dry-run.
 //! 8. **Scale-in** ([`select_tasks_to_stop`]): the reverse — stop tasks from the zone, then the

@@ -99,7 +99,7 @@ impl PlacementMetric {
 
     /// The service event text for a failed placement, without the `service <name>` prefix:
     /// `was unable to place a task because no container instance met all of its requirements.
-    /// The closest matching container-instance <id> has insufficient memory available. For more
+    /// The closest matching container-instance {id} has insufficient memory available. For more
     /// information, see the Troubleshooting section of the Amazon ECS Developer Guide.`
     pub fn service_event_message(&self) -> Option<String> {
         let c = self.closest.as_ref()?;

@@ -7,8 +7,8 @@
 //! `task:group`. `matches`/`not_matches` take a (Java-style) regular expression that must match
 //! the whole value. Precedence: `not` binds tighter than `and`, which binds tighter than `or`.
 //!
-//! Modules: [`lexer`] (tokens), [`parser`] (AST and typed arguments), [`eval`] (interpreter over
-//! one [`InstanceView`](crate::InstanceView)), [`compiled`] (evaluation against a
+//! Modules: `lexer` (tokens), `parser` (AST and typed arguments), `eval` (interpreter over
+//! one [`InstanceView`](crate::InstanceView)), `compiled` (evaluation against a
 //! [`ClusterIndex`](crate::ClusterIndex) without string work per instance).
 
 pub(crate) mod compiled;
