@@ -15,6 +15,9 @@ Mapping rules (awsJson1_1):
   string     -> String, blob -> String (base64), timestamp -> f64 (epoch seconds, fractional)
   list       -> Vec<T>, map -> BTreeMap<String, T>
   exceptions -> not generated as structs; their names go into `EXCEPTIONS`.
+  eventstream-> not generated (awsJson1_1 event streams, e.g. Logs' StartLiveTail, need a streaming
+                transport these request/response types cannot describe); members that target an event
+                stream are left out of their structure. The operation itself is still listed.
 """
 import gzip
 import json
@@ -196,8 +199,10 @@ def main():
             w("    }")
             w("}")
             w("")
-        elif t == "structure" and not s.get("exception"):
-            members = s.get("members", {})
+        elif t == "structure" and not s.get("exception") and not s.get("eventstream"):
+            members = {
+                k: m for k, m in s.get("members", {}).items() if not shapes[m["shape"]].get("eventstream")
+            }
             required = set(s.get("required", []))
             w("#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]")
             w("pub struct %s {" % name)

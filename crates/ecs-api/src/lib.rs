@@ -6,6 +6,7 @@
 //! types into domain types.
 
 pub mod ecs;
+pub mod logs;
 
 /// A JSON path like `containerDefinitions[0].portMappings[1]`, built while validating.
 #[derive(Debug, Default, Clone)]
