@@ -83,11 +83,14 @@ pub(crate) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 read_only: Some(*read_only),
                 volume_options: Some(MountVolumeOptions {
                     labels: (!volume.labels.is_empty()).then(|| to_map(&volume.labels)),
-                    driver_config: volume.driver.as_ref().map(|d| MountVolumeOptionsDriverConfig {
-                        name: Some(d.clone()),
-                        options: (!volume.driver_opts.is_empty())
-                            .then(|| to_map(&volume.driver_opts)),
-                    }),
+                    driver_config: volume
+                        .driver
+                        .as_ref()
+                        .map(|d| MountVolumeOptionsDriverConfig {
+                            name: Some(d.clone()),
+                            options: (!volume.driver_opts.is_empty())
+                                .then(|| to_map(&volume.driver_opts)),
+                        }),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -349,7 +352,11 @@ pub(crate) fn container_info(r: ContainerInspectResponse) -> ContainerInfo {
     let status = status_of(state.status);
     ContainerInfo {
         id: ContainerId::new(r.id.unwrap_or_default()),
-        name: r.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
         image: config.image.unwrap_or_default(),
         image_id: r.image.unwrap_or_default(),
         labels: labels_of(config.labels),
@@ -493,7 +500,9 @@ mod tests {
         assert_eq!(hc.network_mode.as_deref(), Some("task-net"));
         let pm = hc.port_bindings.unwrap_or_default();
         assert_eq!(
-            pm.get("8080/tcp").cloned().flatten().unwrap_or_default()[0].host_port.as_deref(),
+            pm.get("8080/tcp").cloned().flatten().unwrap_or_default()[0]
+                .host_port
+                .as_deref(),
             Some("")
         );
         assert_eq!(

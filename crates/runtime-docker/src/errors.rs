@@ -117,17 +117,25 @@ mod tests {
     fn maps_by_operation() {
         let e = map(server(404, "No such image: x:latest"), Op::Create("x"));
         assert!(matches!(e, RuntimeError::ImageNotFound { .. }));
-        assert_eq!(e.ecs_reason(), "CannotPullContainerError: No such image: x:latest");
+        assert_eq!(
+            e.ecs_reason(),
+            "CannotPullContainerError: No such image: x:latest"
+        );
 
         let e = map(
-            server(409, "Conflict. The container name \"/web\" is already in use by container \"abc\"."),
+            server(
+                409,
+                "Conflict. The container name \"/web\" is already in use by container \"abc\".",
+            ),
             Op::Create("x"),
         );
         assert_eq!(
             e,
             RuntimeError::NameConflict {
                 name: "web".into(),
-                message: "Conflict. The container name \"/web\" is already in use by container \"abc\".".into()
+                message:
+                    "Conflict. The container name \"/web\" is already in use by container \"abc\"."
+                        .into()
             }
         );
 
@@ -135,7 +143,9 @@ mod tests {
             server(500, "driver failed programming external connectivity on endpoint a: Bind for 0.0.0.0:80 failed: port is already allocated"),
             Op::Start("c1"),
         );
-        assert!(e.ecs_reason().starts_with("CannotStartContainerError: driver failed"));
+        assert!(e
+            .ecs_reason()
+            .starts_with("CannotStartContainerError: driver failed"));
 
         let e = map(server(404, "No such container: c1"), Op::Container("c1"));
         assert!(e.is_not_found());

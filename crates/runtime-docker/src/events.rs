@@ -8,7 +8,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use berth_runtime::{ContainerEvent, ContainerId, EventKind, EventStream, LabelFilter, RuntimeEvent};
+use berth_runtime::{
+    ContainerEvent, ContainerId, EventKind, EventStream, LabelFilter, RuntimeEvent,
+};
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
@@ -94,7 +96,8 @@ pub(crate) fn map_event(m: EventMessage) -> Option<ContainerEvent> {
     let time = match m.time_nano {
         Some(n) => SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(n).unwrap_or(0)),
         None => {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(m.time.unwrap_or(0)).unwrap_or(0))
+            SystemTime::UNIX_EPOCH
+                + Duration::from_secs(u64::try_from(m.time.unwrap_or(0)).unwrap_or(0))
         }
     };
     let name = attrs.remove("name");
@@ -161,7 +164,10 @@ pub(crate) fn stream(docker: Docker, config: DockerConfig, filter: LabelFilter) 
                         .or_else(|| m.time.map(|t| t.saturating_mul(1_000_000_000)))
                         .unwrap_or(0);
                     let key = (
-                        m.actor.as_ref().and_then(|a| a.id.clone()).unwrap_or_default(),
+                        m.actor
+                            .as_ref()
+                            .and_then(|a| a.id.clone())
+                            .unwrap_or_default(),
                         m.action.clone().unwrap_or_default(),
                     );
                     if st.is_replay(nanos, &key) {
@@ -226,10 +232,14 @@ mod tests {
         };
         let ev = map_event(m);
         let ev = ev.as_ref();
-        assert_eq!(ev.map(|e| e.kind.clone()), Some(EventKind::Die { exit_code: Some(3) }));
+        assert_eq!(
+            ev.map(|e| e.kind.clone()),
+            Some(EventKind::Die { exit_code: Some(3) })
+        );
         assert_eq!(ev.and_then(|e| e.name.clone()).as_deref(), Some("web"));
         assert_eq!(
-            ev.and_then(|e| e.labels.get("berth.task").cloned()).as_deref(),
+            ev.and_then(|e| e.labels.get("berth.task").cloned())
+                .as_deref(),
             Some("t1")
         );
 

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use berth_runtime::{
     ContainerId, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStats, ContainerSummary,
     EngineInfo, EventStream, ImageInfo, LabelFilter, ListOptions, LogLine, LogOptions, LogSource,
-    LogStream, Mount, NetworkInfo, NetworkSpec, RegistryAuth, RemoveOptions, Result,
-    RuntimeError, VolumeInfo, VolumeSpec,
+    LogStream, Mount, NetworkInfo, NetworkSpec, RegistryAuth, RemoveOptions, Result, RuntimeError,
+    VolumeInfo, VolumeSpec,
 };
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
@@ -86,7 +86,10 @@ impl DockerRuntime {
         })?
         .with_timeout(CLIENT_TIMEOUT);
         let docker = deadline("negotiate API version", config.request_timeout, async {
-            docker.negotiate_version().await.map_err(|e| map(e, Op::Engine))
+            docker
+                .negotiate_version()
+                .await
+                .map_err(|e| map(e, Op::Engine))
         })
         .await?;
         let this = Self { docker, config };
@@ -214,7 +217,11 @@ impl ContainerRuntime for DockerRuntime {
     async fn info(&self) -> Result<EngineInfo> {
         let (version, info) = self
             .timed("info", async {
-                let v = self.docker.version().await.map_err(|e| map(e, Op::Engine))?;
+                let v = self
+                    .docker
+                    .version()
+                    .await
+                    .map_err(|e| map(e, Op::Engine))?;
                 let i = self.docker.info().await.map_err(|e| map(e, Op::Engine))?;
                 Ok((v, i))
             })
@@ -224,10 +231,7 @@ impl ContainerRuntime for DockerRuntime {
             api_version: self.api_version(),
             os: version.os.unwrap_or_default(),
             arch: info.architecture.unwrap_or_default(),
-            cpus: info
-                .ncpu
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0),
+            cpus: info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
             memory_bytes: info
                 .mem_total
                 .and_then(|n| u64::try_from(n).ok())
@@ -297,7 +301,11 @@ impl ContainerRuntime for DockerRuntime {
                 })
             }
         }
-        tracing::info!(image = reference, elapsed_ms = started.elapsed().as_millis() as u64, "pulled image");
+        tracing::info!(
+            image = reference,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pulled image"
+        );
         self.inspect_image(reference).await
     }
 
@@ -522,10 +530,7 @@ impl ContainerRuntime for DockerRuntime {
         let mem = s.memory_stats.unwrap_or_default();
         Ok(ContainerStats {
             read_at: s.read.as_deref().and_then(parse_rfc3339),
-            cpu_total_ns: cpu
-                .cpu_usage
-                .and_then(|u| u.total_usage)
-                .unwrap_or(0),
+            cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
             system_cpu_ns: cpu.system_cpu_usage.unwrap_or(0),
             online_cpus: cpu.online_cpus.unwrap_or(0),
             memory_usage_bytes: mem.usage.unwrap_or(0),

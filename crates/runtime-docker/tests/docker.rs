@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use berth_runtime::{
     ContainerId, ContainerRuntime, ContainerSpec, ContainerStatus, EventKind, HealthCheck,
-    HealthStatus, HealthTest, LabelFilter, ListOptions, LogOptions, LogSource, Mount,
-    NetworkMode, NetworkSpec, PortBinding, Protocol, RemoveOptions, RuntimeError, RuntimeEvent,
-    VolumeSpec,
+    HealthStatus, HealthTest, LabelFilter, ListOptions, LogOptions, LogSource, Mount, NetworkMode,
+    NetworkSpec, PortBinding, Protocol, RemoveOptions, RuntimeError, RuntimeEvent, VolumeSpec,
 };
 use berth_runtime_docker::{DockerConfig, DockerRuntime};
 use futures::StreamExt;
@@ -127,7 +126,11 @@ impl Ctx {
                 return Ok(info);
             }
             if Instant::now() > deadline {
-                return Err(format!("container {id} still {:?} after {within:?}", info.state.status).into());
+                return Err(format!(
+                    "container {id} still {:?} after {within:?}",
+                    info.state.status
+                )
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -200,7 +203,10 @@ async fn engine_info_reports_resources() -> TestResult {
     let info = c.d.info().await?;
     assert!(info.cpus >= 1, "{info:?}");
     assert!(info.memory_bytes > 0, "{info:?}");
-    assert!(info.log_drivers.iter().any(|d| d == "json-file"), "{info:?}");
+    assert!(
+        info.log_drivers.iter().any(|d| d == "json-file"),
+        "{info:?}"
+    );
     assert!(!info.api_version.is_empty());
     let img = c.d.inspect_image(IMAGE).await?;
     assert!(img.id.starts_with("sha256:"), "{img:?}");
@@ -213,12 +219,11 @@ async fn engine_info_reports_resources() -> TestResult {
 async fn pull_of_missing_image_fails_fast() -> TestResult {
     let c = ctx_or_skip!("pull_of_missing_image_fails_fast");
     let started = Instant::now();
-    let err = c
-        .d
-        .pull_image("berth-test/definitely-missing-image:nope", None)
-        .await
-        .err()
-        .ok_or("pull unexpectedly succeeded")?;
+    let err =
+        c.d.pull_image("berth-test/definitely-missing-image:nope", None)
+            .await
+            .err()
+            .ok_or("pull unexpectedly succeeded")?;
     assert!(
         matches!(err, RuntimeError::PullFailed { .. }),
         "unexpected error: {err:?}"
@@ -228,7 +233,11 @@ async fn pull_of_missing_image_fails_fast() -> TestResult {
     // Creating from a missing image is ImageNotFound.
     let mut spec = c.spec("noimage", &["true"]);
     spec.image = "berth-test/definitely-missing-image:nope".into();
-    let err = c.d.create_container(&spec).await.err().ok_or("create succeeded")?;
+    let err =
+        c.d.create_container(&spec)
+            .await
+            .err()
+            .ok_or("create succeeded")?;
     assert!(matches!(err, RuntimeError::ImageNotFound { .. }), "{err:?}");
     Ok(())
 }
@@ -245,7 +254,11 @@ async fn lifecycle_create_start_inspect_stop_remove() -> TestResult {
     assert_eq!(info.name, spec.name);
 
     // Same name again: NameConflict.
-    let err = c.d.create_container(&spec).await.err().ok_or("dup create succeeded")?;
+    let err =
+        c.d.create_container(&spec)
+            .await
+            .err()
+            .ok_or("dup create succeeded")?;
     assert!(matches!(err, RuntimeError::NameConflict { .. }), "{err:?}");
 
     c.d.start_container(&id).await?;
@@ -253,7 +266,10 @@ async fn lifecycle_create_start_inspect_stop_remove() -> TestResult {
     assert_eq!(info.state.status, ContainerStatus::Running);
     assert!(info.state.started_at.is_some());
     assert!(info.state.pid.is_some());
-    assert_eq!(info.labels.get("berth.task").map(String::as_str), Some("t-1"));
+    assert_eq!(
+        info.labels.get("berth.task").map(String::as_str),
+        Some("t-1")
+    );
     assert!(info.networks.contains_key("bridge"), "{:?}", info.networks);
 
     let stats = c.d.stats(&id).await?;
@@ -268,7 +284,11 @@ async fn lifecycle_create_start_inspect_stop_remove() -> TestResult {
     assert!(info.state.finished_at.is_some());
 
     c.d.remove_container(&id, RemoveOptions::default()).await?;
-    let err = c.d.inspect_container(&id).await.err().ok_or("still there")?;
+    let err =
+        c.d.inspect_container(&id)
+            .await
+            .err()
+            .ok_or("still there")?;
     assert!(err.is_not_found(), "{err:?}");
     Ok(())
 }
@@ -293,7 +313,11 @@ async fn oom_kill_is_reported() -> TestResult {
     }
     let mut spec = c.spec(
         "oom",
-        &["sh", "-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); echo survived"],
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 50000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
     );
     spec.memory_limit_bytes = Some(8 << 20);
     spec.max_swap_bytes = Some(0);
@@ -310,7 +334,8 @@ async fn oom_kill_is_reported() -> TestResult {
 
 async fn http_get(port: u16) -> Result<String, std::io::Error> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
@@ -359,7 +384,10 @@ async fn dynamic_host_port_serves_http_and_conflicts_are_start_failures() -> Tes
     });
     let err = c.run(&clash).await.err().ok_or("second bind succeeded")?;
     assert!(matches!(err, RuntimeError::StartFailed { .. }), "{err:?}");
-    assert!(err.ecs_reason().starts_with("CannotStartContainerError: "), "{err:?}");
+    assert!(
+        err.ecs_reason().starts_with("CannotStartContainerError: "),
+        "{err:?}"
+    );
     Ok(())
 }
 
@@ -409,32 +437,32 @@ async fn list_by_label_adopts_own_containers() -> TestResult {
     let created_id = c.d.create_container(&created).await?;
 
     let mine = LabelFilter::any().with(RUN_LABEL, c.run.clone());
-    let all = c
-        .d
-        .list_containers(&ListOptions {
+    let all =
+        c.d.list_containers(&ListOptions {
             filter: mine.clone(),
             include_stopped: true,
         })
         .await?;
     let ids: Vec<_> = all.iter().map(|s| s.id.clone()).collect();
-    assert!(ids.contains(&running_id) && ids.contains(&created_id), "{all:?}");
+    assert!(
+        ids.contains(&running_id) && ids.contains(&created_id),
+        "{all:?}"
+    );
     assert_eq!(all.len(), 2, "{all:?}");
     let row = all.iter().find(|s| s.id == running_id).ok_or("missing")?;
     assert_eq!(row.status, ContainerStatus::Running);
     assert_eq!(row.name, running.name);
 
-    let only_running = c
-        .d
-        .list_containers(&ListOptions {
+    let only_running =
+        c.d.list_containers(&ListOptions {
             filter: mine.clone(),
             include_stopped: false,
         })
         .await?;
     assert_eq!(only_running.len(), 1);
 
-    let role_b = c
-        .d
-        .list_containers(&ListOptions {
+    let role_b =
+        c.d.list_containers(&ListOptions {
             filter: mine.with("role", "b"),
             include_stopped: true,
         })
@@ -447,10 +475,13 @@ async fn list_by_label_adopts_own_containers() -> TestResult {
 #[tokio::test]
 async fn event_stream_reports_die_with_exit_code() -> TestResult {
     let c = ctx_or_skip!("event_stream");
-    let mut events = c.d.events(LabelFilter::any().with(RUN_LABEL, c.run.clone()));
+    let mut events =
+        c.d.events(LabelFilter::any().with(RUN_LABEL, c.run.clone()));
     // Give the subscription a moment to be established before the container dies.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let id = c.run(&c.spec("events", &["sh", "-c", "sleep 0.5; exit 7"])).await?;
+    let id = c
+        .run(&c.spec("events", &["sh", "-c", "sleep 0.5; exit 7"]))
+        .await?;
     let mut saw_start = false;
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(ev) = events.next().await {
@@ -480,7 +511,11 @@ async fn logs_stream_returns_echoed_lines() -> TestResult {
     let id = c
         .run(&c.spec(
             "logs",
-            &["sh", "-c", "echo hello-berth; echo oops >&2; sleep 1; echo later"],
+            &[
+                "sh",
+                "-c",
+                "echo hello-berth; echo oops >&2; sleep 1; echo later",
+            ],
         ))
         .await?;
     // Follow until the container exits.
@@ -507,9 +542,8 @@ async fn logs_stream_returns_echoed_lines() -> TestResult {
     assert!(find("later").is_some(), "{lines:?}");
 
     // tail = 1, no follow.
-    let last: Vec<_> = c
-        .d
-        .logs(
+    let last: Vec<_> =
+        c.d.logs(
             &id,
             LogOptions {
                 tail: Some(1),
@@ -532,7 +566,11 @@ async fn bind_mounts_and_named_volumes_are_visible() -> TestResult {
     labels.insert(RUN_LABEL.to_string(), c.run.clone());
     let mut spec = c.spec(
         "vols",
-        &["sh", "-c", "cat /host/hostfile && echo in-volume > /vol/x && cat /vol/x"],
+        &[
+            "sh",
+            "-c",
+            "cat /host/hostfile && echo in-volume > /vol/x && cat /vol/x",
+        ],
     );
     spec.mounts.push(Mount::Bind {
         source: dir.path().to_path_buf(),
@@ -551,12 +589,11 @@ async fn bind_mounts_and_named_volumes_are_visible() -> TestResult {
     });
     let id = c.run(&spec).await?;
     let info = c.wait_exit(&id, Duration::from_secs(20)).await?;
-    let lines: Vec<String> = c
-        .d
-        .logs(&id, LogOptions::default())
-        .filter_map(|l| async move { l.ok().map(|l| l.line) })
-        .collect()
-        .await;
+    let lines: Vec<String> =
+        c.d.logs(&id, LogOptions::default())
+            .filter_map(|l| async move { l.ok().map(|l| l.line) })
+            .collect()
+            .await;
     assert_eq!(info.state.exit_code, Some(0), "{lines:?}");
     assert!(lines.contains(&"from-host".to_string()), "{lines:?}");
     assert!(lines.contains(&"in-volume".to_string()), "{lines:?}");
@@ -574,7 +611,11 @@ async fn bind_mounts_and_named_volumes_are_visible() -> TestResult {
         read_only: false,
         autoprovision: false,
     });
-    let err = c.d.create_container(&missing).await.err().ok_or("created")?;
+    let err =
+        c.d.create_container(&missing)
+            .await
+            .err()
+            .ok_or("created")?;
     assert!(matches!(err, RuntimeError::CreateFailed { .. }), "{err:?}");
 
     // Explicit volume create is idempotent and listable by label.
@@ -585,10 +626,9 @@ async fn bind_mounts_and_named_volumes_are_visible() -> TestResult {
     };
     c.d.create_volume(&spec).await?;
     c.d.create_volume(&spec).await?;
-    let listed = c
-        .d
-        .list_volumes(&LabelFilter::any().with(RUN_LABEL, c.run.clone()))
-        .await?;
+    let listed =
+        c.d.list_volumes(&LabelFilter::any().with(RUN_LABEL, c.run.clone()))
+            .await?;
     assert!(listed.iter().any(|v| v.name == spec.name), "{listed:?}");
     Ok(())
 }
@@ -598,9 +638,8 @@ async fn per_task_network_gives_an_address() -> TestResult {
     let c = ctx_or_skip!("network");
     let mut labels = BTreeMap::new();
     labels.insert(RUN_LABEL.to_string(), c.run.clone());
-    let net = c
-        .d
-        .create_network(&NetworkSpec {
+    let net =
+        c.d.create_network(&NetworkSpec {
             name: unique("berth-test-net"),
             labels,
             ..NetworkSpec::default()
@@ -627,10 +666,9 @@ async fn per_task_network_gives_an_address() -> TestResult {
     )
     .await?;
     c.d.remove_network(&net.id).await?;
-    let listed = c
-        .d
-        .list_networks(&LabelFilter::any().with(RUN_LABEL, c.run.clone()))
-        .await?;
+    let listed =
+        c.d.list_networks(&LabelFilter::any().with(RUN_LABEL, c.run.clone()))
+            .await?;
     assert!(listed.is_empty(), "{listed:?}");
     Ok(())
 }

@@ -118,7 +118,8 @@ impl RuntimeError {
     /// e.g. `CannotPullContainerError: pull access denied for foo`.
     pub fn ecs_reason(&self) -> String {
         match self {
-            RuntimeError::ImageNotFound { message, .. } | RuntimeError::PullFailed { message, .. } => {
+            RuntimeError::ImageNotFound { message, .. }
+            | RuntimeError::PullFailed { message, .. } => {
                 format!("CannotPullContainerError: {message}")
             }
             RuntimeError::CreateFailed { message } | RuntimeError::NameConflict { message, .. } => {

@@ -356,7 +356,12 @@ impl FakeRuntime {
     }
 
     /// Appends a log line as if the container printed it.
-    pub fn emit_log(&self, id: &ContainerId, source: LogSource, line: impl Into<String>) -> Result<()> {
+    pub fn emit_log(
+        &self,
+        id: &ContainerId,
+        source: LogSource,
+        line: impl Into<String>,
+    ) -> Result<()> {
         let now = self.now();
         let mut s = self.lock();
         let c = s
@@ -418,7 +423,10 @@ impl FakeRuntime {
                 used_ports.remove(&p);
             }
             c.info.ports.clear();
-            c.info.networks.values_mut().for_each(|n| *n = NetworkAttachment::default());
+            c.info
+                .networks
+                .values_mut()
+                .for_each(|n| *n = NetworkAttachment::default());
             let st = &mut c.info.state;
             st.status = ContainerStatus::Exited;
             st.exit_code = Some(code);
@@ -438,7 +446,12 @@ impl FakeRuntime {
             ));
             evs
         };
-        tracing::debug!(container = id, exit_code = code, oom, "fake container exited");
+        tracing::debug!(
+            container = id,
+            exit_code = code,
+            oom,
+            "fake container exited"
+        );
         for ev in events {
             self.send(ev);
         }
@@ -503,7 +516,12 @@ impl FakeRuntime {
         }
     }
 
-    fn do_stop(&self, key: &str, signal: &str, timeout: Option<Duration>) -> Result<Option<Duration>> {
+    fn do_stop(
+        &self,
+        key: &str,
+        signal: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Duration>> {
         // Returns how long to wait before the exit takes effect, or None if nothing to do.
         let s = self.lock();
         let c = s.containers.get(key).ok_or_else(|| not_found(key))?;
@@ -604,14 +622,14 @@ impl ContainerRuntime for FakeRuntime {
         let image_key = normalize_image_reference(&spec.image);
         let mut s = self.lock();
         Self::check_up(&s)?;
-        let image = s
-            .images
-            .get(&image_key)
-            .cloned()
-            .ok_or_else(|| RuntimeError::ImageNotFound {
-                image: spec.image.clone(),
-                message: format!("No such image: {}", spec.image),
-            })?;
+        let image =
+            s.images
+                .get(&image_key)
+                .cloned()
+                .ok_or_else(|| RuntimeError::ImageNotFound {
+                    image: spec.image.clone(),
+                    message: format!("No such image: {}", spec.image),
+                })?;
         if s.names.contains_key(&spec.name) {
             return Err(RuntimeError::NameConflict {
                 name: spec.name.clone(),
@@ -660,8 +678,12 @@ impl ContainerRuntime for FakeRuntime {
         s.next_id += 1;
         let id = format!("{:064x}", s.next_id);
         let networks = match &spec.network_mode {
-            NetworkMode::Bridge => BTreeMap::from([("bridge".to_string(), NetworkAttachment::default())]),
-            NetworkMode::Host => BTreeMap::from([("host".to_string(), NetworkAttachment::default())]),
+            NetworkMode::Bridge => {
+                BTreeMap::from([("bridge".to_string(), NetworkAttachment::default())])
+            }
+            NetworkMode::Host => {
+                BTreeMap::from([("host".to_string(), NetworkAttachment::default())])
+            }
             NetworkMode::Named { network, .. } => {
                 BTreeMap::from([(network.clone(), NetworkAttachment::default())])
             }
@@ -745,7 +767,9 @@ impl ContainerRuntime for FakeRuntime {
             for pb in &c.spec.port_bindings {
                 let host_port = if pb.host_port == 0 {
                     let mut p = *next_port;
-                    while used_ports.contains(&(p, pb.protocol)) || bound.contains(&(p, pb.protocol)) {
+                    while used_ports.contains(&(p, pb.protocol))
+                        || bound.contains(&(p, pb.protocol))
+                    {
                         p = p.wrapping_add(1).max(1024);
                     }
                     *next_port = p.wrapping_add(1).max(1024);
@@ -788,7 +812,11 @@ impl ContainerRuntime for FakeRuntime {
                     ipv4_address: Some(format!("172.17.{}.{}", (n >> 8) & 0xff, n & 0xff)),
                     ipv6_address: None,
                     gateway: Some("172.17.0.1".into()),
-                    mac_address: Some(format!("02:42:ac:11:{:02x}:{:02x}", (n >> 8) & 0xff, n & 0xff)),
+                    mac_address: Some(format!(
+                        "02:42:ac:11:{:02x}:{:02x}",
+                        (n >> 8) & 0xff,
+                        n & 0xff
+                    )),
                 };
             }
             c.generation += 1;
@@ -850,7 +878,9 @@ impl ContainerRuntime for FakeRuntime {
         Self::latency(wait).await;
         let ev = {
             let s = self.lock();
-            s.containers.get(&key).map(|c| self.event(c, EventKind::Stop))
+            s.containers
+                .get(&key)
+                .map(|c| self.event(c, EventKind::Stop))
         };
         if ignores {
             self.finish(&key, None, 137, false)?;
@@ -992,7 +1022,12 @@ impl ContainerRuntime for FakeRuntime {
                 _ => true,
             }
         };
-        let mut backlog: Vec<LogLine> = c.logs.iter().filter(|l| wanted(l, &options)).cloned().collect();
+        let mut backlog: Vec<LogLine> = c
+            .logs
+            .iter()
+            .filter(|l| wanted(l, &options))
+            .cloned()
+            .collect();
         if let Some(tail) = options.tail {
             let skip = backlog.len().saturating_sub(tail as usize);
             backlog.drain(..skip);
@@ -1024,7 +1059,10 @@ impl ContainerRuntime for FakeRuntime {
         let s = self.lock();
         Self::check_up(&s)?;
         let key = Self::resolve(&s, id.as_str()).ok_or_else(|| not_found(id.as_str()))?;
-        let c = s.containers.get(&key).ok_or_else(|| not_found(id.as_str()))?;
+        let c = s
+            .containers
+            .get(&key)
+            .ok_or_else(|| not_found(id.as_str()))?;
         let running = c.info.state.status == ContainerStatus::Running;
         let ran = match (running, c.info.state.started_at) {
             (true, Some(t)) => now.duration_since(t).unwrap_or_default(),
@@ -1038,7 +1076,11 @@ impl ContainerRuntime for FakeRuntime {
             cpu_total_ns: (ran.as_nanos() / 10) as u64,
             system_cpu_ns: since_epoch.as_nanos() as u64 * u64::from(self.shared.config.cpus),
             online_cpus: self.shared.config.cpus,
-            memory_usage_bytes: if running { c.behavior.memory_usage_bytes } else { 0 },
+            memory_usage_bytes: if running {
+                c.behavior.memory_usage_bytes
+            } else {
+                0
+            },
             memory_max_usage_bytes: Some(c.behavior.memory_usage_bytes),
             memory_limit_bytes: c
                 .spec
@@ -1085,7 +1127,9 @@ impl ContainerRuntime for FakeRuntime {
         });
         if in_use {
             return Err(RuntimeError::Conflict {
-                message: format!("error while removing network: network {name} has active endpoints"),
+                message: format!(
+                    "error while removing network: network {name} has active endpoints"
+                ),
             });
         }
         s.networks.remove(&name);
@@ -1114,11 +1158,14 @@ impl ContainerRuntime for FakeRuntime {
     async fn inspect_volume(&self, name: &str) -> Result<VolumeInfo> {
         let s = self.lock();
         Self::check_up(&s)?;
-        s.volumes.get(name).cloned().ok_or_else(|| RuntimeError::NotFound {
-            kind: ObjectKind::Volume,
-            id: name.into(),
-            message: format!("get {name}: no such volume"),
-        })
+        s.volumes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: ObjectKind::Volume,
+                id: name.into(),
+                message: format!("get {name}: no such volume"),
+            })
     }
 
     async fn remove_volume(&self, name: &str, force: bool) -> Result<()> {

@@ -174,7 +174,10 @@ mod tests {
         assert!(!LabelFilter::any().with("a", "2").matches(&labels));
         assert!(!LabelFilter::any().with_key("b").matches(&labels));
         assert_eq!(
-            LabelFilter::any().with("a", "1").with_key("b").to_docker_filters(),
+            LabelFilter::any()
+                .with("a", "1")
+                .with_key("b")
+                .to_docker_filters(),
             vec!["a=1".to_string(), "b".to_string()]
         );
     }
