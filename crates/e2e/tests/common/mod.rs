@@ -1,0 +1,93 @@
+//! An in-process berth control plane on 127.0.0.1:0 and an official AWS SDK client for it.
+
+#![allow(dead_code)]
+
+use berth_auth::Role;
+use berth_control_plane::{admin, App};
+use berth_core::Scope;
+use berth_store::{MemoryStore, StateStore};
+use std::sync::Arc;
+
+pub struct TestServer {
+    pub endpoint: String,
+    pub app: Arc<App>,
+    pub access_key_id: String,
+    pub secret: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with_store(Arc::new(MemoryStore::new())).await
+    }
+
+    pub async fn with_store(store: Arc<dyn StateStore>) -> Self {
+        let app = App::new(store, Scope::new("us-east-1", "000000000000"), true).await.expect("app");
+        let key = admin::create_key(&app, Role::Admin, "test", None).await.expect("key");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app2 = app.clone();
+        let task = tokio::spawn(async move {
+            let _ = berth_control_plane::serve(listener, app2, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        TestServer {
+            endpoint,
+            app,
+            access_key_id: key.access_key_id,
+            secret: key.secret_access_key,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful stop; returns once the server task (and everything it holds) is gone.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(10), t)
+                .await
+                .expect("server did not shut down within 10 s")
+                .expect("server task panicked");
+        }
+        let weak = std::sync::Arc::downgrade(&self.app);
+        drop(self);
+        for _ in 0..100 {
+            if weak.upgrade().is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the server's state is still referenced {} times after stop", weak.strong_count());
+    }
+
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        self.ecs_as(&self.access_key_id.clone(), &self.secret.clone())
+    }
+
+    pub fn ecs_as(&self, akid: &str, secret: &str) -> aws_sdk_ecs::Client {
+        let creds = aws_credential_types::Credentials::from_keys(akid, secret, None);
+        let conf = aws_sdk_ecs::Config::builder()
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .build();
+        aws_sdk_ecs::Client::from_conf(conf)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,159 @@
+"""Shared fixtures for berth's black-box tests: a real `berth server` process, driven by the real
+`aws` CLI and boto3 (both from the venv `scripts/test` creates)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(os.environ.get("BERTH_VENV", ROOT / ".venv")) / "bin"
+BERTH_BIN = Path(os.environ.get("BERTH_BIN", ROOT / "target" / "debug" / "berth"))
+REGION = "us-east-1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Berth:
+    """A berth control plane process on a private data dir."""
+
+    def __init__(self, data_dir, extra_args=(), env=None):
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.proc = None
+        self.log_path = self.data_dir / "server.log"
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "BERTH_LOG": "info", **self.extra_env}
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            env.pop(k, None)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BERTH_BIN), "server", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), "--allow-reset", *self.extra_args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berth exited with {self.proc.returncode}: {self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(self.endpoint + "/_berth/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("berth did not become healthy")
+
+    def stop(self, sig_term=True):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate() if sig_term else self.proc.kill()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    @property
+    def credentials(self):
+        import configparser
+
+        cp = configparser.ConfigParser()
+        cp.read(self.data_dir / "credentials")
+        return cp["berth"]["aws_access_key_id"], cp["berth"]["aws_secret_access_key"]
+
+    def env(self):
+        akid, secret = self.credentials
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ACCESS_KEY_ID=akid,
+            AWS_SECRET_ACCESS_KEY=secret,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_PAGER="",
+            AWS_CONFIG_FILE="/dev/null",
+            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        )
+        return env
+
+    def aws(self, *args, check=True, env=None, input=None):
+        """Runs the real aws CLI against this server; returns parsed JSON (or raw text)."""
+        cmd = [str(VENV_BIN / "aws"), "--endpoint-url", self.endpoint, "--output", "json", *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env or self.env(), input=input, timeout=120)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        if not check:
+            return p
+        out = p.stdout.strip()
+        if not out:
+            return {}
+        try:
+            return json.loads(out)
+        except json.JSONDecodeError:
+            return out
+
+    def client(self, service, **kw):
+        import boto3
+
+        akid, secret = self.credentials
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=kw.pop("akid", akid),
+            aws_secret_access_key=kw.pop("secret", secret),
+            **kw,
+        )
+
+    def reset(self):
+        """POST /_berth/reset, signed with the admin key."""
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+
+        akid, secret = self.credentials
+        req = botocore.awsrequest.AWSRequest(method="POST", url=self.endpoint + "/_berth/reset", data=b"{}")
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(akid, secret), "ecs", REGION).add_auth(req)
+        prepared = urllib.request.Request(req.url, data=b"{}", headers=dict(req.headers), method="POST")
+        with urllib.request.urlopen(prepared, timeout=10) as r:
+            assert r.status == 200
+
+
+@pytest.fixture(scope="session")
+def berth_session(tmp_path_factory):
+    """One server for the whole session (tests reset it as they need)."""
+    b = Berth(tmp_path_factory.mktemp("berth-shared")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def berth(berth_session):
+    """The shared server, wiped back to a fresh state for this test."""
+    berth_session.reset()
+    return berth_session
+
+
+@pytest.fixture
+def fresh_berth(tmp_path):
+    """A private server on its own data dir (for restart and bootstrap tests)."""
+    b = Berth(tmp_path / "data")
+    yield b
+    b.stop()
