@@ -18,6 +18,12 @@ APPLETS=(sh ash sleep httpd echo cat wget nc true false ls env id hostname kill 
 
 log() { printf 'test-images: %s\n' "$*" >&2; }
 
+# Serialize concurrent runs (parallel test processes may all find the image missing).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"${TMPDIR:-/tmp}/berth-test-images.lock"
+  flock 9
+fi
+
 if ! command -v docker >/dev/null 2>&1; then
   log "docker CLI not found"; exit 1
 fi
