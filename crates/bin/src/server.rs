@@ -137,6 +137,8 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     let app = App::new(store, scope, args.allow_reset)
         .await
         .map_err(|e| anyhow::anyhow!("loading state: {e}"))?;
+    app.open_logs(&data_dir.join("logs"))
+        .with_context(|| format!("opening the log store {}", data_dir.join("logs").display()))?;
     let first_start = bootstrap_keys(&app, &data_dir).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -16,6 +16,8 @@ pub struct App {
     pub keys: KeyCache,
     /// `POST /_berth/reset` is only served when the operator opted in (`--allow-reset`).
     pub allow_reset: bool,
+    /// The CloudWatch Logs store (set once by [`App::open_logs`]; Logs calls fail without it).
+    pub logs: std::sync::OnceLock<berth_logs::LogStore>,
 }
 
 impl App {
@@ -31,9 +33,27 @@ impl App {
             scope,
             keys,
             allow_reset,
+            logs: std::sync::OnceLock::new(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)
+    }
+
+    /// Opens the CloudWatch Logs store in `dir` (the data dir's `logs/`) and starts its background
+    /// fsync (every second) and retention (every 10 minutes) thread.
+    pub fn open_logs(&self, dir: &std::path::Path) -> Result<(), berth_logs::LogError> {
+        let store = berth_logs::LogStore::open(dir)?;
+        store
+            .spawn_maintenance(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(600),
+            )
+            .map_err(|e| berth_logs::LogError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        let _ = self.logs.set(store);
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod ecs;
 pub mod error;
+pub mod logs;
 pub mod records;
 pub mod repo;
 pub mod server;

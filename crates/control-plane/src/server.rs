@@ -47,16 +47,14 @@ fn ok_json(body: Vec<u8>) -> Response {
     r
 }
 
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                "RequestEntityTooLargeException",
-                format!("Request body is larger than the {MAX_BODY_BYTES} bytes allowed."),
-            )
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-        })
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            "RequestEntityTooLargeException",
+            format!("Request body is larger than the {limit} bytes allowed."),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    })
 }
 
 /// Verifies the signature; returns the caller.
@@ -135,7 +133,12 @@ async fn handle(
     body: Body,
     target: &str,
 ) -> Result<Vec<u8>, ApiError> {
-    let body = read_body(body).await?;
+    let limit = if target.starts_with(crate::logs::TARGET_PREFIX) {
+        crate::logs::MAX_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let body = read_body(body, limit).await?;
     let principal = authenticate(app, method, uri, headers, &body)?;
     let Some((prefix, op)) = target.split_once('.') else {
         return Err(ApiError::unknown_operation(target));
@@ -152,6 +155,7 @@ async fn handle(
             None => Err(ApiError::unknown_operation(target)),
         },
         crate::admin::TARGET_PREFIX => crate::admin::dispatch(&ctx, op, &body).await,
+        crate::logs::TARGET_PREFIX => crate::logs::dispatch(&ctx, op, &body).await,
         _ => Err(ApiError::unknown_operation(target)),
     }
 }
@@ -185,7 +189,7 @@ async fn reset(
 ) -> Response {
     let rid = request_id();
     let result = async {
-        let body = read_body(body).await?;
+        let body = read_body(body, MAX_BODY_BYTES).await?;
         let p = authenticate(&app, &method, &uri, &headers, &body)?;
         if p.role != berth_auth::Role::Admin {
             return Err(ApiError::new(
@@ -202,6 +206,13 @@ async fn reset(
         }
         let saved = app.repo.list::<AccessKeyRecord>(keys::ACCESS_KEYS).await?;
         app.store.wipe().await?;
+        if let Some(logs) = app.logs.get() {
+            let logs = logs.clone();
+            tokio::task::spawn_blocking(move || logs.wipe())
+                .await
+                .map_err(|e| ApiError::server(e.to_string()))?
+                .map_err(ApiError::from)?;
+        }
         let mut txn = Txn::new();
         for k in &saved {
             txn = txn.put(k.key.clone(), to_bytes(&k.value));
