@@ -346,7 +346,7 @@ mod tests {
         let ts = [
             now - 20 * day,
             now - 15 * day,
-            now - day,
+            now - day - 1,
             now,
             now + 3 * 3_600_000,
         ];
