@@ -18,6 +18,10 @@ pub struct App {
     pub allow_reset: bool,
     /// The CloudWatch Logs store (set once by [`App::open_logs`]; Logs calls fail without it).
     pub logs: std::sync::OnceLock<berth_logs::LogStore>,
+    /// Agent connectivity and desired-state generations (the agent channel).
+    pub agents: crate::agents::AgentHub,
+    /// The endpoint agents are told to use (DiscoverPollEndpoint); set by the binary at startup.
+    pub endpoint: std::sync::OnceLock<String>,
 }
 
 impl App {
@@ -34,6 +38,8 @@ impl App {
             keys,
             allow_reset,
             logs: std::sync::OnceLock::new(),
+            agents: crate::agents::AgentHub::default(),
+            endpoint: std::sync::OnceLock::new(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)

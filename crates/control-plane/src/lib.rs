@@ -6,6 +6,7 @@
 //! API boundary: this is the only crate that sees both wire and domain types.
 
 pub mod admin;
+pub mod agents;
 pub mod app;
 pub mod ecs;
 pub mod error;

@@ -78,3 +78,182 @@ pub fn tags_to_wire(tags: &[Tag]) -> Vec<ecs::Tag> {
         })
         .collect()
 }
+
+/// Resources as an agent registers them (and as placed tasks consume them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesRecord {
+    pub cpu: i64,
+    pub memory: i64,
+    #[serde(default)]
+    pub gpu: i64,
+    /// Reserved (registered) or used (task) TCP host ports.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub ports_udp: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeRecord {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// A task that holds resources on an instance: from placement until the agent reports STOPPED.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedTask {
+    pub task_id: String,
+    pub group: String,
+    pub family: String,
+    #[serde(default)]
+    pub service: Option<String>,
+    /// PENDING until the agent reports RUNNING (for running/pendingTasksCount).
+    pub running: bool,
+    pub resources: ResourcesRecord,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerInstanceRecord {
+    pub id: String,
+    pub cluster: String,
+    #[serde(default)]
+    pub ec2_instance_id: Option<String>,
+    /// ACTIVE, DRAINING or INACTIVE (deregistered).
+    pub status: String,
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    pub registered_at: f64,
+    pub registered: ResourcesRecord,
+    #[serde(default)]
+    pub attributes: Vec<AttributeRecord>,
+    #[serde(default)]
+    pub version_info: Option<ecs::VersionInfo>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Bumped whenever the desired state of the instance's tasks changes (the agent channel's
+    /// generation: agents ignore answers older than what they applied).
+    pub generation: u64,
+    /// ECS's `version` field: bumped on every change of the record.
+    pub version: i64,
+    /// The tasks holding resources here.
+    #[serde(default)]
+    pub tasks: Vec<PlacedTask>,
+}
+
+impl ContainerInstanceRecord {
+    pub fn remaining(&self) -> ResourcesRecord {
+        let mut r = self.registered.clone();
+        for t in &self.tasks {
+            r.cpu -= t.resources.cpu;
+            r.memory -= t.resources.memory;
+            r.gpu -= t.resources.gpu;
+            r.ports.extend(&t.resources.ports);
+            r.ports_udp.extend(&t.resources.ports_udp);
+        }
+        r.ports.sort_unstable();
+        r.ports.dedup();
+        r.ports_udp.sort_unstable();
+        r.ports_udp.dedup();
+        r
+    }
+    pub fn running_tasks(&self) -> usize {
+        self.tasks.iter().filter(|t| t.running).count()
+    }
+    pub fn pending_tasks(&self) -> usize {
+        self.tasks.iter().filter(|t| !t.running).count()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub container_arn: String,
+    pub image: String,
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    #[serde(default)]
+    pub runtime_id: Option<String>,
+    pub last_status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub network_bindings: Vec<ecs::NetworkBinding>,
+    #[serde(default)]
+    pub network_interfaces: Vec<ecs::NetworkInterface>,
+    #[serde(default)]
+    pub health_status: Option<String>,
+    pub essential: bool,
+    pub cpu: i32,
+    #[serde(default)]
+    pub memory: Option<i32>,
+    #[serde(default)]
+    pub memory_reservation: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub cluster: String,
+    pub container_instance_id: String,
+    pub task_definition_arn: String,
+    pub family: String,
+    pub revision: u32,
+    pub desired_status: String,
+    pub last_status: String,
+    pub launch_type: String,
+    pub group: String,
+    #[serde(default)]
+    pub started_by: Option<String>,
+    pub created_at: f64,
+    #[serde(default)]
+    pub pull_started_at: Option<f64>,
+    #[serde(default)]
+    pub pull_stopped_at: Option<f64>,
+    #[serde(default)]
+    pub started_at: Option<f64>,
+    #[serde(default)]
+    pub stopping_at: Option<f64>,
+    #[serde(default)]
+    pub stopped_at: Option<f64>,
+    #[serde(default)]
+    pub execution_stopped_at: Option<f64>,
+    #[serde(default)]
+    pub connectivity_at: Option<f64>,
+    #[serde(default)]
+    pub stop_code: Option<String>,
+    #[serde(default)]
+    pub stopped_reason: Option<String>,
+    #[serde(default)]
+    pub health_status: Option<String>,
+    pub version: i64,
+    /// Task-level cpu/memory as ECS shows them (strings of units), if any.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    pub resources: ResourcesRecord,
+    #[serde(default)]
+    pub overrides: ecs::TaskOverride,
+    pub containers: Vec<ContainerRecord>,
+    #[serde(default)]
+    pub attachments: Vec<ecs::Attachment>,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+    #[serde(default)]
+    pub enable_execute_command: bool,
+}
+
+/// RunTask idempotency: a clientToken remembers what it started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientTokenRecord {
+    pub fingerprint: String,
+    pub task_ids: Vec<String>,
+    pub created_at: f64,
+}

@@ -29,6 +29,16 @@ pub mod keys {
     pub fn instances_in(cluster: &str) -> String {
         format!("ecs/instances/{cluster}/")
     }
+    pub fn instance(cluster: &str, id: &str) -> String {
+        format!("ecs/instances/{cluster}/{id}")
+    }
+    pub const INSTANCES: &str = "ecs/instances/";
+    pub fn task(cluster: &str, id: &str) -> String {
+        format!("ecs/tasks/{cluster}/{id}")
+    }
+    pub fn client_token(cluster: &str, token: &str) -> String {
+        format!("ecs/client-tokens/{cluster}/{}", hex::encode(token))
+    }
     pub fn tasks_in(cluster: &str) -> String {
         format!("ecs/tasks/{cluster}/")
     }

@@ -155,6 +155,9 @@ async fn handle(
             None => Err(ApiError::unknown_operation(target)),
         },
         crate::admin::TARGET_PREFIX => crate::admin::dispatch(&ctx, op, &body).await,
+        berth_agent_api::TARGET_PREFIX if op == berth_agent_api::POLL_OPERATION => {
+            crate::agents::poll(&ctx, &body).await
+        }
         crate::logs::TARGET_PREFIX => crate::logs::dispatch(&ctx, op, &body).await,
         _ => Err(ApiError::unknown_operation(target)),
     }
@@ -251,8 +254,12 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    app.keys.spawn_watch(app.repo.clone());
-    axum::serve(listener, router(app))
+    // The key watch holds the store: it must end with the server so the store can close.
+    let watch = app.keys.spawn_watch(app.repo.clone());
+    let result = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    watch.abort();
+    let _ = watch.await;
+    result
 }

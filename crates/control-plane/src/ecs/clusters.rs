@@ -4,27 +4,39 @@
 use super::{cluster_arg, decode_token, max_results, paginate, tagging};
 use crate::app::Ctx;
 use crate::error::ApiError;
-use crate::records::{tags_to_wire, ClusterRecord};
+use crate::records::{tags_to_wire, ClusterRecord, ContainerInstanceRecord};
 use crate::repo::{contention, keys, to_bytes, Repo, MAX_ATTEMPTS};
 use crate::wire::now_epoch;
 use berth_ecs_api::ecs;
 use berth_store::{Compare, Txn};
 
-/// What lives in a cluster, counted from the store. Container instances, tasks and services are
-/// written by later parts of the control plane under the per-cluster prefixes counted here.
+/// What lives in a cluster: registered (non-INACTIVE) container instances and the tasks holding
+/// resources on them; services are counted by key under the cluster's service prefix.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ClusterUsage {
     pub container_instances: usize,
+    /// Tasks holding resources on the cluster's instances (not yet STOPPED).
     pub tasks: usize,
+    pub running_tasks: usize,
+    pub pending_tasks: usize,
     pub services: usize,
 }
 
 pub async fn usage(repo: &Repo, cluster: &str) -> Result<ClusterUsage, ApiError> {
-    Ok(ClusterUsage {
-        container_instances: repo.count(&keys::instances_in(cluster), None).await?,
-        tasks: repo.count(&keys::tasks_in(cluster), None).await?,
+    let instances = repo
+        .list::<ContainerInstanceRecord>(&keys::instances_in(cluster))
+        .await?;
+    let mut u = ClusterUsage {
         services: repo.count(&keys::services_in(cluster), None).await?,
-    })
+        ..Default::default()
+    };
+    for i in instances.iter().filter(|i| i.value.status != "INACTIVE") {
+        u.container_instances += 1;
+        u.running_tasks += i.value.running_tasks();
+        u.pending_tasks += i.value.pending_tasks();
+    }
+    u.tasks = u.running_tasks + u.pending_tasks;
+    Ok(u)
 }
 
 fn default_settings() -> Vec<ecs::ClusterSetting> {
@@ -109,14 +121,22 @@ fn to_wire(ctx: &Ctx, rec: &ClusterRecord, usage: ClusterUsage, inc: Include) ->
         } else {
             0
         },
-        running_tasks_count: 0,
-        pending_tasks_count: 0,
+        running_tasks_count: if active {
+            usage.running_tasks as i32
+        } else {
+            0
+        },
+        pending_tasks_count: if active {
+            usage.pending_tasks as i32
+        } else {
+            0
+        },
         active_services_count: if active { usage.services as i32 } else { 0 },
         statistics: Some(if inc.statistics {
             vec![
-                stat("runningEC2TasksCount", 0),
+                stat("runningEC2TasksCount", usage.running_tasks),
                 stat("runningFargateTasksCount", 0),
-                stat("pendingEC2TasksCount", 0),
+                stat("pendingEC2TasksCount", usage.pending_tasks),
                 stat("pendingFargateTasksCount", 0),
                 stat("runningExternalTasksCount", 0),
                 stat("pendingExternalTasksCount", 0),

@@ -1,9 +1,11 @@
 //! The ECS API (`AmazonEC2ContainerServiceV20141113.<Operation>`): dispatch and handlers.
 
 mod clusters;
+pub(crate) mod instances;
 mod settings;
 mod tagging;
-mod taskdefs;
+pub(crate) mod taskdefs;
+pub(crate) mod tasks;
 
 use crate::app::Ctx;
 use crate::error::ApiError;
@@ -43,6 +45,22 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         O::PutAccountSettingDefault => route!(ctx, body, settings::put_account_setting_default),
         O::DeleteAccountSetting => route!(ctx, body, settings::delete_account_setting),
         O::ListAccountSettings => route!(ctx, body, settings::list_account_settings),
+        O::RegisterContainerInstance => route!(ctx, body, instances::register),
+        O::DeregisterContainerInstance => route!(ctx, body, instances::deregister),
+        O::DescribeContainerInstances => route!(ctx, body, instances::describe),
+        O::ListContainerInstances => route!(ctx, body, instances::list),
+        O::UpdateContainerInstancesState => route!(ctx, body, instances::update_state),
+        O::PutAttributes => route!(ctx, body, instances::put_attributes),
+        O::DeleteAttributes => route!(ctx, body, instances::delete_attributes),
+        O::ListAttributes => route!(ctx, body, instances::list_attributes),
+        O::DiscoverPollEndpoint => route!(ctx, body, instances::discover_poll_endpoint),
+        O::RunTask => route!(ctx, body, tasks::run_task),
+        O::StartTask => route!(ctx, body, tasks::start_task),
+        O::StopTask => route!(ctx, body, tasks::stop_task),
+        O::DescribeTasks => route!(ctx, body, tasks::describe_tasks),
+        O::ListTasks => route!(ctx, body, tasks::list_tasks),
+        O::SubmitTaskStateChange => route!(ctx, body, tasks::submit_task_state_change),
+        O::SubmitContainerStateChange => route!(ctx, body, tasks::submit_container_state_change),
         other => Err(not_yet(other)),
     }
 }
@@ -89,7 +107,23 @@ fn dispatch_kind(op: Operation) -> Kind {
         | O::PutAccountSetting
         | O::PutAccountSettingDefault
         | O::DeleteAccountSetting
-        | O::ListAccountSettings => Kind::Implemented,
+        | O::ListAccountSettings
+        | O::RegisterContainerInstance
+        | O::DeregisterContainerInstance
+        | O::DescribeContainerInstances
+        | O::ListContainerInstances
+        | O::UpdateContainerInstancesState
+        | O::PutAttributes
+        | O::DeleteAttributes
+        | O::ListAttributes
+        | O::DiscoverPollEndpoint
+        | O::RunTask
+        | O::StartTask
+        | O::StopTask
+        | O::DescribeTasks
+        | O::ListTasks
+        | O::SubmitTaskStateChange
+        | O::SubmitContainerStateChange => Kind::Implemented,
         _ => Kind::NotYet,
     }
 }

@@ -1,0 +1,183 @@
+//! The agent channel (control plane side): `BerthAgent_20261122.PollDesiredState`, agent
+//! connectivity, and the per-instance generation notifications that wake held polls.
+//!
+//! Connectivity is soft state kept in memory: an instance is `agentConnected` while its agent
+//! polled (or registered) within [`DISCONNECTED_AFTER_SECONDS`]. After a control-plane restart
+//! agents reconnect within one poll interval.
+
+use crate::app::Ctx;
+use crate::error::ApiError;
+use crate::records::{ContainerInstanceRecord, TaskRecord};
+use crate::repo::keys;
+use berth_agent_api::{
+    DesiredTask, PollRequest, PollResponse, DISCONNECTED_AFTER_SECONDS, MAX_WAIT_SECONDS,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Default)]
+pub struct AgentHub {
+    last_seen: Mutex<HashMap<String, Instant>>,
+    generations: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl AgentHub {
+    /// Records agent activity for a container instance (a poll or a registration).
+    pub fn seen(&self, instance_id: &str) {
+        if let Ok(mut m) = self.last_seen.lock() {
+            m.insert(instance_id.to_string(), Instant::now());
+        }
+    }
+
+    pub fn connected(&self, instance_id: &str) -> bool {
+        self.last_seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(instance_id).copied())
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(DISCONNECTED_AFTER_SECONDS))
+    }
+
+    /// Forgets an instance's connectivity (deregistration).
+    pub fn forget(&self, instance_id: &str) {
+        if let Ok(mut m) = self.last_seen.lock() {
+            m.remove(instance_id);
+        }
+    }
+
+    /// Tells held polls of `instance_id` that its desired state reached `generation`.
+    pub fn publish(&self, instance_id: &str, generation: u64) {
+        if let Ok(mut m) = self.generations.lock() {
+            let tx = m
+                .entry(instance_id.to_string())
+                .or_insert_with(|| watch::channel(0).0);
+            tx.send_if_modified(|g| {
+                if generation > *g {
+                    *g = generation;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
+    fn subscribe(&self, instance_id: &str) -> Option<watch::Receiver<u64>> {
+        let mut m = self.generations.lock().ok()?;
+        Some(
+            m.entry(instance_id.to_string())
+                .or_insert_with(|| watch::channel(0).0)
+                .subscribe(),
+        )
+    }
+}
+
+/// The desired state of one instance: every task holding resources on it.
+pub async fn desired_state(
+    ctx: &Ctx,
+    inst: &ContainerInstanceRecord,
+) -> Result<Vec<DesiredTask>, ApiError> {
+    let mut out = Vec::with_capacity(inst.tasks.len());
+    for placed in &inst.tasks {
+        let Some(t) = ctx
+            .app
+            .repo
+            .get::<TaskRecord>(&keys::task(&inst.cluster, &placed.task_id))
+            .await?
+        else {
+            continue;
+        };
+        let t = t.value;
+        let td = match berth_core::arn::TaskDefinitionRef::parse(&t.task_definition_arn) {
+            Some(r) => ctx
+                .app
+                .repo
+                .get::<crate::records::TaskDefinitionRecord>(&keys::task_definition(
+                    &r.family,
+                    r.revision.unwrap_or(0),
+                ))
+                .await?
+                .map(|r| r.value.definition),
+            None => None,
+        };
+        let Some(task_definition) = td else {
+            tracing::warn!(task = %t.id, td = %t.task_definition_arn, "task definition of a live task is gone");
+            continue;
+        };
+        out.push(DesiredTask {
+            task_arn: ctx.app.scope.task_arn(&t.cluster, &t.id),
+            cluster_arn: ctx.app.scope.cluster_arn(&t.cluster),
+            desired_status: t.desired_status.clone(),
+            task_definition,
+            overrides: t.overrides.clone(),
+            group: t.group.clone(),
+            started_by: t.started_by.clone(),
+            created_at: t.created_at,
+            stopped_reason: t.stopped_reason.clone(),
+            stop_code: t.stop_code.clone(),
+            tags: crate::records::tags_to_wire(&t.tags),
+        });
+    }
+    Ok(out)
+}
+
+fn instance_id_of(arn: &str) -> Option<&str> {
+    if arn.starts_with("arn:") {
+        match berth_core::Arn::parse(arn)?.ecs_resource()? {
+            (berth_core::ResourceKind::ContainerInstance, rest) => rest.rsplit('/').next(),
+            _ => None,
+        }
+    } else {
+        Some(arn)
+    }
+}
+
+pub async fn poll(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: PollRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))?;
+    let cluster = crate::ecs::cluster_arg(Some(&req.cluster))?;
+    let id = instance_id_of(&req.container_instance_arn)
+        .ok_or_else(|| {
+            ApiError::invalid_parameter("containerInstanceArn is not a container instance ARN.")
+        })?
+        .to_string();
+    let key = keys::instance(&cluster, &id);
+    let wait = Duration::from_secs(req.wait_seconds.min(MAX_WAIT_SECONDS) as u64);
+    let mut rx = ctx.app.agents.subscribe(&id);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        ctx.app.agents.seen(&id);
+        let inst = match ctx.app.repo.get::<ContainerInstanceRecord>(&key).await? {
+            Some(r) => r.value,
+            None => {
+                return crate::wire::encode(&PollResponse {
+                    generation: req.known_generation,
+                    instance_status: "INACTIVE".into(),
+                    tasks: vec![],
+                })
+            }
+        };
+        if inst.generation > req.known_generation
+            || inst.status == "INACTIVE"
+            || tokio::time::Instant::now() >= deadline
+        {
+            let tasks = if inst.status == "INACTIVE" {
+                vec![]
+            } else {
+                desired_state(ctx, &inst).await?
+            };
+            return crate::wire::encode(&PollResponse {
+                generation: inst.generation,
+                instance_status: inst.status,
+                tasks,
+            });
+        }
+        match &mut rx {
+            Some(rx) => {
+                let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
+            }
+            None => tokio::time::sleep_until(deadline).await,
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! Container instances, RunTask/StopTask/DescribeTasks and the agent channel, through the AWS SDK
+//! for Rust, with simulated agents (registered through the API; no Docker).
+
+mod common;
+
+use aws_sdk_ecs::types::{
+    Attribute, ContainerDefinition, ContainerInstanceStatus, ContainerStateChange,
+    PlacementConstraint, PlacementConstraintType, Resource,
+};
+use berth_agent_api::{PollResponse, TARGET_PREFIX};
+use common::TestServer;
+
+async fn register(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    az: &str,
+    cpu: i32,
+    mem: i32,
+    attrs: &[(&str, &str)],
+) -> String {
+    let mut req = ecs
+        .register_container_instance()
+        .cluster(cluster)
+        .instance_identity_document(format!(
+            r#"{{"instanceId":"i-{az}","availabilityZone":"{az}","instanceType":"t3.medium"}}"#
+        ))
+        .total_resources(
+            Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(cpu)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(mem)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("PORTS")
+                .r#type("STRINGSET")
+                .string_set_value("22")
+                .build(),
+        );
+    for (k, v) in attrs {
+        req = req.attributes(Attribute::builder().name(*k).value(*v).build().unwrap());
+    }
+    req.send()
+        .await
+        .unwrap()
+        .container_instance
+        .unwrap()
+        .container_instance_arn
+        .unwrap()
+}
+
+async fn register_td(ecs: &aws_sdk_ecs::Client, family: &str, memory: i32) {
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("busybox")
+                .memory(memory)
+                .cpu(128)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn agent(s: &TestServer) -> berth_client::Client {
+    berth_client::Client::new(&s.endpoint, "us-east-1", &s.access_key_id, &s.secret).unwrap()
+}
+
+async fn poll(
+    c: &berth_client::Client,
+    cluster: &str,
+    instance: &str,
+    known: u64,
+    wait: u32,
+) -> PollResponse {
+    let v = c
+        .call(
+            "ecs",
+            &format!("{TARGET_PREFIX}.PollDesiredState"),
+            &serde_json::json!({"cluster": cluster, "containerInstanceArn": instance, "knownGeneration": known, "waitSeconds": wait}),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test]
+async fn run_task_lifecycle_with_a_simulated_agent() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("c").send().await.unwrap();
+    let inst = register(&ecs, "c", "us-east-1a", 2048, 4096, &[]).await;
+    register_td(&ecs, "sleep360", 64).await;
+
+    let ag = agent(&s);
+    let first = poll(&ag, "c", &inst, 0, 0).await;
+    assert!(first.tasks.is_empty());
+
+    // A held poll is answered as soon as a task is placed on the instance.
+    let held = {
+        let ag = ag.clone();
+        let inst = inst.clone();
+        let g = first.generation;
+        tokio::spawn(async move { poll(&ag, "c", &inst, g, 20).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let out = ecs
+        .run_task()
+        .cluster("c")
+        .task_definition("sleep360")
+        .count(1)
+        .started_by("me")
+        .send()
+        .await
+        .unwrap();
+    let task = &out.tasks()[0];
+    let arn = task.task_arn().unwrap().to_string();
+    assert!(
+        arn.starts_with("arn:aws:ecs:us-east-1:000000000000:task/c/")
+            && arn.rsplit('/').next().unwrap().len() == 32
+    );
+    assert_eq!(task.last_status(), Some("PROVISIONING"));
+    assert_eq!(task.desired_status(), Some("RUNNING"));
+    assert_eq!(task.group(), Some("family:sleep360"));
+    assert_eq!(task.container_instance_arn(), Some(inst.as_str()));
+    assert_eq!(task.containers()[0].name(), Some("app"));
+    let pushed = held.await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the push took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(pushed.tasks.len(), 1);
+    assert_eq!(pushed.tasks[0].task_arn, arn);
+    assert_eq!(pushed.tasks[0].desired_status, "RUNNING");
+
+    // The instance shows the reservation.
+    let d = ecs
+        .describe_container_instances()
+        .cluster("c")
+        .container_instances(&inst)
+        .send()
+        .await
+        .unwrap();
+    let ci = &d.container_instances()[0];
+    let remaining = |name: &str| {
+        ci.remaining_resources()
+            .iter()
+            .find(|r| r.name() == Some(name))
+            .unwrap()
+            .integer_value()
+    };
+    assert_eq!(remaining("CPU"), 2048 - 128);
+    assert_eq!(remaining("MEMORY"), 4096 - 64);
+    assert_eq!(ci.pending_tasks_count(), 1);
+    assert!(ci.agent_connected());
+
+    // The agent reports RUNNING.
+    ecs.submit_task_state_change()
+        .cluster("c")
+        .task(&arn)
+        .status("RUNNING")
+        .containers(
+            ContainerStateChange::builder()
+                .container_name("app")
+                .runtime_id("abc123")
+                .status("RUNNING")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let t = ecs
+        .describe_tasks()
+        .cluster("c")
+        .tasks(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .clone();
+    assert_eq!(t.last_status(), Some("RUNNING"));
+    assert!(t.started_at().is_some());
+    assert_eq!(t.containers()[0].runtime_id(), Some("abc123"));
+    let c = ecs
+        .describe_clusters()
+        .clusters("c")
+        .send()
+        .await
+        .unwrap()
+        .clusters()[0]
+        .clone();
+    assert_eq!(
+        (
+            c.running_tasks_count(),
+            c.pending_tasks_count(),
+            c.registered_container_instances_count()
+        ),
+        (1, 0, 1)
+    );
+    assert_eq!(
+        ecs.list_tasks()
+            .cluster("c")
+            .send()
+            .await
+            .unwrap()
+            .task_arns(),
+        &[arn.clone()]
+    );
+    assert_eq!(
+        ecs.list_tasks()
+            .cluster("c")
+            .started_by("me")
+            .send()
+            .await
+            .unwrap()
+            .task_arns()
+            .len(),
+        1
+    );
+
+    // A backward report is ignored.
+    ecs.submit_task_state_change()
+        .cluster("c")
+        .task(&arn)
+        .status("PENDING")
+        .send()
+        .await
+        .unwrap();
+    let t = ecs
+        .describe_tasks()
+        .cluster("c")
+        .tasks(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .clone();
+    assert_eq!(t.last_status(), Some("RUNNING"));
+
+    // StopTask: desired STOPPED at once; the agent sees it; the agent reports STOPPED.
+    let stopped = ecs
+        .stop_task()
+        .cluster("c")
+        .task(&arn)
+        .reason("done here")
+        .send()
+        .await
+        .unwrap()
+        .task
+        .unwrap();
+    assert_eq!(stopped.desired_status(), Some("STOPPED"));
+    let p = poll(&ag, "c", &inst, pushed.generation, 0).await;
+    assert_eq!(p.tasks[0].desired_status, "STOPPED");
+    ecs.submit_task_state_change()
+        .cluster("c")
+        .task(&arn)
+        .status("STOPPED")
+        .containers(
+            ContainerStateChange::builder()
+                .container_name("app")
+                .status("STOPPED")
+                .exit_code(137)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let t = ecs
+        .describe_tasks()
+        .cluster("c")
+        .tasks(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .clone();
+    assert_eq!(t.last_status(), Some("STOPPED"));
+    assert_eq!(t.stopped_reason(), Some("done here"));
+    assert_eq!(t.stop_code().map(|c| c.as_str()), Some("UserInitiated"));
+    assert_eq!(t.containers()[0].exit_code(), Some(137));
+    assert!(t.stopped_at().is_some() && t.stopping_at().is_some());
+    // Resources are released; the task leaves the RUNNING list and shows under STOPPED.
+    let d = ecs
+        .describe_container_instances()
+        .cluster("c")
+        .container_instances(&inst)
+        .send()
+        .await
+        .unwrap();
+    let mem = d.container_instances()[0]
+        .remaining_resources()
+        .iter()
+        .find(|r| r.name() == Some("MEMORY"))
+        .unwrap()
+        .integer_value();
+    assert_eq!(mem, 4096);
+    assert!(ecs
+        .list_tasks()
+        .cluster("c")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .is_empty());
+    assert_eq!(
+        ecs.list_tasks()
+            .cluster("c")
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+            .send()
+            .await
+            .unwrap()
+            .task_arns(),
+        &[arn]
+    );
+}
+
+#[tokio::test]
+async fn essential_exit_sets_the_stop_code() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    register(&ecs, "default", "us-east-1a", 1024, 1024, &[]).await; // joins (and creates) "default"
+    register_td(&ecs, "exiter", 64).await;
+    let arn = ecs
+        .run_task()
+        .task_definition("exiter")
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .task_arn()
+        .unwrap()
+        .to_string();
+    ecs.submit_task_state_change()
+        .task(&arn)
+        .status("RUNNING")
+        .send()
+        .await
+        .unwrap();
+    ecs.submit_task_state_change()
+        .task(&arn)
+        .status("STOPPED")
+        .reason("Essential container in task exited")
+        .containers(
+            ContainerStateChange::builder()
+                .container_name("app")
+                .status("STOPPED")
+                .exit_code(3)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let t = ecs
+        .describe_tasks()
+        .tasks(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .clone();
+    assert_eq!(
+        t.stop_code().map(|c| c.as_str()),
+        Some("EssentialContainerExited")
+    );
+    assert_eq!(
+        t.stopped_reason(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(t.desired_status(), Some("STOPPED"));
+    assert_eq!(t.containers()[0].exit_code(), Some(3));
+}
+
+#[tokio::test]
+async fn placement_failures_through_the_api() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("p").send().await.unwrap();
+    let mut arns = Vec::new();
+    for i in 0..5 {
+        let attrs: &[(&str, &str)] = if i == 0 { &[("stack", "prod")] } else { &[] };
+        arns.push(
+            register(
+                &ecs,
+                "p",
+                &format!("us-east-1{}", ["a", "b", "c"][i % 3]),
+                1024,
+                512,
+                attrs,
+            )
+            .await,
+        );
+    }
+
+    // Too much memory → RESOURCE:MEMORY.
+    register_td(&ecs, "huge", 100_000).await;
+    let out = ecs
+        .run_task()
+        .cluster("p")
+        .task_definition("huge")
+        .send()
+        .await
+        .unwrap();
+    assert!(out.tasks().is_empty());
+    assert_eq!(out.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+    assert!(arns.contains(&out.failures()[0].arn().unwrap().to_string()));
+
+    // memberOf on a custom attribute.
+    register_td(&ecs, "small", 16).await;
+    let out = ecs
+        .run_task()
+        .cluster("p")
+        .task_definition("small")
+        .count(3)
+        .placement_constraints(
+            PlacementConstraint::builder()
+                .r#type(PlacementConstraintType::MemberOf)
+                .expression("attribute:stack == prod")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.tasks().len(), 3);
+    assert!(out
+        .tasks()
+        .iter()
+        .all(|t| t.container_instance_arn() == Some(arns[0].as_str())));
+
+    // distinctInstance with count 10 on 5 instances → 5 placed, 5 failures.
+    register_td(&ecs, "spread", 16).await;
+    let out = ecs
+        .run_task()
+        .cluster("p")
+        .task_definition("spread")
+        .count(10)
+        .placement_constraints(
+            PlacementConstraint::builder()
+                .r#type(PlacementConstraintType::DistinctInstance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.tasks().len(), 5);
+    assert_eq!(out.failures().len(), 5);
+    let mut used: Vec<_> = out
+        .tasks()
+        .iter()
+        .map(|t| t.container_instance_arn().unwrap().to_string())
+        .collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used.len(), 5);
+
+    // A DRAINING instance gets nothing.
+    ecs.update_container_instances_state()
+        .cluster("p")
+        .container_instances(&arns[0])
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    let out = ecs
+        .run_task()
+        .cluster("p")
+        .task_definition("small")
+        .placement_constraints(
+            PlacementConstraint::builder()
+                .r#type(PlacementConstraintType::MemberOf)
+                .expression("attribute:stack == prod")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(out.tasks().is_empty());
+
+    // count > 10 is refused as ECS does.
+    let err = ecs
+        .run_task()
+        .cluster("p")
+        .task_definition("small")
+        .count(11)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_exception());
+
+    // ListContainerInstances with the cluster query language.
+    let listed = ecs
+        .list_container_instances()
+        .cluster("p")
+        .filter("attribute:ecs.availability-zone == us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.container_instance_arns().len(), 2);
+    let bad = ecs
+        .list_container_instances()
+        .cluster("p")
+        .filter("attribute:x ==")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(bad.is_invalid_parameter_exception());
+}
+
+#[tokio::test]
+async fn concurrent_run_tasks_never_overcommit() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("race")
+        .send()
+        .await
+        .unwrap();
+    let inst = register(&ecs, "race", "us-east-1a", 10_000, 1000, &[]).await;
+    register_td(&ecs, "m100", 100).await;
+    let mut handles = Vec::new();
+    for _ in 0..15 {
+        let ecs = s.ecs();
+        handles.push(tokio::spawn(async move {
+            ecs.run_task()
+                .cluster("race")
+                .task_definition("m100")
+                .send()
+                .await
+                .unwrap()
+                .tasks()
+                .len()
+        }));
+    }
+    let mut placed = 0;
+    for h in handles {
+        placed += h.await.unwrap();
+    }
+    assert_eq!(placed, 10, "1000 MiB fits exactly ten 100 MiB tasks");
+    let d = ecs
+        .describe_container_instances()
+        .cluster("race")
+        .container_instances(&inst)
+        .send()
+        .await
+        .unwrap();
+    let mem = d.container_instances()[0]
+        .remaining_resources()
+        .iter()
+        .find(|r| r.name() == Some("MEMORY"))
+        .unwrap()
+        .integer_value();
+    assert_eq!(mem, 0);
+}
+
+#[tokio::test]
+async fn attributes_and_deregistration() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("a").send().await.unwrap();
+    let inst = register(&ecs, "a", "us-east-1a", 1024, 1024, &[]).await;
+    for i in 0..10 {
+        ecs.put_attributes()
+            .cluster("a")
+            .attributes(
+                Attribute::builder()
+                    .name(format!("k{i}"))
+                    .value("v")
+                    .target_id(&inst)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let err = ecs
+        .put_attributes()
+        .cluster("a")
+        .attributes(
+            Attribute::builder()
+                .name("eleventh")
+                .target_id(&inst)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_attribute_limit_exceeded_exception(), "{err:?}");
+    let listed = ecs
+        .list_attributes()
+        .cluster("a")
+        .target_type(aws_sdk_ecs::types::TargetType::ContainerInstance)
+        .attribute_name("k3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.attributes().len(), 1);
+    assert_eq!(listed.attributes()[0].target_id(), Some(inst.as_str()));
+
+    // Cluster with an instance cannot be deleted; after deregistration it can.
+    let err = ecs
+        .delete_cluster()
+        .cluster("a")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_cluster_contains_container_instances_exception());
+    register_td(&ecs, "t", 16).await;
+    ecs.run_task()
+        .cluster("a")
+        .task_definition("t")
+        .send()
+        .await
+        .unwrap();
+    let err = ecs
+        .deregister_container_instance()
+        .cluster("a")
+        .container_instance(&inst)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_exception());
+    let gone = ecs
+        .deregister_container_instance()
+        .cluster("a")
+        .container_instance(&inst)
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.container_instance.unwrap().status(), Some("INACTIVE"));
+    assert!(ecs
+        .list_container_instances()
+        .cluster("a")
+        .send()
+        .await
+        .unwrap()
+        .container_instance_arns()
+        .is_empty());
+    ecs.delete_cluster().cluster("a").send().await.unwrap();
+}
+
+#[tokio::test]
+async fn agent_role_key_can_do_agent_things_only() {
+    let s = TestServer::start().await;
+    let key =
+        berth_control_plane::admin::create_key(&s.app, berth_auth::Role::Agent, "agent", None)
+            .await
+            .unwrap();
+    let ag = s.ecs_as(&key.access_key_id, &key.secret_access_key);
+    let inst = register(&ag, "default", "us-east-1a", 1024, 1024, &[]).await;
+    assert!(inst.contains(":container-instance/default/"));
+    let err = ag
+        .run_task()
+        .task_definition("x")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        aws_sdk_ecs::error::ProvideErrorMetadata::code(&err),
+        Some("AccessDeniedException")
+    );
+}
