@@ -265,6 +265,13 @@ def main():
 
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
+    # The committed modules are rustfmt-formatted (cargo fmt would reformat them anyway), so format
+    # here too: regenerating must reproduce the committed file byte for byte.
+    import shutil
+    import subprocess
+
+    if shutil.which("rustfmt"):
+        subprocess.run(["rustfmt", "--edition", "2021", out], check=True)
 
 
 if __name__ == "__main__":
