@@ -81,3 +81,24 @@ pub struct DesiredTask {
     #[serde(default)]
     pub tags: Vec<ecs::Tag>,
 }
+
+/// `BerthAgent_20261122.ReportHealth`: container health from the agent's health checks. (ECS's
+/// `ContainerStateChange` has no health member; the ECS agent reports health on a side channel
+/// too.) The control plane sets each container's `healthStatus` and derives the task's.
+pub const REPORT_HEALTH_OPERATION: &str = "ReportHealth";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportHealthRequest {
+    pub cluster: String,
+    pub task_arn: String,
+    pub containers: Vec<ContainerHealth>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerHealth {
+    pub container_name: String,
+    /// HEALTHY, UNHEALTHY or UNKNOWN.
+    pub health_status: String,
+}

@@ -680,3 +680,53 @@ async fn agent_role_key_can_do_agent_things_only() {
         Some("AccessDeniedException")
     );
 }
+
+#[tokio::test]
+async fn health_reports_set_container_and_task_health() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    register(&ecs, "default", "us-east-1a", 1024, 1024, &[]).await;
+    register_td(&ecs, "h", 16).await;
+    let arn = ecs
+        .run_task()
+        .task_definition("h")
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .task_arn()
+        .unwrap()
+        .to_string();
+    let t = ecs
+        .describe_tasks()
+        .tasks(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .clone();
+    assert_eq!(t.health_status().map(|h| h.as_str()), Some("UNKNOWN"));
+    for (status, expected) in [("HEALTHY", "HEALTHY"), ("UNHEALTHY", "UNHEALTHY")] {
+        agent(&s)
+            .call(
+                "ecs",
+                &format!("{TARGET_PREFIX}.ReportHealth"),
+                &serde_json::json!({"cluster": "default", "taskArn": arn, "containers": [{"containerName": "app", "healthStatus": status}]}),
+            )
+            .await
+            .unwrap();
+        let t = ecs
+            .describe_tasks()
+            .tasks(&arn)
+            .send()
+            .await
+            .unwrap()
+            .tasks()[0]
+            .clone();
+        assert_eq!(t.health_status().map(|h| h.as_str()), Some(expected));
+        assert_eq!(
+            t.containers()[0].health_status().map(|h| h.as_str()),
+            Some(expected)
+        );
+    }
+}

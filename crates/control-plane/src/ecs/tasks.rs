@@ -1155,6 +1155,52 @@ pub async fn submit_task_state_change(
     })
 }
 
+/// The task's health: UNHEALTHY if any essential container is, HEALTHY if all essential
+/// containers are, otherwise unchanged (UNKNOWN).
+fn derive_task_health(t: &mut TaskRecord) {
+    let essential: Vec<&ContainerRecord> = t.containers.iter().filter(|c| c.essential).collect();
+    if essential
+        .iter()
+        .any(|c| c.health_status.as_deref() == Some("UNHEALTHY"))
+    {
+        t.health_status = Some("UNHEALTHY".into());
+    } else if !essential.is_empty()
+        && essential
+            .iter()
+            .all(|c| c.health_status.as_deref() == Some("HEALTHY"))
+    {
+        t.health_status = Some("HEALTHY".into());
+    }
+}
+
+/// `BerthAgent_20261122.ReportHealth` (see berth-agent-api).
+pub async fn report_health(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: berth_agent_api::ReportHealthRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))?;
+    let cluster = cluster_arg(Some(&req.cluster))?;
+    for c in &req.containers {
+        if !matches!(
+            c.health_status.as_str(),
+            "HEALTHY" | "UNHEALTHY" | "UNKNOWN"
+        ) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Invalid healthStatus {}.",
+                c.health_status
+            )));
+        }
+    }
+    apply_report(ctx, &cluster, &req.task_arn, None, |t, _| {
+        for h in &req.containers {
+            if let Some(c) = t.containers.iter_mut().find(|c| c.name == h.container_name) {
+                c.health_status = Some(h.health_status.clone());
+            }
+        }
+        derive_task_health(t);
+    })
+    .await?;
+    crate::wire::encode(&serde_json::json!({}))
+}
+
 pub async fn submit_container_state_change(
     ctx: &Ctx,
     req: ecs::SubmitContainerStateChangeRequest,
