@@ -5,6 +5,7 @@
 //! validation beyond "required members present" belongs to the control plane, which converts wire
 //! types into domain types.
 
+pub mod ecr;
 pub mod ecs;
 pub mod logs;
 
