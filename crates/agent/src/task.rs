@@ -1,0 +1,915 @@
+//! One task's owner: an actor that drives the task's containers towards the desired status and
+//! reports every change. See the crate docs for the state machine.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_agent_api::DesiredTask;
+use berth_runtime::{
+    ContainerEvent, ContainerId, ContainerRuntime, ContainerStatus, HealthStatus, Protocol,
+    RemoveOptions, RuntimeError,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{AgentConfig, ImagePullBehavior};
+use crate::control::{AttachmentReport, ContainerReport, TaskStateChange};
+use crate::reporter::Reporter;
+use crate::spec::{plan_task, Condition, ContainerPlan, TaskNetworkMode, TaskPlan};
+
+/// Known status of a container, as the agent tracks it. Only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerKnown {
+    /// Nothing done yet.
+    None,
+    /// Image present.
+    Pulled,
+    /// Created in the engine.
+    Created,
+    /// Running.
+    Running,
+    /// Exited (or never started because the task stopped first).
+    Stopped,
+}
+
+/// Known status of the task. Only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TaskKnown {
+    /// Resources, pulls, creates and starts in progress.
+    Pending,
+    /// Every container has been started.
+    Running,
+    /// Every container has stopped.
+    Stopped,
+}
+
+impl TaskKnown {
+    fn as_str(self) -> &'static str {
+        match self {
+            TaskKnown::Pending => "PENDING",
+            TaskKnown::Running => "RUNNING",
+            TaskKnown::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// Messages to a task actor.
+#[derive(Debug)]
+pub enum TaskMsg {
+    /// A new desired state for the task.
+    Desired(Box<DesiredTask>),
+    /// The control plane no longer lists the task: stop it.
+    Forgotten,
+    /// An engine event about one of the task's containers (or maybe not: ids are checked).
+    Event(ContainerEvent),
+    /// Events may have been missed: re-inspect every container.
+    Resync,
+}
+
+#[derive(Debug, Clone)]
+struct ContainerState {
+    plan: ContainerPlan,
+    known: ContainerKnown,
+    id: Option<ContainerId>,
+    exit_code: Option<i64>,
+    reason: Option<String>,
+    health: HealthStatus,
+    bindings: Vec<berth_runtime::PortMapping>,
+    image_digest: Option<String>,
+    ip: Option<String>,
+    waiting_since: Option<Instant>,
+}
+
+/// Shared, read-only context of every task actor.
+#[derive(Debug)]
+pub struct TaskContext {
+    /// The configuration.
+    pub config: AgentConfig,
+    /// Our container-instance ARN.
+    pub instance_arn: String,
+    /// Report queue.
+    pub reporter: Reporter,
+}
+
+fn epoch_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The actor. Build with [`TaskActor::new`], drive with [`TaskActor::run`].
+pub struct TaskActor<R: ContainerRuntime> {
+    runtime: Arc<R>,
+    ctx: Arc<TaskContext>,
+    desired: DesiredTask,
+    plan: Option<TaskPlan>,
+    known: TaskKnown,
+    stop: Option<(String, Option<String>)>,
+    containers: Vec<ContainerState>,
+    resources_ready: bool,
+    pull_started: Option<f64>,
+    pull_stopped: Option<f64>,
+    execution_stopped: Option<f64>,
+    stopped_at: Option<Instant>,
+    retry_at: Option<Instant>,
+    network_ip: Option<(String, Option<String>)>,
+    last_report: Option<TaskStateChange>,
+}
+
+impl<R: ContainerRuntime> TaskActor<R> {
+    /// A new actor for `desired`; `adopted` are existing containers of the task found in the
+    /// engine (name in the task definition → id).
+    pub fn new(
+        runtime: Arc<R>,
+        ctx: Arc<TaskContext>,
+        desired: DesiredTask,
+        adopted: Vec<(String, ContainerId)>,
+    ) -> Self {
+        let (plan, stop) = match plan_task(&desired, &ctx.config, &ctx.instance_arn) {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some((e.0, Some("TaskFailedToStart".to_string())))),
+        };
+        let containers = plan
+            .as_ref()
+            .map(|p| {
+                p.containers
+                    .iter()
+                    .map(|c| ContainerState {
+                        plan: c.clone(),
+                        known: ContainerKnown::None,
+                        id: adopted
+                            .iter()
+                            .find(|(n, _)| n == &c.name)
+                            .map(|(_, id)| id.clone()),
+                        exit_code: None,
+                        reason: None,
+                        health: HealthStatus::None,
+                        bindings: Vec::new(),
+                        image_digest: None,
+                        ip: None,
+                        waiting_since: None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let adopted_any = !adopted.is_empty();
+        Self {
+            runtime,
+            ctx,
+            desired,
+            plan,
+            known: TaskKnown::Pending,
+            stop,
+            containers,
+            resources_ready: adopted_any,
+            pull_started: None,
+            pull_stopped: None,
+            execution_stopped: None,
+            stopped_at: None,
+            retry_at: None,
+            network_ip: None,
+            last_report: None,
+        }
+    }
+
+    fn arn(&self) -> &str {
+        &self.desired.task_arn
+    }
+
+    /// Runs until the task is stopped and cleaned up (then sends its ARN on `done`), or until
+    /// the mailbox closes (agent shutdown: containers are left as they are).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<TaskMsg>, done: mpsc::Sender<String>) {
+        // Adopted containers: learn their state first.
+        for i in 0..self.containers.len() {
+            if self.containers[i].id.is_some() {
+                self.containers[i].known = ContainerKnown::Created;
+                self.refresh(i).await;
+            }
+        }
+        loop {
+            self.step().await;
+            if self.known == TaskKnown::Stopped {
+                let cleanup_at = self.stopped_at.unwrap_or_else(Instant::now)
+                    + self.ctx.config.task_cleanup_wait;
+                if Instant::now() >= cleanup_at {
+                    self.cleanup().await;
+                    let _ = done.send(self.arn().to_string()).await;
+                    return;
+                }
+            }
+            let wake = self.next_deadline();
+            let msg = match wake {
+                Some(at) => tokio::select! {
+                    m = rx.recv() => m,
+                    _ = tokio::time::sleep_until(at) => continue,
+                },
+                None => rx.recv().await,
+            };
+            let Some(msg) = msg else {
+                return;
+            };
+            self.handle(msg).await;
+            // Drain whatever else is queued before stepping again.
+            while let Ok(msg) = rx.try_recv() {
+                self.handle(msg).await;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut at: Option<Instant> = self.retry_at;
+        let mut consider = |t: Instant| {
+            at = Some(at.map_or(t, |a| a.min(t)));
+        };
+        if self.known == TaskKnown::Stopped {
+            consider(
+                self.stopped_at.unwrap_or_else(Instant::now) + self.ctx.config.task_cleanup_wait,
+            );
+        }
+        for c in &self.containers {
+            if let Some(since) = c.waiting_since {
+                consider(since + c.plan.start_timeout);
+            }
+        }
+        at
+    }
+
+    async fn handle(&mut self, msg: TaskMsg) {
+        match msg {
+            TaskMsg::Desired(d) => {
+                if d.desired_status == "STOPPED" && self.desired.desired_status != "STOPPED" {
+                    tracing::info!(task = %self.arn(), reason = ?d.stopped_reason, "task desired STOPPED");
+                }
+                // Desired status only moves forward.
+                if self.desired.desired_status == "STOPPED" {
+                    return;
+                }
+                self.desired = *d;
+            }
+            TaskMsg::Forgotten => {
+                if self.desired.desired_status != "STOPPED" {
+                    self.desired.desired_status = "STOPPED".into();
+                    self.desired.stopped_reason =
+                        Some("Task no longer in the control plane's desired state".into());
+                }
+            }
+            TaskMsg::Event(ev) => {
+                if let Some(i) = self
+                    .containers
+                    .iter()
+                    .position(|c| c.id.as_ref() == Some(&ev.id))
+                {
+                    self.refresh(i).await;
+                }
+            }
+            TaskMsg::Resync => {
+                self.retry_at = None;
+                for i in 0..self.containers.len() {
+                    if self.containers[i].id.is_some() {
+                        self.refresh(i).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-inspects container `i` and moves its known state forward.
+    async fn refresh(&mut self, i: usize) {
+        let Some(id) = self.containers[i].id.clone() else {
+            return;
+        };
+        match self.runtime.inspect_container(&id).await {
+            Ok(info) => {
+                let c = &mut self.containers[i];
+                if c.known == ContainerKnown::Stopped {
+                    return;
+                }
+                c.health = info.state.health;
+                match info.state.status {
+                    ContainerStatus::Running | ContainerStatus::Paused => {
+                        c.known = ContainerKnown::Running;
+                        c.bindings = info.ports.clone();
+                        c.ip = info.networks.values().find_map(|n| n.ipv4_address.clone());
+                    }
+                    s if s.is_terminal() => {
+                        if c.known >= ContainerKnown::Created {
+                            c.known = ContainerKnown::Stopped;
+                            c.exit_code = info.state.exit_code;
+                            if info.state.oom_killed {
+                                c.reason = Some(
+                                    "OutOfMemoryError: Container killed due to memory usage".into(),
+                                );
+                            }
+                            tracing::info!(task = %self.desired.task_arn, container = %c.plan.name, exit_code = ?c.exit_code, "container stopped");
+                        }
+                    }
+                    _ => {
+                        if c.known < ContainerKnown::Created {
+                            c.known = ContainerKnown::Created;
+                        }
+                    }
+                }
+                if c.image_digest.is_none() {
+                    if let Ok(img) = self.runtime.inspect_image(&info.image_id).await {
+                        self.containers[i].image_digest = img.digest;
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                let c = &mut self.containers[i];
+                if c.known >= ContainerKnown::Created && c.known < ContainerKnown::Stopped {
+                    c.known = ContainerKnown::Stopped;
+                    c.reason = Some(format!(
+                        "CannotInspectContainerError: container {} was removed",
+                        id.short()
+                    ));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(task = %self.desired.task_arn, container = %self.containers[i].plan.name, error = %e, "inspect failed");
+                self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+            }
+        }
+    }
+
+    /// Advances the task as far as it can go now, reporting each change.
+    async fn step(&mut self) {
+        if self.known == TaskKnown::Stopped {
+            return;
+        }
+        loop {
+            if self.desired.desired_status == "STOPPED" && self.stop.is_none() {
+                self.stop = Some((
+                    self.desired
+                        .stopped_reason
+                        .clone()
+                        .unwrap_or_else(|| "Task stopped by the control plane".into()),
+                    self.desired.stop_code.clone(),
+                ));
+            }
+            if self.stop.is_some() {
+                self.report();
+                if self.stop_all().await {
+                    self.known = TaskKnown::Stopped;
+                    self.execution_stopped = Some(epoch_secs(SystemTime::now()));
+                    self.stopped_at = Some(Instant::now());
+                    tracing::info!(task = %self.arn(), reason = ?self.stop.as_ref().map(|s| &s.0), "task stopped");
+                    self.report();
+                } else {
+                    self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                    self.report();
+                }
+                return;
+            }
+            self.report();
+            if !self.resources_ready {
+                match self.create_resources().await {
+                    Ok(()) => self.resources_ready = true,
+                    Err(e) if e.is_transient() => {
+                        self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                        return;
+                    }
+                    Err(e) => {
+                        self.fail(e.ecs_reason());
+                        continue;
+                    }
+                }
+            }
+            if self.pull_stopped.is_none()
+                && self
+                    .containers
+                    .iter()
+                    .any(|c| c.known == ContainerKnown::None)
+            {
+                if let Err(reason) = self.pull_all().await {
+                    self.fail(reason);
+                    continue;
+                }
+                self.report();
+            }
+            let mut progressed = false;
+            for i in 0..self.containers.len() {
+                if self.stop.is_some() {
+                    break;
+                }
+                if self.containers[i].known >= ContainerKnown::Running {
+                    continue;
+                }
+                match self.dependencies(i) {
+                    Deps::Wait => {
+                        let c = &mut self.containers[i];
+                        let since = *c.waiting_since.get_or_insert_with(Instant::now);
+                        if Instant::now() >= since + c.plan.start_timeout {
+                            let waiting: Vec<String> = c
+                                .plan
+                                .depends_on
+                                .iter()
+                                .map(|(d, cond)| format!("{d} ({})", cond.as_str()))
+                                .collect();
+                            let reason = format!(
+                                "CannotStartContainerError: container {} timed out waiting for its dependencies {}",
+                                c.plan.name,
+                                waiting.join(", ")
+                            );
+                            c.reason = Some(reason.clone());
+                            self.fail(reason);
+                        }
+                    }
+                    Deps::Impossible(reason) => {
+                        self.containers[i].reason = Some(reason.clone());
+                        self.fail(reason);
+                    }
+                    Deps::Ready => {
+                        self.containers[i].waiting_since = None;
+                        if let Err(reason) = self.create_and_start(i).await {
+                            self.containers[i].reason = Some(reason.clone());
+                            self.fail(reason);
+                        } else {
+                            progressed = true;
+                        }
+                        self.report();
+                    }
+                }
+            }
+            if self.stop.is_some() {
+                continue;
+            }
+            // An essential container that exited stops the task.
+            if let Some(c) = self
+                .containers
+                .iter()
+                .find(|c| c.plan.essential && c.known == ContainerKnown::Stopped)
+            {
+                tracing::info!(task = %self.arn(), container = %c.plan.name, exit_code = ?c.exit_code, "essential container exited");
+                self.stop = Some((
+                    "Essential container in task exited".into(),
+                    Some("EssentialContainerExited".into()),
+                ));
+                continue;
+            }
+            if self.known == TaskKnown::Pending
+                && self
+                    .containers
+                    .iter()
+                    .all(|c| c.known >= ContainerKnown::Running)
+            {
+                self.known = TaskKnown::Running;
+                tracing::info!(task = %self.arn(), "task running");
+            }
+            self.report();
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.stop.is_none() {
+            tracing::warn!(task = %self.arn(), %reason, "task failed");
+            let code = if self.known == TaskKnown::Pending {
+                "TaskFailedToStart"
+            } else {
+                "EssentialContainerExited"
+            };
+            self.stop = Some((reason, Some(code.into())));
+        }
+    }
+
+    fn dependencies(&self, i: usize) -> Deps {
+        let mut ready = true;
+        for (dep, cond) in &self.containers[i].plan.depends_on {
+            let Some(d) = self.containers.iter().find(|c| &c.plan.name == dep) else {
+                continue;
+            };
+            let ok = match cond {
+                Condition::Start => d.known >= ContainerKnown::Running,
+                Condition::Complete => d.known == ContainerKnown::Stopped,
+                Condition::Success => {
+                    if d.known == ContainerKnown::Stopped && d.exit_code != Some(0) {
+                        return Deps::Impossible(format!(
+                            "CannotStartContainerError: dependency {dep} exited with code {}; condition SUCCESS can no longer be met",
+                            d.exit_code.map_or("unknown".into(), |c| c.to_string())
+                        ));
+                    }
+                    d.known == ContainerKnown::Stopped
+                }
+                Condition::Healthy => {
+                    if d.known == ContainerKnown::Stopped || d.health == HealthStatus::Unhealthy {
+                        return Deps::Impossible(format!(
+                            "CannotStartContainerError: dependency {dep} did not become HEALTHY"
+                        ));
+                    }
+                    d.health == HealthStatus::Healthy
+                }
+            };
+            ready &= ok;
+        }
+        if ready {
+            Deps::Ready
+        } else {
+            Deps::Wait
+        }
+    }
+
+    async fn create_resources(&mut self) -> Result<(), RuntimeError> {
+        let Some(plan) = &self.plan else {
+            return Ok(());
+        };
+        if let Some(net) = &plan.network {
+            match self.runtime.create_network(net).await {
+                Ok(_) => {}
+                Err(RuntimeError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for v in &plan.task_volumes {
+            self.runtime.create_volume(v).await?;
+        }
+        Ok(())
+    }
+
+    async fn pull_all(&mut self) -> Result<(), String> {
+        self.pull_started = Some(epoch_secs(SystemTime::now()));
+        self.report();
+        let behavior = self.ctx.config.image_pull_behavior;
+        let mut images: Vec<String> = Vec::new();
+        for c in &self.containers {
+            if c.known == ContainerKnown::None && !images.contains(&c.plan.image) {
+                images.push(c.plan.image.clone());
+            }
+        }
+        let mut result = Ok(());
+        for image in &images {
+            let local = matches!(
+                behavior,
+                ImagePullBehavior::Once | ImagePullBehavior::PreferCached
+            ) && self.runtime.image_exists(image).await.unwrap_or(false);
+            if local {
+                continue;
+            }
+            tracing::info!(task = %self.arn(), %image, "pulling image");
+            match self.runtime.pull_image(image, None).await {
+                Ok(_) => {}
+                Err(e) => {
+                    let cached = behavior == ImagePullBehavior::Default
+                        && self.runtime.image_exists(image).await.unwrap_or(false);
+                    if cached {
+                        tracing::warn!(task = %self.arn(), %image, error = %e, "pull failed; using the cached image");
+                    } else {
+                        let reason = e.ecs_reason();
+                        for c in self.containers.iter_mut() {
+                            if &c.plan.image == image {
+                                c.reason = Some(reason.clone());
+                            }
+                        }
+                        result = Err(reason);
+                        break;
+                    }
+                }
+            }
+        }
+        self.pull_stopped = Some(epoch_secs(SystemTime::now()));
+        if result.is_ok() {
+            for c in self.containers.iter_mut() {
+                if c.known == ContainerKnown::None {
+                    c.known = ContainerKnown::Pulled;
+                }
+            }
+        }
+        result
+    }
+
+    async fn create_and_start(&mut self, i: usize) -> Result<(), String> {
+        if self.containers[i].id.is_none() {
+            let spec = self.containers[i].plan.spec.clone();
+            let id = match self.runtime.create_container(&spec).await {
+                Ok(id) => id,
+                Err(RuntimeError::NameConflict { .. }) => {
+                    // Ours from an earlier life: adopt it.
+                    match self
+                        .runtime
+                        .inspect_container(&ContainerId::new(spec.name.clone()))
+                        .await
+                    {
+                        Ok(info) => info.id,
+                        Err(e) => return Err(e.ecs_reason()),
+                    }
+                }
+                Err(e) => return Err(create_reason(&e)),
+            };
+            tracing::info!(task = %self.arn(), container = %spec.name, id = %id.short(), "container created");
+            self.containers[i].id = Some(id);
+            self.containers[i].known = ContainerKnown::Created;
+        }
+        let Some(id) = self.containers[i].id.clone() else {
+            return Ok(());
+        };
+        if let Err(e) = self.runtime.start_container(&id).await {
+            let reason = match e {
+                RuntimeError::StartFailed { .. } => e.ecs_reason(),
+                other => format!(
+                    "CannotStartContainerError: {}",
+                    other
+                        .ecs_reason()
+                        .split_once(": ")
+                        .map_or(other.to_string(), |(_, m)| m.to_string())
+                ),
+            };
+            self.containers[i].known = ContainerKnown::Stopped;
+            return Err(reason);
+        }
+        self.refresh(i).await;
+        if self.containers[i].known < ContainerKnown::Running {
+            // Started and already gone, or a slow engine: count it as started.
+            if self.containers[i].known < ContainerKnown::Stopped {
+                self.containers[i].known = ContainerKnown::Running;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every container, dependents before their dependencies. True when all stopped.
+    async fn stop_all(&mut self) -> bool {
+        // Never-created containers are simply STOPPED.
+        for c in self.containers.iter_mut() {
+            if c.id.is_none() && c.known < ContainerKnown::Stopped {
+                c.known = ContainerKnown::Stopped;
+            }
+        }
+        loop {
+            let live: Vec<usize> = (0..self.containers.len())
+                .filter(|&i| self.containers[i].known < ContainerKnown::Stopped)
+                .collect();
+            if live.is_empty() {
+                return true;
+            }
+            // A wave: live containers no other live container depends on.
+            let wave: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let name = &self.containers[i].plan.name;
+                    !live.iter().any(|&j| {
+                        j != i
+                            && self.containers[j]
+                                .plan
+                                .depends_on
+                                .iter()
+                                .any(|(d, _)| d == name)
+                    })
+                })
+                .collect();
+            let wave = if wave.is_empty() { live } else { wave };
+            let runtime = self.runtime.clone();
+            let jobs = wave.iter().map(|&i| {
+                let c = &self.containers[i];
+                let id = c.id.clone();
+                let timeout = c.plan.stop_timeout;
+                let runtime = runtime.clone();
+                async move {
+                    match id {
+                        Some(id) => runtime.stop_container(&id, timeout).await,
+                        None => Ok(()),
+                    }
+                }
+            });
+            let results = futures::future::join_all(jobs).await;
+            let mut ok = true;
+            for (&i, r) in wave.iter().zip(results) {
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        tracing::warn!(task = %self.arn(), container = %self.containers[i].plan.name, error = %e, "stop failed");
+                        ok = false;
+                    }
+                }
+                self.refresh(i).await;
+                let c = &mut self.containers[i];
+                if c.known == ContainerKnown::Created {
+                    // Created but never started.
+                    c.known = ContainerKnown::Stopped;
+                }
+            }
+            if !ok {
+                return false;
+            }
+            if wave
+                .iter()
+                .any(|&i| self.containers[i].known < ContainerKnown::Stopped)
+            {
+                return false;
+            }
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        for c in &self.containers {
+            if let Some(id) = &c.id {
+                match self
+                    .runtime
+                    .remove_container(
+                        id,
+                        RemoveOptions {
+                            force: true,
+                            remove_volumes: true,
+                        },
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        tracing::warn!(task = %self.arn(), container = %c.plan.name, error = %e, "container removal failed")
+                    }
+                }
+            }
+        }
+        if let Some(plan) = &self.plan {
+            for v in &plan.task_volumes {
+                if let Err(e) = self.runtime.remove_volume(&v.name, true).await {
+                    if !e.is_not_found() {
+                        tracing::warn!(task = %self.arn(), volume = %v.name, error = %e, "volume removal failed");
+                    }
+                }
+            }
+            if let Some(net) = &plan.network {
+                if let Err(e) = self.runtime.remove_network(&net.name).await {
+                    if !e.is_not_found() {
+                        tracing::warn!(task = %self.arn(), network = %net.name, error = %e, "network removal failed");
+                    }
+                }
+            }
+        }
+        self.ctx.reporter.forget(&self.desired.task_arn);
+        tracing::info!(task = %self.arn(), "task cleaned up");
+    }
+
+    /// The task's complete state as a report.
+    pub fn snapshot(&self) -> TaskStateChange {
+        let awsvpc = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.network_mode == TaskNetworkMode::Awsvpc);
+        let containers: Vec<ContainerReport> = self
+            .containers
+            .iter()
+            .map(|c| {
+                let status = match c.known {
+                    ContainerKnown::Running => "RUNNING",
+                    ContainerKnown::Stopped => "STOPPED",
+                    _ => "PENDING",
+                };
+                let mut network_bindings: Vec<berth_ecs_api::ecs::NetworkBinding> = c
+                    .bindings
+                    .iter()
+                    .map(|b| binding(&b.host_ip, b.container_port, b.host_port, b.protocol))
+                    .collect();
+                if c.known == ContainerKnown::Running {
+                    for (port, proto) in &c.plan.host_mode_ports {
+                        network_bindings.push(binding("0.0.0.0", *port, *port, *proto));
+                    }
+                }
+                ContainerReport {
+                    name: c.plan.name.clone(),
+                    runtime_id: c.id.as_ref().map(|i| i.to_string()),
+                    status: status.into(),
+                    exit_code: c.exit_code.map(|e| i32::try_from(e).unwrap_or(-1)),
+                    reason: c.reason.clone(),
+                    network_bindings,
+                    image_digest: c.image_digest.clone(),
+                    health_status: c.plan.has_health_check.then(|| health_str(c.health).into()),
+                    private_ipv4: if awsvpc { c.ip.clone() } else { None },
+                }
+            })
+            .collect();
+        let task_health = {
+            let checked: Vec<&ContainerState> = self
+                .containers
+                .iter()
+                .filter(|c| c.plan.essential && c.plan.has_health_check)
+                .collect();
+            if checked.is_empty() {
+                None
+            } else if checked.iter().any(|c| c.health == HealthStatus::Unhealthy) {
+                Some("UNHEALTHY")
+            } else if checked.iter().all(|c| c.health == HealthStatus::Healthy) {
+                Some("HEALTHY")
+            } else {
+                Some("UNKNOWN")
+            }
+        };
+        let attachments = if awsvpc {
+            let ip = self.containers.iter().find_map(|c| c.ip.clone());
+            let status = match self.known {
+                TaskKnown::Stopped => "DELETED",
+                _ if ip.is_some() => "ATTACHED",
+                _ => "PRECREATED",
+            };
+            let mut details = vec![(
+                "networkName".to_string(),
+                self.plan
+                    .as_ref()
+                    .and_then(|p| p.network.as_ref())
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default(),
+            )];
+            if let Some(ip) = ip {
+                details.push(("privateIPv4Address".into(), ip));
+            }
+            vec![AttachmentReport {
+                arn: attachment_arn(&self.desired.task_arn),
+                kind: "ElasticNetworkInterface".into(),
+                status: status.into(),
+                details,
+            }]
+        } else {
+            Vec::new()
+        };
+        let _ = &self.network_ip;
+        TaskStateChange {
+            cluster: self.ctx.config.cluster.clone(),
+            task_arn: self.desired.task_arn.clone(),
+            status: self.known.as_str().into(),
+            reason: if self.known == TaskKnown::Stopped {
+                self.stop.as_ref().map(|s| s.0.clone())
+            } else {
+                None
+            },
+            stop_code: if self.known == TaskKnown::Stopped {
+                self.stop.as_ref().and_then(|s| s.1.clone())
+            } else {
+                None
+            },
+            containers,
+            attachments,
+            pull_started_at: self.pull_started,
+            pull_stopped_at: self.pull_stopped,
+            execution_stopped_at: self.execution_stopped,
+            health_status: task_health.map(String::from),
+        }
+    }
+
+    fn report(&mut self) {
+        let snap = self.snapshot();
+        if self.last_report.as_ref() != Some(&snap) {
+            self.ctx.reporter.submit(snap.clone());
+            self.last_report = Some(snap);
+        }
+    }
+}
+
+enum Deps {
+    Ready,
+    Wait,
+    Impossible(String),
+}
+
+fn create_reason(e: &RuntimeError) -> String {
+    match e {
+        RuntimeError::ImageNotFound { .. } => e.ecs_reason(),
+        RuntimeError::CreateFailed { message } | RuntimeError::Other { message } => {
+            format!("CannotCreateContainerError: {message}")
+        }
+        RuntimeError::Conflict { message } => format!("CannotCreateContainerError: {message}"),
+        other => format!("CannotCreateContainerError: {other}"),
+    }
+}
+
+fn health_str(h: HealthStatus) -> &'static str {
+    match h {
+        HealthStatus::Healthy => "HEALTHY",
+        HealthStatus::Unhealthy => "UNHEALTHY",
+        HealthStatus::Starting | HealthStatus::None => "UNKNOWN",
+    }
+}
+
+fn binding(
+    host_ip: &str,
+    container_port: u16,
+    host_port: u16,
+    protocol: Protocol,
+) -> berth_ecs_api::ecs::NetworkBinding {
+    berth_ecs_api::ecs::NetworkBinding {
+        bind_ip: Some(host_ip.to_string()),
+        container_port: Some(i32::from(container_port)),
+        host_port: Some(i32::from(host_port)),
+        protocol: Some(match protocol {
+            Protocol::Tcp => berth_ecs_api::ecs::TransportProtocol::Tcp,
+            Protocol::Udp => berth_ecs_api::ecs::TransportProtocol::Udp,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The awsvpc attachment ARN the agent reports for a task:
+/// `arn:…:attachment/<task id>` in the task's partition, region and account.
+pub fn attachment_arn(task_arn: &str) -> String {
+    match task_arn.split_once(":task/") {
+        Some((prefix, rest)) => {
+            let id = rest.rsplit('/').next().unwrap_or(rest);
+            format!("{prefix}:attachment/{id}")
+        }
+        None => format!("{task_arn}/attachment"),
+    }
+}
