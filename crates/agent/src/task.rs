@@ -112,7 +112,6 @@ pub struct TaskActor<R: ContainerRuntime> {
     execution_stopped: Option<f64>,
     stopped_at: Option<Instant>,
     retry_at: Option<Instant>,
-    network_ip: Option<(String, Option<String>)>,
     last_report: Option<TaskStateChange>,
 }
 
@@ -167,7 +166,6 @@ impl<R: ContainerRuntime> TaskActor<R> {
             execution_stopped: None,
             stopped_at: None,
             retry_at: None,
-            network_ip: None,
             last_report: None,
         }
     }
@@ -310,7 +308,8 @@ impl<R: ContainerRuntime> TaskActor<R> {
                     }
                 }
                 if c.image_digest.is_none() {
-                    if let Ok(img) = self.runtime.inspect_image(&info.image_id).await {
+                    let image = c.plan.image.clone();
+                    if let Ok(img) = self.runtime.inspect_image(&image).await {
                         self.containers[i].image_digest = img.digest;
                     }
                 }
@@ -826,7 +825,6 @@ impl<R: ContainerRuntime> TaskActor<R> {
         } else {
             Vec::new()
         };
-        let _ = &self.network_ip;
         TaskStateChange {
             cluster: self.ctx.config.cluster.clone(),
             task_arn: self.desired.task_arn.clone(),
