@@ -1,5 +1,6 @@
 //! `berth`: the one binary. Thin: configuration and wiring; the work lives in the crates.
 
+mod agent;
 mod keys;
 mod server;
 
@@ -25,6 +26,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Manage access keys (admin, agent, readonly) of a running control plane.
     Keys(keys::KeysArgs),
+    /// The per-host agent: joins a cluster and runs its tasks in Docker.
+    Agent(agent::AgentArgs),
 }
 
 /// Flags shared by every command that finds the data directory.
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::Up(args) => server::run(args, true).await,
             Command::Server(args) => server::run(args, false).await,
             Command::Keys(args) => keys::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
         }
     });
     match result {
