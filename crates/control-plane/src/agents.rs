@@ -17,13 +17,39 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-#[derive(Default)]
 pub struct AgentHub {
     last_seen: Mutex<HashMap<String, Instant>>,
     generations: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// When this replica started: an agent is never presumed lost sooner than this + the timeout
+    /// (after a control-plane restart nobody has polled yet).
+    started: Instant,
+}
+
+impl Default for AgentHub {
+    fn default() -> Self {
+        Self {
+            last_seen: Mutex::default(),
+            generations: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 impl AgentHub {
+    /// The instance's agent has been silent for longer than `after` (and this replica has been
+    /// up that long): its tasks are presumed lost.
+    pub fn lost(&self, instance_id: &str, after: Duration) -> bool {
+        if self.started.elapsed() < after {
+            return false;
+        }
+        let seen = self
+            .last_seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(instance_id).copied());
+        seen.is_none_or(|t| t.elapsed() >= after)
+    }
+
     /// Records agent activity for a container instance (a poll or a registration).
     pub fn seen(&self, instance_id: &str) {
         if let Ok(mut m) = self.last_seen.lock() {

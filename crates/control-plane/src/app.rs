@@ -22,6 +22,8 @@ pub struct App {
     pub agents: crate::agents::AgentHub,
     /// The endpoint agents are told to use (DiscoverPollEndpoint); set by the binary at startup.
     pub endpoint: std::sync::OnceLock<String>,
+    /// Wakes the service scheduler (a service changed, a task changed state).
+    pub scheduler_wake: tokio::sync::Notify,
 }
 
 impl App {
@@ -40,6 +42,7 @@ impl App {
             logs: std::sync::OnceLock::new(),
             agents: crate::agents::AgentHub::default(),
             endpoint: std::sync::OnceLock::new(),
+            scheduler_wake: tokio::sync::Notify::new(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod records;
 pub mod repo;
 pub mod server;
+pub mod service_scheduler;
 pub mod wire;
 
 pub use app::App;

@@ -248,6 +248,9 @@ pub struct TaskRecord {
     pub client_token: Option<String>,
     #[serde(default)]
     pub enable_execute_command: bool,
+    /// Scale-in protection (UpdateTaskProtection): protected until this epoch time.
+    #[serde(default)]
+    pub protected_until: Option<f64>,
 }
 
 /// RunTask idempotency: a clientToken remembers what it started.
@@ -256,4 +259,84 @@ pub struct ClientTokenRecord {
     pub fingerprint: String,
     pub task_ids: Vec<String>,
     pub created_at: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub id: String,
+    /// PRIMARY or ACTIVE.
+    pub status: String,
+    pub task_definition: String,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    pub rollout_state: String,
+    #[serde(default)]
+    pub rollout_state_reason: Option<String>,
+    pub created_at: f64,
+    pub updated_at: f64,
+    #[serde(default)]
+    pub next_launch_at: f64,
+    #[serde(default)]
+    pub failures_seen: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceEventRecord {
+    pub id: String,
+    pub created_at: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    pub cluster: String,
+    /// ACTIVE, DRAINING or INACTIVE.
+    pub status: String,
+    pub desired_count: u32,
+    /// REPLICA or DAEMON.
+    pub scheduling_strategy: String,
+    pub launch_type: String,
+    /// The PRIMARY deployment's task definition ARN.
+    pub task_definition: String,
+    pub deployments: Vec<DeploymentRecord>,
+    pub maximum_percent: u32,
+    pub minimum_healthy_percent: u32,
+    #[serde(default)]
+    pub circuit_breaker: Option<ecs::DeploymentCircuitBreaker>,
+    #[serde(default)]
+    pub deployment_configuration: Option<ecs::DeploymentConfiguration>,
+    #[serde(default)]
+    pub placement_constraints: Vec<ecs::PlacementConstraint>,
+    #[serde(default)]
+    pub placement_strategy: Vec<ecs::PlacementStrategy>,
+    #[serde(default)]
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
+    #[serde(default)]
+    pub load_balancers: Vec<ecs::LoadBalancer>,
+    #[serde(default)]
+    pub service_registries: Vec<ecs::ServiceRegistry>,
+    #[serde(default)]
+    pub health_check_grace_period_seconds: Option<i32>,
+    #[serde(default)]
+    pub propagate_tags: Option<String>,
+    #[serde(default)]
+    pub enable_ecs_managed_tags: bool,
+    #[serde(default)]
+    pub enable_execute_command: bool,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    pub created_at: f64,
+    pub created_by: String,
+    #[serde(default)]
+    pub events: Vec<ServiceEventRecord>,
+    #[serde(default)]
+    pub last_steady_event_at: Option<f64>,
+    #[serde(default)]
+    pub last_completed_task_definition: Option<String>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+    #[serde(default)]
+    pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }

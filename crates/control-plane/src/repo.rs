@@ -45,6 +45,10 @@ pub mod keys {
     pub fn services_in(cluster: &str) -> String {
         format!("ecs/services/{cluster}/")
     }
+    pub const SERVICES: &str = "ecs/services/";
+    pub fn service(cluster: &str, name: &str) -> String {
+        format!("ecs/services/{cluster}/{name}")
+    }
     pub const SETTINGS: &str = "ecs/settings/";
     pub fn setting(principal: &str, name: &str) -> String {
         format!("{SETTINGS}{principal}|{name}")

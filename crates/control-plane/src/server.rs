@@ -259,10 +259,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // The key watch holds the store: it must end with the server so the store can close.
     let watch = app.keys.spawn_watch(app.repo.clone());
+    let scheduler = crate::service_scheduler::spawn(app.clone());
     let result = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await;
     watch.abort();
+    scheduler.abort();
     let _ = watch.await;
+    let _ = scheduler.await;
     result
 }

@@ -5,7 +5,8 @@ use berth_ecs_api::ecs::Operation;
 
 #[test]
 fn readme_compatibility_table_matches_the_dispatcher() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     for op in Operation::ALL {
         let row = readme
             .lines()
@@ -15,9 +16,17 @@ fn readme_compatibility_table_matches_the_dispatcher() {
         let implemented = berth_control_plane::ecs::implemented(*op);
         match status {
             "supported" | "partial" => {
-                assert!(implemented, "README says {status} for {}, but it is not implemented", op.as_str())
+                assert!(
+                    implemented,
+                    "README says {status} for {}, but it is not implemented",
+                    op.as_str()
+                )
             }
-            "not yet" => assert!(!implemented, "README says not yet for {}, but it is implemented", op.as_str()),
+            "not yet" => assert!(
+                !implemented,
+                "README says not yet for {}, but it is implemented",
+                op.as_str()
+            ),
             other => panic!("unknown status {other:?} for {}", op.as_str()),
         }
     }

@@ -3,7 +3,9 @@
 mod common;
 
 use aws_sdk_ecs::error::ProvideErrorMetadata;
-use aws_sdk_ecs::types::{ClusterField, ContainerDefinition, KeyValuePair, PortMapping, Tag, TaskDefinitionStatus};
+use aws_sdk_ecs::types::{
+    ClusterField, ContainerDefinition, KeyValuePair, PortMapping, Tag, TaskDefinitionStatus,
+};
 use common::TestServer;
 
 fn sleep_container() -> ContainerDefinition {
@@ -23,7 +25,10 @@ async fn clusters_crud_and_errors() {
     let ecs = s.ecs();
     let c = ecs.create_cluster().send().await.unwrap().cluster.unwrap();
     assert_eq!(c.cluster_name(), Some("default"));
-    assert_eq!(c.cluster_arn(), Some("arn:aws:ecs:us-east-1:000000000000:cluster/default"));
+    assert_eq!(
+        c.cluster_arn(),
+        Some("arn:aws:ecs:us-east-1:000000000000:cluster/default")
+    );
     assert_eq!(c.status(), Some("ACTIVE"));
 
     ecs.create_cluster()
@@ -43,16 +48,35 @@ async fn clusters_crud_and_errors() {
     assert_eq!(d.clusters().len(), 1);
     assert_eq!(d.clusters()[0].tags()[0].key(), Some("team"));
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
-    assert_eq!(d.failures()[0].arn(), Some("arn:aws:ecs:us-east-1:000000000000:cluster/missing"));
+    assert_eq!(
+        d.failures()[0].arn(),
+        Some("arn:aws:ecs:us-east-1:000000000000:cluster/missing")
+    );
 
-    let err = ecs.delete_cluster().cluster("missing").send().await.unwrap_err().into_service_error();
+    let err = ecs
+        .delete_cluster()
+        .cluster("missing")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert!(err.is_cluster_not_found_exception(), "{err:?}");
     assert_eq!(err.message(), Some("Cluster not found."));
 
-    let deleted = ecs.delete_cluster().cluster("tagged").send().await.unwrap().cluster.unwrap();
+    let deleted = ecs
+        .delete_cluster()
+        .cluster("tagged")
+        .send()
+        .await
+        .unwrap()
+        .cluster
+        .unwrap();
     assert_eq!(deleted.status(), Some("INACTIVE"));
     let arns = ecs.list_clusters().send().await.unwrap().cluster_arns;
-    assert_eq!(arns.unwrap(), vec!["arn:aws:ecs:us-east-1:000000000000:cluster/default".to_string()]);
+    assert_eq!(
+        arns.unwrap(),
+        vec!["arn:aws:ecs:us-east-1:000000000000:cluster/default".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -82,13 +106,26 @@ async fn task_definitions_through_the_sdk() {
         let pm = &td.container_definitions()[0].port_mappings()[0];
         assert_eq!(pm.protocol().map(|p| p.as_str()), Some("tcp"));
     }
-    ecs.deregister_task_definition().task_definition("web:3").send().await.unwrap();
-    let latest = ecs.describe_task_definition().task_definition("web").send().await.unwrap();
+    ecs.deregister_task_definition()
+        .task_definition("web:3")
+        .send()
+        .await
+        .unwrap();
+    let latest = ecs
+        .describe_task_definition()
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(latest.task_definition.unwrap().revision(), 2);
 
     // Paginate with the SDK's paginator (page size 1).
     let mut all = Vec::new();
-    let mut pages = ecs.list_task_definitions().max_results(1).into_paginator().send();
+    let mut pages = ecs
+        .list_task_definitions()
+        .max_results(1)
+        .into_paginator()
+        .send();
     while let Some(p) = pages.next().await {
         all.extend(p.unwrap().task_definition_arns.unwrap_or_default());
     }
@@ -139,8 +176,19 @@ async fn sqlite_backend_persists_across_restart() {
     {
         let store = std::sync::Arc::new(berth_store::SqliteStore::open(&path).unwrap());
         let s = TestServer::with_store(store).await;
-        s.ecs().create_cluster().cluster_name("kept").send().await.unwrap();
-        s.ecs().register_task_definition().family("kept").container_definitions(sleep_container()).send().await.unwrap();
+        s.ecs()
+            .create_cluster()
+            .cluster_name("kept")
+            .send()
+            .await
+            .unwrap();
+        s.ecs()
+            .register_task_definition()
+            .family("kept")
+            .container_definitions(sleep_container())
+            .send()
+            .await
+            .unwrap();
         s.stop().await;
     }
     // The previous server's store is dropped with its runtime task; wait for the file lock.
@@ -153,15 +201,35 @@ async fn sqlite_backend_persists_across_restart() {
         }
     };
     let s = TestServer::with_store(store).await;
-    let d = s.ecs().describe_clusters().clusters("kept").send().await.unwrap();
+    let d = s
+        .ecs()
+        .describe_clusters()
+        .clusters("kept")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.clusters()[0].status(), Some("ACTIVE"));
-    let td = s.ecs().describe_task_definition().task_definition("kept").send().await.unwrap();
+    let td = s
+        .ecs()
+        .describe_task_definition()
+        .task_definition("kept")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(td.task_definition.unwrap().revision(), 1);
 }
 
 #[tokio::test]
 async fn wrong_secret_is_refused() {
     let s = TestServer::start().await;
-    let err = s.ecs_as(&s.access_key_id, "not-the-secret").list_clusters().send().await.unwrap_err();
-    assert_eq!(err.into_service_error().code(), Some("InvalidSignatureException"));
+    let err = s
+        .ecs_as(&s.access_key_id, "not-the-secret")
+        .list_clusters()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.into_service_error().code(),
+        Some("InvalidSignatureException")
+    );
 }

@@ -16,10 +16,14 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(serde_json::Value::from),
         "[a-zA-Z0-9:/_ .*-]{0,20}".prop_map(serde_json::Value::from),
         Just(serde_json::Value::from("default")),
-        Just(serde_json::Value::from("arn:aws:ecs:us-east-1:000000000000:cluster/default")),
+        Just(serde_json::Value::from(
+            "arn:aws:ecs:us-east-1:000000000000:cluster/default"
+        )),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         let keys = prop_oneof![

@@ -19,15 +19,28 @@ pub struct ClusterUsage {
     pub tasks: usize,
     pub running_tasks: usize,
     pub pending_tasks: usize,
+    /// ACTIVE or DRAINING services.
     pub services: usize,
+    pub active_services: usize,
 }
 
 pub async fn usage(repo: &Repo, cluster: &str) -> Result<ClusterUsage, ApiError> {
     let instances = repo
         .list::<ContainerInstanceRecord>(&keys::instances_in(cluster))
         .await?;
+    let services = repo
+        .list::<crate::records::ServiceRecord>(&keys::services_in(cluster))
+        .await?;
     let mut u = ClusterUsage {
-        services: repo.count(&keys::services_in(cluster), None).await?,
+        // ACTIVE and DRAINING services both keep a cluster from being deleted.
+        services: services
+            .iter()
+            .filter(|s| s.value.status != "INACTIVE")
+            .count(),
+        active_services: services
+            .iter()
+            .filter(|s| s.value.status == "ACTIVE")
+            .count(),
         ..Default::default()
     };
     for i in instances.iter().filter(|i| i.value.status != "INACTIVE") {
@@ -131,7 +144,11 @@ fn to_wire(ctx: &Ctx, rec: &ClusterRecord, usage: ClusterUsage, inc: Include) ->
         } else {
             0
         },
-        active_services_count: if active { usage.services as i32 } else { 0 },
+        active_services_count: if active {
+            usage.active_services as i32
+        } else {
+            0
+        },
         statistics: Some(if inc.statistics {
             vec![
                 stat("runningEC2TasksCount", usage.running_tasks),
@@ -140,7 +157,7 @@ fn to_wire(ctx: &Ctx, rec: &ClusterRecord, usage: ClusterUsage, inc: Include) ->
                 stat("pendingFargateTasksCount", 0),
                 stat("runningExternalTasksCount", 0),
                 stat("pendingExternalTasksCount", 0),
-                stat("activeEC2ServiceCount", usage.services),
+                stat("activeEC2ServiceCount", usage.active_services),
                 stat("activeFargateServiceCount", 0),
                 stat("drainingEC2ServiceCount", 0),
                 stat("drainingFargateServiceCount", 0),

@@ -2,6 +2,7 @@
 
 mod clusters;
 pub(crate) mod instances;
+pub(crate) mod services;
 mod settings;
 mod tagging;
 pub(crate) mod taskdefs;
@@ -61,6 +62,13 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         O::ListTasks => route!(ctx, body, tasks::list_tasks),
         O::SubmitTaskStateChange => route!(ctx, body, tasks::submit_task_state_change),
         O::SubmitContainerStateChange => route!(ctx, body, tasks::submit_container_state_change),
+        O::CreateService => route!(ctx, body, services::create_service),
+        O::UpdateService => route!(ctx, body, services::update_service),
+        O::DeleteService => route!(ctx, body, services::delete_service),
+        O::DescribeServices => route!(ctx, body, services::describe_services),
+        O::ListServices => route!(ctx, body, services::list_services),
+        O::UpdateTaskProtection => route!(ctx, body, services::update_task_protection),
+        O::GetTaskProtection => route!(ctx, body, services::get_task_protection),
         other => Err(not_yet(other)),
     }
 }
@@ -123,7 +131,14 @@ fn dispatch_kind(op: Operation) -> Kind {
         | O::DescribeTasks
         | O::ListTasks
         | O::SubmitTaskStateChange
-        | O::SubmitContainerStateChange => Kind::Implemented,
+        | O::SubmitContainerStateChange
+        | O::CreateService
+        | O::UpdateService
+        | O::DeleteService
+        | O::DescribeServices
+        | O::ListServices
+        | O::UpdateTaskProtection
+        | O::GetTaskProtection => Kind::Implemented,
         _ => Kind::NotYet,
     }
 }

@@ -267,19 +267,27 @@ pub(crate) fn to_wire(ctx: &Ctx, t: &TaskRecord, include_tags: bool) -> ecs::Tas
     }
 }
 
-/// Everything RunTask and StartTask share once the request is understood.
-struct Launch {
-    cluster: String,
-    td: ecs::TaskDefinition,
-    family: String,
-    revision: u32,
-    overrides: ecs::TaskOverride,
-    resources: ResourcesRecord,
-    group: String,
-    started_by: Option<String>,
-    launch_type: String,
-    tags: Vec<crate::records::Tag>,
-    enable_execute_command: bool,
+/// Everything RunTask, StartTask and the service scheduler share once a launch is understood.
+pub(crate) struct Launch {
+    pub(crate) cluster: String,
+    pub(crate) td: ecs::TaskDefinition,
+    pub(crate) family: String,
+    pub(crate) revision: u32,
+    pub(crate) overrides: ecs::TaskOverride,
+    pub(crate) resources: ResourcesRecord,
+    pub(crate) group: String,
+    pub(crate) started_by: Option<String>,
+    pub(crate) launch_type: String,
+    pub(crate) tags: Vec<crate::records::Tag>,
+    pub(crate) enable_execute_command: bool,
+}
+
+/// What a launch did.
+pub(crate) struct Launched {
+    pub(crate) tasks: Vec<TaskRecord>,
+    pub(crate) failures: Vec<ecs::Failure>,
+    /// The placement explanation for service events when a task could not be placed.
+    pub(crate) event: Option<String>,
 }
 
 fn new_task(
@@ -481,7 +489,9 @@ fn requirements_for_placement(l: &Launch) -> placement::TaskRequirements {
     t
 }
 
-fn constraints(v: Option<&[ecs::PlacementConstraint]>) -> Vec<placement::PlacementConstraint> {
+pub(crate) fn constraints(
+    v: Option<&[ecs::PlacementConstraint]>,
+) -> Vec<placement::PlacementConstraint> {
     v.unwrap_or_default()
         .iter()
         .map(|c| placement::PlacementConstraint {
@@ -491,7 +501,9 @@ fn constraints(v: Option<&[ecs::PlacementConstraint]>) -> Vec<placement::Placeme
         .collect()
 }
 
-fn strategies(v: Option<&[ecs::PlacementStrategy]>) -> Vec<placement::PlacementStrategy> {
+pub(crate) fn strategies(
+    v: Option<&[ecs::PlacementStrategy]>,
+) -> Vec<placement::PlacementStrategy> {
     v.unwrap_or_default()
         .iter()
         .map(|s| placement::PlacementStrategy {
@@ -503,7 +515,7 @@ fn strategies(v: Option<&[ecs::PlacementStrategy]>) -> Vec<placement::PlacementS
 
 /// Places and commits `count` tasks (or the explicit `targets` for StartTask), retrying on
 /// concurrent changes to any instance it used. Returns the created tasks and the failures.
-async fn launch(
+pub(crate) async fn launch(
     ctx: &Ctx,
     l: &Launch,
     count: u32,
@@ -511,7 +523,7 @@ async fn launch(
     req_strategies: Vec<placement::PlacementStrategy>,
     targets: Option<Vec<String>>,
     client_token: Option<(String, String)>,
-) -> Result<(Vec<TaskRecord>, Vec<ecs::Failure>), ApiError> {
+) -> Result<Launched, ApiError> {
     let repo = &ctx.app.repo;
     for _ in 0..MAX_ATTEMPTS {
         if let Some((token, fp)) = &client_token {
@@ -531,7 +543,11 @@ async fn launch(
                         tasks.push(t.value);
                     }
                 }
-                return Ok((tasks, vec![]));
+                return Ok(Launched {
+                    tasks,
+                    failures: vec![],
+                    event: None,
+                });
             }
         }
         let instances: Vec<Versioned<ContainerInstanceRecord>> = repo
@@ -614,6 +630,11 @@ async fn launch(
             for t in &tasks {
                 tracing::info!(cluster = %t.cluster, task = %t.id, instance = %t.container_instance_id, family = %t.family, "task placed");
             }
+            let event = if outcome.failures.is_empty() {
+                None
+            } else {
+                outcome.service_event_message()
+            };
             let failures = outcome
                 .failures
                 .into_iter()
@@ -623,7 +644,11 @@ async fn launch(
                     detail: f.detail,
                 })
                 .collect();
-            return Ok((tasks, failures));
+            return Ok(Launched {
+                tasks,
+                failures,
+                event,
+            });
         }
     }
     Err(contention())
@@ -675,7 +700,9 @@ pub async fn run_task(
         req.enable_execute_command,
     )
     .await?;
-    let (tasks, failures) = launch(
+    let Launched {
+        tasks, failures, ..
+    } = launch(
         ctx,
         &l,
         count as u32,
@@ -715,7 +742,9 @@ pub async fn start_task(
         req.enable_execute_command,
     )
     .await?;
-    let (tasks, failures) = launch(
+    let Launched {
+        tasks, failures, ..
+    } = launch(
         ctx,
         &l,
         targets.len() as u32,
@@ -731,7 +760,7 @@ pub async fn start_task(
     })
 }
 
-fn task_id_of(arg: &str) -> Option<String> {
+pub(crate) fn task_id_of(arg: &str) -> Option<String> {
     if arg.starts_with("arn:") {
         match berth_core::Arn::parse(arg)?.ecs_resource()? {
             (berth_core::ResourceKind::Task, rest) => rest.rsplit('/').next().map(str::to_string),
@@ -967,7 +996,7 @@ fn apply_container_change(c: &mut ContainerRecord, ch: &ecs::ContainerStateChang
 }
 
 /// Applies an agent report to a task (forward only) and releases its resources once STOPPED.
-async fn apply_report(
+pub(crate) async fn apply_report(
     ctx: &Ctx,
     cluster: &str,
     task_arg: &str,

@@ -23,9 +23,15 @@ impl TestServer {
     }
 
     pub async fn with_store(store: Arc<dyn StateStore>) -> Self {
-        let app = App::new(store, Scope::new("us-east-1", "000000000000"), true).await.expect("app");
-        let key = admin::create_key(&app, Role::Admin, "test", None).await.expect("key");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let app = App::new(store, Scope::new("us-east-1", "000000000000"), true)
+            .await
+            .expect("app");
+        let key = admin::create_key(&app, Role::Admin, "test", None)
+            .await
+            .expect("key");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app2 = app.clone();
@@ -64,7 +70,10 @@ impl TestServer {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!("the server's state is still referenced {} times after stop", weak.strong_count());
+        panic!(
+            "the server's state is still referenced {} times after stop",
+            weak.strong_count()
+        );
     }
 
     pub fn ecs(&self) -> aws_sdk_ecs::Client {
@@ -90,4 +99,131 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// A simulated agent: registers a container instance, long-polls its desired state and reports
+/// every task RUNNING (or STOPPED when told to stop), like a fast, obedient host.
+pub struct SimAgent {
+    pub instance_arn: String,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl SimAgent {
+    pub async fn start(s: &TestServer, cluster: &str, az: &str, cpu: i32, mem: i32) -> SimAgent {
+        use aws_sdk_ecs::types::Resource;
+        let ecs = s.ecs();
+        let inst = ecs
+            .register_container_instance()
+            .cluster(cluster)
+            .instance_identity_document(format!(
+                r#"{{"availabilityZone":"{az}","instanceType":"sim"}}"#
+            ))
+            .total_resources(
+                Resource::builder()
+                    .name("CPU")
+                    .r#type("INTEGER")
+                    .integer_value(cpu)
+                    .build(),
+            )
+            .total_resources(
+                Resource::builder()
+                    .name("MEMORY")
+                    .r#type("INTEGER")
+                    .integer_value(mem)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .container_instance
+            .unwrap()
+            .container_instance_arn
+            .unwrap();
+        let client =
+            berth_client::Client::new(&s.endpoint, "us-east-1", &s.access_key_id, &s.secret)
+                .unwrap();
+        let cluster = cluster.to_string();
+        let arn = inst.clone();
+        let handle = tokio::spawn(async move {
+            let mut known = 0u64;
+            let mut reported: std::collections::HashMap<String, String> = Default::default();
+            loop {
+                let Ok(v) = client
+                    .call(
+                        "ecs",
+                        "BerthAgent_20261122.PollDesiredState",
+                        &serde_json::json!({"cluster": cluster, "containerInstanceArn": arn, "knownGeneration": known, "waitSeconds": 2}),
+                    )
+                    .await
+                else {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                };
+                let resp: berth_agent_api::PollResponse = serde_json::from_value(v).unwrap();
+                known = resp.generation.max(known);
+                if resp.instance_status == "INACTIVE" {
+                    return;
+                }
+                for t in resp.tasks {
+                    let want = if t.desired_status == "RUNNING" {
+                        "RUNNING"
+                    } else {
+                        "STOPPED"
+                    };
+                    if reported.get(&t.task_arn).map(String::as_str) == Some(want) {
+                        continue;
+                    }
+                    let containers: Vec<serde_json::Value> = t
+                        .task_definition
+                        .container_definitions
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| serde_json::json!({"containerName": c.name, "status": want, "runtimeId": "sim"}))
+                        .collect();
+                    let ok = client
+                        .call(
+                            "ecs",
+                            "AmazonEC2ContainerServiceV20141113.SubmitTaskStateChange",
+                            &serde_json::json!({"cluster": cluster, "task": t.task_arn, "status": want, "containers": containers}),
+                        )
+                        .await
+                        .is_ok();
+                    if ok {
+                        reported.insert(t.task_arn.clone(), want.to_string());
+                    }
+                }
+            }
+        });
+        SimAgent {
+            instance_arn: inst,
+            handle,
+        }
+    }
+
+    /// Simulates the host going away (the agent stops polling).
+    pub fn kill(&self) {
+        self.handle.abort();
+    }
+}
+
+impl Drop for SimAgent {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }

@@ -1,0 +1,487 @@
+//! The service scheduler loop: every second (or at once when woken by a service or task change)
+//! it runs the pure reconciler (`berth-scheduler`) for every ACTIVE or DRAINING service and applies
+//! the plan — stops through `request_stop`, starts through the same placement path as RunTask,
+//! deployments/events/status with compare-on-revision on the service record. A plan that loses a
+//! race is simply recomputed on the next pass (level-triggered), so nothing is applied twice.
+//!
+//! It also garbage-collects STOPPED tasks an hour after they stopped (ECS keeps stopped tasks
+//! describable for at least one hour).
+
+use crate::app::{App, Ctx, Principal};
+use crate::ecs::tasks::{self, Launch};
+use crate::error::ApiError;
+use crate::records::{
+    ContainerInstanceRecord, DeploymentRecord, ServiceEventRecord, ServiceRecord,
+    TaskDefinitionRecord, TaskRecord,
+};
+use crate::repo::{keys, to_bytes};
+use crate::wire::now_epoch;
+use berth_ecs_api::ecs;
+use berth_scheduler as sched;
+use berth_store::{Compare, Txn};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tasks on an instance whose agent has been gone this long are presumed lost and replaced.
+pub const LOST_AFTER: Duration = Duration::from_secs(300);
+/// STOPPED tasks are deleted this long after they stopped.
+pub const STOPPED_TASK_RETENTION: f64 = 3600.0;
+/// The same "unable to place" event is not repeated more often than this.
+const REPEAT_EVENT_AFTER: f64 = 60.0;
+
+pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pass: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = app.scheduler_wake.notified() => {}
+            }
+            let ctx = system_ctx(&app);
+            if let Err(e) = run_once(&ctx).await {
+                tracing::warn!(code = %e.code, error = %e.message, "service scheduler pass failed");
+            }
+            pass += 1;
+            if pass % 60 == 0 {
+                if let Err(e) = collect_stopped_tasks(&ctx).await {
+                    tracing::warn!(error = %e.message, "stopped-task collection failed");
+                }
+            }
+        }
+    })
+}
+
+fn system_ctx(app: &Arc<App>) -> Ctx {
+    Ctx {
+        app: app.clone(),
+        principal: Principal {
+            access_key_id: "ecs-service-scheduler".into(),
+            role: berth_auth::Role::Admin,
+            arn: format!(
+                "arn:aws:iam::{}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+                app.scope.account
+            ),
+        },
+    }
+}
+
+pub async fn run_once(ctx: &Ctx) -> Result<(), ApiError> {
+    let services = ctx.app.repo.list::<ServiceRecord>(keys::SERVICES).await?;
+    for s in services
+        .into_iter()
+        .filter(|s| s.value.status != "INACTIVE")
+    {
+        if let Err(e) = reconcile_service(ctx, s.value, s.revision).await {
+            tracing::warn!(code = %e.code, error = %e.message, "service reconcile failed");
+        }
+    }
+    Ok(())
+}
+
+fn to_sched_deployment(d: &DeploymentRecord) -> sched::Deployment {
+    sched::Deployment {
+        id: d.id.clone(),
+        task_definition: d.task_definition.clone(),
+        status: if d.status == "PRIMARY" {
+            sched::DeploymentStatus::Primary
+        } else {
+            sched::DeploymentStatus::Active
+        },
+        rollout_state: match d.rollout_state.as_str() {
+            "COMPLETED" => sched::RolloutState::Completed,
+            "FAILED" => sched::RolloutState::Failed,
+            _ => sched::RolloutState::InProgress,
+        },
+        rollout_state_reason: d.rollout_state_reason.clone(),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        next_launch_at: d.next_launch_at,
+        failures_seen: d.failures_seen,
+    }
+}
+
+fn from_sched_deployment(d: &sched::Deployment) -> DeploymentRecord {
+    DeploymentRecord {
+        id: d.id.clone(),
+        status: match d.status {
+            sched::DeploymentStatus::Primary => "PRIMARY".into(),
+            sched::DeploymentStatus::Active => "ACTIVE".into(),
+        },
+        task_definition: d.task_definition.clone(),
+        rollout_state: match d.rollout_state {
+            sched::RolloutState::InProgress => "IN_PROGRESS".into(),
+            sched::RolloutState::Completed => "COMPLETED".into(),
+            sched::RolloutState::Failed => "FAILED".into(),
+        },
+        rollout_state_reason: d.rollout_state_reason.clone(),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        next_launch_at: d.next_launch_at,
+        failures_seen: d.failures_seen,
+    }
+}
+
+async fn task_definition(
+    ctx: &Ctx,
+    cache: &mut HashMap<String, Option<ecs::TaskDefinition>>,
+    arn: &str,
+) -> Result<Option<ecs::TaskDefinition>, ApiError> {
+    if let Some(td) = cache.get(arn) {
+        return Ok(td.clone());
+    }
+    let td = match berth_core::arn::TaskDefinitionRef::parse(arn) {
+        Some(r) => ctx
+            .app
+            .repo
+            .get::<TaskDefinitionRecord>(&keys::task_definition(&r.family, r.revision.unwrap_or(0)))
+            .await?
+            .map(|r| r.value.definition),
+        None => None,
+    };
+    cache.insert(arn.to_string(), td.clone());
+    Ok(td)
+}
+
+fn has_health_check(td: Option<&ecs::TaskDefinition>) -> bool {
+    td.and_then(|t| t.container_definitions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.essential.unwrap_or(true) && c.health_check.is_some())
+        })
+}
+
+async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Result<(), ApiError> {
+    let now = now_epoch();
+    let cluster = svc.cluster.clone();
+    let group = format!("service:{}", svc.name);
+    let task_recs: Vec<TaskRecord> = ctx
+        .app
+        .repo
+        .list::<TaskRecord>(&keys::tasks_in(&cluster))
+        .await?
+        .into_iter()
+        .map(|t| t.value)
+        .filter(|t| t.group == group)
+        .collect();
+    let inst_recs: Vec<ContainerInstanceRecord> = ctx
+        .app
+        .repo
+        .list::<ContainerInstanceRecord>(&keys::instances_in(&cluster))
+        .await?
+        .into_iter()
+        .map(|i| i.value)
+        .filter(|i| i.status != "INACTIVE")
+        .collect();
+    let mut tds = HashMap::new();
+    let mut tasks = Vec::with_capacity(task_recs.len());
+    for t in &task_recs {
+        let td = task_definition(ctx, &mut tds, &t.task_definition_arn).await?;
+        tasks.push(sched::Task {
+            id: t.id.clone(),
+            deployment_id: t.started_by.clone().unwrap_or_default(),
+            instance_id: t.container_instance_id.clone(),
+            desired_running: t.desired_status == "RUNNING",
+            running: t.last_status == "RUNNING",
+            stopped: t.last_status == "STOPPED",
+            failed: t.last_status == "STOPPED"
+                && matches!(
+                    t.stop_code.as_deref(),
+                    Some("TaskFailedToStart") | Some("EssentialContainerExited")
+                ),
+            stopped_at: t.stopped_at,
+            health: match t.health_status.as_deref() {
+                Some("HEALTHY") => sched::Health::Healthy,
+                Some("UNHEALTHY") => sched::Health::Unhealthy,
+                _ => sched::Health::Unknown,
+            },
+            has_health_check: has_health_check(td.as_ref()),
+            started_at: t.started_at,
+            protected: t.protected_until.is_some_and(|u| u > now),
+        });
+    }
+    // DAEMON eligibility: the service's and the task definition's memberOf constraints.
+    let primary_td_arn = svc.task_definition.clone();
+    let primary_td = task_definition(ctx, &mut tds, &primary_td_arn).await?;
+    let mut expressions = Vec::new();
+    let td_exprs = primary_td
+        .as_ref()
+        .and_then(|t| t.placement_constraints.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| c.expression.clone());
+    for expr in svc
+        .placement_constraints
+        .iter()
+        .map(|c| c.expression.clone())
+        .chain(td_exprs)
+    {
+        if let Some(e) = expr.as_deref() {
+            if let Ok(x) = berth_placement::Expression::parse(e) {
+                expressions.push(x);
+            }
+        }
+    }
+    let snapshot = tasks::snapshot_of(ctx, inst_recs.iter());
+    let instances: Vec<sched::Instance> = inst_recs
+        .iter()
+        .zip(snapshot.instances.iter())
+        .map(|(i, view)| sched::Instance {
+            id: i.id.clone(),
+            active: i.status == "ACTIVE",
+            connected: ctx.app.agents.connected(&i.id),
+            daemon_eligible: expressions
+                .iter()
+                .all(|x| x.matches(&berth_placement::InstanceView::new(view))),
+            lost: ctx.app.agents.lost(&i.id, LOST_AFTER),
+        })
+        .collect();
+    let service = sched::Service {
+        name: svc.name.clone(),
+        scheduling: if svc.scheduling_strategy == "DAEMON" {
+            sched::Scheduling::Daemon
+        } else {
+            sched::Scheduling::Replica
+        },
+        status: match svc.status.as_str() {
+            "ACTIVE" => sched::ServiceStatus::Active,
+            "DRAINING" => sched::ServiceStatus::Draining,
+            _ => sched::ServiceStatus::Inactive,
+        },
+        desired_count: svc.desired_count,
+        maximum_percent: svc.maximum_percent,
+        minimum_healthy_percent: svc.minimum_healthy_percent,
+        deployments: svc.deployments.iter().map(to_sched_deployment).collect(),
+        circuit_breaker: svc
+            .circuit_breaker
+            .as_ref()
+            .filter(|c| c.enable == Some(true))
+            .map(|c| sched::CircuitBreaker {
+                rollback: c.rollback == Some(true),
+                threshold: c.threshold_configuration.as_ref().and_then(|t| {
+                    let v = t.value?.max(0) as u64;
+                    let pct = (svc.desired_count as u64 * v).div_ceil(100) as u32;
+                    Some(match t.type_? {
+                        ecs::ThresholdType::Count => v as u32,
+                        ecs::ThresholdType::BoundedPercent => pct.clamp(3, 200),
+                        ecs::ThresholdType::UnboundedPercent => pct.max(1),
+                    })
+                }),
+            }),
+        health_check_grace_seconds: svc.health_check_grace_period_seconds.unwrap_or(0) as f64,
+        last_steady_event_at: svc.last_steady_event_at,
+        last_completed_task_definition: svc.last_completed_task_definition.clone(),
+    };
+    let new_id = crate::ecs::services::deployment_id();
+    let plan = sched::reconcile(&sched::Input {
+        service: &service,
+        tasks: &tasks,
+        instances: &instances,
+        now,
+        new_deployment_id: &new_id,
+    });
+
+    let mut events: Vec<String> = plan.events.clone();
+    // Stops.
+    for st in &plan.stops {
+        match &st.reason {
+            sched::StopReason::Lost => mark_lost(ctx, &cluster, &st.task_id).await?,
+            sched::StopReason::Unhealthy => {
+                tasks::request_stop(
+                    ctx,
+                    &cluster,
+                    &st.task_id,
+                    "Task failed container health checks".into(),
+                    "ServiceSchedulerInitiated",
+                )
+                .await?;
+            }
+            sched::StopReason::Scheduler(why) => {
+                tasks::request_stop(
+                    ctx,
+                    &cluster,
+                    &st.task_id,
+                    why.clone(),
+                    "ServiceSchedulerInitiated",
+                )
+                .await?;
+            }
+        }
+    }
+    // Starts.
+    for start in &plan.starts {
+        let Some(td) = task_definition(ctx, &mut tds, &start.task_definition).await? else {
+            events.push(format!(
+                "(service {}) failed to launch a task: its task definition {} is gone.",
+                svc.name, start.task_definition
+            ));
+            continue;
+        };
+        let resources = tasks::requirements(&td, &ecs::TaskOverride::default())?;
+        let mut tags = Vec::new();
+        if svc.propagate_tags.as_deref() == Some("SERVICE") {
+            tags = svc.tags.clone();
+        }
+        let l = Launch {
+            cluster: cluster.clone(),
+            family: td.family.clone().unwrap_or_default(),
+            revision: td.revision as u32,
+            td,
+            overrides: ecs::TaskOverride::default(),
+            resources,
+            group: group.clone(),
+            started_by: Some(start.deployment_id.clone()),
+            launch_type: svc.launch_type.clone(),
+            tags,
+            enable_execute_command: svc.enable_execute_command,
+        };
+        let strategies = if svc.placement_strategy.is_empty() {
+            berth_placement::service_default()
+        } else {
+            tasks::strategies(Some(&svc.placement_strategy))
+        };
+        let launched = match tasks::launch(
+            ctx,
+            &l,
+            start.count,
+            tasks::constraints(Some(&svc.placement_constraints)),
+            strategies,
+            start
+                .instance_id
+                .as_ref()
+                .map(|i| vec![ctx.app.scope.container_instance_arn(&cluster, i)]),
+            None,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                events.push(format!(
+                    "(service {}) was unable to place a task because no container instance met all of its requirements. Reason: {}",
+                    svc.name, e.message
+                ));
+                continue;
+            }
+        };
+        if !launched.tasks.is_empty() {
+            let ids: Vec<String> = launched
+                .tasks
+                .iter()
+                .map(|t| format!("(task {})", t.id))
+                .collect();
+            events.push(format!(
+                "(service {}) has started {} tasks: {}.",
+                svc.name,
+                launched.tasks.len(),
+                ids.join(" ")
+            ));
+        }
+        if let Some(msg) = launched.event {
+            events.push(format!("(service {}) {}", svc.name, msg));
+        }
+    }
+
+    // Write back deployments, events, status.
+    let deployments: Vec<DeploymentRecord> =
+        plan.deployments.iter().map(from_sched_deployment).collect();
+    let changed_deployments =
+        serde_json::to_string(&deployments).ok() != serde_json::to_string(&svc.deployments).ok();
+    let fresh_events: Vec<String> = events
+        .into_iter()
+        .filter(|m| {
+            // Don't repeat an identical event (e.g. "unable to place") within a minute.
+            !svc.events
+                .iter()
+                .rev()
+                .take(10)
+                .any(|e| &e.message == m && now - e.created_at < REPEAT_EVENT_AFTER)
+        })
+        .collect();
+    if !changed_deployments
+        && fresh_events.is_empty()
+        && !plan.inactive
+        && plan.completed_task_definition.is_none()
+    {
+        return Ok(());
+    }
+    let key = keys::service(&cluster, &svc.name);
+    let mut rec = svc.clone();
+    rec.deployments = deployments;
+    if let Some(primary) = rec.deployments.iter().find(|d| d.status == "PRIMARY") {
+        rec.task_definition = primary.task_definition.clone();
+    }
+    for m in &fresh_events {
+        tracing::info!(cluster = %cluster, service = %svc.name, event = %m, "service event");
+        rec.events.push(ServiceEventRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at: now,
+            message: m.clone(),
+        });
+    }
+    if rec.events.len() > crate::ecs::services::MAX_EVENTS {
+        let drop = rec.events.len() - crate::ecs::services::MAX_EVENTS;
+        rec.events.drain(..drop);
+    }
+    if plan.steady_event {
+        rec.last_steady_event_at = Some(now);
+    }
+    if let Some(td) = &plan.completed_task_definition {
+        rec.last_completed_task_definition = Some(td.clone());
+    }
+    if plan.inactive {
+        rec.status = "INACTIVE".into();
+        tracing::info!(cluster = %cluster, service = %svc.name, "service inactive");
+    }
+    let txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: key.clone(),
+            revision,
+        })
+        .put(key, to_bytes(&rec));
+    if ctx.app.repo.commit(txn).await?.is_none() {
+        tracing::debug!(service = %svc.name, "service changed during reconcile; recomputing next pass");
+    }
+    Ok(())
+}
+
+/// A task whose agent is gone for good: STOPPED now, resources released.
+async fn mark_lost(ctx: &Ctx, cluster: &str, task_id: &str) -> Result<(), ApiError> {
+    tasks::request_stop(
+        ctx,
+        cluster,
+        task_id,
+        "Task lost: its container instance's agent is disconnected".into(),
+        "ServiceSchedulerInitiated",
+    )
+    .await?;
+    let arn = ctx.app.scope.task_arn(cluster, task_id);
+    tasks::apply_report(ctx, cluster, &arn, Some("STOPPED"), |_, _| {}).await
+}
+
+/// Deletes STOPPED tasks older than [`STOPPED_TASK_RETENTION`].
+pub async fn collect_stopped_tasks(ctx: &Ctx) -> Result<usize, ApiError> {
+    let now = now_epoch();
+    let all = ctx.app.repo.list::<TaskRecord>("ecs/tasks/").await?;
+    let mut n = 0;
+    for t in all {
+        if t.value.last_status == "STOPPED"
+            && t.value
+                .stopped_at
+                .is_some_and(|s| now - s > STOPPED_TASK_RETENTION)
+        {
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: t.key.clone(),
+                    revision: t.revision,
+                })
+                .delete(t.key.clone());
+            if ctx.app.repo.commit(txn).await?.is_some() {
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        tracing::info!(tasks = n, "stopped tasks collected");
+    }
+    Ok(n)
+}

@@ -1,0 +1,569 @@
+//! Services through the AWS SDK for Rust with simulated agents: create → steady state, scale,
+//! rolling update, delete semantics, DAEMON, draining, circuit breaker.
+
+mod common;
+
+use aws_sdk_ecs::types::{
+    ContainerDefinition, ContainerInstanceStatus, DeploymentCircuitBreaker,
+    DeploymentConfiguration, SchedulingStrategy,
+};
+use common::{eventually, SimAgent, TestServer};
+
+async fn td(ecs: &aws_sdk_ecs::Client, family: &str, image: &str) -> String {
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image(image)
+                .memory(32)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap()
+        .task_definition_arn
+        .unwrap()
+}
+
+async fn service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    name: &str,
+) -> aws_sdk_ecs::types::Service {
+    ecs.describe_services()
+        .cluster(cluster)
+        .services(name)
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone()
+}
+
+async fn stable(ecs: &aws_sdk_ecs::Client, cluster: &str, name: &str, secs: u64) -> bool {
+    eventually(secs, || async {
+        let s = service(ecs, cluster, name).await;
+        s.deployments().len() == 1
+            && s.running_count() == s.desired_count()
+            && s.deployments()[0].rollout_state().map(|r| r.as_str()) == Some("COMPLETED")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn replica_service_lifecycle() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("svc")
+        .send()
+        .await
+        .unwrap();
+    let _a = SimAgent::start(&s, "svc", "us-east-1a", 4096, 4096).await;
+    let _b = SimAgent::start(&s, "svc", "us-east-1b", 4096, 4096).await;
+    let v1 = td(&ecs, "web", "busybox:1").await;
+
+    let created = ecs
+        .create_service()
+        .cluster("svc")
+        .service_name("web")
+        .task_definition("web")
+        .desired_count(2)
+        .send()
+        .await
+        .unwrap();
+    let svc = created.service.unwrap();
+    assert_eq!(
+        svc.service_arn(),
+        Some("arn:aws:ecs:us-east-1:000000000000:service/svc/web")
+    );
+    assert_eq!(svc.status(), Some("ACTIVE"));
+    assert_eq!(svc.deployments().len(), 1);
+    assert!(svc.deployments()[0].id().unwrap().starts_with("ecs-svc/"));
+    let dc = svc.deployment_configuration().unwrap();
+    assert_eq!(
+        (dc.maximum_percent(), dc.minimum_healthy_percent()),
+        (Some(200), Some(100))
+    );
+
+    assert!(
+        stable(&ecs, "svc", "web", 20).await,
+        "service did not reach steady state"
+    );
+    let svc = service(&ecs, "svc", "web").await;
+    assert_eq!(
+        svc.deployments()[0].rollout_state().map(|r| r.as_str()),
+        Some("COMPLETED")
+    );
+    let msgs: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("(service web) has started 2 tasks: (task ")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| *m == "(service web) has reached a steady state."),
+        "{msgs:?}"
+    );
+    // Spread across AZs by default: one task per instance.
+    let arns = ecs
+        .list_tasks()
+        .cluster("svc")
+        .service_name("web")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .to_vec();
+    let tasks = ecs
+        .describe_tasks()
+        .cluster("svc")
+        .set_tasks(Some(arns))
+        .send()
+        .await
+        .unwrap();
+    let mut insts: Vec<_> = tasks
+        .tasks()
+        .iter()
+        .map(|t| t.container_instance_arn().unwrap().to_string())
+        .collect();
+    insts.sort();
+    insts.dedup();
+    assert_eq!(insts.len(), 2);
+    assert!(tasks
+        .tasks()
+        .iter()
+        .all(|t| t.group() == Some("service:web") && t.started_by() == svc.deployments()[0].id()));
+    assert_eq!(
+        ecs.list_services()
+            .cluster("svc")
+            .send()
+            .await
+            .unwrap()
+            .service_arns()
+            .len(),
+        1
+    );
+
+    // Rolling update to a new revision.
+    let v2 = td(&ecs, "web", "busybox:2").await;
+    assert_ne!(v1, v2);
+    let upd = ecs
+        .update_service()
+        .cluster("svc")
+        .service("web")
+        .task_definition("web:2")
+        .send()
+        .await
+        .unwrap()
+        .service
+        .unwrap();
+    assert_eq!(upd.deployments().len(), 2);
+    assert!(
+        stable(&ecs, "svc", "web", 30).await,
+        "rollout did not finish"
+    );
+    let svc = service(&ecs, "svc", "web").await;
+    assert_eq!(svc.task_definition(), Some(v2.as_str()));
+    assert!(svc
+        .events()
+        .iter()
+        .filter_map(|e| e.message())
+        .any(|m| m.ends_with("deployment completed.")));
+
+    // Delete while scaled above 0 → the exact error; scale to 0 → delete → INACTIVE.
+    let err = ecs
+        .delete_service()
+        .cluster("svc")
+        .service("web")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_exception());
+    assert_eq!(
+        aws_sdk_ecs::error::ProvideErrorMetadata::message(&err),
+        Some("The service cannot be stopped while it is scaled above 0.")
+    );
+    ecs.update_service()
+        .cluster("svc")
+        .service("web")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(20, || async {
+            service(&ecs, "svc", "web").await.running_count() == 0
+        })
+        .await
+    );
+    let d = ecs
+        .delete_service()
+        .cluster("svc")
+        .service("web")
+        .send()
+        .await
+        .unwrap()
+        .service
+        .unwrap();
+    assert_eq!(d.status(), Some("DRAINING"));
+    assert!(
+        eventually(20, || async {
+            service(&ecs, "svc", "web").await.status() == Some("INACTIVE")
+        })
+        .await
+    );
+    assert!(ecs
+        .list_services()
+        .cluster("svc")
+        .send()
+        .await
+        .unwrap()
+        .service_arns()
+        .is_empty());
+    let err = ecs
+        .update_service()
+        .cluster("svc")
+        .service("web")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_service_not_active_exception());
+    // The name is reusable.
+    ecs.create_service()
+        .cluster("svc")
+        .service_name("web")
+        .task_definition("web")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    let missing = ecs
+        .describe_services()
+        .cluster("svc")
+        .services("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.failures()[0].reason(), Some("MISSING"));
+}
+
+#[tokio::test]
+async fn rolling_update_respects_maximum_percent() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("r").send().await.unwrap();
+    let _a = SimAgent::start(&s, "r", "us-east-1a", 8192, 8192).await;
+    td(&ecs, "roll", "busybox:1").await;
+    ecs.create_service()
+        .cluster("r")
+        .service_name("roll")
+        .task_definition("roll")
+        .desired_count(4)
+        .deployment_configuration(
+            DeploymentConfiguration::builder()
+                .maximum_percent(100)
+                .minimum_healthy_percent(50)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(stable(&ecs, "r", "roll", 20).await);
+    td(&ecs, "roll", "busybox:2").await;
+    ecs.update_service()
+        .cluster("r")
+        .service("roll")
+        .task_definition("roll:2")
+        .send()
+        .await
+        .unwrap();
+    let max_seen = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let done = eventually(40, || {
+        let max_seen = max_seen.clone();
+        let ecs = ecs.clone();
+        async move {
+            let svc = service(&ecs, "r", "roll").await;
+            max_seen.fetch_max(
+                svc.running_count() + svc.pending_count(),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            svc.deployments().len() == 1
+                && svc.running_count() == 4
+                && svc.task_definition().unwrap().ends_with(":2")
+        }
+    })
+    .await;
+    assert!(done);
+    let m = max_seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(m <= 4, "running+pending reached {m}");
+}
+
+#[tokio::test]
+async fn daemon_one_task_per_instance() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("d").send().await.unwrap();
+    let _a = SimAgent::start(&s, "d", "us-east-1a", 1024, 1024).await;
+    let _b = SimAgent::start(&s, "d", "us-east-1b", 1024, 1024).await;
+    td(&ecs, "mon", "busybox").await;
+    let err = ecs
+        .create_service()
+        .cluster("d")
+        .service_name("bad")
+        .task_definition("mon")
+        .scheduling_strategy(SchedulingStrategy::Daemon)
+        .desired_count(2)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameter_exception());
+    ecs.create_service()
+        .cluster("d")
+        .service_name("mon")
+        .task_definition("mon")
+        .scheduling_strategy(SchedulingStrategy::Daemon)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(20, || async {
+            service(&ecs, "d", "mon").await.running_count() == 2
+        })
+        .await
+    );
+    let c = SimAgent::start(&s, "d", "us-east-1c", 1024, 1024).await;
+    assert!(
+        eventually(20, || async {
+            service(&ecs, "d", "mon").await.running_count() == 3
+        })
+        .await,
+        "a new instance gets one"
+    );
+    // Draining an instance removes its daemon task.
+    ecs.update_container_instances_state()
+        .cluster("d")
+        .container_instances(&c.instance_arn)
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(20, || async {
+            ecs.list_tasks()
+                .cluster("d")
+                .container_instance(&c.instance_arn)
+                .send()
+                .await
+                .unwrap()
+                .task_arns()
+                .is_empty()
+        })
+        .await
+    );
+    let per_instance = ecs
+        .list_tasks()
+        .cluster("d")
+        .service_name("mon")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .len();
+    assert_eq!(per_instance, 2);
+}
+
+#[tokio::test]
+async fn draining_moves_replica_tasks() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("m").send().await.unwrap();
+    let a = SimAgent::start(&s, "m", "us-east-1a", 4096, 4096).await;
+    let _b = SimAgent::start(&s, "m", "us-east-1b", 4096, 4096).await;
+    td(&ecs, "mv", "busybox").await;
+    ecs.create_service()
+        .cluster("m")
+        .service_name("mv")
+        .task_definition("mv")
+        .desired_count(2)
+        .send()
+        .await
+        .unwrap();
+    assert!(stable(&ecs, "m", "mv", 20).await);
+    ecs.update_container_instances_state()
+        .cluster("m")
+        .container_instances(&a.instance_arn)
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(30, || async {
+            ecs.list_tasks()
+                .cluster("m")
+                .container_instance(&a.instance_arn)
+                .send()
+                .await
+                .unwrap()
+                .task_arns()
+                .is_empty()
+                && service(&ecs, "m", "mv").await.running_count() == 2
+        })
+        .await,
+        "tasks did not move off the draining instance"
+    );
+}
+
+#[tokio::test]
+async fn circuit_breaker_rolls_back() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("cb")
+        .send()
+        .await
+        .unwrap();
+    let _a = SimAgent::start(&s, "cb", "us-east-1a", 4096, 4096).await;
+    td(&ecs, "cbw", "busybox:good").await;
+    ecs.create_service()
+        .cluster("cb")
+        .service_name("cbw")
+        .task_definition("cbw:1")
+        .desired_count(1)
+        .deployment_configuration(
+            DeploymentConfiguration::builder()
+                .deployment_circuit_breaker(
+                    DeploymentCircuitBreaker::builder()
+                        .enable(true)
+                        .rollback(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(stable(&ecs, "cb", "cbw", 20).await);
+    // Revision 2 "fails to start": a fake agent that reports its tasks STOPPED at once.
+    td(&ecs, "cbw", "busybox:bad").await;
+    ecs.update_service()
+        .cluster("cb")
+        .service("cbw")
+        .task_definition("cbw:2")
+        .send()
+        .await
+        .unwrap();
+    let failer = {
+        let ecs = s.ecs();
+        tokio::spawn(async move {
+            loop {
+                let arns = ecs
+                    .list_tasks()
+                    .cluster("cb")
+                    .service_name("cbw")
+                    .send()
+                    .await
+                    .unwrap()
+                    .task_arns()
+                    .to_vec();
+                if !arns.is_empty() {
+                    let d = ecs
+                        .describe_tasks()
+                        .cluster("cb")
+                        .set_tasks(Some(arns))
+                        .send()
+                        .await
+                        .unwrap();
+                    for t in d.tasks() {
+                        if t.task_definition_arn().unwrap().ends_with(":2") {
+                            let _ = ecs
+                                .submit_task_state_change()
+                                .cluster("cb")
+                                .task(t.task_arn().unwrap())
+                                .status("STOPPED")
+                                .reason("CannotPullContainerError: pull access denied")
+                                .send()
+                                .await;
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let rolled_back = eventually(60, || async {
+        let svc = service(&ecs, "cb", "cbw").await;
+        svc.task_definition().is_some_and(|t| t.ends_with(":1"))
+            && svc.deployments().len() == 1
+            && svc.running_count() == 1
+    })
+    .await;
+    failer.abort();
+    let svc = service(&ecs, "cb", "cbw").await;
+    let msgs: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
+    assert!(rolled_back, "no rollback: {msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("deployment failed: tasks failed to start.")),
+        "{msgs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_service_task_is_replaced_within_seconds() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("l").send().await.unwrap();
+    let _a = SimAgent::start(&s, "l", "us-east-1a", 4096, 4096).await;
+    td(&ecs, "lw", "busybox").await;
+    ecs.create_service()
+        .cluster("l")
+        .service_name("lw")
+        .task_definition("lw")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(stable(&ecs, "l", "lw", 20).await);
+    // A task that dies is replaced within seconds.
+    let arn = ecs
+        .list_tasks()
+        .cluster("l")
+        .service_name("lw")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()[0]
+        .clone();
+    ecs.submit_task_state_change()
+        .cluster("l")
+        .task(&arn)
+        .status("STOPPED")
+        .reason("Essential container in task exited")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(15, || async {
+            let arns = ecs
+                .list_tasks()
+                .cluster("l")
+                .service_name("lw")
+                .send()
+                .await
+                .unwrap()
+                .task_arns()
+                .to_vec();
+            arns.len() == 1 && arns[0] != arn && service(&ecs, "l", "lw").await.running_count() == 1
+        })
+        .await
+    );
+}
