@@ -174,26 +174,27 @@ impl<R: ContainerRuntime> TaskManager<R> {
             }
         }
         self.cleaned.retain(|arn| listed.contains(arn));
-        // Adopted containers of tasks nobody wants: stop and remove them.
+        // Adopted containers of tasks nobody wants: stop and remove them (in the background,
+        // so a slow stop does not hold up the other tasks).
         if let Some(orphans) = self.adopted.take() {
             for (arn, containers) in orphans {
                 tracing::warn!(task = %arn, containers = containers.len(), "removing containers of a task the control plane does not know");
-                for c in containers {
-                    let _ = self
-                        .runtime
-                        .stop_container(&c.id, self.ctx.config.container_stop_timeout)
-                        .await;
-                    let _ = self
-                        .runtime
-                        .remove_container(
-                            &c.id,
-                            RemoveOptions {
-                                force: true,
-                                remove_volumes: true,
-                            },
-                        )
-                        .await;
-                }
+                let runtime = self.runtime.clone();
+                let timeout = self.ctx.config.container_stop_timeout;
+                tokio::spawn(async move {
+                    for c in containers {
+                        let _ = runtime.stop_container(&c.id, timeout).await;
+                        let _ = runtime
+                            .remove_container(
+                                &c.id,
+                                RemoveOptions {
+                                    force: true,
+                                    remove_volumes: true,
+                                },
+                            )
+                            .await;
+                    }
+                });
             }
         }
     }
