@@ -4,7 +4,10 @@
 //! `RegisterContainerInstance` (at start; again with `containerInstanceArn` to re-register the same
 //! identity after a restart), `DiscoverPollEndpoint`, `SubmitTaskStateChange`,
 //! `SubmitContainerStateChange`, `DeregisterContainerInstance`. Their wire types are the generated
-//! `berth_ecs_api::ecs` shapes.
+//! `berth_ecs_api::ecs` shapes. SubmitTaskStateChange also carries what ECS's own agent reports on
+//! private channels, as extra members the ECS model lacks (AWS clients ignore unknown members):
+//! `containers[].healthStatus`, `containers[].networkInterfaces[{privateIpv4Address}]`, and
+//! `attachments[].type` / `attachments[].details[{name, value}]`.
 //!
 //! Downward (control plane → agent) berth uses one long-poll operation on the same endpoint and
 //! auth, `BerthAgent_20261122.PollDesiredState`: the agent says which generation of its desired
@@ -80,25 +83,4 @@ pub struct DesiredTask {
     /// Task tags (for the metadata endpoint's taskWithTags).
     #[serde(default)]
     pub tags: Vec<ecs::Tag>,
-}
-
-/// `BerthAgent_20261122.ReportHealth`: container health from the agent's health checks. (ECS's
-/// `ContainerStateChange` has no health member; the ECS agent reports health on a side channel
-/// too.) The control plane sets each container's `healthStatus` and derives the task's.
-pub const REPORT_HEALTH_OPERATION: &str = "ReportHealth";
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReportHealthRequest {
-    pub cluster: String,
-    pub task_arn: String,
-    pub containers: Vec<ContainerHealth>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerHealth {
-    pub container_name: String,
-    /// HEALTHY, UNHEALTHY or UNKNOWN.
-    pub health_status: String,
 }

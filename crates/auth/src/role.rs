@@ -78,6 +78,8 @@ pub const TARGET_PREFIXES: &[(&str, &str)] = &[
     ("AWSKMS", "kms"),
     ("AWSSecurityTokenServiceV20110615", "sts"),
     ("DynamoDB_20120810", "dynamodb"),
+    // berth's agent channel (long-poll of desired state): the `agent` role's `berth:*`.
+    ("BerthAgent_20261122", "berth"),
 ];
 
 /// Operations the `agent` role may call, as (IAM service prefix, operation). Based on what

@@ -158,9 +158,6 @@ async fn handle(
         berth_agent_api::TARGET_PREFIX if op == berth_agent_api::POLL_OPERATION => {
             crate::agents::poll(&ctx, &body).await
         }
-        berth_agent_api::TARGET_PREFIX if op == berth_agent_api::REPORT_HEALTH_OPERATION => {
-            crate::ecs::tasks::report_health(&ctx, &body).await
-        }
         crate::logs::TARGET_PREFIX => crate::logs::dispatch(&ctx, op, &body).await,
         _ => Err(ApiError::unknown_operation(target)),
     }

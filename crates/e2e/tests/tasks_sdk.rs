@@ -710,8 +710,10 @@ async fn health_reports_set_container_and_task_health() {
         agent(&s)
             .call(
                 "ecs",
-                &format!("{TARGET_PREFIX}.ReportHealth"),
-                &serde_json::json!({"cluster": "default", "taskArn": arn, "containers": [{"containerName": "app", "healthStatus": status}]}),
+                "AmazonEC2ContainerServiceV20141113.SubmitTaskStateChange",
+                &serde_json::json!({"cluster": "default", "task": arn, "status": "RUNNING",
+                    "containers": [{"containerName": "app", "status": "RUNNING", "healthStatus": status,
+                                    "networkInterfaces": [{"privateIpv4Address": "172.17.0.9"}]}]}),
             )
             .await
             .unwrap();

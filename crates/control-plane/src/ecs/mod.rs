@@ -60,7 +60,11 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         O::StopTask => route!(ctx, body, tasks::stop_task),
         O::DescribeTasks => route!(ctx, body, tasks::describe_tasks),
         O::ListTasks => route!(ctx, body, tasks::list_tasks),
-        O::SubmitTaskStateChange => route!(ctx, body, tasks::submit_task_state_change),
+        O::SubmitTaskStateChange => {
+            let req = decode(body)?;
+            let extras: tasks::TaskReportExtras = serde_json::from_slice(body).unwrap_or_default();
+            encode(&tasks::submit_task_state_change(ctx, req, extras).await?)
+        }
         O::SubmitContainerStateChange => route!(ctx, body, tasks::submit_container_state_change),
         O::CreateService => route!(ctx, body, services::create_service),
         O::UpdateService => route!(ctx, body, services::update_service),

@@ -1117,9 +1117,38 @@ pub(crate) async fn apply_report(
     Err(contention())
 }
 
+/// What the berth agent adds to SubmitTaskStateChange beyond the ECS model (ECS's own agent sends
+/// these over its private channels): container health, container network interfaces, and the
+/// attachment's type and details. Unknown members are ignored by AWS clients, so the request stays
+/// a valid ECS request.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TaskReportExtras {
+    pub containers: Vec<ContainerExtras>,
+    pub attachments: Vec<AttachmentExtras>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerExtras {
+    pub container_name: String,
+    pub health_status: Option<String>,
+    pub network_interfaces: Vec<ecs::NetworkInterface>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AttachmentExtras {
+    pub attachment_arn: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub details: Vec<ecs::KeyValuePair>,
+}
+
 pub async fn submit_task_state_change(
     ctx: &Ctx,
     req: ecs::SubmitTaskStateChangeRequest,
+    extras: TaskReportExtras,
 ) -> Result<ecs::SubmitTaskStateChangeResponse, ApiError> {
     let cluster = cluster_arg(req.cluster.as_deref())?;
     let status = req.status.clone();
@@ -1138,14 +1167,38 @@ pub async fn submit_task_state_change(
                     apply_container_change(c, ch);
                 }
             }
+            for x in &extras.containers {
+                if let Some(c) = t.containers.iter_mut().find(|c| c.name == x.container_name) {
+                    if let Some(h) = x
+                        .health_status
+                        .as_deref()
+                        .filter(|h| matches!(*h, "HEALTHY" | "UNHEALTHY" | "UNKNOWN"))
+                    {
+                        c.health_status = Some(h.to_string());
+                    }
+                    if !x.network_interfaces.is_empty() {
+                        c.network_interfaces = x.network_interfaces.clone();
+                    }
+                }
+            }
             if let Some(a) = &req.attachments {
                 t.attachments = a
                     .iter()
-                    .map(|a| ecs::Attachment {
-                        id: a.attachment_arn.clone(),
-                        status: a.status.clone(),
-                        type_: Some("ElasticNetworkInterface".into()),
-                        details: None,
+                    .map(|a| {
+                        let extra = extras
+                            .attachments
+                            .iter()
+                            .find(|x| x.attachment_arn == a.attachment_arn);
+                        ecs::Attachment {
+                            id: a.attachment_arn.clone(),
+                            status: a.status.clone(),
+                            type_: Some(
+                                extra
+                                    .and_then(|x| x.kind.clone())
+                                    .unwrap_or_else(|| "ElasticNetworkInterface".into()),
+                            ),
+                            details: extra.map(|x| x.details.clone()),
+                        }
                     })
                     .collect();
             }
@@ -1161,21 +1214,7 @@ pub async fn submit_task_state_change(
             if t.last_status == "STOPPED" && t.stopped_reason.is_none() {
                 t.stopped_reason = req.reason.clone();
             }
-            // The task's health: the worst of its essential containers' health.
-            let essential: Vec<&ContainerRecord> =
-                t.containers.iter().filter(|c| c.essential).collect();
-            if essential
-                .iter()
-                .any(|c| c.health_status.as_deref() == Some("UNHEALTHY"))
-            {
-                t.health_status = Some("UNHEALTHY".into());
-            } else if !essential.is_empty()
-                && essential
-                    .iter()
-                    .all(|c| c.health_status.as_deref() == Some("HEALTHY"))
-            {
-                t.health_status = Some("HEALTHY".into());
-            }
+            derive_task_health(t);
         },
     )
     .await?;
@@ -1200,34 +1239,6 @@ fn derive_task_health(t: &mut TaskRecord) {
     {
         t.health_status = Some("HEALTHY".into());
     }
-}
-
-/// `BerthAgent_20261122.ReportHealth` (see berth-agent-api).
-pub async fn report_health(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let req: berth_agent_api::ReportHealthRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))?;
-    let cluster = cluster_arg(Some(&req.cluster))?;
-    for c in &req.containers {
-        if !matches!(
-            c.health_status.as_str(),
-            "HEALTHY" | "UNHEALTHY" | "UNKNOWN"
-        ) {
-            return Err(ApiError::invalid_parameter(format!(
-                "Invalid healthStatus {}.",
-                c.health_status
-            )));
-        }
-    }
-    apply_report(ctx, &cluster, &req.task_arn, None, |t, _| {
-        for h in &req.containers {
-            if let Some(c) = t.containers.iter_mut().find(|c| c.name == h.container_name) {
-                c.health_status = Some(h.health_status.clone());
-            }
-        }
-        derive_task_health(t);
-    })
-    .await?;
-    crate::wire::encode(&serde_json::json!({}))
 }
 
 pub async fn submit_container_state_change(
