@@ -6,6 +6,7 @@ use berth_auth::Role;
 use berth_control_plane::{admin, App};
 use berth_core::Scope;
 use berth_store::{MemoryStore, SqliteStore, StateStore};
+use berth_store_etcd::{EtcdOptions, EtcdStore};
 use clap::Args;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,15 +24,41 @@ pub struct ServerArgs {
     /// The AWS account id berth presents itself as (used in ARNs).
     #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
-    /// State store: `sqlite` (DATA_DIR/state.db, the default), `sqlite:PATH`, or `memory` (lost on exit).
+    /// State store: `sqlite` (DATA_DIR/state.db, the default), `sqlite:PATH`, `memory` (lost on exit),
+    /// or etcd: `etcd://HOST:PORT[,HOST:PORT…][/PREFIX]` (`etcds://…?ca=PEM[&cert=PEM&key=PEM]` for TLS).
     #[arg(long, env = "BERTH_STORE", default_value = "sqlite")]
     pub store: String,
+    /// etcd user name (for an etcd with authentication enabled).
+    #[arg(long, env = "BERTH_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// etcd password (with --etcd-user).
+    #[arg(long, env = "BERTH_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
     /// Serve `POST /_berth/reset` (admin-signed), which wipes all state: for test suites.
     #[arg(long, env = "BERTH_ALLOW_RESET")]
     pub allow_reset: bool,
 }
 
-fn open_store(spec: &str, data_dir: &Path) -> anyhow::Result<(Arc<dyn StateStore>, String)> {
+async fn open_store(
+    spec: &str,
+    data_dir: &Path,
+    etcd_user: Option<(&str, &str)>,
+) -> anyhow::Result<(Arc<dyn StateStore>, String)> {
+    if spec.starts_with("etcd://") || spec.starts_with("etcds://") {
+        let mut opts = EtcdOptions::from_url(spec)?;
+        if let Some((user, password)) = etcd_user {
+            opts = opts.with_user(user, password);
+        }
+        let desc = format!(
+            "etcd at {} (prefix {})",
+            opts.endpoints.join(","),
+            opts.prefix
+        );
+        let store = EtcdStore::connect(opts)
+            .await
+            .with_context(|| format!("connecting to the state store {desc}"))?;
+        return Ok((Arc::new(store), desc));
+    }
     if spec == "memory" {
         return Ok((
             Arc::new(MemoryStore::new()),
@@ -41,7 +68,9 @@ fn open_store(spec: &str, data_dir: &Path) -> anyhow::Result<(Arc<dyn StateStore
     let path = match spec {
         "sqlite" => data_dir.join("state.db"),
         s if s.starts_with("sqlite:") => Path::new(&s["sqlite:".len()..]).to_path_buf(),
-        other => bail!("unknown --store {other:?}: use sqlite, sqlite:PATH or memory"),
+        other => {
+            bail!("unknown --store {other:?}: use sqlite, sqlite:PATH, memory or etcd://HOST:PORT")
+        }
     };
     let store = SqliteStore::open(&path)
         .with_context(|| format!("opening the state store {}", path.display()))?;
@@ -132,7 +161,12 @@ async fn shutdown_signal() {
 pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     let data_dir = args.data_dir.resolve();
     create_private_dir(&data_dir)?;
-    let (store, store_desc) = open_store(&args.store, &data_dir)?;
+    let etcd_user = match (&args.etcd_user, &args.etcd_password) {
+        (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
+        (Some(_), None) => bail!("--etcd-user needs --etcd-password (or BERTH_ETCD_PASSWORD)"),
+        _ => None,
+    };
+    let (store, store_desc) = open_store(&args.store, &data_dir, etcd_user).await?;
     let scope = Scope::new(&args.region, &args.account_id);
     let app = App::new(store, scope, args.allow_reset)
         .await
