@@ -28,7 +28,8 @@ def free_port():
 class Berth:
     """A berth control plane process on a private data dir."""
 
-    def __init__(self, data_dir, extra_args=(), env=None):
+    def __init__(self, data_dir, extra_args=(), env=None, command="server"):
+        self.command = command
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -44,7 +45,7 @@ class Berth:
             env.pop(k, None)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(BERTH_BIN), "server", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), "--allow-reset", *self.extra_args],
+            [str(BERTH_BIN), self.command, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), "--allow-reset", *self.extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,

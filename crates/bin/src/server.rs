@@ -158,6 +158,110 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
+/// The local agent's key for `berth up`: reused from DATA_DIR/credentials (profile `berth-agent`)
+/// when the control plane still knows it, else created (role `agent`) and saved there.
+async fn local_agent_key(app: &App, data_dir: &Path) -> anyhow::Result<(String, String)> {
+    let creds_path = data_dir.join("credentials");
+    if let Ok(Some((id, secret))) = berth_auth::read_credentials_profile(&creds_path, "berth-agent")
+    {
+        if app
+            .keys
+            .lookup(&id)
+            .is_some_and(|(s, role)| s == secret && role == Role::Agent)
+        {
+            return Ok((id, secret));
+        }
+    }
+    let rec = admin::create_key(app, Role::Agent, "local agent of berth up", None)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the local agent key: {e}"))?;
+    berth_auth::write_credentials_file(
+        &creds_path,
+        "berth-agent",
+        &rec.access_key_id,
+        &rec.secret_access_key,
+    )
+    .with_context(|| format!("writing {}", creds_path.display()))?;
+    Ok((rec.access_key_id, rec.secret_access_key))
+}
+
+/// Runs the all-in-one local agent until `stop` flips; reports (and survives) a missing Docker.
+async fn run_local_agent(
+    app: Arc<App>,
+    data_dir: std::path::PathBuf,
+    endpoint: String,
+    region: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (key, secret) = match local_agent_key(&app, &data_dir).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "no local agent");
+            return;
+        }
+    };
+    let config_path = Path::new(berth_agent::config::DEFAULT_CONFIG_PATH);
+    let mut config = match berth_agent::AgentConfig::load(config_path) {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            c
+        }
+        Err(e) => {
+            eprintln!("berth up: the local agent's configuration is invalid: {e}; no local agent.");
+            return;
+        }
+    };
+    config.endpoints = vec![endpoint];
+    config.region = region;
+    config.access_key_id = Some(key);
+    config.secret_access_key = Some(secret);
+    if std::env::var_os("ECS_DATADIR").is_none() {
+        config.data_dir = data_dir.join("agent");
+    }
+    let cluster = config.cluster.clone();
+    // All-in-one: the local agent's cluster exists (CreateCluster is idempotent).
+    let ctx = berth_control_plane::app::Ctx {
+        app: app.clone(),
+        principal: berth_control_plane::app::Principal {
+            access_key_id: "berth-up".into(),
+            role: Role::Admin,
+            arn: app.scope.root_principal(),
+        },
+    };
+    let body = serde_json::json!({ "clusterName": cluster }).to_string();
+    if let Err(e) = berth_control_plane::ecs::dispatch(
+        &ctx,
+        berth_ecs_api::ecs::Operation::CreateCluster,
+        body.as_bytes(),
+    )
+    .await
+    {
+        eprintln!("berth up: cannot create the cluster {cluster:?} for the local agent: {e}");
+        return;
+    }
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    match berth_agent::run(config, shutdown).await {
+        Ok(()) => {}
+        Err(berth_agent::AgentError::Engine(e)) => {
+            eprintln!(
+                "berth up: Docker is not reachable ({e}); the API keeps serving, but this host runs no tasks. \
+                 Start Docker (or set DOCKER_HOST) and restart berth up."
+            );
+        }
+        Err(e) => {
+            eprintln!(
+                "berth up: the local agent stopped: {:#}",
+                anyhow::Error::new(e)
+            );
+        }
+    }
+    tracing::info!(cluster = %cluster, "local agent stopped");
+}
+
 pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     let data_dir = args.data_dir.resolve();
     create_private_dir(&data_dir)?;
@@ -173,6 +277,13 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("loading state: {e}"))?;
     app.open_logs(&data_dir.join("logs"))
         .with_context(|| format!("opening the log store {}", data_dir.join("logs").display()))?;
+    app.open_registry(&data_dir.join("registry"))
+        .with_context(|| {
+            format!(
+                "opening the image registry {}",
+                data_dir.join("registry").display()
+            )
+        })?;
     let first_start = bootstrap_keys(&app, &data_dir).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -194,12 +305,33 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
         args.region
     );
     println!("  aws ecs create-cluster --cluster-name default --endpoint-url {endpoint}");
-    if all_in_one {
-        println!("(no local agent yet: container instances join with `berth agent` once it is available)");
-    }
+    let _ = app.endpoint.set(endpoint.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = all_in_one.then(|| {
+        println!(
+            "A local agent joins this host to the `default` cluster (ECS_CLUSTER to change it)."
+        );
+        tokio::spawn(run_local_agent(
+            app.clone(),
+            data_dir.clone(),
+            endpoint.clone(),
+            args.region.clone(),
+            stop_rx.clone(),
+        ))
+    });
     tracing::info!(%addr, "ready");
-    berth_control_plane::serve(listener, app, shutdown_signal())
-        .await
-        .context("serving")?;
+    let mut server_stop = stop_rx;
+    let served = berth_control_plane::serve(listener, app, async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    });
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let (served, ()) = tokio::join!(served, signal);
+    served.context("serving")?;
+    if let Some(agent) = agent {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), agent).await;
+    }
     Ok(())
 }

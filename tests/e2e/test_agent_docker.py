@@ -1,0 +1,178 @@
+"""Issues 3 and 5 end to end with real Docker: `berth up` (control plane + local agent) driven by
+the aws CLI and boto3. Images come from scripts/test-images.sh (no registry is reachable)."""
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import Berth
+
+IMAGE = "berth-test/busybox:latest"
+
+
+def docker(*args, check=True):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=120)
+
+
+def docker_ok():
+    return shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not docker_ok(), reason="Docker engine not reachable")
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory):
+    """`berth up` on a private data dir, with its own ECS_CLUSTER so tests never see other agents."""
+    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        subprocess.run(["scripts/test-images.sh"], check=True, timeout=600)
+    cluster = "e2e" + uuid.uuid4().hex[:8]
+    data = tmp_path_factory.mktemp("berth-up")
+    b = Berth(data, command="up", env={"ECS_CLUSTER": cluster, "ECS_CONTAINER_STOP_TIMEOUT": "2s",
+                                        "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION": "1m"})
+    b.cluster = cluster
+    b.start()
+    ecs = b.client("ecs")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]:
+                break
+        except Exception:
+            pass
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the local agent did not register: " + b.log_path.read_text()[-3000:])
+    yield b
+    b.stop()
+    # Containers of this run's cluster are removed (the agent leaves them running on shutdown).
+    ids = docker("ps", "-aq", "--filter", f"label=com.amazonaws.ecs.cluster={cluster}", check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    nets = docker("network", "ls", "-q", "--filter", f"label=com.amazonaws.ecs.cluster={cluster}", check=False).stdout.split()
+    if nets:
+        docker("network", "rm", *nets, check=False)
+
+
+def register(b, family, containers, tmp_path, **extra):
+    p = tmp_path / f"{family}.json"
+    p.write_text(json.dumps({"family": family, "containerDefinitions": containers, **extra}))
+    return b.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")["taskDefinition"]
+
+
+def wait(b, waiter, cluster, arn):
+    p = b.aws("ecs", "wait", waiter, "--cluster", cluster, "--tasks", arn, check=False)
+    assert p.returncode == 0, p.stderr
+
+
+def describe(b, cluster, arn):
+    return b.aws("ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn)["tasks"][0]
+
+
+def test_seed_flow_run_list_describe_stop(up, tmp_path):
+    c = up.cluster
+    register(up, "sleep360", [{"name": "sleep", "image": IMAGE, "command": ["sleep", "360"], "essential": True, "memory": 64}], tmp_path)
+    out = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "sleep360", "--count", "1")
+    assert out["failures"] == []
+    arn = out["tasks"][0]["taskArn"]
+    assert arn in up.aws("ecs", "list-tasks", "--cluster", c)["taskArns"]
+    wait(up, "tasks-running", c, arn)
+    t = describe(up, c, arn)
+    assert t["lastStatus"] == "RUNNING" and t["desiredStatus"] == "RUNNING"
+    cont = t["containers"][0]
+    assert cont["lastStatus"] == "RUNNING" and cont["runtimeId"]
+    assert t["startedAt"] and t["pullStartedAt"] and t["connectivity"] == "CONNECTED"
+    ps = docker("ps", "--filter", f"id={cont['runtimeId']}", "--format", "{{.ID}}").stdout.strip()
+    assert ps and cont["runtimeId"].startswith(ps)
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", arn, "--reason", "seeds done")
+    wait(up, "tasks-stopped", c, arn)
+    t = describe(up, c, arn)
+    assert t["lastStatus"] == "STOPPED" and t["stoppedReason"] == "seeds done" and t["stopCode"] == "UserInitiated"
+    assert t["containers"][0]["exitCode"] is not None
+    assert docker("inspect", "-f", "{{.State.Running}}", cont["runtimeId"]).stdout.strip() == "false"
+
+
+def test_essential_exit_and_nonessential_exit(up, tmp_path):
+    c = up.cluster
+    register(up, "exit3", [{"name": "main", "image": IMAGE, "command": ["sh", "-c", "sleep 1; exit 3"], "memory": 32}], tmp_path)
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "exit3")["tasks"][0]["taskArn"]
+    wait(up, "tasks-stopped", c, arn)
+    t = describe(up, c, arn)
+    assert t["stopCode"] == "EssentialContainerExited"
+    assert t["stoppedReason"] == "Essential container in task exited"
+    assert t["containers"][0]["exitCode"] == 3
+
+    register(up, "sidecar", [
+        {"name": "main", "image": IMAGE, "command": ["sleep", "300"], "memory": 32},
+        {"name": "side", "image": IMAGE, "command": ["sh", "-c", "exit 0"], "essential": False, "memory": 32},
+    ], tmp_path)
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "sidecar")["tasks"][0]["taskArn"]
+    wait(up, "tasks-running", c, arn)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        t = describe(up, c, arn)
+        side = [x for x in t["containers"] if x["name"] == "side"][0]
+        if side["lastStatus"] == "STOPPED":
+            break
+        time.sleep(0.5)
+    assert side["lastStatus"] == "STOPPED" and side["exitCode"] == 0
+    assert t["lastStatus"] == "RUNNING", "a non-essential exit must not stop the task"
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
+
+
+def test_bridge_dynamic_port(up, tmp_path):
+    c = up.cluster
+    register(up, "web", [{"name": "httpd", "image": IMAGE, "command": ["httpd", "-f", "-p", "8080", "-h", "/var/www"],
+                          "memory": 32, "portMappings": [{"containerPort": 8080}]}], tmp_path)
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "web")["tasks"][0]["taskArn"]
+    wait(up, "tasks-running", c, arn)
+    t = describe(up, c, arn)
+    nb = t["containers"][0]["networkBindings"]
+    assert nb and nb[0]["containerPort"] == 8080 and nb[0]["hostPort"] > 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{nb[0]['hostPort']}/", timeout=10) as r:
+        assert r.status == 200
+    # The bound port shows in the instance's remaining PORTS.
+    inst = up.aws("ecs", "describe-container-instances", "--cluster", c, "--container-instances", t["containerInstanceArn"])
+    ports = [r for r in inst["containerInstances"][0]["remainingResources"] if r["name"] == "PORTS"][0]["stringSetValue"]
+    assert str(nb[0]["hostPort"]) in ports
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
+
+
+def test_missing_image_fails_cleanly(up, tmp_path):
+    c = up.cluster
+    register(up, "noimage", [{"name": "x", "image": "berth-test/does-not-exist:latest", "memory": 32}], tmp_path)
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "noimage")["tasks"][0]["taskArn"]
+    wait(up, "tasks-stopped", c, arn)
+    t = describe(up, c, arn)
+    assert t["stopCode"] == "TaskFailedToStart"
+    assert t["stoppedReason"].startswith("CannotPullContainerError") or t["containers"][0]["reason"].startswith("CannotPullContainerError")
+
+
+def test_service_real_containers_and_replacement(up, tmp_path):
+    c = up.cluster
+    register(up, "svcweb", [{"name": "app", "image": IMAGE, "command": ["sleep", "600"], "memory": 32}], tmp_path)
+    up.aws("ecs", "create-service", "--cluster", c, "--service-name", "svcweb", "--task-definition", "svcweb", "--desired-count", "2")
+    p = up.aws("ecs", "wait", "services-stable", "--cluster", c, "--services", "svcweb", check=False)
+    assert p.returncode == 0, p.stderr
+    arns = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", "svcweb")["taskArns"]
+    assert len(arns) == 2
+    # Kill one container behind berth's back: a replacement comes within seconds.
+    victim = describe(up, c, arns[0])["containers"][0]["runtimeId"]
+    docker("kill", victim)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        now = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", "svcweb")["taskArns"]
+        svc = up.aws("ecs", "describe-services", "--cluster", c, "--services", "svcweb")["services"][0]
+        if arns[0] not in now and len(now) == 2 and svc["runningCount"] == 2:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"no replacement: {now} {svc['events'][:3]}")
+    up.aws("ecs", "update-service", "--cluster", c, "--service", "svcweb", "--desired-count", "0")
+    p = up.aws("ecs", "delete-service", "--cluster", c, "--service", "svcweb", check=False)
+    assert p.returncode == 0, p.stderr
