@@ -24,6 +24,8 @@ pub struct App {
     pub endpoint: std::sync::OnceLock<String>,
     /// Wakes the service scheduler (a service changed, a task changed state).
     pub scheduler_wake: tokio::sync::Notify,
+    /// The image registry's blob store (set once by [`App::open_registry`]; /v2 and ECR fail without it).
+    pub registry: std::sync::OnceLock<std::sync::Arc<berth_registry::BlobStore>>,
 }
 
 impl App {
@@ -43,6 +45,7 @@ impl App {
             agents: crate::agents::AgentHub::default(),
             endpoint: std::sync::OnceLock::new(),
             scheduler_wake: tokio::sync::Notify::new(),
+            registry: std::sync::OnceLock::new(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)
@@ -50,6 +53,29 @@ impl App {
 
     /// Opens the CloudWatch Logs store in `dir` (the data dir's `logs/`) and starts its background
     /// fsync (every second) and retention (every 10 minutes) thread.
+    /// Opens the image registry's blob store in `dir` (the data dir's `registry/`) and starts its
+    /// garbage collection (every 10 minutes; also after deletes).
+    pub fn open_registry(
+        self: &Arc<Self>,
+        dir: &std::path::Path,
+    ) -> Result<(), berth_registry::RegistryError> {
+        let _ = self
+            .registry
+            .set(Arc::new(berth_registry::BlobStore::open(dir)?));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                let Some(app) = weak.upgrade() else { return };
+                if let Err(e) = crate::ecr::model::collect_garbage(&app).await {
+                    tracing::warn!(error = %e, "registry garbage collection failed");
+                }
+            }
+        });
+        Ok(())
+    }
+
     pub fn open_logs(&self, dir: &std::path::Path) -> Result<(), berth_logs::LogError> {
         let store = berth_logs::LogStore::open(dir)?;
         store

@@ -8,10 +8,12 @@
 pub mod admin;
 pub mod agents;
 pub mod app;
+pub mod ecr;
 pub mod ecs;
 pub mod error;
 pub mod logs;
 pub mod records;
+pub mod registry;
 pub mod repo;
 pub mod server;
 pub mod service_scheduler;

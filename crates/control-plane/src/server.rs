@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use berth_store::Txn;
 use std::sync::Arc;
@@ -23,6 +23,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", post(api))
         .route("/_berth/health", get(health))
         .route("/_berth/reset", post(reset))
+        .route("/v2", any(crate::registry::handle))
+        .route("/v2/", any(crate::registry::handle))
+        .route("/v2/{*path}", any(crate::registry::handle))
         .fallback(not_found)
         .with_state(app)
 }
@@ -135,6 +138,8 @@ async fn handle(
 ) -> Result<Vec<u8>, ApiError> {
     let limit = if target.starts_with(crate::logs::TARGET_PREFIX) {
         crate::logs::MAX_BODY_BYTES
+    } else if target.starts_with(crate::ecr::TARGET_PREFIX) {
+        crate::ecr::MAX_BODY_BYTES
     } else {
         MAX_BODY_BYTES
     };
@@ -159,6 +164,7 @@ async fn handle(
             crate::agents::poll(&ctx, &body).await
         }
         crate::logs::TARGET_PREFIX => crate::logs::dispatch(&ctx, op, &body).await,
+        crate::ecr::TARGET_PREFIX => crate::ecr::dispatch(&ctx, op, &body).await,
         _ => Err(ApiError::unknown_operation(target)),
     }
 }
