@@ -176,3 +176,72 @@ def test_service_real_containers_and_replacement(up, tmp_path):
     up.aws("ecs", "update-service", "--cluster", c, "--service", "svcweb", "--desired-count", "0")
     p = up.aws("ecs", "delete-service", "--cluster", c, "--service", "svcweb", check=False)
     assert p.returncode == 0, p.stderr
+
+
+def test_second_agent_spreads_and_survives_restart(up, tmp_path):
+    """Two agents (separate data dirs, one Docker engine) in one cluster: tasks spread, each manages
+    only its own containers; restarting an agent keeps its identity and its running task."""
+    import os
+    import signal
+
+    from conftest import BERTH_BIN
+
+    c = up.cluster
+    key = json.loads(subprocess.run([str(BERTH_BIN), "keys", "create", "--role", "agent", "--endpoint", up.endpoint],
+                                    capture_output=True, text=True, env=up.env(), check=True, timeout=30).stdout)["accessKey"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECS_"))}
+    env.update(BERTH_AGENT_ACCESS_KEY_ID=key["accessKeyId"], BERTH_AGENT_SECRET_ACCESS_KEY=key["secretAccessKey"],
+               ECS_CLUSTER=c, ECS_CONTAINER_STOP_TIMEOUT="2s", BERTH_AVAILABILITY_ZONE="us-east-1b")
+    agent_dir = tmp_path / "agent2"
+    log = open(tmp_path / "agent2.log", "ab")
+
+    def start_agent():
+        return subprocess.Popen([str(BERTH_BIN), "agent", "--config", "/nonexistent/ecs.config", "--endpoint", up.endpoint,
+                                 "--data-dir", str(agent_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    proc = start_agent()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]) < 2:
+            time.sleep(0.3)
+        instances = up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]
+        assert len(instances) == 2, (tmp_path / "agent2.log").read_text()[-2000:]
+
+        register(up, "spread2", [{"name": "s", "image": IMAGE, "command": ["sleep", "600"], "memory": 16}], tmp_path)
+        out = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "spread2", "--count", "2",
+                     "--placement-constraints", "type=distinctInstance")
+        assert len(out["tasks"]) == 2, out
+        arns = [t["taskArn"] for t in out["tasks"]]
+        for a in arns:
+            wait(up, "tasks-running", c, a)
+        tasks = up.aws("ecs", "describe-tasks", "--cluster", c, "--tasks", *arns)["tasks"]
+        assert len({t["containerInstanceArn"] for t in tasks}) == 2
+        # Each agent labels (and so manages) only its own containers.
+        labels = {}
+        for t in tasks:
+            rid = t["containers"][0]["runtimeId"]
+            labels[t["containerInstanceArn"]] = docker("inspect", "-f", "{{json .Config.Labels}}", rid).stdout
+        assert len(set(labels.values())) == 2
+
+        # Restart the second agent: same instance, its task still RUNNING, no duplicate container.
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        before = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.cluster={c}").stdout.split()
+        proc = start_agent()
+        time.sleep(3)
+        after = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.cluster={c}").stdout.split()
+        assert sorted(before) == sorted(after), "a restarted agent must adopt, not restart or duplicate"
+        assert len(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]) == 2
+        for t in up.aws("ecs", "describe-tasks", "--cluster", c, "--tasks", *arns)["tasks"]:
+            assert t["lastStatus"] == "RUNNING"
+        for a in arns:
+            up.aws("ecs", "stop-task", "--cluster", c, "--task", a)
+        for a in arns:
+            wait(up, "tasks-stopped", c, a)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
