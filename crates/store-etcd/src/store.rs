@@ -34,6 +34,26 @@ pub(crate) struct Inner {
     pub(crate) options: EtcdOptions,
 }
 
+/// Largest response berth accepts from etcd (etcd-client's default is 4 MiB: too small for a
+/// range over a big prefix, or a watch catching up in batches of many revisions).
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
+impl Inner {
+    /// A KV client that accepts large responses.
+    pub(crate) fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// A watch client that accepts large responses.
+    pub(crate) fn watch(&self) -> etcd_client::WatchClient {
+        self.client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+}
+
 impl EtcdStore {
     /// Connect to etcd and check that it answers (one read).
     ///
@@ -89,8 +109,7 @@ impl EtcdStore {
     pub(crate) async fn wipe_revision(&self) -> Result<(Revision, Revision)> {
         let resp = self
             .inner
-            .client
-            .kv_client()
+            .kv()
             .get(
                 self.inner.keys.wipe_marker(),
                 Some(GetOptions::new().with_keys_only()),
@@ -105,8 +124,7 @@ impl EtcdStore {
     pub(crate) async fn history_retained(&self, revision: Revision) -> Result<bool> {
         let r = self
             .inner
-            .client
-            .kv_client()
+            .kv()
             .get(
                 self.inner.keys.wipe_marker(),
                 Some(GetOptions::new().with_count_only().with_revision(revision)),
@@ -198,8 +216,7 @@ impl StateStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let resp = self
             .inner
-            .client
-            .kv_client()
+            .kv()
             .get(self.inner.keys.key(key), None)
             .await
             .map_err(|e| map_err("get", e))?;
@@ -217,7 +234,7 @@ impl StateStore for EtcdStore {
                 start = successor(&keys.key(after));
             }
         }
-        let mut kv = self.inner.client.kv_client();
+        let mut kv = self.inner.kv();
         if start >= end && end != [0] {
             // start_after is past the prefix: nothing to read, but report the revision.
             return Ok(RangeResult {
@@ -264,7 +281,7 @@ impl StateStore for EtcdStore {
                 ranges: Vec::new(),
             });
         }
-        let mut kv = self.inner.client.kv_client();
+        let mut kv = self.inner.kv();
         let mut revision = 0;
         let mut ranges = Vec::with_capacity(prefixes.len());
         // One read-only Txn per chunk: the first fixes the revision, the rest read at it.
@@ -332,8 +349,7 @@ impl StateStore for EtcdStore {
             .collect();
         let resp = self
             .inner
-            .client
-            .kv_client()
+            .kv()
             .txn(
                 EtcdTxn::new()
                     .when(compares)
@@ -373,8 +389,7 @@ impl StateStore for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
         let resp = self
             .inner
-            .client
-            .kv_client()
+            .kv()
             .get(
                 self.inner.keys.wipe_marker(),
                 Some(GetOptions::new().with_count_only()),
@@ -393,8 +408,7 @@ impl StateStore for EtcdStore {
         let (start, end) = keys.prefix_range("");
         let resp = self
             .inner
-            .client
-            .kv_client()
+            .kv()
             .txn(EtcdTxn::new().and_then(vec![
                 TxnOp::delete(start, Some(DeleteOptions::new().with_range(end))),
                 TxnOp::put(keys.wipe_marker(), b"wipe".to_vec(), None),

@@ -83,7 +83,7 @@ enum Step {
 
 impl Watcher {
     async fn connect(&mut self) -> berth_store::Result<etcd_client::WatchStream> {
-        let mut wc = self.store.inner.client.watch_client();
+        let mut wc = self.store.inner.watch();
         let mut s = wc
             .watch(
                 self.start.clone(),
