@@ -229,3 +229,39 @@ pub(crate) fn repository_arn(ctx: &Ctx, name: &str) -> String {
         ctx.app.scope.partition, ctx.app.scope.region, ctx.app.scope.account
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's ECR table tells the truth: every implemented operation has a supported or
+    /// partial row, and no row claims an operation the dispatcher does not implement.
+    #[test]
+    fn readme_ecr_table_matches_the_dispatcher() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap_or_default();
+        let section: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("### ECR (`AmazonEC2ContainerRegistry_V20150921`)"))
+            .skip(1)
+            .take_while(|l| !l.starts_with('#'))
+            .collect();
+        assert!(!section.is_empty(), "README has no ECR table");
+        for op in Operation::ALL {
+            let row = section
+                .iter()
+                .find(|l| l.starts_with(&format!("| {} |", op.as_str())));
+            let status = row.and_then(|r| r.split('|').nth(2)).map(str::trim);
+            match status {
+                Some("supported" | "partial") => {
+                    assert!(implemented(*op), "README claims {}", op.as_str())
+                }
+                Some("not yet") | None => {
+                    assert!(!implemented(*op), "README misses {}", op.as_str())
+                }
+                Some(other) => panic!("unknown status {other:?} for {}", op.as_str()),
+            }
+        }
+    }
+}
