@@ -88,7 +88,7 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// `ECS_LOGLEVEL` (debug, info, warn, error, crit), when set.
     pub log_level: Option<String>,
-    /// `ECS_AVAILABLE_LOGGING_DRIVERS`.
+    /// `ECS_AVAILABLE_LOGGING_DRIVERS` (default `["json-file","awslogs","none"]`).
     pub available_logging_drivers: Vec<String>,
     /// `ECS_DISABLE_PRIVILEGED`.
     pub disable_privileged: bool,
@@ -124,7 +124,9 @@ impl Default for AgentConfig {
             image_pull_behavior: ImagePullBehavior::Default,
             data_dir: PathBuf::from("/var/lib/ecs/data"),
             log_level: None,
-            available_logging_drivers: vec!["json-file".into(), "none".into()],
+            // The ECS agent's own default is json-file and none; ECS-optimized AMIs add awslogs,
+            // which berth's agent implements itself (crate::awslogs).
+            available_logging_drivers: vec!["json-file".into(), "awslogs".into(), "none".into()],
             disable_privileged: false,
             dynamic_host_port_range: None,
             endpoints: vec![DEFAULT_ENDPOINT.into()],

@@ -16,6 +16,8 @@ use berth_ecs_api::ecs;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::awslogs::LogSink;
+
 /// A failed control-plane call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlPlaneError {
@@ -274,6 +276,16 @@ impl HttpControlPlane {
         target: &str,
         body: &Value,
     ) -> Result<Value, ControlPlaneError> {
+        self.call_service("ecs", long, target, body).await
+    }
+
+    async fn call_service(
+        &self,
+        signing_name: &str,
+        long: bool,
+        target: &str,
+        body: &Value,
+    ) -> Result<Value, ControlPlaneError> {
         let pool = if long {
             &self.poll_clients
         } else {
@@ -284,7 +296,7 @@ impl HttpControlPlane {
         for i in 0..pool.len() {
             let idx = (start + i) % pool.len();
             let client = &pool[idx];
-            match client.call("ecs", target, body).await {
+            match client.call(signing_name, target, body).await {
                 Ok(v) => {
                     self.current.store(idx, Ordering::Relaxed);
                     return Ok(v);
@@ -385,6 +397,58 @@ impl ControlPlane for HttpControlPlane {
     }
 }
 
+const LOGS_TARGET: &str = "Logs_20140328";
+
+/// The `awslogs` driver's calls (CloudWatch Logs, signing name `logs`).
+#[async_trait]
+impl LogSink for HttpControlPlane {
+    async fn create_log_group(&self, group: &str) -> Result<(), ControlPlaneError> {
+        self.call_service(
+            "logs",
+            false,
+            &format!("{LOGS_TARGET}.CreateLogGroup"),
+            &json!({ "logGroupName": group }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn create_log_stream(&self, group: &str, stream: &str) -> Result<(), ControlPlaneError> {
+        self.call_service(
+            "logs",
+            false,
+            &format!("{LOGS_TARGET}.CreateLogStream"),
+            &json!({ "logGroupName": group, "logStreamName": stream }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn put_log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[crate::awslogs::LogEvent],
+    ) -> Result<(), ControlPlaneError> {
+        let events: Vec<Value> = events
+            .iter()
+            .map(|e| json!({ "timestamp": e.timestamp, "message": e.message }))
+            .collect();
+        let v = self
+            .call_service(
+                "logs",
+                false,
+                &format!("{LOGS_TARGET}.PutLogEvents"),
+                &json!({ "logGroupName": group, "logStreamName": stream, "logEvents": events }),
+            )
+            .await?;
+        if let Some(info) = v.get("rejectedLogEventsInfo") {
+            tracing::warn!(group, stream, rejected = %info, "PutLogEvents rejected some events (too old, expired or too new)");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct FakeState {
     registrations: Vec<ecs::RegisterContainerInstanceRequest>,
@@ -404,6 +468,8 @@ struct FakeState {
 pub struct FakeControlPlane {
     state: Arc<Mutex<FakeState>>,
     changed: Arc<Notify>,
+    /// The log store behind the fake's CloudWatch Logs calls.
+    pub logs: crate::awslogs::FakeLogs,
 }
 
 impl std::fmt::Debug for FakeControlPlane {
@@ -561,6 +627,29 @@ impl ControlPlane for FakeControlPlane {
         self.check_down()?;
         self.lock().container_reports.push(change.clone());
         Ok(())
+    }
+}
+
+#[async_trait]
+impl LogSink for FakeControlPlane {
+    async fn create_log_group(&self, group: &str) -> Result<(), ControlPlaneError> {
+        self.check_down()?;
+        self.logs.create_log_group(group).await
+    }
+
+    async fn create_log_stream(&self, group: &str, stream: &str) -> Result<(), ControlPlaneError> {
+        self.check_down()?;
+        self.logs.create_log_stream(group, stream).await
+    }
+
+    async fn put_log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[crate::awslogs::LogEvent],
+    ) -> Result<(), ControlPlaneError> {
+        self.check_down()?;
+        self.logs.put_log_events(group, stream, events).await
     }
 }
 

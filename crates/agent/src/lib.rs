@@ -11,6 +11,8 @@
 //! - [`manager`] / [`task`]: the task manager and one actor per task, generic over
 //!   [`berth_runtime::ContainerRuntime`].
 //! - [`reporter`]: ordered, retried, superseding delivery of task reports.
+//! - [`awslogs`]: the `awslogs` log driver — one shipper per container follows its output into
+//!   berth's CloudWatch-Logs-compatible store (`PutLogEvents`), checkpointed in `ECS_DATADIR`.
 //!
 //! # The channel
 //! After registering, the agent long-polls `BerthAgent_20261122.PollDesiredState` with the
@@ -61,6 +63,7 @@
 //! codes) instead of creating new ones. Containers of tasks the control plane no longer lists
 //! are stopped and removed.
 
+pub mod awslogs;
 pub mod config;
 pub mod control;
 pub mod manager;
@@ -156,7 +159,7 @@ impl Backoff {
 
 /// Runs the agent with an explicit runtime and control plane (what [`run`] does after
 /// connecting; tests call it with fakes).
-pub async fn run_with<R: ContainerRuntime, C: ControlPlane>(
+pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
     config: AgentConfig,
     runtime: Arc<R>,
     control: Arc<C>,
@@ -219,6 +222,8 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane>(
         config: config.clone(),
         instance_arn: instance_arn.clone(),
         reporter: reporter.clone(),
+        logs: control.clone(),
+        shipper: awslogs::ShipperConfig::default(),
     });
     let mut manager = manager::TaskManager::new(runtime.clone(), ctx);
     if let Err(e) = manager.discover().await {

@@ -341,6 +341,7 @@ mod tests {
             "com.amazonaws.ecs.capability.docker-remote-api.1.17",
             "com.amazonaws.ecs.capability.docker-remote-api.1.41",
             "com.amazonaws.ecs.capability.logging-driver.json-file",
+            "com.amazonaws.ecs.capability.logging-driver.awslogs",
             "ecs.capability.container-health-check",
             "stack",
         ] {

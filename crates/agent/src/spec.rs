@@ -13,6 +13,7 @@ use berth_runtime::{
     NetworkSpec, PortBinding, Protocol, TmpfsMount, Ulimit, VolumeSpec, VolumesFrom,
 };
 
+use crate::awslogs::AwsLogsConfig;
 use crate::config::AgentConfig;
 
 /// Label: the cluster (as configured in `ECS_CLUSTER`).
@@ -85,6 +86,9 @@ pub struct ContainerPlan {
     pub start_timeout: Duration,
     /// Container port → protocol, for host-mode network bindings.
     pub host_mode_ports: Vec<(u16, Protocol)>,
+    /// The `awslogs` driver's settings: the agent ships the container's output (the engine
+    /// logs it with json-file).
+    pub awslogs: Option<AwsLogsConfig>,
     /// What to create.
     pub spec: ContainerSpec,
 }
@@ -451,8 +455,13 @@ pub fn plan_task(
             });
             depends_on.push((src.clone(), Condition::Start));
         }
-        // Logging: json-file/none natively; awslogs runs with json-file for now.
-        // TODO(log shipper): tail the json-file logs of awslogs containers into berth-logs.
+        // Logging: other drivers pass through to the engine unchanged; awslogs (and awsfirelens)
+        // containers log with json-file, and the agent ships awslogs output itself
+        // (crate::awslogs), since Docker's awslogs driver cannot reach berth.
+        let awslogs = def
+            .log_configuration
+            .as_ref()
+            .and_then(AwsLogsConfig::from_log_configuration);
         spec.log_config = def.log_configuration.as_ref().and_then(|lc| {
             let driver = lc.log_driver.as_ref()?.as_str().to_string();
             if driver == "awslogs" || driver == "awsfirelens" {
@@ -516,6 +525,7 @@ pub fn plan_task(
                 .map(Duration::from_secs)
                 .unwrap_or(config.container_start_timeout),
             host_mode_ports,
+            awslogs,
             spec,
         });
     }

@@ -12,6 +12,7 @@ use berth_runtime::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::awslogs::{self, LogSink, Shipper, ShipperConfig};
 use crate::config::{AgentConfig, ImagePullBehavior};
 use crate::control::{AttachmentReport, ContainerReport, TaskStateChange};
 use crate::reporter::Reporter;
@@ -66,7 +67,7 @@ pub enum TaskMsg {
     Resync,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct ContainerState {
     plan: ContainerPlan,
     known: ContainerKnown,
@@ -78,7 +79,21 @@ struct ContainerState {
     image_digest: Option<String>,
     ip: Option<String>,
     waiting_since: Option<Instant>,
+    /// The awslogs shipper of the container (aborted with the actor).
+    shipper: Option<ShipperHandle>,
 }
+
+/// A running shipper; dropping it aborts the shipper (agent shutdown: the checkpoint lets the
+/// next agent resume).
+#[derive(Debug)]
+struct ShipperHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for ShipperHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 
 /// Shared, read-only context of every task actor.
 #[derive(Debug)]
@@ -89,6 +104,10 @@ pub struct TaskContext {
     pub instance_arn: String,
     /// Report queue.
     pub reporter: Reporter,
+    /// Where awslogs containers' output goes (the control plane's CloudWatch Logs API).
+    pub logs: Arc<dyn LogSink>,
+    /// Tuning of the awslogs shippers.
+    pub shipper: ShipperConfig,
 }
 
 fn epoch_secs(t: SystemTime) -> f64 {
@@ -147,6 +166,7 @@ impl<R: ContainerRuntime> TaskActor<R> {
                         image_digest: None,
                         ip: None,
                         waiting_since: None,
+                        shipper: None,
                     })
                     .collect()
             })
@@ -186,6 +206,7 @@ impl<R: ContainerRuntime> TaskActor<R> {
         }
         loop {
             self.step().await;
+            self.ensure_shippers();
             if self.known == TaskKnown::Stopped {
                 let cleanup_at = self.stopped_at.unwrap_or_else(Instant::now)
                     + self.ctx.config.task_cleanup_wait;
@@ -603,6 +624,11 @@ impl<R: ContainerRuntime> TaskActor<R> {
         let Some(id) = self.containers[i].id.clone() else {
             return Ok(());
         };
+        if let Err(reason) = self.prepare_awslogs(i, &id).await {
+            self.containers[i].known = ContainerKnown::Stopped;
+            self.containers[i].reason = Some(reason.clone());
+            return Err(reason);
+        }
         if let Err(e) = self.runtime.start_container(&id).await {
             let reason = match e {
                 RuntimeError::StartFailed { .. } => e.ecs_reason(),
@@ -703,6 +729,18 @@ impl<R: ContainerRuntime> TaskActor<R> {
     }
 
     async fn cleanup(&mut self) {
+        // Let the shippers drain what the containers wrote last (bounded), then forget them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for c in self.containers.iter_mut() {
+            if let Some(mut h) = c.shipper.take() {
+                if tokio::time::timeout_at(deadline, &mut h.0).await.is_err() {
+                    tracing::warn!(task = %self.desired.task_arn, container = %c.plan.name, "awslogs shipper still busy at cleanup; stopping it");
+                }
+            }
+            if let (Some(_), Some(id)) = (&c.plan.awslogs, &c.id) {
+                awslogs::remove_cursor(&awslogs::cursor_path(&self.ctx.config.data_dir, id));
+            }
+        }
         for c in &self.containers {
             if let Some(id) = &c.id {
                 match self
@@ -742,6 +780,72 @@ impl<R: ContainerRuntime> TaskActor<R> {
         }
         self.ctx.reporter.forget(&self.desired.task_arn);
         tracing::info!(task = %self.arn(), "task cleaned up");
+    }
+
+    fn task_id(&self) -> String {
+        self.plan
+            .as_ref()
+            .map(|p| p.task_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// ECS's awslogs driver creates the group (`awslogs-create-group`) and the stream when the
+    /// container starts, and a missing group fails the start. Unreachable store: start anyway
+    /// (the shipper creates the stream later).
+    async fn prepare_awslogs(&self, i: usize, id: &ContainerId) -> Result<(), String> {
+        let c = &self.containers[i];
+        let Some(cfg) = &c.plan.awslogs else {
+            return Ok(());
+        };
+        let stream = cfg.stream_name(&c.plan.name, &self.task_id(), id.as_str());
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            awslogs::prepare(&*self.ctx.logs, cfg, &stream),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if awslogs::is_not_found(&e) => {
+                tracing::warn!(task = %self.arn(), container = %c.plan.name, group = %cfg.group, "awslogs: log group does not exist (and awslogs-create-group is not true)");
+                Err(awslogs::start_failure_reason(&e))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(task = %self.arn(), container = %c.plan.name, error = %e, "awslogs: cannot create the log stream now; the shipper will retry");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(task = %self.arn(), container = %c.plan.name, "awslogs: creating the log stream timed out; the shipper will retry");
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a shipper for every awslogs container that has run (or was adopted).
+    fn ensure_shippers(&mut self) {
+        let task_id = self.task_id();
+        for c in self.containers.iter_mut() {
+            let (Some(cfg), Some(id)) = (&c.plan.awslogs, &c.id) else {
+                continue;
+            };
+            // Only containers that ran have output (an exit code says a stopped one did).
+            let ran = c.known == ContainerKnown::Running
+                || (c.known == ContainerKnown::Stopped && c.exit_code.is_some());
+            if c.shipper.is_some() || !ran {
+                continue;
+            }
+            let stream = cfg.stream_name(&c.plan.name, &task_id, id.as_str());
+            tracing::debug!(task = %self.desired.task_arn, container = %c.plan.name, group = %cfg.group, %stream, "starting awslogs shipper");
+            let shipper = Shipper::new(
+                self.runtime.clone(),
+                self.ctx.logs.clone(),
+                id.clone(),
+                cfg.clone(),
+                stream,
+                &self.ctx.config.data_dir,
+                self.ctx.shipper.clone(),
+            );
+            c.shipper = Some(ShipperHandle(tokio::spawn(shipper.run())));
+        }
     }
 
     /// The task's complete state as a report.
