@@ -71,11 +71,11 @@ impl From<ApiError> for RegistryHttpError {
 
 impl IntoResponse for RegistryHttpError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"errors": [{
-            "code": self.code,
-            "message": self.message,
-            "detail": self.detail,
-        }]});
+        let mut e = serde_json::json!({"code": self.code, "message": self.message});
+        if !self.detail.is_null() {
+            e["detail"] = self.detail;
+        }
+        let body = serde_json::json!({ "errors": [e] });
         let mut r = (self.status, body.to_string()).into_response();
         let h = r.headers_mut();
         h.insert(
