@@ -275,9 +275,9 @@ def raw(berth, target, body, sign=True, content_type="application/x-amz-json-1.1
     r = urllib.request.Request(req.url, data=data, headers=dict(req.headers), method="POST")
     try:
         with urllib.request.urlopen(r, timeout=10) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read() or b"{}")
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), json.loads(e.read() or b"{}")
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(e.read() or b"{}")
 
 
 T = "AmazonEC2ContainerServiceV20141113."
@@ -286,8 +286,8 @@ T = "AmazonEC2ContainerServiceV20141113."
 def test_wire_protocol_basics(berth):
     status, headers, body = raw(berth, T + "ListClusters", "{}")
     assert status == 200
-    assert headers["Content-Type"] == "application/x-amz-json-1.1"
-    assert headers.get("x-amzn-RequestId")
+    assert headers["content-type"] == "application/x-amz-json-1.1"
+    assert headers.get("x-amzn-requestid")
     assert body == {"clusterArns": []}
 
 
@@ -466,6 +466,14 @@ def test_reset_disabled_by_default(fresh_berth):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_metrics(berth):
+    berth.client("ecs").list_clusters()
+    with urllib.request.urlopen(berth.endpoint + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert 'berth_api_requests_total{target="AmazonEC2ContainerServiceV20141113.ListClusters",code="ok"}' in text
+    assert "berth_api_request_duration_seconds_bucket" in text
 
 
 def test_health(berth):

@@ -172,6 +172,10 @@ pub async fn poll(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let wait = Duration::from_secs(req.wait_seconds.min(MAX_WAIT_SECONDS) as u64);
     let mut rx = ctx.app.agents.subscribe(&id);
     let deadline = tokio::time::Instant::now() + wait;
+    ctx.app.metrics.agent_polls_held.inc();
+    let _held = scopeguard(|| {
+        ctx.app.metrics.agent_polls_held.dec();
+    });
     loop {
         ctx.app.agents.seen(&id);
         let inst = match ctx.app.repo.get::<ContainerInstanceRecord>(&key).await? {
@@ -206,4 +210,17 @@ pub async fn poll(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
             None => tokio::time::sleep_until(deadline).await,
         }
     }
+}
+
+/// Runs `f` when dropped (the poll may end by return, error or cancellation).
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -24,6 +24,8 @@ pub struct App {
     pub endpoint: std::sync::OnceLock<String>,
     /// Wakes the service scheduler (a service changed, a task changed state).
     pub scheduler_wake: tokio::sync::Notify,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// The image registry's blob store (set once by [`App::open_registry`]; /v2 and ECR fail without it).
     pub registry: std::sync::OnceLock<std::sync::Arc<berth_registry::BlobStore>>,
 }
@@ -45,6 +47,7 @@ impl App {
             agents: crate::agents::AgentHub::default(),
             endpoint: std::sync::OnceLock::new(),
             scheduler_wake: tokio::sync::Notify::new(),
+            metrics: crate::metrics::Metrics::default(),
             registry: std::sync::OnceLock::new(),
         });
         app.keys.reload(&app.repo).await?;

@@ -12,6 +12,7 @@ pub mod ecr;
 pub mod ecs;
 pub mod error;
 pub mod logs;
+pub mod metrics;
 pub mod records;
 pub mod registry;
 pub mod repo;

@@ -23,6 +23,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", post(api))
         .route("/_berth/health", get(health))
         .route("/_berth/reset", post(reset))
+        .route("/metrics", get(metrics))
         .route("/v2", any(crate::registry::handle))
         .route("/v2/", any(crate::registry::handle))
         .route("/v2/{*path}", any(crate::registry::handle))
@@ -110,6 +111,11 @@ async fn api(
         Err(e) => e.status,
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    app.metrics.observe(
+        &target,
+        result.as_ref().map(|_| "ok").unwrap_or_else(|e| &e.code),
+        elapsed_ms / 1000.0,
+    );
     match &result {
         Err(e) if e.status.is_server_error() => {
             tracing::error!(request_id = %rid, target = %target, code = %e.code, message = %e.message, elapsed_ms, "request failed")
@@ -167,6 +173,18 @@ async fn handle(
         crate::ecr::TARGET_PREFIX => crate::ecr::dispatch(&ctx, op, &body).await,
         _ => Err(ApiError::unknown_operation(target)),
     }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {

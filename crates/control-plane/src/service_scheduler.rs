@@ -39,6 +39,7 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                 _ = app.scheduler_wake.notified() => {}
             }
             let ctx = system_ctx(&app);
+            app.metrics.scheduler_passes.inc();
             if let Err(e) = run_once(&ctx).await {
                 tracing::warn!(code = %e.code, error = %e.message, "service scheduler pass failed");
             }
