@@ -43,7 +43,7 @@ async fn open_store(
     spec: &str,
     data_dir: &Path,
     etcd_user: Option<(&str, &str)>,
-) -> anyhow::Result<(Arc<dyn StateStore>, String)> {
+) -> anyhow::Result<(Arc<dyn StateStore>, String, Option<EtcdStore>)> {
     if spec.starts_with("etcd://") || spec.starts_with("etcds://") {
         let mut opts = EtcdOptions::from_url(spec)?;
         if let Some((user, password)) = etcd_user {
@@ -57,12 +57,13 @@ async fn open_store(
         let store = EtcdStore::connect(opts)
             .await
             .with_context(|| format!("connecting to the state store {desc}"))?;
-        return Ok((Arc::new(store), desc));
+        return Ok((Arc::new(store.clone()), desc, Some(store)));
     }
     if spec == "memory" {
         return Ok((
             Arc::new(MemoryStore::new()),
             "memory (state is lost on exit)".into(),
+            None,
         ));
     }
     let path = match spec {
@@ -74,7 +75,11 @@ async fn open_store(
     };
     let store = SqliteStore::open(&path)
         .with_context(|| format!("opening the state store {}", path.display()))?;
-    Ok((Arc::new(store), format!("sqlite at {}", path.display())))
+    Ok((
+        Arc::new(store),
+        format!("sqlite at {}", path.display()),
+        None,
+    ))
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -100,7 +105,11 @@ async fn bootstrap_keys(app: &App, data_dir: &Path) -> anyhow::Result<Option<Str
     };
     let creds_path = data_dir.join("credentials");
     if let Some((id, secret)) = &from_env {
-        if app.keys.lookup(id).is_none() {
+        let known = app
+            .keys
+            .lookup(id)
+            .is_some_and(|(s, role)| &s == secret && role == Role::Admin);
+        if !known {
             admin::create_key(
                 app,
                 Role::Admin,
@@ -109,14 +118,17 @@ async fn bootstrap_keys(app: &App, data_dir: &Path) -> anyhow::Result<Option<Str
             )
             .await
             .map_err(|e| anyhow::anyhow!("storing the root key: {e}"))?;
-            berth_auth::write_credentials_file(&creds_path, "berth", id, secret)
-                .with_context(|| format!("writing {}", creds_path.display()))?;
-            return Ok(Some(format!(
+        }
+        // Every replica (each with its own data dir) gets the profile, also when another replica
+        // stored the key first.
+        berth_auth::write_credentials_file(&creds_path, "berth", id, secret)
+            .with_context(|| format!("writing {}", creds_path.display()))?;
+        return Ok((!known).then(|| {
+            format!(
                 "Admin key {id} (from BERTH_ROOT_ACCESS_KEY_ID) stored in {}, profile berth.",
                 creds_path.display()
-            )));
-        }
-        return Ok(None);
+            )
+        }));
     }
     if !app.keys.is_empty() {
         return Ok(None);
@@ -270,11 +282,42 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
         (Some(_), None) => bail!("--etcd-user needs --etcd-password (or BERTH_ETCD_PASSWORD)"),
         _ => None,
     };
-    let (store, store_desc) = open_store(&args.store, &data_dir, etcd_user).await?;
+    let (store, store_desc, etcd) = open_store(&args.store, &data_dir, etcd_user).await?;
     let scope = Scope::new(&args.region, &args.account_id);
     let app = App::new(store, scope, args.allow_reset)
         .await
         .map_err(|e| anyhow::anyhow!("loading state: {e}"))?;
+    if let Some(etcd) = etcd {
+        // Several replicas share one etcd: every replica serves the API; the elected leader runs
+        // the service scheduler. Leadership is lost (and the scheduler stops) before the lease
+        // can expire, so two leaders never act at once.
+        let node = format!("{}@{}", std::process::id(), args.listen);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        app.set_leadership(rx);
+        tokio::spawn(async move {
+            let election = berth_store_etcd::LeaderElection::new(&etcd);
+            loop {
+                match election
+                    .campaign("scheduler", &node, std::time::Duration::from_secs(10))
+                    .await
+                {
+                    Ok(guard) => {
+                        tracing::info!(node = %node, "elected leader: running the service scheduler");
+                        let _ = tx.send(true);
+                        let mut lost = guard.subscribe();
+                        let _ = lost.wait_for(|leading| !*leading).await;
+                        let _ = tx.send(false);
+                        tracing::warn!(node = %node, "leadership lost: the service scheduler stops here");
+                        drop(guard);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader election failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
     app.open_logs(&data_dir.join("logs"))
         .with_context(|| format!("opening the log store {}", data_dir.join("logs").display()))?;
     app.open_registry(&data_dir.join("registry"))

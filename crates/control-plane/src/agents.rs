@@ -99,6 +99,36 @@ impl AgentHub {
     }
 }
 
+/// Follows every instance record through the store's watch and wakes held polls when an
+/// instance's generation moves — so a task placed through another replica (or another process
+/// sharing the store) reaches its agent at once, not at the poll's timeout. On this replica the
+/// writers also publish directly; repeated publishes are no-ops.
+pub fn spawn_generation_watch(app: std::sync::Arc<crate::App>) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        loop {
+            let from = app.store.current_revision().await.unwrap_or(0);
+            match app.store.watch(keys::INSTANCES, from).await {
+                Ok(mut stream) => {
+                    while let Some(ev) = stream.next().await {
+                        let Ok(ev) = ev else { break };
+                        if ev.kind != berth_store::EventKind::Put {
+                            continue;
+                        }
+                        if let Ok(rec) =
+                            serde_json::from_slice::<ContainerInstanceRecord>(&ev.kv.value)
+                        {
+                            app.agents.publish(&rec.id, rec.generation);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "instance watch failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
 /// The desired state of one instance: every task holding resources on it.
 pub async fn desired_state(
     ctx: &Ctx,

@@ -26,6 +26,9 @@ pub struct App {
     pub scheduler_wake: tokio::sync::Notify,
     /// Prometheus metrics (`GET /metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Whether this replica leads (runs the service scheduler). Always true on a single-node
+    /// store; with etcd the binary feeds it from leader election (`set_leadership`).
+    pub leader: std::sync::Mutex<tokio::sync::watch::Receiver<bool>>,
     /// The image registry's blob store (set once by [`App::open_registry`]; /v2 and ECR fail without it).
     pub registry: std::sync::OnceLock<std::sync::Arc<berth_registry::BlobStore>>,
 }
@@ -48,6 +51,7 @@ impl App {
             endpoint: std::sync::OnceLock::new(),
             scheduler_wake: tokio::sync::Notify::new(),
             metrics: crate::metrics::Metrics::default(),
+            leader: std::sync::Mutex::new(tokio::sync::watch::channel(true).1),
             registry: std::sync::OnceLock::new(),
         });
         app.keys.reload(&app.repo).await?;
@@ -92,6 +96,20 @@ impl App {
             })?;
         let _ = self.logs.set(store);
         Ok(())
+    }
+}
+
+impl App {
+    /// Replaces the leadership signal (etcd leader election) the service scheduler follows.
+    pub fn set_leadership(&self, rx: tokio::sync::watch::Receiver<bool>) {
+        if let Ok(mut l) = self.leader.lock() {
+            *l = rx;
+        }
+    }
+
+    /// Does this replica lead right now?
+    pub fn is_leader(&self) -> bool {
+        self.leader.lock().map(|l| *l.borrow()).unwrap_or(false)
     }
 }
 

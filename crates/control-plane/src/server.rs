@@ -192,7 +192,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         Ok(rev) => (
             StatusCode::OK,
             [(http::header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({"status": "ok", "store": app.store.backend_name(), "revision": rev})
+            serde_json::json!({"status": "ok", "store": app.store.backend_name(), "revision": rev, "leader": app.is_leader()})
                 .to_string(),
         )
             .into_response(),
@@ -281,11 +281,14 @@ pub async fn serve(
     // The key watch holds the store: it must end with the server so the store can close.
     let watch = app.keys.spawn_watch(app.repo.clone());
     let scheduler = crate::service_scheduler::spawn(app.clone());
+    let generations = crate::agents::spawn_generation_watch(app.clone());
     let result = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await;
     watch.abort();
     scheduler.abort();
+    generations.abort();
+    let _ = generations.await;
     let _ = watch.await;
     let _ = scheduler.await;
     result

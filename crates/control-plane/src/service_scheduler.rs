@@ -38,6 +38,10 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = app.scheduler_wake.notified() => {}
             }
+            if !app.is_leader() {
+                // Another replica runs the scheduler; this one only serves the API.
+                continue;
+            }
             let ctx = system_ctx(&app);
             app.metrics.scheduler_passes.inc();
             if let Err(e) = run_once(&ctx).await {
