@@ -425,3 +425,73 @@ async fn stopped_tasks_are_cleaned_up() {
         .is_empty());
     agent.shutdown().await;
 }
+
+fn awslogs_td(group: &str, create: bool) -> Value {
+    json!({"family": "f", "revision": 1, "containerDefinitions": [{
+        "name": "app", "image": "busybox", "memory": 64,
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": group, "awslogs-region": "us-east-1",
+            "awslogs-stream-prefix": "ecs", "awslogs-create-group": if create { "true" } else { "false" }}}
+    }]})
+}
+
+const TASK_ID: &str = "0123456789abcdef0123456789abcdef";
+
+#[tokio::test(start_paused = true)]
+async fn awslogs_ships_output_into_the_task_stream_across_an_agent_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = FakeRuntime::default();
+    rt.set_behavior("busybox", FakeBehavior::run_forever().with_log("hello"));
+    let cp = FakeControlPlane::new();
+    let agent = start(&rt, &cp, dir.path());
+    cp.set_desired(vec![task(ARN, "RUNNING", awslogs_td("/ecs/web", true))]);
+    let r = wait_for(&cp, ARN, "RUNNING", |r| r.status == "RUNNING").await;
+    let id = ContainerId::new(container(&r, "app").runtime_id.clone().unwrap());
+    // The engine logs with json-file; the agent ships.
+    let info = rt.inspect_container(&id).await.unwrap();
+    assert_eq!(info.labels.get("com.amazonaws.ecs.container-name").map(String::as_str), Some("app"));
+    let stream = format!("ecs/app/{TASK_ID}");
+    for i in 0..5 {
+        rt.emit_log(&id, berth_runtime::LogSource::Stdout, format!("line {i}")).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        cp.logs.messages("/ecs/web", &stream),
+        vec!["hello", "line 0", "line 1", "line 2", "line 3", "line 4"]
+    );
+    // Agent restart: lines written while it is away arrive once.
+    agent.shutdown().await;
+    for i in 5..8 {
+        rt.emit_log(&id, berth_runtime::LogSource::Stderr, format!("line {i}")).unwrap();
+    }
+    let agent = start(&rt, &cp, dir.path());
+    cp.set_desired(vec![task(ARN, "RUNNING", awslogs_td("/ecs/web", true))]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rt.emit_log(&id, berth_runtime::LogSource::Stdout, "line 8").unwrap();
+    rt.exit(&id, 0).unwrap();
+    wait_for(&cp, ARN, "STOPPED", |r| r.status == "STOPPED").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut want = vec!["hello".to_string()];
+    want.extend((0..9).map(|i| format!("line {i}")));
+    assert_eq!(cp.logs.messages("/ecs/web", &stream), want);
+    agent.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn awslogs_missing_group_without_create_group_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = FakeRuntime::default();
+    let cp = FakeControlPlane::new();
+    let agent = start(&rt, &cp, dir.path());
+    cp.set_desired(vec![task(ARN, "RUNNING", awslogs_td("/ecs/missing", false))]);
+    let r = wait_for(&cp, ARN, "STOPPED", |r| r.status == "STOPPED").await;
+    let reason = container(&r, "app").reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("CannotStartContainerError:")
+            && reason.contains("ResourceNotFoundException: The specified log group does not exist."),
+        "{reason}"
+    );
+    assert_eq!(r.stop_code.as_deref(), Some("TaskFailedToStart"));
+    assert!(!cp.logs.has_group("/ecs/missing"));
+    agent.shutdown().await;
+}

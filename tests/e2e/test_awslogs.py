@@ -1,0 +1,136 @@
+"""Issue 7, agent side, end to end with real Docker: containers with the `awslogs` log driver have
+their stdout/stderr shipped by berth's agent into berth's CloudWatch Logs store, read back with
+`aws logs get-log-events`, while the task runs and after it is gone."""
+
+import json
+import time
+
+import pytest
+
+from test_agent_docker import IMAGE, docker, docker_ok, up  # noqa: F401  (the `berth up` fixture)
+
+pytestmark = pytest.mark.skipif(not docker_ok(), reason="Docker engine not reachable")
+
+
+def awslogs(group, create=True, prefix="ecs"):
+    options = {"awslogs-group": group, "awslogs-region": "us-east-1",
+               "awslogs-create-group": "true" if create else "false"}
+    if prefix:
+        options["awslogs-stream-prefix"] = prefix
+    return {"logDriver": "awslogs", "options": options}
+
+
+def register(b, family, containers, tmp_path):
+    p = tmp_path / f"{family}.json"
+    p.write_text(json.dumps({"family": family, "containerDefinitions": containers}))
+    return b.aws("ecs", "register-task-definition", "--cli-input-json", f"file://{p}")["taskDefinition"]
+
+
+def run(b, family):
+    out = b.aws("ecs", "run-task", "--cluster", b.cluster, "--task-definition", family)
+    assert out["failures"] == [], out
+    return out["tasks"][0]["taskArn"]
+
+
+def wait(b, waiter, arn):
+    p = b.aws("ecs", "wait", waiter, "--cluster", b.cluster, "--tasks", arn, check=False)
+    assert p.returncode == 0, p.stderr
+
+
+def describe(b, arn):
+    return b.aws("ecs", "describe-tasks", "--cluster", b.cluster, "--tasks", arn)["tasks"][0]
+
+
+def messages(b, group, stream):
+    p = b.aws("logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream,
+              "--start-from-head", check=False)
+    if p.returncode != 0:
+        return None
+    return [e["message"] for e in json.loads(p.stdout)["events"]]
+
+
+def wait_messages(b, group, stream, n, timeout=30):
+    deadline = time.time() + timeout
+    got = None
+    while time.time() < deadline:
+        got = messages(b, group, stream)
+        if got is not None and len(got) >= n:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{group} {stream}: wanted {n} events, got {got}")
+
+
+def test_running_task_lines_in_order_and_after_stop(up, tmp_path):
+    register(up, "echoer", [{
+        "name": "echoer", "image": IMAGE, "memory": 32,
+        "command": ["sh", "-c", "for i in $(seq 1 50); do echo line $i; done; sleep 300"],
+        "logConfiguration": awslogs("/ecs/web"),
+    }], tmp_path)
+    arn = run(up, "echoer")
+    task_id = arn.rsplit("/", 1)[-1]
+    stream = f"ecs/echoer/{task_id}"
+    wait(up, "tasks-running", arn)
+    want = [f"line {i}" for i in range(1, 51)]
+    assert wait_messages(up, "/ecs/web", stream, 50) == want
+    # The group was created (awslogs-create-group) and holds the task's stream.
+    streams = up.aws("logs", "describe-log-streams", "--log-group-name", "/ecs/web")["logStreams"]
+    assert stream in [s["logStreamName"] for s in streams]
+    # Docker itself logs with json-file (its awslogs driver cannot reach berth).
+    cid = describe(up, arn)["containers"][0]["runtimeId"]
+    assert docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}}", cid).stdout.strip() == "json-file"
+
+    up.aws("ecs", "stop-task", "--cluster", up.cluster, "--task", arn)
+    wait(up, "tasks-stopped", arn)
+    assert messages(up, "/ecs/web", stream) == want
+
+
+def test_lines_arrive_within_a_second(up, tmp_path):
+    register(up, "ticker", [{
+        "name": "ticker", "image": IMAGE, "memory": 32,
+        "command": ["sh", "-c", "sleep 2; echo tick; sleep 300"],
+        "logConfiguration": awslogs("/ecs/web"),
+    }], tmp_path)
+    arn = run(up, "ticker")
+    stream = f"ecs/ticker/{arn.rsplit('/', 1)[-1]}"
+    wait(up, "tasks-running", arn)
+    deadline = time.time() + 30
+    while time.time() < deadline and not messages(up, "/ecs/web", stream):
+        time.sleep(0.05)
+    seen = time.time() * 1000
+    p = json.loads(up.aws("logs", "get-log-events", "--log-group-name", "/ecs/web", "--log-stream-name", stream,
+                          "--start-from-head", check=False).stdout)
+    ev = p["events"][0]
+    assert ev["message"] == "tick"
+    # Written at ev.timestamp, queryable well within a second (plus polling slack).
+    assert seen - ev["timestamp"] < 1500, seen - ev["timestamp"]
+    up.aws("ecs", "stop-task", "--cluster", up.cluster, "--task", arn)
+
+
+def test_exited_task_is_drained_stdout_and_stderr(up, tmp_path):
+    register(up, "burst", [{
+        "name": "burst", "image": IMAGE, "memory": 32,
+        "command": ["sh", "-c", "for i in $(seq 1 200); do echo out $i; echo err $i >&2; done"],
+        "logConfiguration": awslogs("/ecs/burst", prefix="app"),
+    }], tmp_path)
+    arn = run(up, "burst")
+    wait(up, "tasks-stopped", arn)
+    stream = f"app/burst/{arn.rsplit('/', 1)[-1]}"
+    got = wait_messages(up, "/ecs/burst", stream, 400)
+    assert len(got) == 400
+    assert [m for m in got if m.startswith("out ")] == [f"out {i}" for i in range(1, 201)]
+    assert [m for m in got if m.startswith("err ")] == [f"err {i}" for i in range(1, 201)]
+
+
+def test_missing_group_without_create_group_fails_the_task(up, tmp_path):
+    register(up, "nogroup", [{
+        "name": "app", "image": IMAGE, "memory": 32, "command": ["sleep", "300"],
+        "logConfiguration": awslogs("/ecs/does-not-exist", create=False),
+    }], tmp_path)
+    arn = run(up, "nogroup")
+    wait(up, "tasks-stopped", arn)
+    t = describe(up, arn)
+    reason = t["containers"][0].get("reason", "")
+    assert reason.startswith("CannotStartContainerError:"), t
+    assert "ResourceNotFoundException: The specified log group does not exist." in reason, t
+    groups = up.aws("logs", "describe-log-groups", "--log-group-name-prefix", "/ecs/does-not-exist")["logGroups"]
+    assert groups == []
