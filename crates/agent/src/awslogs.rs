@@ -241,7 +241,9 @@ struct CursorFile {
 
 /// The checkpoint file of a container.
 pub fn cursor_path(data_dir: &Path, id: &ContainerId) -> PathBuf {
-    data_dir.join("awslogs").join(format!("{}.json", id.as_str()))
+    data_dir
+        .join("awslogs")
+        .join(format!("{}.json", id.as_str()))
 }
 
 /// Reads a container's checkpoint (`None` when absent or unreadable).
@@ -500,7 +502,9 @@ impl<R: ContainerRuntime> Shipper<R> {
                         tracing::warn!(group = %self.config.group, stream = %self.stream, error = %e, "awslogs: creating the log stream failed; retrying");
                     }
                 }
-            } else if err.is_retryable() || matches!(&err, ControlPlaneError::Rejected { code, .. } if code == "ServiceUnavailableException" || code == "OperationAbortedException") {
+            } else if err.is_retryable()
+                || matches!(&err, ControlPlaneError::Rejected { code, .. } if code == "ServiceUnavailableException" || code == "OperationAbortedException")
+            {
                 tracing::debug!(stream = %self.stream, error = %err, "PutLogEvents failed; retrying");
             } else {
                 // The store refuses this batch for good (bad input): drop it, keep going.
@@ -659,14 +663,20 @@ impl LogSink for FakeLogs {
         if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
             return Err(rejected("InvalidParameterException", "bad batch size"));
         }
-        let bytes: usize = events.iter().map(|e| e.message.len() + EVENT_OVERHEAD).sum();
+        let bytes: usize = events
+            .iter()
+            .map(|e| e.message.len() + EVENT_OVERHEAD)
+            .sum();
         if bytes > MAX_BATCH_BYTES {
             return Err(rejected("InvalidParameterException", "Upload too large"));
         }
         if events.windows(2).any(|p| p[1].timestamp < p[0].timestamp)
             || events.iter().any(|e| e.message.is_empty())
         {
-            return Err(rejected("InvalidParameterException", "out of order or empty"));
+            return Err(rejected(
+                "InvalidParameterException",
+                "out of order or empty",
+            ));
         }
         let Some(g) = s.groups.get_mut(group) else {
             return Err(rejected(
@@ -780,9 +790,16 @@ mod tests {
         prepare(&logs, &cfg(true), "ecs/app/t").await.unwrap();
         assert_eq!(logs.streams("/ecs/web"), vec!["ecs/app/t"]);
         // Without create-group a missing group is ResourceNotFoundException.
-        let e = prepare(&logs, &AwsLogsConfig { group: "/nope".into(), ..cfg(false) }, "s")
-            .await
-            .unwrap_err();
+        let e = prepare(
+            &logs,
+            &AwsLogsConfig {
+                group: "/nope".into(),
+                ..cfg(false)
+            },
+            "s",
+        )
+        .await
+        .unwrap_err();
         assert!(is_not_found(&e));
         assert!(!logs.has_group("/nope"));
         assert_eq!(
@@ -801,12 +818,16 @@ mod tests {
         let join = tokio::spawn(shipper(&rt, &logs, &id, cfg(true), dir.path()).run());
         settle().await;
         for i in 0..20 {
-            let src = if i % 2 == 0 { LogSource::Stdout } else { LogSource::Stderr };
+            let src = if i % 2 == 0 {
+                LogSource::Stdout
+            } else {
+                LogSource::Stderr
+            };
             rt.emit_log(&id, src, format!("line {i}")).unwrap();
             tokio::time::advance(Duration::from_millis(10)).await;
         }
         rt.emit_log(&id, LogSource::Stdout, "").unwrap(); // empty: no event
-        // Within a second everything is there, in order.
+                                                          // Within a second everything is there, in order.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut want = vec!["before".to_string()];
         want.extend((0..20).map(|i| format!("line {i}")));
@@ -845,12 +866,16 @@ mod tests {
         }
         // Five lines of 300 KiB: split into 256 KiB events, ≤ 1 MiB per batch.
         for _ in 0..5 {
-            rt.emit_log(&id, LogSource::Stdout, "x".repeat(300 * 1024)).unwrap();
+            rt.emit_log(&id, LogSource::Stdout, "x".repeat(300 * 1024))
+                .unwrap();
         }
         rt.exit(&id, 0).unwrap();
         shipper(&rt, &logs, &id, cfg(false), dir.path()).run().await;
         let batches = logs.batches();
-        assert!(batches.iter().all(|n| *n <= MAX_BATCH_EVENTS), "{batches:?}");
+        assert!(
+            batches.iter().all(|n| *n <= MAX_BATCH_EVENTS),
+            "{batches:?}"
+        );
         // 25,000 lines need 3 batches; 10 big events (~1.5 MiB) need at least one more. The
         // fake refuses batches over 1 MiB (a refused batch would be missing below).
         assert!(batches.len() >= 4, "{batches:?}");
@@ -910,11 +935,13 @@ mod tests {
         settle().await;
         // Several lines share one timestamp (the clock does not move between them).
         for i in 0..5 {
-            rt.emit_log(&id, LogSource::Stdout, format!("a{i}")).unwrap();
+            rt.emit_log(&id, LogSource::Stdout, format!("a{i}"))
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         for i in 5..8 {
-            rt.emit_log(&id, LogSource::Stdout, format!("a{i}")).unwrap();
+            rt.emit_log(&id, LogSource::Stdout, format!("a{i}"))
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         // Same-instant lines, then the agent "dies" before flushing the next ones.
@@ -923,7 +950,8 @@ mod tests {
         first.abort();
         let _ = first.await;
         for i in 8..12 {
-            rt.emit_log(&id, LogSource::Stdout, format!("a{i}")).unwrap();
+            rt.emit_log(&id, LogSource::Stdout, format!("a{i}"))
+                .unwrap();
         }
         tokio::time::advance(Duration::from_millis(5)).await;
         rt.emit_log(&id, LogSource::Stdout, "a12").unwrap();

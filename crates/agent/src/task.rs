@@ -94,7 +94,6 @@ impl Drop for ShipperHandle {
     }
 }
 
-
 /// Shared, read-only context of every task actor.
 #[derive(Debug)]
 pub struct TaskContext {

@@ -449,10 +449,16 @@ async fn awslogs_ships_output_into_the_task_stream_across_an_agent_restart() {
     let id = ContainerId::new(container(&r, "app").runtime_id.clone().unwrap());
     // The engine logs with json-file; the agent ships.
     let info = rt.inspect_container(&id).await.unwrap();
-    assert_eq!(info.labels.get("com.amazonaws.ecs.container-name").map(String::as_str), Some("app"));
+    assert_eq!(
+        info.labels
+            .get("com.amazonaws.ecs.container-name")
+            .map(String::as_str),
+        Some("app")
+    );
     let stream = format!("ecs/app/{TASK_ID}");
     for i in 0..5 {
-        rt.emit_log(&id, berth_runtime::LogSource::Stdout, format!("line {i}")).unwrap();
+        rt.emit_log(&id, berth_runtime::LogSource::Stdout, format!("line {i}"))
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
@@ -462,12 +468,14 @@ async fn awslogs_ships_output_into_the_task_stream_across_an_agent_restart() {
     // Agent restart: lines written while it is away arrive once.
     agent.shutdown().await;
     for i in 5..8 {
-        rt.emit_log(&id, berth_runtime::LogSource::Stderr, format!("line {i}")).unwrap();
+        rt.emit_log(&id, berth_runtime::LogSource::Stderr, format!("line {i}"))
+            .unwrap();
     }
     let agent = start(&rt, &cp, dir.path());
     cp.set_desired(vec![task(ARN, "RUNNING", awslogs_td("/ecs/web", true))]);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    rt.emit_log(&id, berth_runtime::LogSource::Stdout, "line 8").unwrap();
+    rt.emit_log(&id, berth_runtime::LogSource::Stdout, "line 8")
+        .unwrap();
     rt.exit(&id, 0).unwrap();
     wait_for(&cp, ARN, "STOPPED", |r| r.status == "STOPPED").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -483,12 +491,17 @@ async fn awslogs_missing_group_without_create_group_fails_the_start() {
     let rt = FakeRuntime::default();
     let cp = FakeControlPlane::new();
     let agent = start(&rt, &cp, dir.path());
-    cp.set_desired(vec![task(ARN, "RUNNING", awslogs_td("/ecs/missing", false))]);
+    cp.set_desired(vec![task(
+        ARN,
+        "RUNNING",
+        awslogs_td("/ecs/missing", false),
+    )]);
     let r = wait_for(&cp, ARN, "STOPPED", |r| r.status == "STOPPED").await;
     let reason = container(&r, "app").reason.clone().unwrap_or_default();
     assert!(
         reason.starts_with("CannotStartContainerError:")
-            && reason.contains("ResourceNotFoundException: The specified log group does not exist."),
+            && reason
+                .contains("ResourceNotFoundException: The specified log group does not exist."),
         "{reason}"
     );
     assert_eq!(r.stop_code.as_deref(), Some("TaskFailedToStart"));
