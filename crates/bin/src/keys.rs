@@ -1,9 +1,7 @@
 //! `berth keys create|list|delete`: access-key management through a running control plane
 //! (signed with an admin key, so it works the same against any replica).
 
-use crate::DataDirArg;
-use anyhow::{bail, Context};
-use berth_client::Client;
+use crate::remote::RemoteArgs;
 use berth_control_plane::admin::TARGET_PREFIX;
 use clap::{Args, Subcommand};
 
@@ -11,21 +9,8 @@ use clap::{Args, Subcommand};
 pub struct KeysArgs {
     #[command(subcommand)]
     command: KeysCommand,
-    /// The control plane to talk to.
-    #[arg(
-        long,
-        env = "BERTH_ENDPOINT",
-        default_value = "http://127.0.0.1:7601",
-        global = true
-    )]
-    endpoint: String,
     #[command(flatten)]
-    data_dir: DataDirArg,
-    /// Profile of DATA_DIR/credentials to sign with (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY win if set).
-    #[arg(long, default_value = "berth", global = true)]
-    profile: String,
-    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1", global = true)]
-    region: String,
+    remote: RemoteArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,29 +28,8 @@ enum KeysCommand {
     Delete { access_key_id: String },
 }
 
-fn credentials(args: &KeysArgs) -> anyhow::Result<(String, String)> {
-    if let (Ok(id), Ok(secret)) = (
-        std::env::var("AWS_ACCESS_KEY_ID"),
-        std::env::var("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        return Ok((id, secret));
-    }
-    let path = args.data_dir.resolve().join("credentials");
-    match berth_auth::read_credentials_profile(&path, &args.profile)
-        .with_context(|| format!("reading {}", path.display()))?
-    {
-        Some(pair) => Ok(pair),
-        None => bail!(
-            "no profile {:?} in {}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-            args.profile,
-            path.display()
-        ),
-    }
-}
-
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
-    let (id, secret) = credentials(&args)?;
-    let client = Client::new(&args.endpoint, &args.region, &id, &secret)?;
+    let client = args.remote.client()?;
     let (op, body) = match &args.command {
         KeysCommand::Create { role, description } => (
             "CreateAccessKey",

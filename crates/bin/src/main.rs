@@ -2,6 +2,8 @@
 
 mod agent;
 mod keys;
+mod placement;
+mod remote;
 mod server;
 
 use clap::{Args, Parser, Subcommand};
@@ -26,6 +28,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Manage access keys (admin, agent, readonly) of a running control plane.
     Keys(keys::KeysArgs),
+    /// Placement tools: `berth placement explain` (a dry run with per-instance reasons).
+    Placement(placement::PlacementArgs),
     /// The per-host agent: joins a cluster and runs its tasks in Docker.
     Agent(agent::AgentArgs),
 }
@@ -81,6 +85,7 @@ fn main() -> std::process::ExitCode {
             Command::Up(args) => server::run(args, true).await,
             Command::Server(args) => server::run(args, false).await,
             Command::Keys(args) => keys::run(args).await,
+            Command::Placement(args) => placement::run(args).await,
             Command::Agent(args) => agent::run(args).await,
         }
     });

@@ -732,3 +732,63 @@ async fn health_reports_set_container_and_task_health() {
         );
     }
 }
+
+#[tokio::test]
+async fn explain_placement_is_a_dry_run_with_reasons() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("x").send().await.unwrap();
+    let small = register(&ecs, "x", "us-east-1a", 1024, 128, &[]).await;
+    let big = register(&ecs, "x", "us-east-1b", 1024, 2048, &[]).await;
+    register_td(&ecs, "m512", 512).await;
+    let out = agent(&s)
+        .call(
+            "berth",
+            "BerthAdmin_20261122.ExplainPlacement",
+            &serde_json::json!({"cluster": "x", "taskDefinition": "m512", "count": 2}),
+        )
+        .await
+        .unwrap();
+    let placed: Vec<&str> = out["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerInstanceArn"].as_str().unwrap())
+        .collect();
+    assert_eq!(placed, vec![big.as_str(), big.as_str()]);
+    let small_x = out["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["containerInstanceArn"] == small.as_str())
+        .unwrap();
+    assert_eq!(small_x["fits"], false);
+    assert!(small_x["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["reason"] == "RESOURCE:MEMORY"));
+    // Nothing was committed.
+    assert!(ecs
+        .list_tasks()
+        .cluster("x")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .is_empty());
+    let d = ecs
+        .describe_container_instances()
+        .cluster("x")
+        .container_instances(&big)
+        .send()
+        .await
+        .unwrap();
+    let mem = d.container_instances()[0]
+        .remaining_resources()
+        .iter()
+        .find(|r| r.name() == Some("MEMORY"))
+        .unwrap()
+        .integer_value();
+    assert_eq!(mem, 2048);
+}

@@ -360,7 +360,7 @@ fn new_task(
     }
 }
 
-async fn prepare(
+pub(crate) async fn prepare(
     ctx: &Ctx,
     cluster_arg_v: Option<&str>,
     td_arg: Option<&str>,
@@ -453,7 +453,7 @@ async fn prepare(
     })
 }
 
-fn requirements_for_placement(l: &Launch) -> placement::TaskRequirements {
+pub(crate) fn requirements_for_placement(l: &Launch) -> placement::TaskRequirements {
     let mut t = placement::TaskRequirements::new(&l.family, l.resources.cpu, l.resources.memory);
     t.gpu = l.resources.gpu;
     t.tcp_ports = l.resources.ports.clone();
