@@ -46,26 +46,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         config.cluster = c;
     }
     tracing::info!(cluster = %config.cluster, endpoints = ?config.endpoints, data_dir = %config.data_dir.display(), "starting berth agent");
-    berth_agent::run(config, shutdown_signal())
-        .await
-        .map_err(|e| anyhow::Error::new(e).context("berth agent"))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down the agent; containers keep running");
+    berth_agent::run(
+        config,
+        crate::shutdown_signal("shutting down the agent; containers keep running"),
+    )
+    .await
+    .map_err(|e| anyhow::Error::new(e).context("berth agent"))
 }

@@ -57,6 +57,26 @@ impl DataDirArg {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM, then logs `message`.
+pub async fn shutdown_signal(message: &'static str) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("{message}");
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())

@@ -151,25 +151,6 @@ async fn bootstrap_keys(app: &App, data_dir: &Path) -> anyhow::Result<Option<Str
     )))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
-}
-
 /// The local agent's key for `berth up`: reused from DATA_DIR/credentials (profile `berth-agent`)
 /// when the control plane still knows it, else created (role `agent`) and saved there.
 async fn local_agent_key(app: &App, data_dir: &Path) -> anyhow::Result<(String, String)> {
@@ -368,7 +349,7 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
         let _ = server_stop.wait_for(|s| *s).await;
     });
     let signal = async move {
-        shutdown_signal().await;
+        crate::shutdown_signal("shutting down: finishing in-flight requests").await;
         let _ = stop_tx.send(true);
     };
     let (served, ()) = tokio::join!(served, signal);

@@ -187,16 +187,10 @@ pub(crate) fn max_results(n: i32, default: usize) -> Result<usize, ApiError> {
     }
 }
 
-/// Decodes a `nextToken` (hex of the last key returned).
+/// Decodes a `nextToken` (ECR's wording for a bad one).
 pub(crate) fn decode_token(t: Option<&str>) -> Result<Option<String>, ApiError> {
-    match t {
-        None | Some("") => Ok(None),
-        Some(t) => hex::decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid_parameter("Invalid parameter at 'nextToken'")),
-    }
+    crate::ecs::decode_token(t)
+        .map_err(|_| ApiError::invalid_parameter("Invalid parameter at 'nextToken'"))
 }
 
 /// One page of `items` (sorted by key) after key `after`; the token for the next page.
@@ -205,21 +199,7 @@ pub(crate) fn paginate<T>(
     after: Option<&str>,
     limit: usize,
 ) -> (Vec<T>, Option<String>) {
-    let mut out = Vec::new();
-    let mut last: Option<String> = None;
-    let mut more = false;
-    for (k, v) in items {
-        if after.is_some_and(|a| k.as_str() <= a) {
-            continue;
-        }
-        if out.len() == limit {
-            more = true;
-            break;
-        }
-        last = Some(k);
-        out.push(v);
-    }
-    (out, if more { last.map(hex::encode) } else { None })
+    crate::ecs::paginate(items, after, limit, false)
 }
 
 /// The ARN of a repository.

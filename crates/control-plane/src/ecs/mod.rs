@@ -171,11 +171,11 @@ pub(crate) fn max_results(v: Option<i32>, default: usize) -> Result<usize, ApiEr
 }
 
 /// Pagination tokens are opaque to clients: the hex of the last key returned.
-pub(crate) fn encode_token(key: &str) -> String {
+pub fn encode_token(key: &str) -> String {
     hex::encode(key)
 }
 
-pub(crate) fn decode_token(token: Option<&str>) -> Result<Option<String>, ApiError> {
+pub fn decode_token(token: Option<&str>) -> Result<Option<String>, ApiError> {
     match token {
         None | Some("") => Ok(None),
         Some(t) => hex::decode(t)
@@ -188,7 +188,7 @@ pub(crate) fn decode_token(token: Option<&str>) -> Result<Option<String>, ApiErr
 
 /// Cuts `items` (sorted by their keys, ascending or — `descending` — descending) to one page of the
 /// items that come after the key `after`. Robust to the `after` item having been deleted meanwhile.
-pub(crate) fn paginate<T>(
+pub fn paginate<T>(
     items: Vec<(String, T)>,
     after: Option<&str>,
     limit: usize,
