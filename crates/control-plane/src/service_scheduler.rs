@@ -52,6 +52,9 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = collect_stopped_tasks(&ctx).await {
                     tracing::warn!(error = %e.message, "stopped-task collection failed");
                 }
+                if let Err(e) = purge_deleted_task_definitions(&ctx).await {
+                    tracing::warn!(error = %e.message, "task-definition purge failed");
+                }
             }
         }
     })
@@ -487,6 +490,61 @@ pub async fn collect_stopped_tasks(ctx: &Ctx) -> Result<usize, ApiError> {
     }
     if n > 0 {
         tracing::info!(tasks = n, "stopped tasks collected");
+    }
+    Ok(n)
+}
+
+/// Purges DELETE_IN_PROGRESS task-definition revisions that no task (of any status still kept)
+/// and no ACTIVE/DRAINING service deployment references any more (ECS: "deleted when no longer
+/// referenced"). The family record stays, so revisions are never reused.
+pub async fn purge_deleted_task_definitions(ctx: &Ctx) -> Result<usize, ApiError> {
+    let tds = ctx
+        .app
+        .repo
+        .list::<TaskDefinitionRecord>(keys::TASK_DEFINITIONS)
+        .await?;
+    let doomed: Vec<_> = tds
+        .into_iter()
+        .filter(|t| t.value.definition.status == Some(ecs::TaskDefinitionStatus::DeleteInProgress))
+        .collect();
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let mut referenced = std::collections::HashSet::new();
+    for t in ctx.app.repo.list::<TaskRecord>("ecs/tasks/").await? {
+        referenced.insert(t.value.task_definition_arn);
+    }
+    for s in ctx.app.repo.list::<ServiceRecord>(keys::SERVICES).await? {
+        if s.value.status != "INACTIVE" {
+            referenced.extend(
+                s.value
+                    .deployments
+                    .iter()
+                    .map(|d| d.task_definition.clone()),
+            );
+        }
+    }
+    let mut n = 0;
+    for t in doomed {
+        let arn = t
+            .value
+            .definition
+            .task_definition_arn
+            .clone()
+            .unwrap_or_default();
+        if referenced.contains(&arn) {
+            continue;
+        }
+        let txn = Txn::new()
+            .when(Compare::ModRevision {
+                key: t.key.clone(),
+                revision: t.revision,
+            })
+            .delete(t.key.clone());
+        if ctx.app.repo.commit(txn).await?.is_some() {
+            tracing::info!(task_definition = %arn, "deleted task definition purged");
+            n += 1;
+        }
     }
     Ok(n)
 }

@@ -792,3 +792,91 @@ async fn explain_placement_is_a_dry_run_with_reasons() {
         .integer_value();
     assert_eq!(mem, 2048);
 }
+
+#[tokio::test]
+async fn deleted_task_definitions_are_purged_once_unreferenced() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    register(&ecs, "default", "us-east-1a", 1024, 1024, &[]).await;
+    register_td(&ecs, "old", 16).await;
+    register_td(&ecs, "old", 16).await;
+    ecs.run_task()
+        .task_definition("old:1")
+        .send()
+        .await
+        .unwrap();
+    for rev in ["old:1", "old:2"] {
+        ecs.deregister_task_definition()
+            .task_definition(rev)
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = ecs
+        .delete_task_definitions()
+        .task_definitions("old:1")
+        .task_definitions("old:2")
+        .send()
+        .await
+        .unwrap();
+    assert!(out
+        .task_definitions()
+        .iter()
+        .all(|t| t.status().map(|s| s.as_str()) == Some("DELETE_IN_PROGRESS")));
+    let ctx = berth_control_plane::app::Ctx {
+        app: s.app.clone(),
+        principal: berth_control_plane::app::Principal {
+            access_key_id: "t".into(),
+            role: berth_auth::Role::Admin,
+            arn: "arn:aws:iam::000000000000:root".into(),
+        },
+    };
+    // old:2 is unreferenced → purged; old:1 is still used by a task → kept.
+    let n = berth_control_plane::service_scheduler::purge_deleted_task_definitions(&ctx)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(ecs
+        .describe_task_definition()
+        .task_definition("old:2")
+        .send()
+        .await
+        .is_err());
+    let kept = ecs
+        .describe_task_definition()
+        .task_definition("old:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.task_definition.unwrap().status().map(|s| s.as_str()),
+        Some("DELETE_IN_PROGRESS")
+    );
+    assert_eq!(
+        ecs.list_task_definition_families()
+            .send()
+            .await
+            .unwrap()
+            .families(),
+        &["old".to_string()]
+    );
+    // Revisions are never reused.
+    assert_eq!(
+        ecs.register_task_definition()
+            .family("old")
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("c")
+                    .image("b")
+                    .memory(8)
+                    .build()
+            )
+            .send()
+            .await
+            .unwrap()
+            .task_definition
+            .unwrap()
+            .revision(),
+        3
+    );
+}
