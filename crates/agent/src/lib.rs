@@ -224,6 +224,7 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
         reporter: reporter.clone(),
         logs: control.clone(),
         shipper: awslogs::ShipperConfig::default(),
+        pulls: task::PullCoalescer::default(),
     });
     let mut manager = manager::TaskManager::new(runtime.clone(), ctx);
     if let Err(e) = manager.discover().await {

@@ -1,6 +1,7 @@
 //! One task's owner: an actor that drives the task's containers towards the desired status and
 //! reports every change. See the crate docs for the state machine.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,6 +108,65 @@ pub struct TaskContext {
     pub logs: Arc<dyn LogSink>,
     /// Tuning of the awslogs shippers.
     pub shipper: ShipperConfig,
+    /// Concurrent pulls of one image share a single engine pull.
+    pub pulls: PullCoalescer,
+}
+
+/// Coalesces pulls: when many tasks need the same image at once (a service scaling out), one
+/// engine pull runs and every waiter gets its outcome. A finished pull's outcome is reused for
+/// [`PullCoalescer::REUSE`], so a burst of tasks doesn't pull (or time out on a registry) once per
+/// task, while tasks started later still pull afresh as `ECS_IMAGE_PULL_BEHAVIOR=default` asks.
+#[derive(Default)]
+pub struct PullCoalescer {
+    inner: std::sync::Mutex<HashMap<String, PullEntry>>,
+}
+
+type PullOutcome = Result<(), (String, String)>;
+
+struct PullEntry {
+    cell: Arc<tokio::sync::OnceCell<PullOutcome>>,
+    created: Instant,
+}
+
+impl std::fmt::Debug for PullCoalescer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullCoalescer").finish_non_exhaustive()
+    }
+}
+
+impl PullCoalescer {
+    /// How long a finished pull's outcome is shared.
+    pub const REUSE: Duration = Duration::from_secs(10);
+
+    /// Pulls `image` once for everyone asking now. Err carries (the ECS reason, the engine's message).
+    pub async fn pull<R: ContainerRuntime>(&self, runtime: &R, image: &str) -> PullOutcome {
+        let cell = {
+            let Ok(mut m) = self.inner.lock() else {
+                return runtime
+                    .pull_image(image, None)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.ecs_reason(), e.to_string()));
+            };
+            m.retain(|_, e| e.created.elapsed() < Self::REUSE || !e.cell.initialized());
+            m.entry(image.to_string())
+                .or_insert_with(|| PullEntry {
+                    cell: Arc::new(tokio::sync::OnceCell::new()),
+                    created: Instant::now(),
+                })
+                .cell
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            runtime
+                .pull_image(image, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.ecs_reason(), e.to_string()))
+        })
+        .await
+        .clone()
+    }
 }
 
 fn epoch_secs(t: SystemTime) -> f64 {
@@ -567,15 +627,14 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 continue;
             }
             tracing::info!(task = %self.arn(), %image, "pulling image");
-            match self.runtime.pull_image(image, None).await {
-                Ok(_) => {}
-                Err(e) => {
+            match self.ctx.pulls.pull(self.runtime.as_ref(), image).await {
+                Ok(()) => {}
+                Err((reason, e)) => {
                     let cached = behavior == ImagePullBehavior::Default
                         && self.runtime.image_exists(image).await.unwrap_or(false);
                     if cached {
                         tracing::warn!(task = %self.arn(), %image, error = %e, "pull failed; using the cached image");
                     } else {
-                        let reason = e.ecs_reason();
                         for c in self.containers.iter_mut() {
                             if &c.plan.image == image {
                                 c.reason = Some(reason.clone());
@@ -1012,5 +1071,49 @@ pub fn attachment_arn(task_arn: &str) -> String {
             format!("{prefix}:attachment/{id}")
         }
         None => format!("{task_arn}/attachment"),
+    }
+}
+
+#[cfg(test)]
+mod pull_tests {
+    use super::PullCoalescer;
+    use berth_runtime::fake::FakeRuntime;
+    use std::sync::Arc;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_pulls_of_one_image_is_one_engine_pull() {
+        let rt = Arc::new(FakeRuntime::default());
+        let c = Arc::new(PullCoalescer::default());
+        let mut hs = Vec::new();
+        for _ in 0..20 {
+            let (rt, c) = (rt.clone(), c.clone());
+            hs.push(tokio::spawn(async move {
+                c.pull(rt.as_ref(), "busybox:latest").await
+            }));
+        }
+        for h in hs {
+            assert!(h.await.unwrap().is_ok());
+        }
+        assert_eq!(
+            rt.pulls()
+                .iter()
+                .filter(|p| p.as_str() == "busybox:latest")
+                .count(),
+            1
+        );
+        // After the reuse window a new task pulls afresh.
+        tokio::time::advance(PullCoalescer::REUSE + std::time::Duration::from_secs(1)).await;
+        c.pull(rt.as_ref(), "busybox:latest").await.unwrap();
+        assert_eq!(
+            rt.pulls()
+                .iter()
+                .filter(|p| p.as_str() == "busybox:latest")
+                .count(),
+            2
+        );
+        // A failure is shared too, with the ECS reason.
+        rt.fail_pull("nope:1", "manifest unknown");
+        let e = c.pull(rt.as_ref(), "nope:1").await.unwrap_err();
+        assert!(e.0.starts_with("CannotPullContainerError"), "{e:?}");
     }
 }

@@ -1108,6 +1108,10 @@ pub(crate) async fn apply_report(
             if let Some((iid, g)) = publish {
                 ctx.app.agents.publish(&iid, g);
             }
+            if changed_status && t.value.group.starts_with("service:") {
+                // A service task moved: let the scheduler react now rather than on its tick.
+                ctx.app.scheduler_wake.notify_one();
+            }
             if changed_status {
                 tracing::info!(cluster = %cluster, task = %id, status = %t.value.last_status, "task state changed");
             }
