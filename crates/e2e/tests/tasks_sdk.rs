@@ -137,8 +137,9 @@ async fn run_task_lifecycle_with_a_simulated_agent() {
     assert_eq!(task.container_instance_arn(), Some(inst.as_str()));
     assert_eq!(task.containers()[0].name(), Some("app"));
     let pushed = held.await.unwrap();
+    // Answered at once, not at the poll's 20 s timeout (generous bound: CI machines are loaded).
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(2),
+        started.elapsed() < std::time::Duration::from_secs(10),
         "the push took {:?}",
         started.elapsed()
     );
