@@ -452,7 +452,7 @@ async fn circuit_breaker_rolls_back() {
         .await
         .unwrap();
     assert!(stable(&ecs, "cb", "cbw", 20).await);
-    // Revision 2 "fails to start": a fake agent that reports its tasks STOPPED at once.
+    // Revision 2 "fails to start": the simulated agent stops `:bad` images at once.
     td(&ecs, "cbw", "busybox:bad").await;
     ecs.update_service()
         .cluster("cb")
@@ -461,44 +461,6 @@ async fn circuit_breaker_rolls_back() {
         .send()
         .await
         .unwrap();
-    let failer = {
-        let ecs = s.ecs();
-        tokio::spawn(async move {
-            loop {
-                let arns = ecs
-                    .list_tasks()
-                    .cluster("cb")
-                    .service_name("cbw")
-                    .send()
-                    .await
-                    .unwrap()
-                    .task_arns()
-                    .to_vec();
-                if !arns.is_empty() {
-                    let d = ecs
-                        .describe_tasks()
-                        .cluster("cb")
-                        .set_tasks(Some(arns))
-                        .send()
-                        .await
-                        .unwrap();
-                    for t in d.tasks() {
-                        if t.task_definition_arn().unwrap().ends_with(":2") {
-                            let _ = ecs
-                                .submit_task_state_change()
-                                .cluster("cb")
-                                .task(t.task_arn().unwrap())
-                                .status("STOPPED")
-                                .reason("CannotPullContainerError: pull access denied")
-                                .send()
-                                .await;
-                        }
-                    }
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        })
-    };
     let rolled_back = eventually(60, || async {
         let svc = service(&ecs, "cb", "cbw").await;
         svc.task_definition().is_some_and(|t| t.ends_with(":1"))
@@ -506,7 +468,6 @@ async fn circuit_breaker_rolls_back() {
             && svc.running_count() == 1
     })
     .await;
-    failer.abort();
     let svc = service(&ecs, "cb", "cbw").await;
     let msgs: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
     assert!(rolled_back, "no rollback: {msgs:?}");

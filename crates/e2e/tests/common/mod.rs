@@ -102,7 +102,8 @@ impl Drop for TestServer {
 }
 
 /// A simulated agent: registers a container instance, long-polls its desired state and reports
-/// every task RUNNING (or STOPPED when told to stop), like a fast, obedient host.
+/// every task RUNNING (or STOPPED when told to stop), like a fast, obedient host. A task whose image
+/// is tagged `:bad` is reported STOPPED at once, as if its image could not be pulled.
 pub struct SimAgent {
     pub instance_arn: String,
     handle: tokio::task::JoinHandle<()>,
@@ -165,7 +166,15 @@ impl SimAgent {
                     return;
                 }
                 for t in resp.tasks {
-                    let want = if t.desired_status == "RUNNING" {
+                    // An image tagged `:bad` never starts, like a failing pull.
+                    let bad = t
+                        .task_definition
+                        .container_definitions
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.image.as_deref().is_some_and(|i| i.ends_with(":bad")));
+                    let want = if t.desired_status == "RUNNING" && !bad {
                         "RUNNING"
                     } else {
                         "STOPPED"
@@ -184,7 +193,8 @@ impl SimAgent {
                         .call(
                             "ecs",
                             "AmazonEC2ContainerServiceV20141113.SubmitTaskStateChange",
-                            &serde_json::json!({"cluster": cluster, "task": t.task_arn, "status": want, "containers": containers}),
+                            &serde_json::json!({"cluster": cluster, "task": t.task_arn, "status": want, "containers": containers,
+                                "reason": if bad { "CannotPullContainerError: pull access denied" } else { "Task stopped" }}),
                         )
                         .await
                         .is_ok();
