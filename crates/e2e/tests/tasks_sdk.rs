@@ -73,6 +73,28 @@ async fn register_td(ecs: &aws_sdk_ecs::Client, family: &str, memory: i32) {
         .unwrap();
 }
 
+/// An instance's `remainingResources` value for `name` (CPU, MEMORY).
+async fn remaining_resource(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    instance: &str,
+    name: &str,
+) -> i32 {
+    let d = ecs
+        .describe_container_instances()
+        .cluster(cluster)
+        .container_instances(instance)
+        .send()
+        .await
+        .unwrap();
+    d.container_instances()[0]
+        .remaining_resources()
+        .iter()
+        .find(|r| r.name() == Some(name))
+        .unwrap()
+        .integer_value()
+}
+
 fn agent(s: &TestServer) -> berth_client::Client {
     berth_client::Client::new(&s.endpoint, "us-east-1", &s.access_key_id, &s.secret).unwrap()
 }
@@ -294,19 +316,7 @@ async fn run_task_lifecycle_with_a_simulated_agent() {
     assert_eq!(t.containers()[0].exit_code(), Some(137));
     assert!(t.stopped_at().is_some() && t.stopping_at().is_some());
     // Resources are released; the task leaves the RUNNING list and shows under STOPPED.
-    let d = ecs
-        .describe_container_instances()
-        .cluster("c")
-        .container_instances(&inst)
-        .send()
-        .await
-        .unwrap();
-    let mem = d.container_instances()[0]
-        .remaining_resources()
-        .iter()
-        .find(|r| r.name() == Some("MEMORY"))
-        .unwrap()
-        .integer_value();
+    let mem = remaining_resource(&ecs, "c", &inst, "MEMORY").await;
     assert_eq!(mem, 4096);
     assert!(ecs
         .list_tasks()
@@ -551,19 +561,7 @@ async fn concurrent_run_tasks_never_overcommit() {
         placed += h.await.unwrap();
     }
     assert_eq!(placed, 10, "1000 MiB fits exactly ten 100 MiB tasks");
-    let d = ecs
-        .describe_container_instances()
-        .cluster("race")
-        .container_instances(&inst)
-        .send()
-        .await
-        .unwrap();
-    let mem = d.container_instances()[0]
-        .remaining_resources()
-        .iter()
-        .find(|r| r.name() == Some("MEMORY"))
-        .unwrap()
-        .integer_value();
+    let mem = remaining_resource(&ecs, "race", &inst, "MEMORY").await;
     assert_eq!(mem, 0);
 }
 
@@ -778,19 +776,7 @@ async fn explain_placement_is_a_dry_run_with_reasons() {
         .unwrap()
         .task_arns()
         .is_empty());
-    let d = ecs
-        .describe_container_instances()
-        .cluster("x")
-        .container_instances(&big)
-        .send()
-        .await
-        .unwrap();
-    let mem = d.container_instances()[0]
-        .remaining_resources()
-        .iter()
-        .find(|r| r.name() == Some("MEMORY"))
-        .unwrap()
-        .integer_value();
+    let mem = remaining_resource(&ecs, "x", &big, "MEMORY").await;
     assert_eq!(mem, 2048);
 }
 

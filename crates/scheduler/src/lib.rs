@@ -559,10 +559,8 @@ fn replica(input: &Input, plan: &mut Plan, live: &[&Task], primary: &Deployment,
             task_id: t.id.clone(),
             reason: StopReason::Scheduler(if on_draining(t) {
                 "Container instance is draining".into()
-            } else if t.deployment_id != primary.id {
-                "Scaling activity initiated by (deployment {}).".replace("{}", &primary.id)
             } else {
-                "Scaling activity initiated by (deployment {}).".replace("{}", &primary.id)
+                format!("Scaling activity initiated by (deployment {}).", primary.id)
             }),
         });
     }

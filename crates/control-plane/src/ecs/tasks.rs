@@ -433,7 +433,6 @@ pub(crate) async fn prepare(
     let family = td.family.clone().unwrap_or_default();
     let mut tag_list = tagging::validate(tags.as_deref().unwrap_or_default())?;
     if propagate == Some(ecs::PropagateTags::TaskDefinition) {
-        tagging::merge(&mut tag_list.clone(), vec![])?;
         let mut merged = td_rec.value.tags.clone();
         tagging::merge(&mut merged, tag_list)?;
         tag_list = merged;
@@ -1020,10 +1019,7 @@ pub(crate) async fn apply_report(
                 tracing::debug!(task = %id, from = current.as_str(), to = n.as_str(), "ignored a backward state report");
             } else if n != current {
                 t.value.last_status = n.as_str().to_string();
-                if n >= TaskStatus::Running
-                    && t.value.started_at.is_none()
-                    && n == TaskStatus::Running
-                {
+                if n == TaskStatus::Running && t.value.started_at.is_none() {
                     t.value.started_at = Some(now);
                 }
                 if n >= TaskStatus::Pending && t.value.connectivity_at.is_none() {
