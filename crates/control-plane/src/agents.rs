@@ -139,7 +139,7 @@ pub async fn desired_state(
         let Some(t) = ctx
             .app
             .repo
-            .get::<TaskRecord>(&keys::task(&inst.cluster, &placed.task_id))
+            .get_arc::<TaskRecord>(&keys::task(&inst.cluster, &placed.task_id))
             .await?
         else {
             continue;
@@ -149,12 +149,12 @@ pub async fn desired_state(
             Some(r) => ctx
                 .app
                 .repo
-                .get::<crate::records::TaskDefinitionRecord>(&keys::task_definition(
+                .get_arc::<crate::records::TaskDefinitionRecord>(&keys::task_definition(
                     &r.family,
                     r.revision.unwrap_or(0),
                 ))
                 .await?
-                .map(|r| r.value.definition),
+                .map(|r| r.value.definition.clone()),
             None => None,
         };
         let Some(task_definition) = td else {

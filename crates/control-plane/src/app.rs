@@ -40,9 +40,14 @@ impl App {
         allow_reset: bool,
     ) -> Result<Arc<Self>, crate::ApiError> {
         let keys = KeyCache::default();
+        // Every read is served by the watch cache (see berth_store::cache); writes pass through.
+        let cache = berth_store::CachedStore::start(store);
+        if !cache.ready().await? {
+            tracing::warn!("watch cache not ready yet: reads go to the store until it is");
+        }
         let app = Arc::new(App {
-            repo: Repo::new(store.clone()),
-            store,
+            store: Arc::new(cache.clone()),
+            repo: Repo::cached(cache),
             scope,
             keys,
             allow_reset,

@@ -2,7 +2,8 @@
 //! optimistic-concurrency pattern (read with revision → compute → commit with compare → retry).
 
 use crate::error::ApiError;
-use berth_store::{KeyValue, RangeRequest, Revision, StateStore, Txn, TxnOutcome};
+use berth_store::cache::Entry;
+use berth_store::{CachedStore, KeyValue, RangeRequest, Revision, StateStore, Txn, TxnOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -67,42 +68,93 @@ pub struct Versioned<T> {
     pub revision: Revision,
 }
 
+/// Typed reads and optimistic writes. With a watch cache ([`Repo::cached`]) reads are answered
+/// from memory and each stored record is parsed once per write, not once per read; every read is
+/// still linearizable (see `berth_store::cache`).
 #[derive(Clone)]
 pub struct Repo {
     store: Arc<dyn StateStore>,
+    cache: Option<CachedStore>,
 }
+
+/// What the typed read paths need of a record type.
+pub trait Record: DeserializeOwned + Send + Sync + 'static {}
+impl<T: DeserializeOwned + Send + Sync + 'static> Record for T {}
 
 pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     // Records are plain structs of strings/numbers/vectors: serialization cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(kv: KeyValue) -> Result<Versioned<T>, ApiError> {
+fn corrupt(key: &str, e: serde_json::Error) -> ApiError {
+    tracing::error!(key = %key, error = %e, "undecodable storage record");
+    ApiError::server(format!("corrupt record at {key}"))
+}
+
+fn decode<T: Record>(kv: KeyValue) -> Result<Versioned<Arc<T>>, ApiError> {
     match serde_json::from_slice(&kv.value) {
         Ok(value) => Ok(Versioned {
             key: kv.key,
+            value: Arc::new(value),
+            revision: kv.mod_revision,
+        }),
+        Err(e) => Err(corrupt(&kv.key, e)),
+    }
+}
+
+fn decode_entry<T: Record>(e: &Entry) -> Result<Versioned<Arc<T>>, ApiError> {
+    let kv = e.kv();
+    match e.decoded(|b| serde_json::from_slice::<T>(b)) {
+        Ok(value) => Ok(Versioned {
+            key: kv.key.clone(),
             value,
             revision: kv.mod_revision,
         }),
-        Err(e) => {
-            tracing::error!(key = %kv.key, error = %e, "undecodable storage record");
-            Err(ApiError::server(format!("corrupt record at {}", kv.key)))
-        }
+        Err(err) => Err(corrupt(&kv.key, err)),
+    }
+}
+
+fn owned<T: Clone>(v: Versioned<Arc<T>>) -> Versioned<T> {
+    Versioned {
+        key: v.key,
+        value: Arc::unwrap_or_clone(v.value),
+        revision: v.revision,
     }
 }
 
 impl Repo {
+    /// Reads and writes straight through to `store`.
     pub fn new(store: Arc<dyn StateStore>) -> Self {
-        Self { store }
+        Self { store, cache: None }
+    }
+    /// Reads from the watch cache, writes through it to its backend.
+    pub fn cached(cache: CachedStore) -> Self {
+        Self {
+            store: Arc::new(cache.clone()),
+            cache: Some(cache),
+        }
     }
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.store
     }
 
-    pub async fn get<T: DeserializeOwned>(
+    pub async fn get<T: Record + Clone>(
         &self,
         key: &str,
     ) -> Result<Option<Versioned<T>>, ApiError> {
+        Ok(self.get_arc(key).await?.map(owned))
+    }
+
+    /// One record, shared (no copy when it comes from the cache).
+    pub async fn get_arc<T: Record>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<Arc<T>>>, ApiError> {
+        if let Some(c) = &self.cache {
+            if let Some(found) = c.read(|v| v.get(key).map(decode_entry::<T>)).await? {
+                return found.transpose();
+            }
+        }
         match self.store.get(key).await? {
             Some(kv) => Ok(Some(decode(kv)?)),
             None => Ok(None),
@@ -110,10 +162,49 @@ impl Repo {
     }
 
     /// Every record under `prefix`, in key order.
-    pub async fn list<T: DeserializeOwned>(
+    pub async fn list<T: Record + Clone>(
         &self,
         prefix: &str,
     ) -> Result<Vec<Versioned<T>>, ApiError> {
+        Ok(self
+            .list_arc(prefix)
+            .await?
+            .into_iter()
+            .map(owned)
+            .collect())
+    }
+
+    /// Every record under `prefix`, in key order, shared.
+    pub async fn list_arc<T: Record>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Versioned<Arc<T>>>, ApiError> {
+        self.scan(prefix, |v: Versioned<Arc<T>>| Some(v)).await
+    }
+
+    /// `f` applied to every record under `prefix` in key order, keeping the `Some`s: filters
+    /// large ranges (all tasks of a cluster) without copying the records they skip.
+    pub async fn scan<T: Record, R>(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(Versioned<Arc<T>>) -> Option<R>,
+    ) -> Result<Vec<R>, ApiError> {
+        if let Some(c) = &self.cache {
+            let served = c
+                .read(|v| {
+                    let mut out = Vec::new();
+                    for e in v.range(prefix, None) {
+                        if let Some(r) = f(decode_entry::<T>(e)?) {
+                            out.push(r);
+                        }
+                    }
+                    Ok::<_, ApiError>(out)
+                })
+                .await?;
+            if let Some(out) = served {
+                return out;
+            }
+        }
         let r = self
             .store
             .range(RangeRequest {
@@ -121,11 +212,26 @@ impl Repo {
                 ..Default::default()
             })
             .await?;
-        r.kvs.into_iter().map(decode).collect()
+        let mut out = Vec::new();
+        for kv in r.kvs {
+            if let Some(r) = f(decode(kv)?) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// The number of keys under `prefix` (at most `limit`, if given).
     pub async fn count(&self, prefix: &str, limit: Option<usize>) -> Result<usize, ApiError> {
+        if let Some(c) = &self.cache {
+            let limit = limit.unwrap_or(usize::MAX);
+            if let Some(n) = c
+                .read(|v| v.range(prefix, None).take(limit).count())
+                .await?
+            {
+                return Ok(n);
+            }
+        }
         let r = self
             .store
             .range(RangeRequest {

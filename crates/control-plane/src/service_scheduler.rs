@@ -14,7 +14,7 @@ use crate::records::{
     ContainerInstanceRecord, DeploymentRecord, ServiceEventRecord, ServiceRecord,
     TaskDefinitionRecord, TaskRecord,
 };
-use crate::repo::{keys, to_bytes};
+use crate::repo::{keys, to_bytes, Versioned};
 use crate::wire::now_epoch;
 use berth_ecs_api::ecs;
 use berth_scheduler as sched;
@@ -163,24 +163,24 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
     let now = now_epoch();
     let cluster = svc.cluster.clone();
     let group = format!("service:{}", svc.name);
-    let task_recs: Vec<TaskRecord> = ctx
+    let task_recs: Vec<Arc<TaskRecord>> = ctx
         .app
         .repo
-        .list::<TaskRecord>(&keys::tasks_in(&cluster))
-        .await?
-        .into_iter()
-        .map(|t| t.value)
-        .filter(|t| t.group == group)
-        .collect();
-    let inst_recs: Vec<ContainerInstanceRecord> = ctx
+        .scan(
+            &keys::tasks_in(&cluster),
+            |t: Versioned<Arc<TaskRecord>>| (t.value.group == group).then_some(t.value),
+        )
+        .await?;
+    let inst_recs: Vec<Arc<ContainerInstanceRecord>> = ctx
         .app
         .repo
-        .list::<ContainerInstanceRecord>(&keys::instances_in(&cluster))
-        .await?
-        .into_iter()
-        .map(|i| i.value)
-        .filter(|i| i.status != "INACTIVE")
-        .collect();
+        .scan(
+            &keys::instances_in(&cluster),
+            |i: Versioned<Arc<ContainerInstanceRecord>>| {
+                (i.value.status != "INACTIVE").then_some(i.value)
+            },
+        )
+        .await?;
     let mut tds = HashMap::new();
     let mut tasks = Vec::with_capacity(task_recs.len());
     for t in &task_recs {
@@ -230,7 +230,7 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
             }
         }
     }
-    let snapshot = tasks::snapshot_of(ctx, inst_recs.iter());
+    let snapshot = tasks::snapshot_of(ctx, inst_recs.iter().map(|i| i.as_ref()));
     let instances: Vec<sched::Instance> = inst_recs
         .iter()
         .zip(snapshot.instances.iter())
@@ -469,23 +469,27 @@ async fn mark_lost(ctx: &Ctx, cluster: &str, task_id: &str) -> Result<(), ApiErr
 /// Deletes STOPPED tasks older than [`STOPPED_TASK_RETENTION`].
 pub async fn collect_stopped_tasks(ctx: &Ctx) -> Result<usize, ApiError> {
     let now = now_epoch();
-    let all = ctx.app.repo.list::<TaskRecord>("ecs/tasks/").await?;
+    let expired = ctx
+        .app
+        .repo
+        .scan("ecs/tasks/", |t: Versioned<Arc<TaskRecord>>| {
+            (t.value.last_status == "STOPPED"
+                && t.value
+                    .stopped_at
+                    .is_some_and(|s| now - s > STOPPED_TASK_RETENTION))
+            .then_some((t.key, t.revision))
+        })
+        .await?;
     let mut n = 0;
-    for t in all {
-        if t.value.last_status == "STOPPED"
-            && t.value
-                .stopped_at
-                .is_some_and(|s| now - s > STOPPED_TASK_RETENTION)
-        {
-            let txn = Txn::new()
-                .when(Compare::ModRevision {
-                    key: t.key.clone(),
-                    revision: t.revision,
-                })
-                .delete(t.key.clone());
-            if ctx.app.repo.commit(txn).await?.is_some() {
-                n += 1;
-            }
+    for (key, revision) in expired {
+        let txn = Txn::new()
+            .when(Compare::ModRevision {
+                key: key.clone(),
+                revision,
+            })
+            .delete(key);
+        if ctx.app.repo.commit(txn).await?.is_some() {
+            n += 1;
         }
     }
     if n > 0 {
@@ -510,10 +514,15 @@ pub async fn purge_deleted_task_definitions(ctx: &Ctx) -> Result<usize, ApiError
     if doomed.is_empty() {
         return Ok(0);
     }
-    let mut referenced = std::collections::HashSet::new();
-    for t in ctx.app.repo.list::<TaskRecord>("ecs/tasks/").await? {
-        referenced.insert(t.value.task_definition_arn);
-    }
+    let mut referenced: std::collections::HashSet<String> = ctx
+        .app
+        .repo
+        .scan("ecs/tasks/", |t: Versioned<Arc<TaskRecord>>| {
+            Some(t.value.task_definition_arn.clone())
+        })
+        .await?
+        .into_iter()
+        .collect();
     for s in ctx.app.repo.list::<ServiceRecord>(keys::SERVICES).await? {
         if s.value.status != "INACTIVE" {
             referenced.extend(

@@ -12,12 +12,14 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod hub;
 pub mod memory;
 pub mod sqlite;
 
+pub use cache::CachedStore;
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 

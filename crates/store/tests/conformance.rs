@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use berth_store::conformance::{self, next_event, put};
 use berth_store::{
-    EventKind, MemoryStore, RangeRequest, SqliteOptions, SqliteStore, StateStore, Txn,
+    CachedStore, EventKind, MemoryStore, RangeRequest, SqliteOptions, SqliteStore, StateStore, Txn,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,6 +21,26 @@ async fn sqlite_conformance() {
             .path()
             .join(format!("store-{}.db", n.fetch_add(1, Ordering::Relaxed)));
         async move { SqliteStore::open(path).unwrap() }
+    })
+    .await;
+}
+
+/// The watch cache in front of each backend answers exactly like the backend itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_memory_conformance() {
+    conformance::run_all(|| async { CachedStore::start(std::sync::Arc::new(MemoryStore::new())) })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        let path = dir
+            .path()
+            .join(format!("cached-{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        async move { CachedStore::start(std::sync::Arc::new(SqliteStore::open(path).unwrap())) }
     })
     .await;
 }

@@ -26,10 +26,10 @@ pub struct ClusterUsage {
 
 pub async fn usage(repo: &Repo, cluster: &str) -> Result<ClusterUsage, ApiError> {
     let instances = repo
-        .list::<ContainerInstanceRecord>(&keys::instances_in(cluster))
+        .list_arc::<ContainerInstanceRecord>(&keys::instances_in(cluster))
         .await?;
     let services = repo
-        .list::<crate::records::ServiceRecord>(&keys::services_in(cluster))
+        .list_arc::<crate::records::ServiceRecord>(&keys::services_in(cluster))
         .await?;
     let mut u = ClusterUsage {
         // ACTIVE and DRAINING services both keep a cluster from being deleted.

@@ -53,15 +53,15 @@ struct Counts {
 
 async fn service_tasks(ctx: &Ctx, cluster: &str, name: &str) -> Result<Vec<TaskRecord>, ApiError> {
     let group = format!("service:{name}");
-    Ok(ctx
-        .app
+    ctx.app
         .repo
-        .list::<TaskRecord>(&keys::tasks_in(cluster))
-        .await?
-        .into_iter()
-        .map(|t| t.value)
-        .filter(|t| t.group == group)
-        .collect())
+        .scan(
+            &keys::tasks_in(cluster),
+            |t: crate::repo::Versioned<std::sync::Arc<TaskRecord>>| {
+                (t.value.group == group).then(|| t.value.as_ref().clone())
+            },
+        )
+        .await
 }
 
 fn counts_for(tasks: &[TaskRecord], deployment: Option<&str>) -> Counts {

@@ -21,6 +21,7 @@ use berth_ecs_api::ecs::{self, NetworkMode};
 use berth_placement as placement;
 use berth_store::{Compare, Txn};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// ECS: RunTask places at most 10 tasks per call.
 pub const MAX_RUN_COUNT: i32 = 10;
@@ -549,13 +550,15 @@ pub(crate) async fn launch(
                 });
             }
         }
-        let instances: Vec<Versioned<ContainerInstanceRecord>> = repo
-            .list::<ContainerInstanceRecord>(&keys::instances_in(&l.cluster))
-            .await?
-            .into_iter()
-            .filter(|i| i.value.status != "INACTIVE")
-            .collect();
-        let snapshot = snapshot_of(ctx, instances.iter().map(|i| &i.value));
+        let instances: Vec<Versioned<Arc<ContainerInstanceRecord>>> = repo
+            .scan(
+                &keys::instances_in(&l.cluster),
+                |i: Versioned<Arc<ContainerInstanceRecord>>| {
+                    (i.value.status != "INACTIVE").then_some(i)
+                },
+            )
+            .await?;
+        let snapshot = snapshot_of(ctx, instances.iter().map(|i| i.value.as_ref()));
         let idx = placement::ClusterIndex::build(&snapshot);
         let mut preq = placement::PlacementRequest::new(requirements_for_placement(l), count);
         preq.constraints = req_constraints.clone();
@@ -574,7 +577,7 @@ pub(crate) async fn launch(
         for p in &outcome.placements {
             let inst = touched
                 .entry(p.instance_index)
-                .or_insert_with(|| instances[p.instance_index].value.clone());
+                .or_insert_with(|| instances[p.instance_index].value.as_ref().clone());
             let task = new_task(
                 ctx,
                 l,
@@ -876,7 +879,7 @@ pub async fn describe_tasks(
             Some(id) => {
                 ctx.app
                     .repo
-                    .get::<TaskRecord>(&keys::task(&cluster, &id))
+                    .get_arc::<TaskRecord>(&keys::task(&cluster, &id))
                     .await?
             }
             None => None,
@@ -923,39 +926,38 @@ pub async fn list_tasks(
         ),
         None => None,
     };
-    let all = ctx
+    let items = ctx
         .app
         .repo
-        .list::<TaskRecord>(&keys::tasks_in(&cluster))
+        .scan(
+            &keys::tasks_in(&cluster),
+            |t: Versioned<Arc<TaskRecord>>| {
+                let v = &t.value;
+                let desired_ok = match desired {
+                    "STOPPED" => v.desired_status == "STOPPED",
+                    // RUNNING (default) and PENDING: tasks ECS still wants running.
+                    _ => v.desired_status == "RUNNING",
+                };
+                let keep = desired_ok
+                    && instance
+                        .as_deref()
+                        .is_none_or(|i| v.container_instance_id == i)
+                    && req.family.as_deref().is_none_or(|f| v.family == f)
+                    && req
+                        .service_name
+                        .as_deref()
+                        .is_none_or(|s| v.group == format!("service:{s}"))
+                    && req
+                        .started_by
+                        .as_deref()
+                        .is_none_or(|s| v.started_by.as_deref() == Some(s))
+                    && req
+                        .launch_type
+                        .is_none_or(|lt| v.launch_type == lt.as_str());
+                keep.then(|| (t.key, ctx.app.scope.task_arn(&cluster, &v.id)))
+            },
+        )
         .await?;
-    let items = all
-        .into_iter()
-        .filter(|t| {
-            let v = &t.value;
-            let desired_ok = match desired {
-                "STOPPED" => v.desired_status == "STOPPED",
-                // RUNNING (default) and PENDING: tasks ECS still wants running.
-                _ => v.desired_status == "RUNNING",
-            };
-            desired_ok
-                && instance
-                    .as_deref()
-                    .is_none_or(|i| v.container_instance_id == i)
-                && req.family.as_deref().is_none_or(|f| v.family == f)
-                && req
-                    .service_name
-                    .as_deref()
-                    .is_none_or(|s| v.group == format!("service:{s}"))
-                && req
-                    .started_by
-                    .as_deref()
-                    .is_none_or(|s| v.started_by.as_deref() == Some(s))
-                && req
-                    .launch_type
-                    .is_none_or(|lt| v.launch_type == lt.as_str())
-        })
-        .map(|t| (t.key, ctx.app.scope.task_arn(&cluster, &t.value.id)))
-        .collect();
     let (arns, next) = paginate(items, after.as_deref(), limit, false);
     Ok(ecs::ListTasksResponse {
         task_arns: Some(arns),

@@ -1,0 +1,131 @@
+//! The watch cache's own guarantees, beyond the conformance suite it also passes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use berth_store::conformance::put;
+use berth_store::{CachedStore, MemoryStore, StateStore, Txn};
+
+fn decode_counting<'a>(n: &'a AtomicUsize) -> impl Fn(&[u8]) -> Result<String, String> + 'a {
+    move |b: &[u8]| {
+        n.fetch_add(1, Ordering::SeqCst);
+        String::from_utf8(b.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_come_from_the_mirror_and_decode_once_per_write() {
+    let cache = CachedStore::start(Arc::new(MemoryStore::new()));
+    put(&cache, "k", "v1").await;
+    let decodes = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let got = cache
+            .read(|v| {
+                v.get("k")
+                    .map(|e| e.decoded(decode_counting(&decodes)).unwrap())
+            })
+            .await
+            .unwrap()
+            .expect("the mirror catches up");
+        assert_eq!(got.as_deref().map(String::as_str), Some("v1"));
+    }
+    assert_eq!(
+        decodes.load(Ordering::SeqCst),
+        1,
+        "decoded once, then reused"
+    );
+    put(&cache, "k", "v2").await;
+    let got = cache
+        .read(|v| {
+            v.get("k")
+                .map(|e| e.decoded(decode_counting(&decodes)).unwrap())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.as_deref().map(String::as_str), Some("v2"));
+    assert_eq!(
+        decodes.load(Ordering::SeqCst),
+        2,
+        "a write drops the decoded form"
+    );
+    assert_eq!(cache.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_write_is_visible_to_the_next_read() {
+    // Two control-plane replicas = two caches over one backend. A read that starts after a write
+    // committed elsewhere must see it (no stale reads, even though the mirror is watch-fed).
+    let backend: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let a = CachedStore::start(backend.clone());
+    let b = CachedStore::start(backend);
+    assert!(b.ready().await.unwrap());
+    for i in 0..300 {
+        let v = i.to_string();
+        put(&a, "shared", &v).await;
+        let seen = b.get("shared").await.unwrap().expect("present");
+        assert_eq!(seen.value, v.as_bytes(), "iteration {i}");
+        let listed = b
+            .read(|view| view.range("sha", None).count())
+            .await
+            .unwrap()
+            .expect("served from the mirror");
+        assert_eq!(listed, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_is_followed_by_a_relist() {
+    let cache = CachedStore::start(Arc::new(MemoryStore::new()));
+    for i in 0..10 {
+        put(&cache, &format!("a/{i}"), "x").await;
+    }
+    assert!(cache.ready().await.unwrap());
+    assert_eq!(cache.len(), 10);
+    cache.wipe().await.unwrap();
+    put(&cache, "b", "y").await;
+    let keys = cache
+        .read(|v| {
+            v.range("", None)
+                .map(|e| e.kv().key.clone())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap()
+        .expect("the mirror re-listed after the wipe");
+    assert_eq!(keys, ["b"]);
+    assert!(cache.get("a/1").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_key_transactions_appear_atomically() {
+    // A reader never sees half of a transaction: the mirror applies whole revisions.
+    let cache = CachedStore::start(Arc::new(MemoryStore::new()));
+    let writer = {
+        let c = cache.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let v = i.to_string();
+                c.txn(Txn::new().put("pair/a", v.clone()).put("pair/b", v))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let pair = cache
+            .read(|v| {
+                v.range("pair/", None)
+                    .map(|e| e.kv().value.clone())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap();
+        if let Some(p) = pair {
+            if p.len() == 2 {
+                assert_eq!(p[0], p[1], "torn read");
+            }
+        }
+    }
+    writer.await.unwrap();
+}
