@@ -1,0 +1,233 @@
+"""API load: berth against fakecloud and moto, same signed requests, same concurrency, same machine.
+
+1. Comparison (all three targets, same data set: `--instances`/`--tasks`, default 100/1,000): each
+   target is populated by `berth-loadgen populate`, then every operation is driven for `--seconds`
+   at `--concurrency` by `berth-loadgen load`. Ratios are berth's throughput over the reference's.
+   berth verifies every SigV4 signature and commits every write durably (SQLite, fsync); fakecloud
+   and moto keep state in memory and check no signatures.
+2. berth at scale (`--scale-instances`/`--scale-tasks`, default 5,000/50,000): the same operations
+   against a control plane holding the issue's scale, with p50/p99 against its targets.
+3. Memory: control-plane RSS after populating 1,000 instances / 10,000 tasks.
+
+Run: bench/api.sh [--seconds 10] [--concurrency 16] [--skip-scale] [--only berth]
+"""
+
+import argparse
+import configparser
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from berthbench import ROOT, free_port, machine_facts, table  # noqa: E402
+
+RELEASE = ROOT / "target" / "release"
+BERTH = Path(os.environ.get("BERTH_BIN", RELEASE / "berth"))
+LOADGEN = RELEASE / "berth-loadgen"
+CACHE = ROOT / ".cache" / "bench"
+FAKECLOUD = CACHE / "fakecloud" / "bin" / "fakecloud"
+MOTO = CACHE / "moto-venv" / "bin" / "moto_server"
+
+READS = ["ListClusters", "DescribeClusters", "DescribeTaskDefinition", "ListTaskDefinitions", "DescribeTasks", "ListTasks"]
+WRITES = ["RegisterTaskDefinition", "RunTask"]
+SCALE_OPS = ["DescribeTasks", "ListTasks", "RunTask10", "DescribeClusters"]
+
+
+def wait_http(url, proc, log, secs=60):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited: {Path(log).read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (an error status is fine: it is up)
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Target:
+    def __init__(self, name, cmd, endpoint, health, env=None, creds=None, cwd=None):
+        self.name, self.cmd, self.endpoint, self.health = name, cmd, endpoint, health
+        self.env, self.creds, self.cwd = env, creds, cwd
+        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-api-{name}-"))
+        self.log = self.dir / "server.log"
+        self.proc = None
+        self.populator = None
+
+    def start(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECS_", "BERTH_"))}
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(self.cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                     env=env, cwd=self.cwd or self.dir, start_new_session=True)
+        wait_http(self.health, self.proc, self.log)
+        return self
+
+    def credentials(self):
+        if self.creds:
+            return self.creds
+        return ("test", "test")
+
+    def loadgen(self, *args):
+        akid, secret = self.credentials()
+        return [str(LOADGEN), "--endpoint", self.endpoint, "--access-key", akid, "--secret-key", secret, *args]
+
+    def populate(self, instances, tasks, keepalive):
+        args = self.loadgen("populate", "--instances", str(instances), "--tasks", str(tasks))
+        if keepalive:
+            args.append("--keepalive")
+        t0 = time.time()
+        self.populator = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.dir / "populate.log", "ab"),
+                                          text=True, start_new_session=True)
+        line = self.populator.stdout.readline().strip()
+        if line != "ready":
+            self.populator.wait(timeout=30)
+            raise RuntimeError(f"{self.name}: populate failed: {(self.dir / 'populate.log').read_text()[-2000:]}")
+        return time.time() - t0
+
+    def load(self, op, seconds, concurrency):
+        p = subprocess.run(self.loadgen("load", "--op", op, "--seconds", str(seconds), "--concurrency",
+                                        str(concurrency), "--label", self.name),
+                           capture_output=True, text=True, timeout=seconds + 300)
+        if p.returncode != 0:
+            return {"op": op, "ok": 0, "errors": -1, "rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"),
+                    "first_error": p.stderr.strip()[-300:]}
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def rss_mib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def close(self):
+        for p in (self.populator, self.proc):
+            if p and p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def berth_target():
+    port = free_port()
+    t = Target("berth", None, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/_berth/health",
+               env={"BERTH_LOG": "warn"})
+    t.cmd = [str(BERTH), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(t.dir / "data")]
+    t.start()
+    cp = configparser.ConfigParser()
+    cp.read(t.dir / "data" / "credentials")
+    t.creds = (cp["berth"]["aws_access_key_id"], cp["berth"]["aws_secret_access_key"])
+    return t
+
+
+def fakecloud_target():
+    port = free_port()
+    help_text = subprocess.run([str(FAKECLOUD), "--help"], capture_output=True, text=True).stdout
+    args = [str(FAKECLOUD)]
+    args += ["--port", str(port)] if "--port" in help_text else ["--addr", f"127.0.0.1:{port}"]
+    env = {"FAKECLOUD_PORT": str(port), "PORT": str(port)}
+    return Target("fakecloud", args, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/_fakecloud/health", env=env).start()
+
+
+def moto_target():
+    port = free_port()
+    return Target("moto", [str(MOTO), "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}",
+                  f"http://127.0.0.1:{port}/moto-api/").start()
+
+
+def fmt(x, nd=1):
+    return "n/a" if x != x else f"{x:,.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--instances", type=int, default=100)
+    ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--scale-instances", type=int, default=5000)
+    ap.add_argument("--scale-tasks", type=int, default=50000)
+    ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--only", default="berth,fakecloud,moto")
+    a = ap.parse_args()
+    print(f"machine: {machine_facts()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    results = {}
+    makers = {"berth": berth_target, "fakecloud": fakecloud_target, "moto": moto_target}
+    for name in a.only.split(","):
+        t = None
+        try:
+            t = makers[name]()
+            took = t.populate(a.instances, a.tasks, keepalive=(name == "berth"))
+            print(f"{name}: populated {a.instances} instances / {a.tasks} tasks in {took:.1f}s", flush=True)
+            for op in READS + WRITES:
+                r = t.load(op, a.seconds, a.concurrency)
+                results[(name, op)] = r
+                print(f"  {name} {op}: {fmt(r['rps'], 0)}/s p50 {fmt(r['p50_ms'], 2)} ms p99 {fmt(r['p99_ms'], 2)} ms"
+                      f" errors {r['errors']}" + (f" ({r.get('first_error')})" if r["errors"] else ""), flush=True)
+        except Exception as e:  # a reference that can't run is reported, not fatal
+            print(f"{name}: could not run: {e}", flush=True)
+        finally:
+            if t:
+                t.close()
+    rows = []
+    for op in READS + WRITES:
+        b = results.get(("berth", op), {})
+        row = [op, f"{fmt(b.get('rps', float('nan')), 0)} ({fmt(b.get('p99_ms', float('nan')), 1)} ms)"]
+        for ref in ("fakecloud", "moto"):
+            r = results.get((ref, op))
+            if not r or not r.get("ok"):
+                row += ["n/a", "n/a"]
+                continue
+            row += [f"{fmt(r['rps'], 0)} ({fmt(r['p99_ms'], 1)} ms)",
+                    f"{b.get('rps', 0) / r['rps']:.2f}x" if r["rps"] else "n/a"]
+        rows.append(row)
+    print(f"\n### Comparison: {a.instances} instances / {a.tasks} tasks, concurrency {a.concurrency}, {a.seconds:.0f}s per operation\n")
+    print(table(["operation", "berth req/s (p99)", "fakecloud req/s (p99)", "berth/fakecloud",
+                 "moto req/s (p99)", "berth/moto"], rows))
+    if a.skip_scale or "berth" not in a.only:
+        return
+    t = berth_target()
+    try:
+        took = t.populate(1000, 10000, keepalive=True)
+        rss_small = t.rss_mib()
+        print(f"\nberth: 1,000 instances / 10,000 tasks populated in {took:.1f}s; control-plane RSS {rss_small:.0f} MiB", flush=True)
+    finally:
+        t.close()
+    t = berth_target()
+    try:
+        took = t.populate(a.scale_instances, a.scale_tasks, keepalive=True)
+        rss = t.rss_mib()
+        print(f"berth: {a.scale_instances} instances / {a.scale_tasks} tasks populated in {took:.1f}s; RSS {rss:.0f} MiB", flush=True)
+        targets = {"DescribeTasks": "p99 <= 10 ms", "ListTasks": "p99 <= 10 ms", "RunTask10": "p99 <= 50 ms",
+                   "DescribeClusters": ""}
+        rows = []
+        total_rps = 0.0
+        for op in SCALE_OPS:
+            r = t.load(op, a.seconds, a.concurrency)
+            total_rps += r["rps"] if op != "RunTask10" else 0
+            rows.append([op if op != "RunTask10" else "RunTask (count 10)", fmt(r["rps"], 0), fmt(r["p50_ms"], 2),
+                         fmt(r["p90_ms"], 2) if "p90_ms" in r else "n/a", fmt(r["p99_ms"], 2), r["errors"], targets[op]])
+            print(f"  {op}: {r}", flush=True)
+        print(f"\n### berth at scale: {a.scale_instances} instances / {a.scale_tasks} tasks, concurrency {a.concurrency}\n")
+        print(table(["operation", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "target"], rows))
+        print(f"\ncontrol-plane RSS: {rss_small:.0f} MiB at 1,000 instances / 10,000 tasks (target <= 100 MB); "
+              f"{rss:.0f} MiB at {a.scale_instances} / {a.scale_tasks}")
+    finally:
+        t.close()
+
+
+if __name__ == "__main__":
+    main()
