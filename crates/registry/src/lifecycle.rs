@@ -271,10 +271,12 @@ fn parse_rule(v: &Value) -> Result<Rule, PolicyError> {
     let description = match r.get("description") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return fail(format!(
+        Some(other) => {
+            return fail(format!(
             "instance type ({}) does not match any allowed primitive type (allowed: [\"string\"])",
             type_name(other)
-        )),
+        ))
+        }
     };
     let action = object(&r["action"])?;
     check_members(action, &["type"], &[])?;
