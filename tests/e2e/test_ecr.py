@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -486,3 +487,106 @@ def test_tokens_survive_a_restart(fresh_berth):
     b.start()
     s, h, _ = http(b, "GET", "/v2/durable/manifests/v1", t)
     assert s == 200 and h["Docker-Content-Digest"] == digest
+
+
+# --- lifecycle policies ---------------------------------------------------------------------------
+
+def test_lifecycle_policy_preview_and_expiry(tmp_path):
+    """Lifecycle rules as ECR documents them, previewed and then applied by the periodic pass."""
+    from conftest import Berth
+
+    b = Berth(tmp_path / "data", env={"BERTH_ECR_LIFECYCLE_INTERVAL": "1"}).start()
+    try:
+        ecr = b.client("ecr")
+        ecr.create_repository(repositoryName="lc")
+        ecr.create_repository(repositoryName="untouched")
+        t = token_for(b)
+        digests = {}
+        # Oldest → newest: A, B (both left untagged when `x` moves), C (`x`), D (`keep-1`), E, F, G (`rel-*`).
+        for name, tag in [("A", "x"), ("B", "x"), ("C", "x"), ("D", "keep-1"), ("E", "rel-1"), ("F", "rel-2"), ("G", "rel-3")]:
+            digests[name], _, _ = push_image(b, t, "lc", tag, payload=f"layer {name}".encode())
+            time.sleep(0.05)
+        push_image(b, t, "untouched", "x", payload=b"other")
+        push_image(b, t, "untouched", "x", payload=b"other 2")
+        names = {v: k for k, v in digests.items()}
+
+        def rule(priority, **selection):
+            return {"rulePriority": priority, "description": f"rule {priority}", "selection": selection, "action": {"type": "expire"}}
+
+        policy = json.dumps({"rules": [
+            rule(10, tagStatus="any", countType="imageCountMoreThan", countNumber=4),
+            rule(1, tagStatus="untagged", countType="imageCountMoreThan", countNumber=1),
+            rule(2, tagStatus="tagged", tagPrefixList=["keep"], countType="imageCountMoreThan", countNumber=9999),
+            rule(3, tagStatus="tagged", tagPatternList=["rel-*"], countType="imageCountMoreThan", countNumber=1),
+            rule(4, tagStatus="tagged", tagPatternList=["keep*"], countType="sinceImagePushed", countUnit="days", countNumber=30),
+        ]})
+
+        with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+            ecr.get_lifecycle_policy(repositoryName="lc")
+        with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+            ecr.start_lifecycle_policy_preview(repositoryName="lc")
+        with pytest.raises(ecr.exceptions.LifecyclePolicyPreviewNotFoundException):
+            ecr.get_lifecycle_policy_preview(repositoryName="lc")
+
+        # Validation: ECR's InvalidParameterException texts.
+        bad = {
+            json.dumps({"rules": [rule(1, tagStatus="tagged", countType="imageCountMoreThan", countNumber=3)]}):
+                "Must specify tagPrefixList or tagPatternList when tagStatus=TAGGED.",
+            json.dumps({"rules": [rule(1, tagStatus="any", countType="imageCountMoreThan", countNumber=3),
+                                  rule(2, tagStatus="untagged", countType="imageCountMoreThan", countNumber=3)]}):
+                "Rule for tagStatus=ANY must have the lowest priority per storage class",
+            json.dumps({"rules": [rule(1, tagStatus="untagged", countType="sinceImagePushed", countNumber=3)]}):
+                "instance failed to match exactly one schema (matched 0 out of 2)",
+            json.dumps({"rules": [rule(1, tagStatus="untagged", countType="imageCountMoreThan", countNumber=0)]}):
+                "numeric instance is lower than the required minimum (minimum: 1, found: 0)",
+            json.dumps({"rulez": [rule(1, tagStatus="untagged", countType="imageCountMoreThan", countNumber=1)]}):
+                "object has missing required properties ([\"rules\"])",
+        }
+        for text, msg in bad.items():
+            for call in (ecr.put_lifecycle_policy, ecr.start_lifecycle_policy_preview):
+                with pytest.raises(ecr.exceptions.InvalidParameterException) as e:
+                    call(repositoryName="lc", lifecyclePolicyText=text)
+                assert e.value.response["Error"]["Message"] == \
+                    f"Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation failure: {msg}'"
+        with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+            ecr.get_lifecycle_policy(repositoryName="lc")
+
+        # Preview of a policy text (nothing is deleted by a preview).
+        started = ecr.start_lifecycle_policy_preview(repositoryName="lc", lifecyclePolicyText=policy)
+        assert started["status"] in ("IN_PROGRESS", "COMPLETE") and started["lifecyclePolicyText"] == policy
+        preview = ecr.get_lifecycle_policy_preview(repositoryName="lc")
+        assert preview["status"] == "COMPLETE"
+        got = {names[r["imageDigest"]]: r["appliedRulePriority"] for r in preview["previewResults"]}
+        assert got == {"A": 1, "E": 3, "F": 3, "C": 10}, got
+        assert all(r["action"]["type"] == "EXPIRE" for r in preview["previewResults"])
+        assert preview["summary"]["expiringImageTotalCount"] == 4
+        e_result = [r for r in preview["previewResults"] if r["imageDigest"] == digests["E"]][0]
+        assert e_result["imageTags"] == ["rel-1"] and e_result["imagePushedAt"]
+        only_untagged = ecr.get_lifecycle_policy_preview(repositoryName="lc", filter={"tagStatus": "UNTAGGED"})["previewResults"]
+        assert [names[r["imageDigest"]] for r in only_untagged] == ["A"]
+        page = ecr.get_lifecycle_policy_preview(repositoryName="lc", maxResults=3)
+        rest = ecr.get_lifecycle_policy_preview(repositoryName="lc", maxResults=3, nextToken=page["nextToken"])
+        assert len(page["previewResults"]) == 3 and len(rest["previewResults"]) == 1 and "nextToken" not in rest
+        assert len(ecr.list_images(repositoryName="lc")["imageIds"]) == 7  # a preview expires nothing
+
+        # The policy applied by the periodic pass.
+        ecr.put_lifecycle_policy(repositoryName="lc", lifecyclePolicyText=policy)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            left = {names[i["imageDigest"]] for i in ecr.list_images(repositoryName="lc")["imageIds"]}
+            if left == {"B", "D", "G"}:
+                break
+            time.sleep(0.3)
+        assert left == {"B", "D", "G"}, left
+        got = ecr.get_lifecycle_policy(repositoryName="lc")
+        assert got["lifecyclePolicyText"] == policy and got["lastEvaluatedAt"]
+        assert len(ecr.list_images(repositoryName="untouched")["imageIds"]) == 2
+        # Expired images are gone from the registry too.
+        assert http(b, "GET", f"/v2/lc/manifests/{digests['A']}", t)[0] == 404
+        assert http(b, "GET", f"/v2/lc/manifests/{digests['G']}", t)[0] == 200
+        deleted = ecr.delete_lifecycle_policy(repositoryName="lc")
+        assert deleted["lifecyclePolicyText"] == policy
+        with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+            ecr.delete_lifecycle_policy(repositoryName="lc")
+    finally:
+        b.stop()

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::awslogs::LogSink;
+use crate::registry_auth::AuthorizationToken;
 
 /// A failed control-plane call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -214,6 +215,16 @@ pub trait ControlPlane: Send + Sync + 'static {
         &self,
         change: &ecs::SubmitContainerStateChangeRequest,
     ) -> Result<(), ControlPlaneError>;
+
+    /// ECR's `GetAuthorizationToken`: credentials for pulls from the control plane's registry.
+    /// Control planes without a registry refuse it (the default).
+    async fn get_authorization_token(&self) -> Result<AuthorizationToken, ControlPlaneError> {
+        Err(ControlPlaneError::Rejected {
+            status: 400,
+            code: "UnsupportedOperation".into(),
+            message: "this control plane has no image registry".into(),
+        })
+    }
 }
 
 /// [`ControlPlane`] over HTTP: SigV4-signed awsJson calls through `berth-client`, trying each
@@ -395,6 +406,51 @@ impl ControlPlane for HttpControlPlane {
         .await
         .map(|_| ())
     }
+
+    async fn get_authorization_token(&self) -> Result<AuthorizationToken, ControlPlaneError> {
+        let v = self
+            .call_service(
+                "ecr",
+                false,
+                &format!("{ECR_TARGET}.GetAuthorizationToken"),
+                &json!({}),
+            )
+            .await?;
+        decode_authorization(&v)
+    }
+}
+
+const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921";
+
+/// The first `authorizationData` of a GetAuthorizationToken answer, decoded.
+fn decode_authorization(v: &Value) -> Result<AuthorizationToken, ControlPlaneError> {
+    use base64::Engine;
+    let bad = |m: &str| ControlPlaneError::Decode(format!("GetAuthorizationToken: {m}"));
+    let data = v
+        .get("authorizationData")
+        .and_then(|d| d.get(0))
+        .ok_or_else(|| bad("no authorizationData"))?;
+    let raw = data
+        .get("authorizationToken")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no authorizationToken"))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| bad("authorizationToken is not base64"))?;
+    let raw = String::from_utf8(raw).map_err(|_| bad("authorizationToken is not UTF-8"))?;
+    let (user, password) = raw
+        .split_once(':')
+        .ok_or_else(|| bad("authorizationToken is not user:password"))?;
+    Ok(AuthorizationToken {
+        username: user.to_string(),
+        password: password.to_string(),
+        proxy_endpoint: data
+            .get("proxyEndpoint")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        expires_at: data.get("expiresAt").and_then(Value::as_f64).unwrap_or(0.0),
+    })
 }
 
 const LOGS_TARGET: &str = "Logs_20140328";
@@ -459,6 +515,8 @@ struct FakeState {
     current: PollResponse,
     down: bool,
     arn_counter: u64,
+    registry_token: Option<AuthorizationToken>,
+    token_requests: usize,
 }
 
 /// An in-memory control plane for tests: records every call; polls answer with scripted
@@ -547,6 +605,16 @@ impl FakeControlPlane {
         self.lock().polls.clone()
     }
 
+    /// What GetAuthorizationToken answers (`None`: AccessDeniedException).
+    pub fn set_registry_token(&self, token: Option<AuthorizationToken>) {
+        self.lock().registry_token = token;
+    }
+
+    /// How many GetAuthorizationToken calls were made.
+    pub fn token_requests(&self) -> usize {
+        self.lock().token_requests
+    }
+
     fn check_down(&self) -> Result<(), ControlPlaneError> {
         if self.lock().down {
             Err(ControlPlaneError::Unreachable(
@@ -627,6 +695,19 @@ impl ControlPlane for FakeControlPlane {
         self.check_down()?;
         self.lock().container_reports.push(change.clone());
         Ok(())
+    }
+
+    async fn get_authorization_token(&self) -> Result<AuthorizationToken, ControlPlaneError> {
+        self.check_down()?;
+        let mut s = self.lock();
+        s.token_requests += 1;
+        s.registry_token
+            .clone()
+            .ok_or_else(|| ControlPlaneError::Rejected {
+                status: 400,
+                code: "AccessDeniedException".into(),
+                message: "User is not authorized to perform: ecr:GetAuthorizationToken".into(),
+            })
     }
 }
 

@@ -68,6 +68,7 @@ pub mod config;
 pub mod control;
 pub mod manager;
 pub mod registration;
+pub mod registry_auth;
 pub mod reporter;
 pub mod spec;
 pub mod task;
@@ -225,6 +226,10 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
         logs: control.clone(),
         shipper: awslogs::ShipperConfig::default(),
         pulls: task::PullCoalescer::default(),
+        registry: registry_auth::RegistryCredentials::new(
+            control.clone() as Arc<dyn ControlPlane>,
+            &config.endpoints,
+        ),
     });
     let mut manager = manager::TaskManager::new(runtime.clone(), ctx);
     if let Err(e) = manager.discover().await {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_agent_api::DesiredTask;
 use berth_runtime::{
     ContainerEvent, ContainerId, ContainerRuntime, ContainerStatus, HealthStatus, Protocol,
-    RemoveOptions, RuntimeError,
+    RegistryAuth, RemoveOptions, RuntimeError,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -110,6 +110,8 @@ pub struct TaskContext {
     pub shipper: ShipperConfig,
     /// Concurrent pulls of one image share a single engine pull.
     pub pulls: PullCoalescer,
+    /// Credentials for pulls from the control plane's image registry.
+    pub registry: crate::registry_auth::RegistryCredentials,
 }
 
 /// Coalesces pulls: when many tasks need the same image at once (a service scaling out), one
@@ -139,11 +141,16 @@ impl PullCoalescer {
     pub const REUSE: Duration = Duration::from_secs(10);
 
     /// Pulls `image` once for everyone asking now. Err carries (the ECS reason, the engine's message).
-    pub async fn pull<R: ContainerRuntime>(&self, runtime: &R, image: &str) -> PullOutcome {
+    pub async fn pull<R: ContainerRuntime>(
+        &self,
+        runtime: &R,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> PullOutcome {
         let cell = {
             let Ok(mut m) = self.inner.lock() else {
                 return runtime
-                    .pull_image(image, None)
+                    .pull_image(image, auth)
                     .await
                     .map(|_| ())
                     .map_err(|e| (e.ecs_reason(), e.to_string()));
@@ -159,7 +166,7 @@ impl PullCoalescer {
         };
         cell.get_or_init(|| async {
             runtime
-                .pull_image(image, None)
+                .pull_image(image, auth)
                 .await
                 .map(|_| ())
                 .map_err(|e| (e.ecs_reason(), e.to_string()))
@@ -627,7 +634,16 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 continue;
             }
             tracing::info!(task = %self.arn(), %image, "pulling image");
-            match self.ctx.pulls.pull(self.runtime.as_ref(), image).await {
+            let outcome = match self.ctx.registry.for_image(image).await {
+                Ok(auth) => {
+                    self.ctx
+                        .pulls
+                        .pull(self.runtime.as_ref(), image, auth.as_ref())
+                        .await
+                }
+                Err(reason) => Err((reason.clone(), reason)),
+            };
+            match outcome {
                 Ok(()) => {}
                 Err((reason, e)) => {
                     let cached = behavior == ImagePullBehavior::Default
@@ -1088,7 +1104,7 @@ mod pull_tests {
         for _ in 0..20 {
             let (rt, c) = (rt.clone(), c.clone());
             hs.push(tokio::spawn(async move {
-                c.pull(rt.as_ref(), "busybox:latest").await
+                c.pull(rt.as_ref(), "busybox:latest", None).await
             }));
         }
         for h in hs {
@@ -1103,7 +1119,7 @@ mod pull_tests {
         );
         // After the reuse window a new task pulls afresh.
         tokio::time::advance(PullCoalescer::REUSE + std::time::Duration::from_secs(1)).await;
-        c.pull(rt.as_ref(), "busybox:latest").await.unwrap();
+        c.pull(rt.as_ref(), "busybox:latest", None).await.unwrap();
         assert_eq!(
             rt.pulls()
                 .iter()
@@ -1113,7 +1129,7 @@ mod pull_tests {
         );
         // A failure is shared too, with the ECS reason.
         rt.fail_pull("nope:1", "manifest unknown");
-        let e = c.pull(rt.as_ref(), "nope:1").await.unwrap_err();
+        let e = c.pull(rt.as_ref(), "nope:1", None).await.unwrap_err();
         assert!(e.0.starts_with("CannotPullContainerError"), "{e:?}");
     }
 }

@@ -37,6 +37,19 @@ pub struct ServerArgs {
     /// Serve `POST /_berth/reset` (admin-signed), which wipes all state: for test suites.
     #[arg(long, env = "BERTH_ALLOW_RESET")]
     pub allow_reset: bool,
+    /// The image registry's address as clients reach it, `[http[s]://]HOST[:PORT]`: used in
+    /// repositoryUri and proxyEndpoint, and by agents to recognise berth's registry (default:
+    /// the listen address).
+    #[arg(long, env = "BERTH_REGISTRY_HOST")]
+    pub registry_host: Option<String>,
+    /// Seconds between passes applying ECR lifecycle policies.
+    #[arg(
+        long,
+        env = "BERTH_ECR_LIFECYCLE_INTERVAL",
+        default_value_t = 3600,
+        hide = true
+    )]
+    pub ecr_lifecycle_interval: u64,
 }
 
 async fn open_store(
@@ -330,6 +343,17 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     );
     println!("  aws ecs create-cluster --cluster-name default --endpoint-url {endpoint}");
     let _ = app.endpoint.set(endpoint.clone());
+    if let Some(h) = args.registry_host.as_deref().filter(|h| !h.is_empty()) {
+        let host = h.split_once("://").map_or(h, |(_, rest)| rest);
+        if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+            bail!("--registry-host {h:?}: expected [http[s]://]HOST[:PORT]");
+        }
+        let _ = app.registry_host.set(h.trim_end_matches('/').to_string());
+    }
+    berth_control_plane::ecr::lifecycle::spawn_lifecycle(
+        &app,
+        std::time::Duration::from_secs(args.ecr_lifecycle_interval.max(1)),
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = all_in_one.then(|| {
         println!(

@@ -22,6 +22,8 @@ pub struct App {
     pub agents: crate::agents::AgentHub,
     /// The endpoint agents are told to use (DiscoverPollEndpoint); set by the binary at startup.
     pub endpoint: std::sync::OnceLock<String>,
+    /// The image registry's host as clients see it (`--registry-host`; default: `endpoint`).
+    pub registry_host: std::sync::OnceLock<String>,
     /// Wakes the service scheduler (a service changed, a task changed state).
     pub scheduler_wake: tokio::sync::Notify,
     /// Prometheus metrics (`GET /metrics`).
@@ -54,6 +56,7 @@ impl App {
             logs: std::sync::OnceLock::new(),
             agents: crate::agents::AgentHub::default(),
             endpoint: std::sync::OnceLock::new(),
+            registry_host: std::sync::OnceLock::new(),
             scheduler_wake: tokio::sync::Notify::new(),
             metrics: crate::metrics::Metrics::default(),
             leader: std::sync::Mutex::new(tokio::sync::watch::channel(true).1),

@@ -14,6 +14,7 @@
 
 mod blobs;
 mod digest;
+pub mod lifecycle;
 pub mod manifest;
 pub mod names;
 

@@ -225,8 +225,8 @@ pub async fn get_download_url_for_layer(
     .ok_or_else(|| ApiError::server("cannot issue a token for this access key"))?;
     Ok(GetDownloadUrlForLayerResponse {
         download_url: Some(format!(
-            "http://{}/v2/{repo}/blobs/{digest}?{}={token}",
-            model::registry_host(&ctx.app),
+            "{}/v2/{repo}/blobs/{digest}?{}={token}",
+            model::proxy_endpoint(&ctx.app),
             crate::registry::URL_TOKEN_PARAM
         )),
         layer_digest: Some(d),

@@ -5,6 +5,7 @@
 
 mod images;
 mod layers;
+pub mod lifecycle;
 pub mod model;
 mod repos;
 pub mod token;
@@ -49,9 +50,13 @@ pub async fn dispatch(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiEr
         O::SetRepositoryPolicy => route!(ctx, body, repos::set_repository_policy),
         O::GetRepositoryPolicy => route!(ctx, body, repos::get_repository_policy),
         O::DeleteRepositoryPolicy => route!(ctx, body, repos::delete_repository_policy),
-        O::PutLifecyclePolicy => route!(ctx, body, repos::put_lifecycle_policy),
-        O::GetLifecyclePolicy => route!(ctx, body, repos::get_lifecycle_policy),
-        O::DeleteLifecyclePolicy => route!(ctx, body, repos::delete_lifecycle_policy),
+        O::PutLifecyclePolicy => route!(ctx, body, lifecycle::put_lifecycle_policy),
+        O::GetLifecyclePolicy => route!(ctx, body, lifecycle::get_lifecycle_policy),
+        O::DeleteLifecyclePolicy => route!(ctx, body, lifecycle::delete_lifecycle_policy),
+        O::StartLifecyclePolicyPreview => {
+            route!(ctx, body, lifecycle::start_lifecycle_policy_preview)
+        }
+        O::GetLifecyclePolicyPreview => route!(ctx, body, lifecycle::get_lifecycle_policy_preview),
         O::TagResource => route!(ctx, body, repos::tag_resource),
         O::UntagResource => route!(ctx, body, repos::untag_resource),
         O::ListTagsForResource => route!(ctx, body, repos::list_tags_for_resource),
@@ -93,6 +98,8 @@ pub fn implemented(op: Operation) -> bool {
             | O::PutLifecyclePolicy
             | O::GetLifecyclePolicy
             | O::DeleteLifecyclePolicy
+            | O::StartLifecyclePolicyPreview
+            | O::GetLifecyclePolicyPreview
             | O::TagResource
             | O::UntagResource
             | O::ListTagsForResource

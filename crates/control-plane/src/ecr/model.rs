@@ -6,7 +6,8 @@
 //! - `ecr/repos/<name>`: [`RepositoryRecord`];
 //! - `ecr/images/<name>|<digest>`: [`ImageRecord`] (the manifest itself is inline: ≤ 4 MiB);
 //! - `ecr/tags/<name>|<tag>`: [`TagRecord`];
-//! - `ecr/links/<name>|<digest>`: [`LinkRecord`] — the blob is visible in this repository.
+//! - `ecr/links/<name>|<digest>`: [`LinkRecord`] — the blob is visible in this repository;
+//! - `ecr/previews/<name>`: the last lifecycle policy preview (`super::lifecycle`).
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -44,6 +45,9 @@ pub mod keys {
     pub fn tag(name: &str, tag: &str) -> String {
         format!("ecr/tags/{name}|{tag}")
     }
+    pub fn preview(name: &str) -> String {
+        format!("ecr/previews/{name}")
+    }
     pub fn links_of(name: &str) -> String {
         format!("{LINKS}{name}|")
     }
@@ -73,9 +77,12 @@ pub struct RepositoryRecord {
     /// Repository policy text, stored as given (not evaluated: berth's roles decide access).
     #[serde(default)]
     pub policy: Option<String>,
-    /// Lifecycle policy text, stored as given (rules are not evaluated yet).
+    /// Lifecycle policy text, stored as given (validated; applied by `super::lifecycle`).
     #[serde(default)]
     pub lifecycle_policy: Option<String>,
+    /// When the lifecycle policy was last applied (epoch seconds).
+    #[serde(default)]
+    pub lifecycle_evaluated_at: Option<f64>,
 }
 
 impl RepositoryRecord {
@@ -129,18 +136,31 @@ pub fn blob_store(app: &App) -> Result<Arc<BlobStore>, ApiError> {
     })
 }
 
-/// `host:port` of berth's registry (the endpoint without its scheme).
-pub fn registry_host(app: &App) -> String {
-    let ep = app
-        .endpoint
+/// The registry's address as configured (`--registry-host`, optionally with a scheme), or else
+/// the endpoint the server listens on.
+fn registry_address(app: &App) -> &str {
+    app.registry_host
         .get()
+        .or_else(|| app.endpoint.get())
         .map(String::as_str)
-        .unwrap_or("http://localhost");
-    ep.split_once("://")
+        .unwrap_or("http://localhost")
+}
+
+/// `host:port` of berth's registry (what repositoryUri starts with).
+pub fn registry_host(app: &App) -> String {
+    let a = registry_address(app);
+    a.split_once("://")
         .map(|(_, h)| h)
-        .unwrap_or(ep)
+        .unwrap_or(a)
         .trim_end_matches('/')
         .to_string()
+}
+
+/// ECR's `proxyEndpoint`: the registry host with its scheme (`http` unless configured).
+pub fn proxy_endpoint(app: &App) -> String {
+    let a = registry_address(app);
+    let scheme = a.split_once("://").map_or("http", |(s, _)| s);
+    format!("{scheme}://{}", registry_host(app))
 }
 
 pub async fn get_repo(

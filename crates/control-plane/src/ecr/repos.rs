@@ -1,5 +1,6 @@
 //! Registry and repository operations: authorization tokens, repositories, their settings,
-//! policies (stored, not evaluated) and resource tags.
+//! repository policies (stored, not evaluated) and resource tags. Lifecycle policies are
+//! `super::lifecycle`.
 
 use super::model::{self, keys, RepositoryRecord};
 use super::{existing_repo, registry_id, repository_arn, repository_name, repository_not_found};
@@ -27,7 +28,7 @@ pub async fn get_authorization_token(
         authorization_data: Some(vec![AuthorizationData {
             authorization_token: Some(auth),
             expires_at: Some(exp as f64),
-            proxy_endpoint: Some(format!("http://{}", model::registry_host(&ctx.app))),
+            proxy_endpoint: Some(model::proxy_endpoint(&ctx.app)),
         }]),
     })
 }
@@ -137,6 +138,7 @@ pub async fn create_repository(
         tags,
         policy: None,
         lifecycle_policy: None,
+        lifecycle_evaluated_at: None,
     };
     let key = keys::repo(&name);
     // Leftovers of a repository deleted concurrently with a push are cleared here.
@@ -145,7 +147,8 @@ pub async fn create_repository(
         .put(key, to_bytes(&rec))
         .delete_prefix(keys::images_of(&name))
         .delete_prefix(keys::tags_of(&name))
-        .delete_prefix(keys::links_of(&name));
+        .delete_prefix(keys::links_of(&name))
+        .delete(keys::preview(&name));
     if ctx.app.repo.commit(txn).await?.is_none() {
         return Err(ApiError::new(
             "RepositoryAlreadyExistsException",
@@ -220,7 +223,8 @@ pub async fn delete_repository(
             .delete(r.key.clone())
             .delete_prefix(keys::images_of(&name))
             .delete_prefix(keys::tags_of(&name))
-            .delete_prefix(keys::links_of(&name));
+            .delete_prefix(keys::links_of(&name))
+            .delete(keys::preview(&name));
         if ctx.app.repo.commit(txn).await?.is_some() {
             tracing::info!(repository = %name, force = req.force, "repository deleted");
             model::spawn_gc(&ctx.app);
@@ -368,73 +372,6 @@ pub async fn delete_repository_policy(
         registry_id: Some(registry_id(ctx)),
         repository_name: Some(name),
         policy_text: before.policy,
-    })
-}
-
-fn lifecycle_not_found(ctx: &Ctx, name: &str) -> ApiError {
-    ApiError::new(
-        "LifecyclePolicyNotFoundException",
-        format!(
-            "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{}'",
-            registry_id(ctx)
-        ),
-    )
-}
-
-pub async fn put_lifecycle_policy(
-    ctx: &Ctx,
-    req: PutLifecyclePolicyRequest,
-) -> Result<PutLifecyclePolicyResponse, ApiError> {
-    let text = req.lifecycle_policy_text.clone().unwrap_or_default();
-    check_policy_json(&text, "LifecyclePolicyText")?;
-    let (_, rec) = update_repo(ctx, req.repository_name.as_deref(), |r| {
-        r.lifecycle_policy = Some(text.clone());
-        Ok(())
-    })
-    .await?;
-    Ok(PutLifecyclePolicyResponse {
-        registry_id: Some(registry_id(ctx)),
-        repository_name: Some(rec.name),
-        lifecycle_policy_text: rec.lifecycle_policy,
-    })
-}
-
-pub async fn get_lifecycle_policy(
-    ctx: &Ctx,
-    req: GetLifecyclePolicyRequest,
-) -> Result<GetLifecyclePolicyResponse, ApiError> {
-    let r = existing_repo(ctx, req.repository_name.as_deref())
-        .await?
-        .value;
-    let Some(p) = r.lifecycle_policy else {
-        return Err(lifecycle_not_found(ctx, &r.name));
-    };
-    Ok(GetLifecyclePolicyResponse {
-        registry_id: Some(registry_id(ctx)),
-        repository_name: Some(r.name),
-        lifecycle_policy_text: Some(p),
-        last_evaluated_at: None,
-    })
-}
-
-pub async fn delete_lifecycle_policy(
-    ctx: &Ctx,
-    req: DeleteLifecyclePolicyRequest,
-) -> Result<DeleteLifecyclePolicyResponse, ApiError> {
-    let name = repository_name(req.repository_name.as_deref())?;
-    let (before, _) = update_repo(ctx, Some(&name), |r| {
-        if r.lifecycle_policy.is_none() {
-            return Err(lifecycle_not_found(ctx, &r.name));
-        }
-        r.lifecycle_policy = None;
-        Ok(())
-    })
-    .await?;
-    Ok(DeleteLifecyclePolicyResponse {
-        registry_id: Some(registry_id(ctx)),
-        repository_name: Some(name),
-        lifecycle_policy_text: before.lifecycle_policy,
-        last_evaluated_at: None,
     })
 }
 
