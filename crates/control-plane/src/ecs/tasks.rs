@@ -1190,7 +1190,11 @@ pub async fn submit_task_state_change(
                             .iter()
                             .find(|x| x.attachment_arn == a.attachment_arn);
                         ecs::Attachment {
-                            id: a.attachment_arn.clone(),
+                            // ECS attachment ids are the last segment of the attachment ARN.
+                            id: a
+                                .attachment_arn
+                                .as_deref()
+                                .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_string()),
                             status: a.status.clone(),
                             type_: Some(
                                 extra
