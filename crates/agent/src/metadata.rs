@@ -758,7 +758,10 @@ mod tests {
         let token = svc.token(&view().task_arn, "app");
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        tokio::spawn(axum::serve(l, router(svc.clone(), rt)).into_future());
+        let app = router(svc.clone(), rt);
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
         let get = |path: String| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
