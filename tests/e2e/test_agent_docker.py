@@ -201,6 +201,7 @@ def test_second_agent_spreads_and_survives_restart(up, tmp_path):
         return subprocess.Popen([str(BERTH_BIN), "agent", "--config", "/nonexistent/ecs.config", "--endpoint", up.endpoint,
                                  "--data-dir", str(agent_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
+    mine = set(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"])
     proc = start_agent()
     try:
         deadline = time.time() + 60
@@ -247,6 +248,9 @@ def test_second_agent_spreads_and_survives_restart(up, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        # The second instance leaves with its agent, so later tests place only on `up`'s.
+        for other in set(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]) - mine:
+            up.aws("ecs", "deregister-container-instance", "--cluster", c, "--container-instance", other, "--force", check=False)
 
 
 def test_awsvpc_one_namespace_one_ip(up, tmp_path):
@@ -401,7 +405,9 @@ def test_secrets_fail_the_task_clearly(up, tmp_path):
     assert out["tasks"] == [] and out["failures"][0]["reason"] == "ATTRIBUTE", out
     # Forced onto an instance anyway (the attribute put by hand): the agent fails the task
     # rather than run it without its secrets.
-    inst = up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"][0]
+    arns = up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]
+    inst = [i["containerInstanceArn"] for i in up.aws("ecs", "describe-container-instances", "--cluster", c,
+                                                      "--container-instances", *arns)["containerInstances"] if i["agentConnected"]][0]
     attr = "ecs.capability.secrets.asm.environment-variables"
     up.aws("ecs", "put-attributes", "--cluster", c, "--attributes", f"name={attr},targetId={inst}")
     try:
