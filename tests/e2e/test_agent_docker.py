@@ -264,6 +264,9 @@ def test_awsvpc_one_namespace_one_ip(up, tmp_path):
          "dependsOn": [{"containerName": "a", "condition": "START"}],
          "command": ["sh", "-c", "for i in $(seq 1 30); do wget -qO- http://localhost:8080/ | grep -q 'berth test image' && exit 0; sleep 1; done; exit 1"]},
     ], tmp_path, networkMode="awsvpc")
+    # As ECS: awsvpc needs a networkConfiguration.
+    p = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "vpc2", check=False)
+    assert p.returncode != 0 and "Network Configuration must be provided when networkMode 'awsvpc' is specified" in p.stderr, p.stderr
     arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "vpc2",
                  "--network-configuration", "awsvpcConfiguration={subnets=[subnet-0123456789abcdef0]}")["tasks"][0]["taskArn"]
     wait(up, "tasks-running", c, arn)
@@ -283,6 +286,7 @@ def test_awsvpc_one_namespace_one_ip(up, tmp_path):
     details = {d["name"]: d["value"] for d in eni["details"]}
     ip = details["privateIPv4Address"]
     assert details["macAddress"] and details["networkInterfaceId"].startswith("eni-")
+    assert details["subnetId"] == "subnet-0123456789abcdef0"
     for cont in t["containers"]:
         assert cont["networkInterfaces"] == [{"attachmentId": eni["id"], "privateIpv4Address": ip}], cont
     # In Docker: both containers join the pause container's namespace.

@@ -1129,11 +1129,20 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 _ if self.eni.is_some() => "ATTACHED",
                 _ => "PRECREATED",
             };
-            let details = eni_details(
+            let mut details = eni_details(
                 &self.desired.task_arn,
                 self.eni.as_ref(),
                 &self.ctx.config.region,
             );
+            if let Some(subnet) = self
+                .desired
+                .network_configuration
+                .as_ref()
+                .and_then(|n| n.awsvpc_configuration.as_ref())
+                .and_then(|c| c.subnets.as_ref()?.first())
+            {
+                details.insert(0, ("subnetId".into(), subnet.clone()));
+            }
             vec![AttachmentReport {
                 arn: attachment_arn(&self.desired.task_arn),
                 kind: "ElasticNetworkInterface".into(),
