@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -34,7 +35,8 @@ def up(tmp_path_factory):
     cluster = "e2e" + uuid.uuid4().hex[:8]
     data = tmp_path_factory.mktemp("berth-up")
     b = Berth(data, command="up", env={"ECS_CLUSTER": cluster, "ECS_CONTAINER_STOP_TIMEOUT": "2s",
-                                        "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION": "1m"})
+                                        "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION": "1m",
+                                        "BERTH_METADATA_PORT": "0"})
     b.cluster = cluster
     b.start()
     ecs = b.client("ecs")
@@ -199,6 +201,7 @@ def test_second_agent_spreads_and_survives_restart(up, tmp_path):
         return subprocess.Popen([str(BERTH_BIN), "agent", "--config", "/nonexistent/ecs.config", "--endpoint", up.endpoint,
                                  "--data-dir", str(agent_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
+    mine = set(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"])
     proc = start_agent()
     try:
         deadline = time.time() + 60
@@ -245,3 +248,262 @@ def test_second_agent_spreads_and_survives_restart(up, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        # The second instance leaves with its agent, so later tests place only on `up`'s.
+        for other in set(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]) - mine:
+            up.aws("ecs", "deregister-container-instance", "--cluster", c, "--container-instance", other, "--force", check=False)
+
+
+def test_awsvpc_one_namespace_one_ip(up, tmp_path):
+    """awsvpc: a pause container holds the task's network namespace; B reaches A on localhost and
+    the task reports one ENI with one address, shared by both containers."""
+    c = up.cluster
+    register(up, "vpc2", [
+        {"name": "a", "image": IMAGE, "command": ["httpd", "-f", "-p", "8080", "-h", "/var/www"], "memory": 32,
+         "portMappings": [{"containerPort": 8080}]},
+        {"name": "b", "image": IMAGE, "essential": False, "memory": 32,
+         "dependsOn": [{"containerName": "a", "condition": "START"}],
+         "command": ["sh", "-c", "for i in $(seq 1 30); do wget -qO- http://localhost:8080/ | grep -q 'berth test image' && exit 0; sleep 1; done; exit 1"]},
+    ], tmp_path, networkMode="awsvpc")
+    # As ECS: awsvpc needs a networkConfiguration.
+    p = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "vpc2", check=False)
+    assert p.returncode != 0 and "Network Configuration must be provided when networkMode 'awsvpc' is specified" in p.stderr, p.stderr
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "vpc2",
+                 "--network-configuration", "awsvpcConfiguration={subnets=[subnet-0123456789abcdef0]}")["tasks"][0]["taskArn"]
+    wait(up, "tasks-running", c, arn)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        t = describe(up, c, arn)
+        b = [x for x in t["containers"] if x["name"] == "b"][0]
+        if b["lastStatus"] == "STOPPED":
+            break
+        time.sleep(0.5)
+    assert b["lastStatus"] == "STOPPED" and b["exitCode"] == 0, (b, docker("logs", b["runtimeId"], check=False).stderr)
+    assert t["lastStatus"] == "RUNNING"
+    # One ENI attachment with one address; every container reports that address.
+    assert len(t["attachments"]) == 1
+    eni = t["attachments"][0]
+    assert eni["type"] == "ElasticNetworkInterface" and eni["status"] == "ATTACHED"
+    details = {d["name"]: d["value"] for d in eni["details"]}
+    ip = details["privateIPv4Address"]
+    assert details["macAddress"] and details["networkInterfaceId"].startswith("eni-")
+    assert details["subnetId"] == "subnet-0123456789abcdef0"
+    for cont in t["containers"]:
+        assert cont["networkInterfaces"] == [{"attachmentId": eni["id"], "privateIpv4Address": ip}], cont
+    # In Docker: both containers join the pause container's namespace.
+    a = [x for x in t["containers"] if x["name"] == "a"][0]
+    mode_a = docker("inspect", "-f", "{{.HostConfig.NetworkMode}}", a["runtimeId"]).stdout.strip()
+    mode_b = docker("inspect", "-f", "{{.HostConfig.NetworkMode}}", b["runtimeId"]).stdout.strip()
+    assert mode_a == mode_b and mode_a.startswith("container:"), (mode_a, mode_b)
+    pause = mode_a.split(":", 1)[1]
+    labels = json.loads(docker("inspect", "-f", "{{json .Config.Labels}}", pause).stdout)
+    assert labels["com.amazonaws.ecs.container-name"] == "~internal~ecs~pause"
+    assert labels["com.amazonaws.ecs.task-arn"] == arn
+    nets = json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", pause).stdout)
+    assert [n["IPAddress"] for n in nets.values()] == [ip]
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
+    wait(up, "tasks-stopped", c, arn)
+    t = describe(up, c, arn)
+    assert t["attachments"][0]["status"] == "DELETED"
+    assert docker("inspect", "-f", "{{.State.Running}}", pause).stdout.strip() == "false"
+
+
+def test_task_metadata_endpoint_v4_and_v3(up, tmp_path):
+    """A container reads its task's metadata from $ECS_CONTAINER_METADATA_URI_V4/task (and v3),
+    over the Docker bridge gateway."""
+    c = up.cluster
+    register(up, "meta", [{"name": "m", "image": IMAGE, "memory": 32, "command": ["sh", "-c",
+        "wget -qO- $ECS_CONTAINER_METADATA_URI_V4/task; echo; echo ==; wget -qO- $ECS_CONTAINER_METADATA_URI_V4; echo; echo ==;"
+        " wget -qO- $ECS_CONTAINER_METADATA_URI/task; echo; echo ==; wget -qO- $ECS_CONTAINER_METADATA_URI_V4/stats; echo; echo ==;"
+        " wget -qO- $ECS_CONTAINER_METADATA_URI_V4/task/stats; echo; echo ==; echo $ECS_CONTAINER_METADATA_URI_V4; sleep 300"]}], tmp_path)
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "meta")["tasks"][0]["taskArn"]
+    wait(up, "tasks-running", c, arn)
+    rid = describe(up, c, arn)["containers"][0]["runtimeId"]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        out = docker("logs", rid).stdout
+        if out.count("==") >= 5:
+            break
+        time.sleep(0.5)
+    parts = [p.strip() for p in out.split("==")]
+    task, cont, task3, stats, task_stats, uri = parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
+    assert arn in task, out
+    tj = json.loads(task)
+    assert tj["TaskARN"] == arn and tj["Family"] == "meta" and tj["Cluster"] == c
+    assert tj["LaunchType"] == "EC2" and tj["KnownStatus"] in ("PENDING", "RUNNING") and tj["DesiredStatus"] == "RUNNING"
+    assert tj["Containers"][0]["DockerId"] == rid and tj["PullStartedAt"]
+    cj = json.loads(cont)
+    assert cj["Name"] == "m" and cj["DockerId"] == rid and cj["Limits"]["Memory"] == 32
+    assert cj["Labels"]["com.amazonaws.ecs.task-arn"] == arn and cj["Networks"][0]["NetworkMode"] == "bridge"
+    assert json.loads(task3)["TaskARN"] == arn and "LaunchType" not in json.loads(task3)
+    assert json.loads(stats)["memory_stats"] is not None
+    assert rid in json.loads(task_stats)
+    # Listening on the bridge gateway with an unguessable per-container token, never 0.0.0.0.
+    host, path = uri.split("//", 1)[1].split("/", 1)
+    assert not host.startswith(("0.0.0.0", "127.")), uri
+    token = path.split("/")[1]
+    assert len(token) >= 32
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(f"http://{host}/v4/{'0' * len(token)}/task", timeout=5)
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
+
+
+def test_dynamic_host_port_range(tmp_path):
+    """ECS_DYNAMIC_HOST_PORT_RANGE: a bridge hostPort 0 gets a port from the configured range."""
+    from conftest import free_port
+
+    lo = free_port()
+    lo = max(20000, min(lo, 60000))
+    cluster = "e2e" + uuid.uuid4().hex[:8]
+    b = Berth(tmp_path / "berth", command="up", env={"ECS_CLUSTER": cluster, "ECS_CONTAINER_STOP_TIMEOUT": "1s",
+                                                     "ECS_DYNAMIC_HOST_PORT_RANGE": f"{lo}-{lo + 20}", "BERTH_METADATA_PORT": "0"})
+    b.start()
+    try:
+        ecs = b.client("ecs")
+        deadline = time.time() + 60
+        while time.time() < deadline and not ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]:
+            time.sleep(0.3)
+        register(b, "ranged", [{"name": "httpd", "image": IMAGE, "command": ["httpd", "-f", "-p", "8080", "-h", "/var/www"],
+                                "memory": 32, "portMappings": [{"containerPort": 8080, "hostPort": 0}]}], tmp_path)
+        arn = b.aws("ecs", "run-task", "--cluster", cluster, "--task-definition", "ranged")["tasks"][0]["taskArn"]
+        wait(b, "tasks-running", cluster, arn)
+        nb = describe(b, cluster, arn)["containers"][0]["networkBindings"]
+        assert lo <= nb[0]["hostPort"] <= lo + 20, (nb, lo)
+        with urllib.request.urlopen(f"http://127.0.0.1:{nb[0]['hostPort']}/", timeout=10) as r:
+            assert r.status == 200
+        b.aws("ecs", "stop-task", "--cluster", cluster, "--task", arn)
+        wait(b, "tasks-stopped", cluster, arn)
+    finally:
+        b.stop()
+        ids = docker("ps", "-aq", "--filter", f"label=com.amazonaws.ecs.cluster={cluster}", check=False).stdout.split()
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+
+
+def test_missing_host_source_path_is_created(up, tmp_path):
+    """ECS's agent mounts host volumes with HostConfig.Binds, so Docker creates a missing
+    sourcePath as a directory and the task runs; berth does the same."""
+    c = up.cluster
+    src = tmp_path / "not-yet" / "data"
+    assert not src.exists()
+    register(up, "hostvol", [{"name": "w", "image": IMAGE, "memory": 32, "command": ["sh", "-c", "echo hi > /data/f; sleep 300"],
+                              "mountPoints": [{"sourceVolume": "d", "containerPath": "/data"}]}], tmp_path,
+             volumes=[{"name": "d", "host": {"sourcePath": str(src)}}])
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "hostvol")["tasks"][0]["taskArn"]
+    wait(up, "tasks-running", c, arn)
+    deadline = time.time() + 20
+    while time.time() < deadline and not (src / "f").exists():
+        time.sleep(0.3)
+    assert src.is_dir() and (src / "f").read_text() == "hi\n"
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
+
+
+def test_secrets_fail_the_task_clearly(up, tmp_path):
+    """berth has no secrets store: a task definition with `secrets` must not run without them."""
+    c = up.cluster
+    register(up, "secret", [{"name": "s", "image": IMAGE, "memory": 32, "command": ["sleep", "300"],
+                             "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:000000000000:secret:db"}]}],
+             tmp_path)
+    # As in ECS, the definition requires the secrets capability, which berth's agent does not
+    # advertise: RunTask cannot place it.
+    out = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "secret")
+    assert out["tasks"] == [] and out["failures"][0]["reason"] == "ATTRIBUTE", out
+    # Forced onto an instance anyway (the attribute put by hand): the agent fails the task
+    # rather than run it without its secrets.
+    arns = up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]
+    inst = [i["containerInstanceArn"] for i in up.aws("ecs", "describe-container-instances", "--cluster", c,
+                                                      "--container-instances", *arns)["containerInstances"] if i["agentConnected"]][0]
+    attr = "ecs.capability.secrets.asm.environment-variables"
+    up.aws("ecs", "put-attributes", "--cluster", c, "--attributes", f"name={attr},targetId={inst}")
+    try:
+        out = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "secret")
+    finally:
+        up.aws("ecs", "delete-attributes", "--cluster", c, "--attributes", f"name={attr},targetId={inst}")
+    arn = out["tasks"][0]["taskArn"]
+    wait(up, "tasks-stopped", c, arn)
+    t = describe(up, c, arn)
+    assert t["stopCode"] == "TaskFailedToStart"
+    assert t["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets"), t["stoppedReason"]
+    assert "DB_PASSWORD" in t["stoppedReason"]
+
+
+def test_agent_killed_disconnects_and_comes_back(tmp_path):
+    """SIGKILL the agent (control plane `berth server`, agent `berth agent`): agentConnected goes
+    false within the disconnect window while the task's container keeps running; a new agent
+    adopts it: agentConnected true, same container, task still RUNNING."""
+    import os
+
+    from conftest import BERTH_BIN
+
+    cluster = "e2e" + uuid.uuid4().hex[:8]
+    srv = Berth(tmp_path / "srv", command="server")
+    srv.start()
+    log = open(tmp_path / "agent.log", "ab")
+    proc = None
+    try:
+        key = json.loads(subprocess.run([str(BERTH_BIN), "keys", "create", "--role", "agent", "--endpoint", srv.endpoint],
+                                        capture_output=True, text=True, env=srv.env(), check=True, timeout=30).stdout)["accessKey"]
+        srv.aws("ecs", "create-cluster", "--cluster-name", cluster)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECS_"))}
+        env.update(BERTH_AGENT_ACCESS_KEY_ID=key["accessKeyId"], BERTH_AGENT_SECRET_ACCESS_KEY=key["secretAccessKey"],
+                   ECS_CLUSTER=cluster, ECS_CONTAINER_STOP_TIMEOUT="1s", BERTH_METADATA_PORT="0")
+        agent_dir = tmp_path / "agent"
+
+        def start_agent():
+            return subprocess.Popen([str(BERTH_BIN), "agent", "--config", "/nonexistent/ecs.config", "--endpoint", srv.endpoint,
+                                     "--data-dir", str(agent_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+        def instance():
+            arns = srv.aws("ecs", "list-container-instances", "--cluster", cluster)["containerInstanceArns"]
+            if not arns:
+                return None
+            return srv.aws("ecs", "describe-container-instances", "--cluster", cluster,
+                           "--container-instances", *arns)["containerInstances"][0]
+
+        proc = start_agent()
+        deadline = time.time() + 60
+        while time.time() < deadline and not (instance() or {}).get("agentConnected"):
+            time.sleep(0.3)
+        ci = instance()
+        assert ci and ci["agentConnected"], (tmp_path / "agent.log").read_text()[-2000:]
+        register(srv, "survivor", [{"name": "s", "image": IMAGE, "command": ["sleep", "600"], "memory": 16}], tmp_path)
+        arn = srv.aws("ecs", "run-task", "--cluster", cluster, "--task-definition", "survivor")["tasks"][0]["taskArn"]
+        wait(srv, "tasks-running", cluster, arn)
+        rid = describe(srv, cluster, arn)["containers"][0]["runtimeId"]
+
+        proc.kill()  # SIGKILL: no goodbye
+        proc.wait(timeout=10)
+        killed = time.time()
+        # agentConnected false within the disconnect window (45 s after the last poll began,
+        # which was at most 20 s before the kill).
+        while time.time() < killed + 70 and instance()["agentConnected"]:
+            time.sleep(1)
+        ci = instance()
+        assert not ci["agentConnected"], "agentConnected still true 70 s after SIGKILL"
+        assert docker("inspect", "-f", "{{.State.Running}}", rid).stdout.strip() == "true"
+        assert describe(srv, cluster, arn)["lastStatus"] == "RUNNING"
+
+        proc = start_agent()
+        deadline = time.time() + 30
+        while time.time() < deadline and not instance()["agentConnected"]:
+            time.sleep(0.3)
+        assert instance()["agentConnected"]
+        assert instance()["containerInstanceArn"] == ci["containerInstanceArn"]
+        time.sleep(2)
+        t = describe(srv, cluster, arn)
+        assert t["lastStatus"] == "RUNNING" and t["containers"][0]["runtimeId"] == rid
+        running = docker("ps", "-q", "--no-trunc", "--filter", f"label=com.amazonaws.ecs.cluster={cluster}").stdout.split()
+        assert running == [rid], "the restarted agent adopts the container: no restart, no duplicate"
+        srv.aws("ecs", "stop-task", "--cluster", cluster, "--task", arn)
+        wait(srv, "tasks-stopped", cluster, arn)
+    finally:
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+        srv.stop()
+        ids = docker("ps", "-aq", "--filter", f"label=com.amazonaws.ecs.cluster={cluster}", check=False).stdout.split()
+        if ids:
+            docker("rm", "-f", *ids, check=False)

@@ -83,4 +83,7 @@ pub struct DesiredTask {
     /// Task tags (for the metadata endpoint's taskWithTags).
     #[serde(default)]
     pub tags: Vec<ecs::Tag>,
+    /// awsvpc subnets and security groups (the ENI's `subnetId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
 }

@@ -107,6 +107,9 @@ pub struct AgentConfig {
     pub availability_zone: String,
     /// `BERTH_INSTANCE_TYPE` (default `berth.host`).
     pub instance_type: String,
+    /// `BERTH_METADATA_PORT`: port of the task metadata endpoint (default 51679, the port the
+    /// ECS agent reserves for it; 0 = any free port).
+    pub metadata_port: u16,
 }
 
 impl Default for AgentConfig {
@@ -135,6 +138,7 @@ impl Default for AgentConfig {
             region: "us-east-1".into(),
             availability_zone: "us-east-1a".into(),
             instance_type: "berth.host".into(),
+            metadata_port: 51679,
         }
     }
 }
@@ -488,6 +492,15 @@ impl AgentConfig {
         if let Some(v) = get("BERTH_INSTANCE_TYPE") {
             c.instance_type = v.to_string();
         }
+        if let Some(v) = get("BERTH_METADATA_PORT") {
+            c.metadata_port = v.trim().parse().map_err(|_| {
+                invalid(
+                    "BERTH_METADATA_PORT",
+                    v,
+                    "expected a port number 0-65535 (0 = any free port)",
+                )
+            })?;
+        }
         Ok((c, warnings))
     }
 
@@ -616,6 +629,7 @@ mod tests {
             ("BERTH_INSTANCE_TYPE", "m5.large", |c| {
                 c.instance_type == "m5.large"
             }),
+            ("BERTH_METADATA_PORT", "0", |c| c.metadata_port == 0),
             ("AWS_ACCESS_KEY_ID", "AKIA1", |c| {
                 c.access_key_id.as_deref() == Some("AKIA1")
             }),
@@ -645,6 +659,7 @@ mod tests {
             ("ECS_DYNAMIC_HOST_PORT_RANGE", "50000"),
             ("ECS_DYNAMIC_HOST_PORT_RANGE", "600-500"),
             ("BERTH_ENDPOINT", "https://x"),
+            ("BERTH_METADATA_PORT", "70000"),
         ];
         for (k, v) in cases {
             let err = AgentConfig::from_sources(&BTreeMap::new(), &map(&[(k, v)]))

@@ -78,6 +78,8 @@ pub struct ContainerReport {
     pub health_status: Option<String>,
     /// Private IPv4 of the container on the task network (awsvpc; extension `networkInterfaces`).
     pub private_ipv4: Option<String>,
+    /// The task's ENI attachment id, with `private_ipv4` (awsvpc).
+    pub attachment_id: Option<String>,
 }
 
 /// An attachment (berth's awsvpc "ENI") in a task report.
@@ -89,7 +91,8 @@ pub struct AttachmentReport {
     pub kind: String,
     /// PRECREATED, ATTACHED, DELETED.
     pub status: String,
-    /// name → value (`networkName`, `privateIPv4Address`, `subnetGatewayIpv4Address`, …).
+    /// name → value (`networkInterfaceId`, `macAddress`, `privateIPv4Address`,
+    /// `subnetGatewayIpv4Address`, …).
     pub details: Vec<(String, String)>,
 }
 
@@ -176,7 +179,11 @@ impl TaskStateChange {
                     w["healthStatus"] = json!(h);
                 }
                 if let Some(ip) = &c.private_ipv4 {
-                    w["networkInterfaces"] = json!([{ "privateIpv4Address": ip }]);
+                    let mut ni = json!({ "privateIpv4Address": ip });
+                    if let Some(a) = &c.attachment_id {
+                        ni["attachmentId"] = json!(a);
+                    }
+                    w["networkInterfaces"] = json!([ni]);
                 }
             }
         }

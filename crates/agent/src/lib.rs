@@ -67,6 +67,8 @@ pub mod awslogs;
 pub mod config;
 pub mod control;
 pub mod manager;
+pub mod metadata;
+pub mod pause;
 pub mod registration;
 pub mod registry_auth;
 pub mod reporter;
@@ -215,11 +217,22 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
     };
     state.container_instance_arn = Some(instance_arn.clone());
     state.cluster = Some(config.cluster.clone());
+    if state.metadata_secret.is_none() {
+        state.metadata_secret = Some(hex::encode(rand::random::<[u8; 32]>()));
+    }
     registration::save(&config.data_dir, &state)?;
     tracing::info!(instance = %instance_arn, cluster = %config.cluster, instance_id = %state.instance_id, "registered container instance");
 
     let reporter = reporter::Reporter::default();
+    let metadata_key = state
+        .metadata_secret
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .unwrap_or_default();
+    let metadata = metadata::start(runtime.clone(), metadata_key, config.metadata_port).await;
     let ctx = Arc::new(task::TaskContext {
+        metadata,
+        engine_arch: engine.arch.clone(),
         config: config.clone(),
         instance_arn: instance_arn.clone(),
         reporter: reporter.clone(),

@@ -34,6 +34,9 @@ pub struct PersistedState {
     /// The registered container-instance ARN.
     #[serde(default)]
     pub container_instance_arn: Option<String>,
+    /// Key of the per-container task-metadata tokens (32 random bytes, hex); made on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_secret: Option<String>,
 }
 
 /// Failure to read or write the persisted identity.
@@ -103,6 +106,7 @@ pub fn load_or_init(data_dir: &Path) -> Result<PersistedState, StateError> {
                 instance_id: derive_instance_id(machine_id.as_deref(), &abs),
                 cluster: None,
                 container_instance_arn: None,
+                metadata_secret: None,
             })
         }
         Err(source) => Err(StateError::Io {

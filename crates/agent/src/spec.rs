@@ -38,7 +38,8 @@ pub enum TaskNetworkMode {
     Host,
     /// No network.
     None,
-    /// A per-task bridge network (berth's stand-in for an ENI).
+    /// One network namespace for the task, held by a pause container on a per-task bridge
+    /// network (berth's stand-in for an ENI); every container joins it.
     Awsvpc,
 }
 
@@ -89,6 +90,10 @@ pub struct ContainerPlan {
     /// The `awslogs` driver's settings: the agent ships the container's output (the engine
     /// logs it with json-file).
     pub awslogs: Option<AwsLogsConfig>,
+    /// `cpu` units of the definition (after overrides), for the metadata endpoint's `Limits`.
+    pub cpu_units: i64,
+    /// Hard memory limit in MiB (else the reservation), for the metadata endpoint's `Limits`.
+    pub memory_mib: Option<i64>,
     /// What to create.
     pub spec: ContainerSpec,
 }
@@ -108,6 +113,8 @@ pub struct TaskPlan {
     pub network_mode: TaskNetworkMode,
     /// The per-task network (awsvpc).
     pub network: Option<NetworkSpec>,
+    /// The pause container holding the task's network namespace (awsvpc).
+    pub pause: Option<ContainerSpec>,
     /// Task-scoped volumes (created before the containers, removed at cleanup).
     pub task_volumes: Vec<VolumeSpec>,
     /// Containers in task-definition order.
@@ -246,12 +253,36 @@ pub fn plan_task(
         .filter_map(|o| Some((o.name.clone()?, o)))
         .collect();
 
+    let pause_name = docker_name("internalecspause");
+    let mut pause_dns: Vec<String> = Vec::new();
+    let mut pause_dns_search: Vec<String> = Vec::new();
+    let mut pause_hosts: Vec<ExtraHost> = Vec::new();
     let mut containers = Vec::new();
     for def in &defs {
         let name = def
             .name
             .clone()
             .ok_or_else(|| fail("a container definition has no name"))?;
+        // Secrets need a secrets store (Secrets Manager / SSM Parameter Store) berth does not
+        // have: fail the task the way ECS does when it cannot fetch them, never run without.
+        let secret_names: Vec<String> = def
+            .secrets
+            .iter()
+            .flatten()
+            .filter_map(|s| s.name.clone())
+            .chain(
+                def.log_configuration
+                    .iter()
+                    .flat_map(|l| l.secret_options.iter().flatten())
+                    .filter_map(|s| s.name.clone()),
+            )
+            .collect();
+        if !secret_names.is_empty() {
+            return Err(PlanError(format!(
+                "ResourceInitializationError: unable to pull secrets or registry auth: container {name} has secrets ({}), and berth has no secrets store to resolve them from",
+                secret_names.join(", ")
+            )));
+        }
         let image = def
             .image
             .clone()
@@ -394,6 +425,7 @@ pub fn plan_task(
                         .host_port
                         .and_then(|p| u16::try_from(p).ok())
                         .unwrap_or(0),
+                    host_port_range: config.dynamic_host_port_range,
                     host_ip: None,
                 }),
                 TaskNetworkMode::Host => host_mode_ports.push((cp, protocol)),
@@ -404,11 +436,15 @@ pub fn plan_task(
             TaskNetworkMode::Bridge => NetworkMode::Bridge,
             TaskNetworkMode::Host => NetworkMode::Host,
             TaskNetworkMode::None => NetworkMode::None,
-            TaskNetworkMode::Awsvpc => NetworkMode::Named {
-                network: network.as_ref().map(|n| n.name.clone()).unwrap_or_default(),
-                aliases: vec![name.clone()],
-            },
+            TaskNetworkMode::Awsvpc => NetworkMode::Container(pause_name.clone().into()),
         };
+        if network_mode == TaskNetworkMode::Awsvpc {
+            // Docker refuses DNS settings on a container that joins another's namespace: they
+            // belong to the pause container, which owns /etc/resolv.conf and /etc/hosts.
+            pause_dns.extend(std::mem::take(&mut spec.dns_servers));
+            pause_dns_search.extend(std::mem::take(&mut spec.dns_search));
+            pause_hosts.extend(std::mem::take(&mut spec.extra_hosts));
+        }
         if def.disable_networking == Some(true) {
             spec.network_mode = NetworkMode::None;
             spec.port_bindings.clear();
@@ -513,6 +549,13 @@ pub fn plan_task(
             depends_on.push((dep.clone(), cond));
         }
         containers.push(ContainerPlan {
+            cpu_units: i64::from(cpu),
+            memory_mib: ov
+                .and_then(|o| o.memory)
+                .or(def.memory)
+                .or_else(|| ov.and_then(|o| o.memory_reservation))
+                .or(def.memory_reservation)
+                .map(i64::from),
             name: name.clone(),
             image,
             essential: def.essential.unwrap_or(true),
@@ -548,6 +591,26 @@ pub fn plan_task(
             }
         }
     }
+    let pause = network.as_ref().map(|net| {
+        let mut p = ContainerSpec::new(pause_name.clone(), crate::pause::PAUSE_IMAGE);
+        let mut labels = base_labels.clone();
+        labels.insert(
+            LABEL_CONTAINER_NAME.into(),
+            crate::pause::PAUSE_CONTAINER_NAME.into(),
+        );
+        p.labels = labels;
+        p.network_mode = NetworkMode::Named {
+            network: net.name.clone(),
+            aliases: Vec::new(),
+        };
+        pause_dns.dedup();
+        p.dns_servers = pause_dns;
+        p.dns_search = pause_dns_search;
+        p.extra_hosts = pause_hosts;
+        p.cpu_shares = Some(2);
+        p.stop_timeout = Some(Duration::ZERO);
+        p
+    });
     Ok(TaskPlan {
         task_arn: task.task_arn.clone(),
         task_id,
@@ -555,6 +618,7 @@ pub fn plan_task(
         revision,
         network_mode,
         network,
+        pause,
         task_volumes,
         containers,
     })
@@ -747,14 +811,72 @@ mod tests {
     #[test]
     fn awsvpc_gets_a_task_network() {
         let t = desired(
-            json!({"family": "f", "networkMode": "awsvpc", "containerDefinitions": [{"name": "a", "image": "i", "portMappings": [{"containerPort": 80}]}]}),
+            json!({"family": "f", "networkMode": "awsvpc", "containerDefinitions": [
+                {"name": "a", "image": "i", "portMappings": [{"containerPort": 80}], "dnsServers": ["10.0.0.2"]},
+                {"name": "b", "image": "i"}]}),
             json!({}),
         );
         let plan = plan_task(&t, &AgentConfig::default(), "arn:ci").unwrap();
         let net = plan.network.clone().unwrap();
+        let pause = plan.pause.clone().unwrap();
+        // The pause container sits on the task network; every container joins its namespace.
         assert!(
-            matches!(&plan.containers[0].spec.network_mode, NetworkMode::Named { network, .. } if *network == net.name)
+            matches!(&pause.network_mode, NetworkMode::Named { network, .. } if *network == net.name)
         );
-        assert!(plan.containers[0].spec.port_bindings.is_empty());
+        assert_eq!(pause.image, crate::pause::PAUSE_IMAGE);
+        assert_eq!(
+            pause.labels[LABEL_CONTAINER_NAME],
+            crate::pause::PAUSE_CONTAINER_NAME
+        );
+        assert_eq!(pause.dns_servers, vec!["10.0.0.2".to_string()]);
+        for c in &plan.containers {
+            assert_eq!(
+                c.spec.network_mode,
+                NetworkMode::Container(pause.name.clone().into())
+            );
+            assert!(c.spec.port_bindings.is_empty());
+            assert!(c.spec.dns_servers.is_empty());
+        }
+    }
+
+    #[test]
+    fn dynamic_host_port_range_reaches_the_binding() {
+        let t = desired(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i",
+                "portMappings": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 8081}]}]}),
+            json!({}),
+        );
+        let config = AgentConfig {
+            dynamic_host_port_range: Some((40000, 40010)),
+            ..AgentConfig::default()
+        };
+        let plan = plan_task(&t, &config, "arn:ci").unwrap();
+        let b = &plan.containers[0].spec.port_bindings;
+        assert_eq!(
+            (b[0].host_port, b[0].host_port_range),
+            (0, Some((40000, 40010)))
+        );
+        assert_eq!(b[1].host_port, 8081);
+        let plan = plan_task(&t, &AgentConfig::default(), "arn:ci").unwrap();
+        assert_eq!(
+            plan.containers[0].spec.port_bindings[0].host_port_range,
+            None
+        );
+    }
+
+    #[test]
+    fn secrets_fail_the_task_clearly() {
+        let t = desired(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i",
+                "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:000000000000:secret:db"}]}]}),
+            json!({}),
+        );
+        let err = plan_task(&t, &AgentConfig::default(), "arn:ci").unwrap_err();
+        assert!(
+            err.0
+                .starts_with("ResourceInitializationError: unable to pull secrets"),
+            "{err}"
+        );
+        assert!(err.0.contains("DB_PASSWORD"), "{err}");
     }
 }

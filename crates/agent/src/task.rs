@@ -79,6 +79,11 @@ struct ContainerState {
     bindings: Vec<berth_runtime::PortMapping>,
     image_digest: Option<String>,
     ip: Option<String>,
+    /// Engine image id (`sha256:…`), creation/start/finish times: for the metadata endpoint.
+    image_id: Option<String>,
+    created_at: Option<SystemTime>,
+    started_at: Option<SystemTime>,
+    finished_at: Option<SystemTime>,
     waiting_since: Option<Instant>,
     /// The awslogs shipper of the container (aborted with the actor).
     shipper: Option<ShipperHandle>,
@@ -112,6 +117,24 @@ pub struct TaskContext {
     pub pulls: PullCoalescer,
     /// Credentials for pulls from the control plane's image registry.
     pub registry: crate::registry_auth::RegistryCredentials,
+    /// The task metadata endpoint (v3/v4), when it is serving.
+    pub metadata: Option<Arc<crate::metadata::MetadataService>>,
+    /// The engine's CPU architecture (for the awsvpc pause program).
+    pub engine_arch: String,
+}
+
+/// The task's one network interface (awsvpc): the pause container's address on the task
+/// network.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Eni {
+    /// IPv4 address.
+    pub ip: String,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// Subnet CIDR of the task network, e.g. `172.18.0.0/16`.
+    pub subnet: Option<String>,
+    /// Gateway address, e.g. `172.18.0.1`.
+    pub gateway: Option<String>,
 }
 
 /// Coalesces pulls: when many tasks need the same image at once (a service scaling out), one
@@ -198,6 +221,10 @@ pub struct TaskActor<R: ContainerRuntime> {
     stopped_at: Option<Instant>,
     retry_at: Option<Instant>,
     last_report: Option<TaskStateChange>,
+    /// The pause container (awsvpc).
+    pause_id: Option<ContainerId>,
+    /// The task's network interface, once the pause container runs (awsvpc).
+    eni: Option<Eni>,
 }
 
 impl<R: ContainerRuntime> TaskActor<R> {
@@ -209,10 +236,26 @@ impl<R: ContainerRuntime> TaskActor<R> {
         desired: DesiredTask,
         adopted: Vec<(String, ContainerId)>,
     ) -> Self {
-        let (plan, stop) = match plan_task(&desired, &ctx.config, &ctx.instance_arn) {
+        let (mut plan, stop) = match plan_task(&desired, &ctx.config, &ctx.instance_arn) {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some((e.0, Some("TaskFailedToStart".to_string())))),
         };
+        if let (Some(plan), Some(md)) = (plan.as_mut(), ctx.metadata.as_ref()) {
+            for c in plan.containers.iter_mut() {
+                let mode = if c.spec.network_mode == berth_runtime::NetworkMode::None {
+                    TaskNetworkMode::None
+                } else {
+                    plan.network_mode
+                };
+                for (k, v) in md.env_for(&desired.task_arn, &c.name, mode) {
+                    c.spec.env.insert(k, v);
+                }
+            }
+        }
+        let pause_id = adopted
+            .iter()
+            .find(|(n, _)| n == crate::pause::PAUSE_CONTAINER_NAME)
+            .map(|(_, id)| id.clone());
         let containers = plan
             .as_ref()
             .map(|p| {
@@ -231,6 +274,10 @@ impl<R: ContainerRuntime> TaskActor<R> {
                         bindings: Vec::new(),
                         image_digest: None,
                         ip: None,
+                        image_id: None,
+                        created_at: None,
+                        started_at: None,
+                        finished_at: None,
                         waiting_since: None,
                         shipper: None,
                     })
@@ -253,6 +300,8 @@ impl<R: ContainerRuntime> TaskActor<R> {
             stopped_at: None,
             retry_at: None,
             last_report: None,
+            pause_id,
+            eni: None,
         }
     }
 
@@ -264,6 +313,9 @@ impl<R: ContainerRuntime> TaskActor<R> {
     /// the mailbox closes (agent shutdown: containers are left as they are).
     pub async fn run(mut self, mut rx: mpsc::Receiver<TaskMsg>, done: mpsc::Sender<String>) {
         // Adopted containers: learn their state first.
+        if self.pause_id.is_some() {
+            self.refresh_eni().await;
+        }
         for i in 0..self.containers.len() {
             if self.containers[i].id.is_some() {
                 self.containers[i].known = ContainerKnown::Created;
@@ -366,6 +418,10 @@ impl<R: ContainerRuntime> TaskActor<R> {
         match self.runtime.inspect_container(&id).await {
             Ok(info) => {
                 let c = &mut self.containers[i];
+                c.image_id = Some(info.image_id.clone()).filter(|s| !s.is_empty());
+                c.created_at = info.created_at;
+                c.started_at = info.state.started_at.or(c.started_at);
+                c.finished_at = info.state.finished_at.or(c.finished_at);
                 if c.known == ContainerKnown::Stopped {
                     return;
                 }
@@ -611,7 +667,76 @@ impl<R: ContainerRuntime> TaskActor<R> {
         for v in &plan.task_volumes {
             self.runtime.create_volume(v).await?;
         }
+        if let Some(pause) = plan.pause.clone() {
+            self.start_pause(&pause).await?;
+        }
         Ok(())
+    }
+
+    /// Creates (or finds) and starts the pause container that holds the task's network
+    /// namespace, and learns the task's address from it.
+    async fn start_pause(
+        &mut self,
+        pause: &berth_runtime::ContainerSpec,
+    ) -> Result<(), RuntimeError> {
+        crate::pause::ensure_pause_image(self.runtime.as_ref(), &self.ctx.engine_arch).await?;
+        let id = match &self.pause_id {
+            Some(id) => id.clone(),
+            None => match self.runtime.create_container(pause).await {
+                Ok(id) => id,
+                Err(RuntimeError::NameConflict { .. }) => {
+                    self.runtime
+                        .inspect_container(&ContainerId::new(pause.name.clone()))
+                        .await?
+                        .id
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        self.pause_id = Some(id.clone());
+        self.runtime.start_container(&id).await?;
+        self.refresh_eni().await;
+        if self.eni.is_none() {
+            return Err(RuntimeError::Other {
+                message: "the pause container has no address on the task network".into(),
+            });
+        }
+        tracing::info!(task = %self.arn(), ip = ?self.eni.as_ref().map(|e| &e.ip), "task network namespace ready");
+        Ok(())
+    }
+
+    /// Reads the task's address from the pause container.
+    async fn refresh_eni(&mut self) {
+        let (Some(id), Some(net)) = (
+            self.pause_id.clone(),
+            self.plan.as_ref().and_then(|p| p.network.clone()),
+        ) else {
+            return;
+        };
+        let Ok(info) = self.runtime.inspect_container(&id).await else {
+            return;
+        };
+        let Some(att) = info.networks.get(&net.name) else {
+            return;
+        };
+        let Some(ip) = att.ipv4_address.clone() else {
+            return;
+        };
+        let subnet = self
+            .runtime
+            .inspect_network(&net.name)
+            .await
+            .ok()
+            .and_then(|n| n.subnets.into_iter().next());
+        self.eni = Some(Eni {
+            ip,
+            mac: att.mac_address.clone(),
+            gateway: att
+                .gateway
+                .clone()
+                .or_else(|| subnet.as_ref().and_then(|s| s.gateway_or_first_host())),
+            subnet: subnet.map(|s| s.subnet),
+        });
     }
 
     async fn pull_all(&mut self) -> Result<(), String> {
@@ -694,6 +819,10 @@ impl<R: ContainerRuntime> TaskActor<R> {
             tracing::info!(task = %self.arn(), container = %spec.name, id = %id.short(), "container created");
             self.containers[i].id = Some(id);
             self.containers[i].known = ContainerKnown::Created;
+            // The container may ask the metadata endpoint for itself as soon as it starts.
+            if let Some(md) = &self.ctx.metadata {
+                md.publish(self.metadata_view());
+            }
         }
         let Some(id) = self.containers[i].id.clone() else {
             return Ok(());
@@ -740,6 +869,16 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 .filter(|&i| self.containers[i].known < ContainerKnown::Stopped)
                 .collect();
             if live.is_empty() {
+                // Last, the pause container (it ignores SIGTERM as PID 1: kill it).
+                if let Some(id) = &self.pause_id {
+                    match self.runtime.kill_container(id, "SIGKILL").await {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => {
+                            tracing::debug!(task = %self.arn(), error = %e, "pause container kill")
+                        }
+                    }
+                }
                 return true;
             }
             // A wave: live containers no other live container depends on.
@@ -835,6 +974,21 @@ impl<R: ContainerRuntime> TaskActor<R> {
                     }
                 }
             }
+        }
+        if let Some(id) = &self.pause_id {
+            let _ = self
+                .runtime
+                .remove_container(
+                    id,
+                    RemoveOptions {
+                        force: true,
+                        remove_volumes: true,
+                    },
+                )
+                .await;
+        }
+        if let Some(md) = &self.ctx.metadata {
+            md.remove_task(self.arn());
         }
         if let Some(plan) = &self.plan {
             for v in &plan.task_volumes {
@@ -956,7 +1110,16 @@ impl<R: ContainerRuntime> TaskActor<R> {
                     network_bindings,
                     image_digest: c.image_digest.clone(),
                     health_status: c.plan.has_health_check.then(|| health_str(c.health).into()),
-                    private_ipv4: if awsvpc { c.ip.clone() } else { None },
+                    private_ipv4: if awsvpc && c.id.is_some() {
+                        self.eni.as_ref().map(|e| e.ip.clone())
+                    } else {
+                        None
+                    },
+                    attachment_id: if awsvpc {
+                        Some(attachment_id(&self.desired.task_arn))
+                    } else {
+                        None
+                    },
                 }
             })
             .collect();
@@ -977,22 +1140,24 @@ impl<R: ContainerRuntime> TaskActor<R> {
             }
         };
         let attachments = if awsvpc {
-            let ip = self.containers.iter().find_map(|c| c.ip.clone());
             let status = match self.known {
                 TaskKnown::Stopped => "DELETED",
-                _ if ip.is_some() => "ATTACHED",
+                _ if self.eni.is_some() => "ATTACHED",
                 _ => "PRECREATED",
             };
-            let mut details = vec![(
-                "networkName".to_string(),
-                self.plan
-                    .as_ref()
-                    .and_then(|p| p.network.as_ref())
-                    .map(|n| n.name.clone())
-                    .unwrap_or_default(),
-            )];
-            if let Some(ip) = ip {
-                details.push(("privateIPv4Address".into(), ip));
+            let mut details = eni_details(
+                &self.desired.task_arn,
+                self.eni.as_ref(),
+                &self.ctx.config.region,
+            );
+            if let Some(subnet) = self
+                .desired
+                .network_configuration
+                .as_ref()
+                .and_then(|n| n.awsvpc_configuration.as_ref())
+                .and_then(|c| c.subnets.as_ref()?.first())
+            {
+                details.insert(0, ("subnetId".into(), subnet.clone()));
             }
             vec![AttachmentReport {
                 arn: attachment_arn(&self.desired.task_arn),
@@ -1026,7 +1191,123 @@ impl<R: ContainerRuntime> TaskActor<R> {
         }
     }
 
+    /// The task as the metadata endpoint shows it.
+    fn metadata_view(&self) -> crate::metadata::TaskView {
+        use crate::metadata::{ContainerView, EniView, TaskView};
+        let td = &self.desired.task_definition;
+        let overrides = &self.desired.overrides;
+        let num = |s: Option<&String>| s.and_then(|v| v.trim().parse::<f64>().ok());
+        let cpu = num(overrides.cpu.as_ref()).or_else(|| num(td.cpu.as_ref()));
+        let mem = num(overrides.memory.as_ref()).or_else(|| num(td.memory.as_ref()));
+        let network_mode = match self.plan.as_ref().map(|p| p.network_mode) {
+            Some(TaskNetworkMode::Host) => "host",
+            Some(TaskNetworkMode::None) => "none",
+            Some(TaskNetworkMode::Awsvpc) => "awsvpc",
+            _ => "bridge",
+        };
+        let desired = if self.desired.desired_status == "STOPPED" {
+            "STOPPED"
+        } else {
+            "RUNNING"
+        };
+        TaskView {
+            cluster: self.ctx.config.cluster.clone(),
+            task_arn: self.desired.task_arn.clone(),
+            family: td.family.clone().unwrap_or_default(),
+            revision: td.revision,
+            desired_status: desired.into(),
+            known_status: self.known.as_str().into(),
+            cpu_vcpu: cpu.map(|c| c / 1024.0),
+            memory_mib: mem.map(|m| m as i64),
+            pull_started_at: self.pull_started,
+            pull_stopped_at: self.pull_stopped,
+            execution_stopped_at: self.execution_stopped,
+            availability_zone: self.ctx.config.availability_zone.clone(),
+            service_name: self
+                .desired
+                .group
+                .strip_prefix("service:")
+                .map(String::from),
+            tags: self
+                .desired
+                .tags
+                .iter()
+                .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
+                .collect(),
+            network_mode: network_mode.into(),
+            eni: self.eni.as_ref().map(|e| EniView {
+                ip: e.ip.clone(),
+                mac: e.mac.clone(),
+                subnet: e.subnet.clone(),
+                subnet_gateway: match (
+                    &e.gateway,
+                    e.subnet.as_deref().and_then(|s| s.split_once('/')),
+                ) {
+                    (Some(g), Some((_, p))) => Some(format!("{g}/{p}")),
+                    _ => None,
+                },
+                private_dns_name: private_dns_name(&e.ip, &self.ctx.config.region),
+            }),
+            containers: self
+                .containers
+                .iter()
+                .map(|c| {
+                    let known = match c.known {
+                        ContainerKnown::None => "NONE",
+                        ContainerKnown::Pulled => "PULLED",
+                        ContainerKnown::Created => "CREATED",
+                        ContainerKnown::Running => "RUNNING",
+                        ContainerKnown::Stopped => "STOPPED",
+                    };
+                    let def = td
+                        .container_definitions
+                        .iter()
+                        .flatten()
+                        .find(|d| d.name.as_deref() == Some(c.plan.name.as_str()));
+                    let lc = def.and_then(|d| d.log_configuration.as_ref());
+                    ContainerView {
+                        name: c.plan.name.clone(),
+                        docker_id: c.id.as_ref().map(|i| i.to_string()),
+                        docker_name: c.plan.spec.name.clone(),
+                        image: c.plan.image.clone(),
+                        image_id: c.image_id.clone(),
+                        labels: c.plan.spec.labels.clone(),
+                        desired_status: desired.into(),
+                        known_status: known.into(),
+                        cpu: c.plan.cpu_units,
+                        memory_mib: c.plan.memory_mib,
+                        created_at: c.created_at,
+                        started_at: c.started_at,
+                        finished_at: c.finished_at,
+                        exit_code: c.exit_code,
+                        health: c.plan.has_health_check.then(|| health_str(c.health).into()),
+                        log_driver: lc
+                            .and_then(|l| l.log_driver.as_ref())
+                            .map(|d| d.as_str().to_string()),
+                        log_options: lc.and_then(|l| l.options.clone()).unwrap_or_default(),
+                        ip: c.ip.clone(),
+                        ports: c
+                            .bindings
+                            .iter()
+                            .map(|b| {
+                                (
+                                    b.container_port,
+                                    b.protocol.as_str().to_string(),
+                                    b.host_port,
+                                    b.host_ip.clone(),
+                                )
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
     fn report(&mut self) {
+        if let Some(md) = &self.ctx.metadata {
+            md.publish(self.metadata_view());
+        }
         let snap = self.snapshot();
         if self.last_report.as_ref() != Some(&snap) {
             self.ctx.reporter.submit(snap.clone());
@@ -1078,14 +1359,75 @@ fn binding(
     }
 }
 
+/// The attachment id of a task's ENI: a UUID made from the task id (one attachment per task),
+/// as ECS's attachment ids are UUIDs.
+pub fn attachment_id(task_arn: &str) -> String {
+    let id = task_arn.rsplit('/').next().unwrap_or(task_arn);
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        format!(
+            "{}-{}-{}-{}-{}",
+            &id[..8],
+            &id[8..12],
+            &id[12..16],
+            &id[16..20],
+            &id[20..]
+        )
+    } else {
+        id.to_string()
+    }
+}
+
+/// The ENI attachment's details as ECS reports them (`subnetId` only when known: berth has no
+/// VPC subnets): `networkInterfaceId`, `macAddress`, `privateDnsName`, `privateIPv4Address`,
+/// `subnetGatewayIpv4Address` (gateway/prefix length).
+pub fn eni_details(task_arn: &str, eni: Option<&Eni>, region: &str) -> Vec<(String, String)> {
+    let mut d = vec![(
+        "networkInterfaceId".to_string(),
+        format!(
+            "eni-{}",
+            attachment_id(task_arn)
+                .chars()
+                .filter(|c| *c != '-')
+                .take(17)
+                .collect::<String>()
+        ),
+    )];
+    let Some(eni) = eni else {
+        return d;
+    };
+    if let Some(mac) = &eni.mac {
+        d.push(("macAddress".into(), mac.clone()));
+    }
+    d.push(("privateDnsName".into(), private_dns_name(&eni.ip, region)));
+    d.push(("privateIPv4Address".into(), eni.ip.clone()));
+    if let (Some(gw), Some(prefix)) = (
+        &eni.gateway,
+        eni.subnet
+            .as_deref()
+            .and_then(|s| s.split_once('/'))
+            .map(|(_, p)| p),
+    ) {
+        d.push(("subnetGatewayIpv4Address".into(), format!("{gw}/{prefix}")));
+    }
+    d
+}
+
+/// EC2's private DNS name of an address: `ip-10-0-0-1.ec2.internal` in us-east-1,
+/// `ip-10-0-0-1.<region>.compute.internal` elsewhere.
+pub fn private_dns_name(ip: &str, region: &str) -> String {
+    let host = format!("ip-{}", ip.replace('.', "-"));
+    if region == "us-east-1" {
+        format!("{host}.ec2.internal")
+    } else {
+        format!("{host}.{region}.compute.internal")
+    }
+}
+
 /// The awsvpc attachment ARN the agent reports for a task:
 /// `arn:…:attachment/<task id>` in the task's partition, region and account.
 pub fn attachment_arn(task_arn: &str) -> String {
     match task_arn.split_once(":task/") {
-        Some((prefix, rest)) => {
-            let id = rest.rsplit('/').next().unwrap_or(rest);
-            format!("{prefix}:attachment/{id}")
-        }
+        Some((prefix, _)) => format!("{prefix}:attachment/{}", attachment_id(task_arn)),
         None => format!("{task_arn}/attachment"),
     }
 }

@@ -117,6 +117,7 @@ impl Harness {
             data_dir: dir.path().to_path_buf(),
             container_stop_timeout: Duration::from_secs(2),
             image_pull_behavior: ImagePullBehavior::PreferCached,
+            metadata_port: 0,
             ..AgentConfig::default()
         };
         let cp = FakeControlPlane::new();

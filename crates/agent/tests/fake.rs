@@ -36,6 +36,7 @@ fn config(dir: &std::path::Path) -> AgentConfig {
     AgentConfig {
         data_dir: dir.to_path_buf(),
         container_stop_timeout: Duration::from_secs(2),
+        metadata_port: 0,
         ..AgentConfig::default()
     }
 }
@@ -406,7 +407,8 @@ async fn stopped_tasks_are_cleaned_up() {
     let r = wait_for(&cp, ARN, "STOPPED", |r| r.status == "STOPPED").await;
     assert_eq!(r.attachments.len(), 1);
     assert_eq!(r.attachments[0].kind, "ElasticNetworkInterface");
-    assert_eq!(rt.container_ids().len(), 1);
+    // The app container and the pause container holding the task's network namespace.
+    assert_eq!(rt.container_ids().len(), 2);
     assert_eq!(
         rt.list_networks(&Default::default()).await.unwrap().len(),
         1

@@ -173,6 +173,7 @@ pub async fn desired_state(
             stopped_reason: t.stopped_reason.clone(),
             stop_code: t.stop_code.clone(),
             tags: crate::records::tags_to_wire(&t.tags),
+            network_configuration: t.network_configuration.clone(),
         });
     }
     Ok(out)

@@ -251,6 +251,9 @@ pub struct TaskRecord {
     /// Scale-in protection (UpdateTaskProtection): protected until this epoch time.
     #[serde(default)]
     pub protected_until: Option<f64>,
+    /// awsvpc subnets and security groups the task was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
 }
 
 /// RunTask idempotency: a clientToken remembers what it started.

@@ -342,6 +342,7 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
             launch_type: svc.launch_type.clone(),
             tags,
             enable_execute_command: svc.enable_execute_command,
+            network_configuration: svc.network_configuration.clone(),
         };
         let strategies = if svc.placement_strategy.is_empty() {
             berth_placement::service_default()

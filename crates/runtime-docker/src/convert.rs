@@ -47,7 +47,10 @@ pub(crate) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             host_ip: pb.host_ip.clone(),
             // An empty host port asks Docker for an ephemeral one.
             host_port: Some(if pb.host_port == 0 {
-                String::new()
+                // A range asks Docker for a free port inside it.
+                pb.host_port_range
+                    .map(|(lo, hi)| format!("{lo}-{hi}"))
+                    .unwrap_or_default()
             } else {
                 pb.host_port.to_string()
             }),
@@ -469,6 +472,7 @@ mod tests {
             container_port: 8080,
             protocol: Protocol::Tcp,
             host_port: 0,
+            host_port_range: None,
             host_ip: None,
         });
         spec.memory_limit_bytes = Some(8 << 20);

@@ -164,11 +164,43 @@ fn volume_info(v: bollard::models::Volume) -> VolumeInfo {
     }
 }
 
+fn subnets_of(ipam: Option<bollard::models::Ipam>) -> Vec<berth_runtime::NetworkSubnet> {
+    ipam.and_then(|i| i.config)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| {
+            Some(berth_runtime::NetworkSubnet {
+                subnet: c.subnet?,
+                gateway: c.gateway.filter(|g| !g.is_empty()),
+            })
+        })
+        .collect()
+}
+
+fn bridge_interface_of(options: &Option<HashMap<String, String>>) -> Option<String> {
+    options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+}
+
 fn network_info(n: bollard::models::Network) -> NetworkInfo {
     NetworkInfo {
         id: n.id.unwrap_or_default(),
         name: n.name.unwrap_or_default(),
         driver: n.driver.unwrap_or_default(),
+        bridge_interface: bridge_interface_of(&n.options),
+        subnets: subnets_of(n.ipam),
+        labels: convert::labels_of(n.labels),
+    }
+}
+
+fn network_inspect_info(n: bollard::models::NetworkInspect) -> NetworkInfo {
+    NetworkInfo {
+        id: n.id.unwrap_or_default(),
+        name: n.name.unwrap_or_default(),
+        driver: n.driver.unwrap_or_default(),
+        bridge_interface: bridge_interface_of(&n.options),
+        subnets: subnets_of(n.ipam),
         labels: convert::labels_of(n.labels),
     }
 }
@@ -539,6 +571,73 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
+    async fn stats_json(&self, id: &ContainerId) -> Result<String> {
+        let o = qp::StatsOptions {
+            stream: false,
+            one_shot: false,
+        };
+        let s = self
+            .timed("stats", async {
+                let mut stream = self.docker.stats(id.as_str(), Some(o));
+                match stream.next().await {
+                    Some(r) => r.map_err(|e| map(e, Op::Container(id.as_str()))),
+                    None => Err(RuntimeError::Other {
+                        message: "docker returned no stats".into(),
+                    }),
+                }
+            })
+            .await?;
+        serde_json::to_string(&s).map_err(|e| RuntimeError::Other {
+            message: format!("stats: {e}"),
+        })
+    }
+
+    async fn import_image(
+        &self,
+        rootfs_tar: Vec<u8>,
+        reference: &str,
+        changes: &[String],
+    ) -> Result<ImageInfo> {
+        let (repo, tag) = berth_runtime::split_image_reference(reference);
+        let options = qp::CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo),
+            tag: (!tag.is_empty()).then_some(tag),
+            changes: changes.to_vec(),
+            ..Default::default()
+        };
+        self.timed("import image", async {
+            let mut stream = self.docker.create_image(
+                Some(options),
+                Some(bollard::body_full(bytes::Bytes::from(rootfs_tar))),
+                None,
+            );
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(|e| map(e, Op::Engine))?;
+                if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                    return Err(RuntimeError::Other {
+                        message: format!("import {reference}: {err}"),
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(image = reference, "imported image");
+        self.inspect_image(reference).await
+    }
+
+    async fn inspect_network(&self, name_or_id: &str) -> Result<NetworkInfo> {
+        self.timed("inspect network", async {
+            self.docker
+                .inspect_network(name_or_id, None::<qp::InspectNetworkOptions>)
+                .await
+                .map(network_inspect_info)
+                .map_err(|e| map(e, Op::Network(name_or_id)))
+        })
+        .await
+    }
+
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
         let req = NetworkCreateRequest {
             name: spec.name.clone(),
@@ -562,6 +661,7 @@ impl ContainerRuntime for DockerRuntime {
             name: spec.name.clone(),
             driver: spec.driver.clone().unwrap_or_else(|| "bridge".into()),
             labels: spec.labels.clone(),
+            ..Default::default()
         })
     }
 

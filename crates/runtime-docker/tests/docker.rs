@@ -349,6 +349,7 @@ async fn dynamic_host_port_serves_http_and_conflicts_are_start_failures() -> Tes
         container_port: 8080,
         protocol: Protocol::Tcp,
         host_port: 0,
+        host_port_range: None,
         host_ip: None,
     });
     let id = c.run(&spec).await?;
@@ -380,6 +381,7 @@ async fn dynamic_host_port_serves_http_and_conflicts_are_start_failures() -> Tes
         container_port: 8080,
         protocol: Protocol::Tcp,
         host_port: port,
+        host_port_range: None,
         host_ip: None,
     });
     let err = c.run(&clash).await.err().ok_or("second bind succeeded")?;

@@ -766,14 +766,36 @@ impl ContainerRuntime for FakeRuntime {
             let mut mappings = Vec::new();
             for pb in &c.spec.port_bindings {
                 let host_port = if pb.host_port == 0 {
-                    let mut p = *next_port;
-                    while used_ports.contains(&(p, pb.protocol))
-                        || bound.contains(&(p, pb.protocol))
-                    {
-                        p = p.wrapping_add(1).max(1024);
+                    if let Some((lo, hi)) = pb.host_port_range {
+                        // The first free port of the requested range (as Docker does).
+                        let free = (lo..=hi).find(|p| {
+                            !used_ports.contains(&(*p, pb.protocol))
+                                && !bound.contains(&(*p, pb.protocol))
+                        });
+                        match free {
+                            Some(p) => p,
+                            None => {
+                                let message = format!(
+                                    "driver failed programming external connectivity on endpoint {}: all ports from range {lo}-{hi} are allocated",
+                                    c.spec.name
+                                );
+                                c.info.state.error = Some(message.clone());
+                                return Err(RuntimeError::StartFailed {
+                                    id: key.clone(),
+                                    message,
+                                });
+                            }
+                        }
+                    } else {
+                        let mut p = *next_port;
+                        while used_ports.contains(&(p, pb.protocol))
+                            || bound.contains(&(p, pb.protocol))
+                        {
+                            p = p.wrapping_add(1).max(1024);
+                        }
+                        *next_port = p.wrapping_add(1).max(1024);
+                        p
                     }
-                    *next_port = p.wrapping_add(1).max(1024);
-                    p
                 } else {
                     if used_ports.contains(&(pb.host_port, pb.protocol))
                         || bound.contains(&(pb.host_port, pb.protocol))
@@ -1104,6 +1126,11 @@ impl ContainerRuntime for FakeRuntime {
             name: spec.name.clone(),
             driver: spec.driver.clone().unwrap_or_else(|| "bridge".into()),
             labels: spec.labels.clone(),
+            subnets: vec![crate::types::NetworkSubnet {
+                subnet: format!("172.{}.0.0/16", 18 + s.networks.len() % 200),
+                gateway: Some(format!("172.{}.0.1", 18 + s.networks.len() % 200)),
+            }],
+            bridge_interface: None,
         };
         s.networks.insert(spec.name.clone(), info.clone());
         Ok(info)
@@ -1134,6 +1161,48 @@ impl ContainerRuntime for FakeRuntime {
         }
         s.networks.remove(&name);
         Ok(())
+    }
+
+    async fn inspect_network(&self, name_or_id: &str) -> Result<NetworkInfo> {
+        let s = self.lock();
+        Self::check_up(&s)?;
+        if name_or_id == "bridge" && !s.networks.contains_key("bridge") {
+            return Ok(NetworkInfo {
+                id: "bridge".into(),
+                name: "bridge".into(),
+                driver: "bridge".into(),
+                labels: Labels::new(),
+                subnets: vec![crate::types::NetworkSubnet {
+                    subnet: "172.17.0.0/16".into(),
+                    gateway: Some("172.17.0.1".into()),
+                }],
+                bridge_interface: Some("docker0".into()),
+            });
+        }
+        s.networks
+            .values()
+            .find(|n| n.name == name_or_id || n.id == name_or_id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: ObjectKind::Network,
+                id: name_or_id.into(),
+                message: format!("network {name_or_id} not found"),
+            })
+    }
+
+    async fn import_image(
+        &self,
+        rootfs_tar: Vec<u8>,
+        reference: &str,
+        _changes: &[String],
+    ) -> Result<ImageInfo> {
+        Self::check_up(&self.lock())?;
+        if rootfs_tar.is_empty() {
+            return Err(RuntimeError::Other {
+                message: "import: empty root filesystem".into(),
+            });
+        }
+        Ok(self.add_image(reference))
     }
 
     async fn list_networks(&self, filter: &LabelFilter) -> Result<Vec<NetworkInfo>> {

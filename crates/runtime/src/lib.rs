@@ -90,8 +90,28 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// One resource-usage snapshot.
     async fn stats(&self, id: &ContainerId) -> Result<ContainerStats>;
 
+    /// One resource-usage snapshot as the engine's own JSON document (Docker's
+    /// `GET /containers/{id}/stats?stream=false`), for the task metadata endpoint. The default
+    /// renders [`ContainerRuntime::stats`] in Docker's shape.
+    async fn stats_json(&self, id: &ContainerId) -> Result<String> {
+        let s = self.stats(id).await?;
+        Ok(types::docker_stats_json(id, &s))
+    }
+
+    /// Makes a local image `reference` from a root filesystem tarball (`docker import`), with
+    /// Dockerfile `changes` such as `CMD ["/pause"]`.
+    async fn import_image(
+        &self,
+        rootfs_tar: Vec<u8>,
+        reference: &str,
+        changes: &[String],
+    ) -> Result<ImageInfo>;
+
     /// Creates a network and returns its id.
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo>;
+
+    /// One network by name or id (with its subnets), or [`RuntimeError::NotFound`].
+    async fn inspect_network(&self, name_or_id: &str) -> Result<NetworkInfo>;
 
     /// Removes a network by name or id.
     async fn remove_network(&self, name_or_id: &str) -> Result<()>;

@@ -149,6 +149,9 @@ pub struct PortBinding {
     pub protocol: Protocol,
     /// Host port; `0` lets the engine choose a free ephemeral port (ECS dynamic port mapping).
     pub host_port: u16,
+    /// With `host_port == 0`: the inclusive range the engine picks the port from
+    /// (`ECS_DYNAMIC_HOST_PORT_RANGE`); `None` = the engine's own ephemeral range.
+    pub host_port_range: Option<(u16, u16)>,
     /// Host address to bind; `None` = all addresses.
     pub host_ip: Option<String>,
 }
@@ -723,6 +726,32 @@ pub struct NetworkInfo {
     pub driver: String,
     /// Labels.
     pub labels: Labels,
+    /// IPAM subnets (empty when the engine did not say, e.g. right after create).
+    pub subnets: Vec<NetworkSubnet>,
+    /// The host interface of a bridge network (`docker0`), when known.
+    pub bridge_interface: Option<String>,
+}
+
+/// One IPAM subnet of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkSubnet {
+    /// CIDR, e.g. `172.17.0.0/16`.
+    pub subnet: String,
+    /// Gateway address, e.g. `172.17.0.1`, when the engine reports one.
+    pub gateway: Option<String>,
+}
+
+impl NetworkSubnet {
+    /// The gateway: the reported one, else the first host address of an IPv4 subnet (what
+    /// Docker's IPAM assigns a bridge by default).
+    pub fn gateway_or_first_host(&self) -> Option<String> {
+        if let Some(g) = &self.gateway {
+            return Some(g.clone());
+        }
+        let (addr, _) = self.subnet.split_once('/')?;
+        let ip: std::net::Ipv4Addr = addr.parse().ok()?;
+        Some(std::net::Ipv4Addr::from(u32::from(ip).checked_add(1)?).to_string())
+    }
 }
 
 /// A volume as the engine reports it.
@@ -736,4 +765,33 @@ pub struct VolumeInfo {
     pub mountpoint: String,
     /// Labels.
     pub labels: Labels,
+}
+
+/// Renders a [`ContainerStats`] in the shape of Docker's stats document (the members the
+/// snapshot has; what a backend without a native document answers the metadata endpoint).
+pub fn docker_stats_json(id: &ContainerId, s: &ContainerStats) -> String {
+    let read = s
+        .read_at
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let max_usage = s
+        .memory_max_usage_bytes
+        .map(|m| format!(",\"max_usage\":{m}"))
+        .unwrap_or_default();
+    format!(
+        concat!(
+            "{{\"read\":\"{read}\",\"id\":\"{id}\",",
+            "\"cpu_stats\":{{\"cpu_usage\":{{\"total_usage\":{cpu}}},\"system_cpu_usage\":{sys},\"online_cpus\":{cpus}}},",
+            "\"memory_stats\":{{\"usage\":{mem}{max},\"limit\":{limit}}}}}"
+        ),
+        read = read,
+        id = id,
+        cpu = s.cpu_total_ns,
+        sys = s.system_cpu_ns,
+        cpus = s.online_cpus,
+        mem = s.memory_usage_bytes,
+        max = max_usage,
+        limit = s.memory_limit_bytes,
+    )
 }

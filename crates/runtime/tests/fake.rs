@@ -269,6 +269,7 @@ async fn ports_are_dynamic_deterministic_and_conflict_on_start() -> TestResult {
         container_port: 80,
         protocol: Protocol::Tcp,
         host_port,
+        host_port_range: None,
         host_ip: None,
     };
     let mut a = spec("a", "web");

@@ -281,6 +281,8 @@ pub(crate) struct Launch {
     pub(crate) launch_type: String,
     pub(crate) tags: Vec<crate::records::Tag>,
     pub(crate) enable_execute_command: bool,
+    /// awsvpc subnets/security groups (RunTask/StartTask `networkConfiguration`, a service's).
+    pub(crate) network_configuration: Option<ecs::NetworkConfiguration>,
 }
 
 /// What a launch did.
@@ -331,6 +333,7 @@ fn new_task(
             })
             .collect();
     TaskRecord {
+        network_configuration: l.network_configuration.clone(),
         id,
         cluster: l.cluster.clone(),
         container_instance_id: inst.id.clone(),
@@ -450,7 +453,28 @@ pub(crate) async fn prepare(
         launch_type: launch_type.into(),
         tags: tag_list,
         enable_execute_command,
+        network_configuration: None,
     })
+}
+
+/// ECS's rule: awsvpc tasks need a `networkConfiguration`, other modes must not have one.
+fn check_network_configuration(
+    l: &Launch,
+    nc: Option<&ecs::NetworkConfiguration>,
+) -> Result<(), ApiError> {
+    let awsvpc = l.td.network_mode == Some(ecs::NetworkMode::Awsvpc);
+    match (awsvpc, nc.and_then(|n| n.awsvpc_configuration.as_ref())) {
+        (true, None) => Err(ApiError::invalid_parameter(
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+        )),
+        (false, Some(_)) => Err(ApiError::invalid_parameter(
+            "Network Configuration is not valid for the given networkMode of this task definition.",
+        )),
+        (true, Some(c)) if c.subnets.as_ref().is_none_or(|s| s.is_empty()) => {
+            Err(ApiError::invalid_parameter("subnets can not be empty."))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn requirements_for_placement(l: &Launch) -> placement::TaskRequirements {
@@ -702,6 +726,11 @@ pub async fn run_task(
         req.enable_execute_command,
     )
     .await?;
+    check_network_configuration(&l, req.network_configuration.as_ref())?;
+    let l = Launch {
+        network_configuration: req.network_configuration.clone(),
+        ..l
+    };
     let Launched {
         tasks, failures, ..
     } = launch(
@@ -744,6 +773,11 @@ pub async fn start_task(
         req.enable_execute_command,
     )
     .await?;
+    check_network_configuration(&l, req.network_configuration.as_ref())?;
+    let l = Launch {
+        network_configuration: req.network_configuration.clone(),
+        ..l
+    };
     let Launched {
         tasks, failures, ..
     } = launch(
@@ -1192,7 +1226,11 @@ pub async fn submit_task_state_change(
                             .iter()
                             .find(|x| x.attachment_arn == a.attachment_arn);
                         ecs::Attachment {
-                            id: a.attachment_arn.clone(),
+                            // ECS attachment ids are the last segment of the attachment ARN.
+                            id: a
+                                .attachment_arn
+                                .as_deref()
+                                .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_string()),
                             status: a.status.clone(),
                             type_: Some(
                                 extra
