@@ -356,6 +356,10 @@ class HA:
 
 
 def with_service(ha):
+    # Replicas learn of agents polling the other replica from its heartbeat (every 3 s): wait until
+    # both see both agents, so the service spreads over the two hosts.
+    wait_until("both replicas see both agents", lambda: all(
+        sum(a["agentConnected"] for a in status(s)["agents"]) == 2 for s in ha.servers), 20)
     td = ha.register()
     ha.ecs().create_service(cluster=ha.cluster, serviceName=SERVICE, taskDefinition=td["taskDefinitionArn"],
                             desiredCount=DESIRED,
