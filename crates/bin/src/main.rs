@@ -5,6 +5,7 @@ mod keys;
 mod placement;
 mod remote;
 mod server;
+mod status;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ enum Command {
     Placement(placement::PlacementArgs),
     /// The per-host agent: joins a cluster and runs its tasks in Docker.
     Agent(agent::AgentArgs),
+    /// The control plane at a glance: replicas, leader, store health, connected agents.
+    Status(status::StatusArgs),
 }
 
 /// Flags shared by every command that finds the data directory.
@@ -107,6 +110,7 @@ fn main() -> std::process::ExitCode {
             Command::Keys(args) => keys::run(args).await,
             Command::Placement(args) => placement::run(args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Status(args) => status::run(args).await,
         }
     });
     match result {

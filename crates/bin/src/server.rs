@@ -3,7 +3,9 @@
 use crate::DataDirArg;
 use anyhow::{bail, Context};
 use berth_auth::Role;
-use berth_control_plane::{admin, App};
+use berth_control_plane::leader::{self, Leadership};
+use berth_control_plane::metrics::InstrumentedStore;
+use berth_control_plane::{admin, replicas, App};
 use berth_core::Scope;
 use berth_store::{MemoryStore, SqliteStore, StateStore};
 use berth_store_etcd::{EtcdOptions, EtcdStore};
@@ -50,6 +52,10 @@ pub struct ServerArgs {
         hide = true
     )]
     pub ecr_lifecycle_interval: u64,
+    /// With etcd: the leader's lease in seconds. A dead leader is replaced within about this
+    /// long; a shorter lease fails over faster but renews more often (every third of it).
+    #[arg(long, env = "BERTH_LEADER_LEASE", default_value_t = 6, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub leader_lease: u64,
 }
 
 async fn open_store(
@@ -70,11 +76,15 @@ async fn open_store(
         let store = EtcdStore::connect(opts)
             .await
             .with_context(|| format!("connecting to the state store {desc}"))?;
-        return Ok((Arc::new(store.clone()), desc, Some(store)));
+        return Ok((
+            InstrumentedStore::wrap(Arc::new(store.clone())),
+            desc,
+            Some(store),
+        ));
     }
     if spec == "memory" {
         return Ok((
-            Arc::new(MemoryStore::new()),
+            InstrumentedStore::wrap(Arc::new(MemoryStore::new())),
             "memory (state is lost on exit)".into(),
             None,
         ));
@@ -89,7 +99,7 @@ async fn open_store(
     let store = SqliteStore::open(&path)
         .with_context(|| format!("opening the state store {}", path.display()))?;
     Ok((
-        Arc::new(store),
+        InstrumentedStore::wrap(Arc::new(store)),
         format!("sqlite at {}", path.display()),
         None,
     ))
@@ -281,26 +291,38 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     let app = App::new(store, scope, args.allow_reset)
         .await
         .map_err(|e| anyhow::anyhow!("loading state: {e}"))?;
+    let node = format!("{}@{}", std::process::id(), args.listen);
+    let presence = etcd.as_ref().map(|etcd| {
+        Arc::new(EtcdPresence(berth_store_etcd::Presence::new(
+            etcd,
+            &format!("{}{node}", replicas::PREFIX),
+            replicas::PRESENCE_TTL,
+        ))) as Arc<dyn replicas::Presence>
+    });
     if let Some(etcd) = etcd {
         // Several replicas share one etcd: every replica serves the API; the elected leader runs
-        // the service scheduler. Leadership is lost (and the scheduler stops) before the lease
-        // can expire, so two leaders never act at once.
-        let node = format!("{}@{}", std::process::id(), args.listen);
-        let (tx, rx) = tokio::sync::watch::channel(false);
+        // the service scheduler, its commits fenced by the leader key's create revision.
+        // Leadership is lost (and the scheduler stops) before the lease can expire, so two
+        // leaders never act at once; a stalled deposed leader's late commits fail on the fence.
+        let node = node.clone();
+        let lease = std::time::Duration::from_secs(args.leader_lease);
+        let (tx, rx) = tokio::sync::watch::channel(Leadership::follower());
         app.set_leadership(rx);
+        let metrics_app = app.clone();
         tokio::spawn(async move {
             let election = berth_store_etcd::LeaderElection::new(&etcd);
             loop {
-                match election
-                    .campaign("scheduler", &node, std::time::Duration::from_secs(10))
-                    .await
-                {
+                match election.campaign(leader::ELECTION, &node, lease).await {
                     Ok(guard) => {
-                        tracing::info!(node = %node, "elected leader: running the service scheduler");
-                        let _ = tx.send(true);
+                        tracing::info!(node = %node, token = guard.fencing_token(), "elected leader: running the service scheduler");
+                        let _ = tx.send(Leadership::elected(guard.fence()));
+                        metrics_app.metrics.is_leader.set(1);
+                        metrics_app.metrics.leader_changes.inc();
                         let mut lost = guard.subscribe();
                         let _ = lost.wait_for(|leading| !*leading).await;
-                        let _ = tx.send(false);
+                        let _ = tx.send(Leadership::follower());
+                        metrics_app.metrics.is_leader.set(0);
+                        metrics_app.metrics.leader_changes.inc();
                         tracing::warn!(node = %node, "leadership lost: the service scheduler stops here");
                         drop(guard);
                     }
@@ -311,6 +333,8 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
                 }
             }
         });
+    } else {
+        app.metrics.is_leader.set(1);
     }
     app.open_logs(&data_dir.join("logs"))
         .with_context(|| format!("opening the log store {}", data_dir.join("logs").display()))?;
@@ -354,6 +378,7 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
         &app,
         std::time::Duration::from_secs(args.ecr_lifecycle_interval.max(1)),
     );
+    replicas::spawn(app.clone(), node, endpoint.clone(), presence);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = all_in_one.then(|| {
         println!(
@@ -382,4 +407,14 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), agent).await;
     }
     Ok(())
+}
+
+/// This replica's announcement in etcd: a lease-bound key, gone when the replica dies.
+struct EtcdPresence(berth_store_etcd::Presence);
+
+#[async_trait::async_trait]
+impl replicas::Presence for EtcdPresence {
+    async fn announce(&self, value: Vec<u8>) -> Result<(), berth_store::StoreError> {
+        self.0.put(value).await
+    }
 }

@@ -1,5 +1,6 @@
 //! berth's own operations, on the same endpoint and signed like every other request:
-//! `X-Amz-Target: BerthAdmin_20261122.<Operation>` — access-key management for `berth keys`.
+//! `X-Amz-Target: BerthAdmin_20261122.<Operation>` — access-key management for `berth keys`,
+//! `DescribeStatus` for `berth status`.
 
 use crate::app::Ctx;
 use crate::error::ApiError;
@@ -145,6 +146,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiEr
             serde_json::json!({})
         }
         "ExplainPlacement" => explain_placement(ctx, body).await?,
+        "DescribeStatus" => crate::replicas::describe_status(ctx).await?,
         other => {
             return Err(ApiError::unknown_operation(&format!(
                 "{TARGET_PREFIX}.{other}"

@@ -19,6 +19,10 @@ use tokio::sync::watch;
 
 pub struct AgentHub {
     last_seen: Mutex<HashMap<String, Instant>>,
+    /// When the other control-plane replicas last heard from each agent (wall-clock epoch
+    /// seconds, from their heartbeats in `replicas/`): an agent polling another replica is
+    /// connected, not lost, for the leader too.
+    remote_seen: Mutex<HashMap<String, f64>>,
     generations: Mutex<HashMap<String, watch::Sender<u64>>>,
     /// When this replica started: an agent is never presumed lost sooner than this + the timeout
     /// (after a control-plane restart nobody has polled yet).
@@ -29,6 +33,7 @@ impl Default for AgentHub {
     fn default() -> Self {
         Self {
             last_seen: Mutex::default(),
+            remote_seen: Mutex::default(),
             generations: Mutex::default(),
             started: Instant::now(),
         }
@@ -48,6 +53,48 @@ impl AgentHub {
             .ok()
             .and_then(|m| m.get(instance_id).copied());
         seen.is_none_or(|t| t.elapsed() >= after)
+            && self
+                .remote_age(instance_id)
+                .is_none_or(|age| age >= after.as_secs_f64())
+    }
+
+    /// Seconds since another replica last heard from the instance's agent, if one did.
+    fn remote_age(&self, instance_id: &str) -> Option<f64> {
+        let seen = self.remote_seen.lock().ok()?.get(instance_id).copied()?;
+        Some((crate::wire::now_epoch() - seen).max(0.0))
+    }
+
+    /// Replaces what the other replicas report (instance id → epoch seconds last seen).
+    pub fn set_remote(&self, seen: HashMap<String, f64>) {
+        if let Ok(mut m) = self.remote_seen.lock() {
+            *m = seen;
+        }
+    }
+
+    /// When this replica last heard from each agent (epoch seconds), for its heartbeat.
+    pub fn local_seen_epochs(&self) -> std::collections::BTreeMap<String, f64> {
+        let now = crate::wire::now_epoch();
+        self.last_seen
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, t)| (k.clone(), now - t.elapsed().as_secs_f64()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Seconds since any replica (this one or another) last heard from the instance's agent.
+    pub fn last_seen_age(&self, instance_id: &str) -> Option<f64> {
+        let local = self
+            .last_seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(instance_id).map(|t| t.elapsed().as_secs_f64()));
+        match (local, self.remote_age(instance_id)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Records agent activity for a container instance (a poll or a registration).
@@ -58,16 +105,16 @@ impl AgentHub {
     }
 
     pub fn connected(&self, instance_id: &str) -> bool {
-        self.last_seen
-            .lock()
-            .ok()
-            .and_then(|m| m.get(instance_id).copied())
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(DISCONNECTED_AFTER_SECONDS))
+        self.last_seen_age(instance_id)
+            .is_some_and(|age| age < Duration::from_secs(DISCONNECTED_AFTER_SECONDS).as_secs_f64())
     }
 
     /// Forgets an instance's connectivity (deregistration).
     pub fn forget(&self, instance_id: &str) {
         if let Ok(mut m) = self.last_seen.lock() {
+            m.remove(instance_id);
+        }
+        if let Ok(mut m) = self.remote_seen.lock() {
             m.remove(instance_id);
         }
     }

@@ -28,11 +28,14 @@ pub struct App {
     pub scheduler_wake: tokio::sync::Notify,
     /// Prometheus metrics (`GET /metrics`).
     pub metrics: crate::metrics::Metrics,
-    /// Whether this replica leads (runs the service scheduler). Always true on a single-node
-    /// store; with etcd the binary feeds it from leader election (`set_leadership`).
-    pub leader: std::sync::Mutex<tokio::sync::watch::Receiver<bool>>,
+    /// Whether this replica leads (runs the service scheduler) and the fence of its commits.
+    /// Always leading, unfenced, on a single-node store; with etcd the binary feeds it from
+    /// leader election (`set_leadership`). See `leader`.
+    pub leader: std::sync::Mutex<tokio::sync::watch::Receiver<crate::leader::Leadership>>,
     /// The image registry's blob store (set once by [`App::open_registry`]; /v2 and ECR fail without it).
     pub registry: std::sync::OnceLock<std::sync::Arc<berth_registry::BlobStore>>,
+    /// The control-plane replicas sharing the store (`replicas/`), as this replica sees them.
+    pub replicas: crate::replicas::Replicas,
 }
 
 impl App {
@@ -59,8 +62,11 @@ impl App {
             registry_host: std::sync::OnceLock::new(),
             scheduler_wake: tokio::sync::Notify::new(),
             metrics: crate::metrics::Metrics::default(),
-            leader: std::sync::Mutex::new(tokio::sync::watch::channel(true).1),
+            leader: std::sync::Mutex::new(
+                tokio::sync::watch::channel(crate::leader::Leadership::single_node()).1,
+            ),
             registry: std::sync::OnceLock::new(),
+            replicas: crate::replicas::Replicas::default(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)
@@ -109,15 +115,23 @@ impl App {
 
 impl App {
     /// Replaces the leadership signal (etcd leader election) the service scheduler follows.
-    pub fn set_leadership(&self, rx: tokio::sync::watch::Receiver<bool>) {
+    pub fn set_leadership(&self, rx: tokio::sync::watch::Receiver<crate::leader::Leadership>) {
         if let Ok(mut l) = self.leader.lock() {
             *l = rx;
         }
     }
 
+    /// This replica's leadership right now.
+    pub fn leadership(&self) -> crate::leader::Leadership {
+        self.leader
+            .lock()
+            .map(|l| l.borrow().clone())
+            .unwrap_or_else(|_| crate::leader::Leadership::follower())
+    }
+
     /// Does this replica lead right now?
     pub fn is_leader(&self) -> bool {
-        self.leader.lock().map(|l| *l.borrow()).unwrap_or(false)
+        self.leadership().leading
     }
 }
 

@@ -1,5 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, OpenMetrics text): API requests by target and outcome,
-//! request latency, agent polls held, service-scheduler passes.
+//! request latency, agent polls held, service-scheduler passes; for HA: leadership (is_leader,
+//! leader changes, fenced commits), state-store operation latency ([`InstrumentedStore`]) and
+//! watch lag (a replica's own heartbeat from commit to its watch).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,12 +23,34 @@ pub struct TargetLabel {
     pub target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOpLabels {
+    /// `get`, `range`, `snapshot`, `txn`, `current_revision`, `watch`, `wipe`.
+    pub op: String,
+    /// `ok`, `conflict` (a txn compare failed) or `error`.
+    pub outcome: String,
+}
+
+/// State-store operation latency, process-wide (the store is wrapped before the `App` exists).
+pub static STORE_OPS: std::sync::LazyLock<Family<StoreOpLabels, Histogram>> =
+    std::sync::LazyLock::new(|| {
+        Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00005, 2.0, 18)))
+    });
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<TargetLabel, Histogram>,
     pub agent_polls_held: Gauge,
     pub scheduler_passes: Counter,
+    /// 1 while this replica leads.
+    pub is_leader: Gauge,
+    /// Times this replica became or stopped being the leader.
+    pub leader_changes: Counter,
+    /// Seconds from this replica's last heartbeat commit to its arrival through the store watch.
+    pub watch_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Control-plane replicas seen alive in the store (`replicas/`).
+    pub replicas: Gauge,
 }
 
 impl Default for Metrics {
@@ -58,12 +82,45 @@ impl Default for Metrics {
             "Passes of the service scheduler loop",
             scheduler_passes.clone(),
         );
+        let is_leader = Gauge::default();
+        let leader_changes = Counter::default();
+        let watch_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let replicas = Gauge::default();
+        registry.register(
+            "is_leader",
+            "1 while this replica is the leader (runs the service scheduler)",
+            is_leader.clone(),
+        );
+        registry.register(
+            "leader_changes",
+            "Leadership changes seen by this replica (elected or deposed)",
+            leader_changes.clone(),
+        );
+        registry.register(
+            "store_watch_lag_seconds",
+            "Time from this replica's heartbeat commit to its delivery by the store watch",
+            watch_lag.clone(),
+        );
+        registry.register(
+            "replicas",
+            "Control-plane replicas alive in the store",
+            replicas.clone(),
+        );
+        registry.register(
+            "store_operation_duration_seconds",
+            "State-store operation latency by operation and outcome",
+            STORE_OPS.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             agent_polls_held,
             scheduler_passes,
+            is_leader,
+            leader_changes,
+            watch_lag,
+            replicas,
         }
     }
 }
@@ -101,5 +158,94 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// A [`StateStore`](berth_store::StateStore) that times every operation into [`STORE_OPS`].
+pub struct InstrumentedStore {
+    inner: std::sync::Arc<dyn berth_store::StateStore>,
+}
+
+impl InstrumentedStore {
+    /// Wraps `inner`.
+    pub fn wrap(
+        inner: std::sync::Arc<dyn berth_store::StateStore>,
+    ) -> std::sync::Arc<dyn berth_store::StateStore> {
+        std::sync::Arc::new(Self { inner })
+    }
+}
+
+fn timed<T>(
+    op: &str,
+    started: std::time::Instant,
+    r: &berth_store::Result<T>,
+    conflict: impl FnOnce(&T) -> bool,
+) {
+    let outcome = match r {
+        Ok(v) if conflict(v) => "conflict",
+        Ok(_) => "ok",
+        Err(_) => "error",
+    };
+    STORE_OPS
+        .get_or_create(&StoreOpLabels {
+            op: op.to_string(),
+            outcome: outcome.to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+}
+
+#[async_trait::async_trait]
+impl berth_store::StateStore for InstrumentedStore {
+    async fn get(&self, key: &str) -> berth_store::Result<Option<berth_store::KeyValue>> {
+        let t = std::time::Instant::now();
+        let r = self.inner.get(key).await;
+        timed("get", t, &r, |_| false);
+        r
+    }
+    async fn range(
+        &self,
+        req: berth_store::RangeRequest,
+    ) -> berth_store::Result<berth_store::RangeResult> {
+        let t = std::time::Instant::now();
+        let r = self.inner.range(req).await;
+        timed("range", t, &r, |_| false);
+        r
+    }
+    async fn snapshot(&self, prefixes: &[String]) -> berth_store::Result<berth_store::Snapshot> {
+        let t = std::time::Instant::now();
+        let r = self.inner.snapshot(prefixes).await;
+        timed("snapshot", t, &r, |_| false);
+        r
+    }
+    async fn txn(&self, txn: berth_store::Txn) -> berth_store::Result<berth_store::TxnOutcome> {
+        let t = std::time::Instant::now();
+        let r = self.inner.txn(txn).await;
+        timed("txn", t, &r, |o| !o.committed());
+        r
+    }
+    async fn current_revision(&self) -> berth_store::Result<berth_store::Revision> {
+        let t = std::time::Instant::now();
+        let r = self.inner.current_revision().await;
+        timed("current_revision", t, &r, |_| false);
+        r
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: berth_store::Revision,
+    ) -> berth_store::Result<berth_store::WatchStream> {
+        let t = std::time::Instant::now();
+        let r = self.inner.watch(prefix, after).await;
+        timed("watch", t, &r, |_| false);
+        r
+    }
+    async fn wipe(&self) -> berth_store::Result<()> {
+        let t = std::time::Instant::now();
+        let r = self.inner.wipe().await;
+        timed("wipe", t, &r, |_| false);
+        r
+    }
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
     }
 }

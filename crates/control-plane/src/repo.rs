@@ -244,9 +244,16 @@ impl Repo {
     }
 
     /// Commits `txn`; `Ok(None)` when a compare failed (someone else wrote first: re-read, retry).
+    /// Inside leader-only work (`leader::as_leader`) the leader's fence is added first, and a
+    /// commit that fails on it is `Err(leader::deposed())`.
     pub async fn commit(&self, txn: Txn) -> Result<Option<Revision>, ApiError> {
+        let (txn, fenced) = crate::leader::fence_txn(txn);
         match self.store.txn(txn).await? {
             TxnOutcome::Committed { revision } => Ok(Some(revision)),
+            TxnOutcome::CompareFailed { index: 0 } if fenced => {
+                tracing::warn!("leader-only commit rejected: this replica was deposed");
+                Err(crate::leader::deposed())
+            }
             TxnOutcome::CompareFailed { .. } => Ok(None),
         }
     }

@@ -25,6 +25,19 @@ use std::time::Duration;
 
 /// Tasks on an instance whose agent has been gone this long are presumed lost and replaced.
 pub const LOST_AFTER: Duration = Duration::from_secs(300);
+
+/// [`LOST_AFTER`], or `BERTH_AGENT_LOST_AFTER` seconds (at least the disconnect timeout): fault
+/// tests shorten it.
+pub fn lost_after() -> Duration {
+    static V: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("BERTH_AGENT_LOST_AFTER")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.max(berth_agent_api::DISCONNECTED_AFTER_SECONDS)))
+            .unwrap_or(LOST_AFTER)
+    })
+}
 /// STOPPED tasks are deleted this long after they stopped.
 pub const STOPPED_TASK_RETENTION: f64 = 3600.0;
 /// The same "unable to place" event is not repeated more often than this.
@@ -38,24 +51,25 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = app.scheduler_wake.notified() => {}
             }
-            if !app.is_leader() {
-                // Another replica runs the scheduler; this one only serves the API.
-                continue;
-            }
+            // Only the leader runs the scheduler (another replica's passes are no-ops here), and
+            // every commit of its pass carries the leader's fence (see `leader`).
             let ctx = system_ctx(&app);
-            app.metrics.scheduler_passes.inc();
-            if let Err(e) = run_once(&ctx).await {
-                tracing::warn!(code = %e.code, error = %e.message, "service scheduler pass failed");
-            }
-            pass += 1;
-            if pass % 60 == 0 {
-                if let Err(e) = collect_stopped_tasks(&ctx).await {
-                    tracing::warn!(error = %e.message, "stopped-task collection failed");
+            let work = async {
+                app.metrics.scheduler_passes.inc();
+                if let Err(e) = run_once(&ctx).await {
+                    tracing::warn!(code = %e.code, error = %e.message, "service scheduler pass failed");
                 }
-                if let Err(e) = purge_deleted_task_definitions(&ctx).await {
-                    tracing::warn!(error = %e.message, "task-definition purge failed");
+                pass += 1;
+                if pass % 60 == 0 {
+                    if let Err(e) = collect_stopped_tasks(&ctx).await {
+                        tracing::warn!(error = %e.message, "stopped-task collection failed");
+                    }
+                    if let Err(e) = purge_deleted_task_definitions(&ctx).await {
+                        tracing::warn!(error = %e.message, "task-definition purge failed");
+                    }
                 }
-            }
+            };
+            crate::leader::as_leader(&app, work).await;
         }
     })
 }
@@ -80,6 +94,10 @@ pub async fn run_once(ctx: &Ctx) -> Result<(), ApiError> {
         .into_iter()
         .filter(|s| s.value.status != "INACTIVE")
     {
+        if !ctx.app.is_leader() {
+            // Deposed mid-pass: the rest is the new leader's (and would be fenced off anyway).
+            break;
+        }
         if let Err(e) = reconcile_service(ctx, s.value, s.revision).await {
             tracing::warn!(code = %e.code, error = %e.message, "service reconcile failed");
         }
@@ -241,7 +259,7 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
             daemon_eligible: expressions
                 .iter()
                 .all(|x| x.matches(&berth_placement::InstanceView::new(view))),
-            lost: ctx.app.agents.lost(&i.id, LOST_AFTER),
+            lost: ctx.app.agents.lost(&i.id, lost_after()),
         })
         .collect();
     let service = sched::Service {

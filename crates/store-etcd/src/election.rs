@@ -3,10 +3,13 @@
 //! A candidate grants a lease (the TTL), keeps it alive, and creates the store key
 //! `leader/<name>` bound to the lease with `create_revision == 0` as the compare; while another
 //! candidate holds the key it watches for the key's deletion (a resignation, or the holder's lease
-//! expiring) and tries again. The winner's **fencing token** is the key's create revision; the
-//! key is never rewritten, so its `mod_revision` stays equal to the token and
-//! [`LeaderGuard::fence`] (`Compare::ModRevision { key: "leader/<name>", revision: token }`)
-//! added to the leader's transactions makes them fail once anyone else has become leader.
+//! expiring) and tries again. The winner's **fencing token** is the key's create revision:
+//! [`LeaderGuard::fence`] (`Compare::CreateRevision { key: "leader/<name>", revision: token }`)
+//! added to the leader's transactions makes them fail once its key is gone (lease expired or
+//! revoked, resigned) — and so whenever anyone else has become leader, since a new leader's key
+//! is a new incarnation with a larger create revision. A commit already in flight when the lease
+//! expires is evaluated by etcd against the key as it is then, so a deposed leader cannot land a
+//! write, however late it arrives.
 //!
 //! Stop acting before another can start: the guard tracks the lease's expiry on its own clock —
 //! each renewal is answered by etcd after it was sent, so `send time + TTL` is never later than
@@ -227,7 +230,7 @@ impl LeaderGuard {
 
     /// The compare that fences a leader's transaction: it fails once leadership passed on.
     pub fn fence(&self) -> Compare {
-        Compare::ModRevision {
+        Compare::CreateRevision {
             key: self.key.clone(),
             revision: self.token,
         }

@@ -9,7 +9,8 @@
 //! beside the data, outside `P/`: `P.meta/wipe`, whose `mod_revision` is the revision of the last
 //! [`wipe`](berth_store::StateStore::wipe). Prefixes of clusters sharing an etcd must not nest.
 //! Leader election keys are ordinary store keys, `leader/<name>` (so a leader can fence its
-//! writes with a [`Compare`](berth_store::Compare) through the `StateStore` trait).
+//! writes with a [`Compare`](berth_store::Compare) through the `StateStore` trait), and so are
+//! [`Presence`] keys (lease-bound keys that vanish one TTL after their owner stops renewing).
 //!
 //! # How the model maps onto etcd
 //!
@@ -44,9 +45,11 @@
 mod election;
 mod keys;
 mod options;
+mod presence;
 mod store;
 mod watch;
 
 pub use election::{ElectionError, LeaderElection, LeaderGuard};
 pub use options::{ConfigError, EtcdOptions, TlsFiles};
+pub use presence::Presence;
 pub use store::EtcdStore;

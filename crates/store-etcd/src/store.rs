@@ -184,7 +184,9 @@ fn header_revision(h: Option<&etcd_client::ResponseHeader>) -> Result<Revision> 
 /// The etcd compare for one store compare.
 fn etcd_compare(keys: &Keys, c: &Compare) -> EtcdCompare {
     match c {
-        Compare::ModRevision { key, revision: 0 } | Compare::Absent { key } => {
+        Compare::ModRevision { key, revision: 0 }
+        | Compare::CreateRevision { key, revision: 0 }
+        | Compare::Absent { key } => {
             EtcdCompare::create_revision(keys.key(key), CompareOp::Equal, 0)
         }
         Compare::ModRevision { key, revision } => {
@@ -193,12 +195,18 @@ fn etcd_compare(keys: &Keys, c: &Compare) -> EtcdCompare {
         Compare::Exists { key } => {
             EtcdCompare::create_revision(keys.key(key), CompareOp::Greater, 0)
         }
+        Compare::CreateRevision { key, revision } => {
+            EtcdCompare::create_revision(keys.key(key), CompareOp::Equal, *revision)
+        }
     }
 }
 
 fn compare_key(c: &Compare) -> &str {
     match c {
-        Compare::ModRevision { key, .. } | Compare::Absent { key } | Compare::Exists { key } => key,
+        Compare::ModRevision { key, .. }
+        | Compare::Absent { key }
+        | Compare::Exists { key }
+        | Compare::CreateRevision { key, .. } => key,
     }
 }
 
@@ -208,6 +216,7 @@ fn compare_holds(c: &Compare, state: Option<(Revision, Revision)>) -> bool {
         Compare::ModRevision { revision, .. } => state.map_or(0, |(_, m)| m) == *revision,
         Compare::Absent { .. } => state.is_none(),
         Compare::Exists { .. } => state.is_some(),
+        Compare::CreateRevision { revision, .. } => state.map_or(0, |(c, _)| c) == *revision,
     }
 }
 

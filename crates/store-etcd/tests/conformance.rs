@@ -39,6 +39,7 @@ async fn etcd_conformance() {
     check!(create_mod_version_etcd);
     check!(c::range_prefix_pagination);
     check!(c::compares);
+    check!(c::create_revision_compare);
     check!(c::delete_prefix);
     check!(multi_op_atomicity_etcd);
     check!(c::noop_txn_does_not_bump);

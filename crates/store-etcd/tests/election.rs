@@ -149,3 +149,126 @@ async fn dropped_guard_releases() {
     assert!(g2.is_leader());
     assert!(e.campaign("", "n", TTL).await.is_err());
 }
+
+/// Fencing: a leader prepares a commit, then stalls (a GC pause, a hung thread) while its lease
+/// expires in etcd and another replica takes over. When the stale commit finally reaches etcd it
+/// is rejected on the fence — before and after the new leader's own writes — and nothing of it is
+/// applied; the new leader's fenced commits go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposed_leaders_commit_is_rejected() {
+    let Some(etcd) = Etcd::start("deposed_leaders_commit_is_rejected").await else {
+        return;
+    };
+    let store = etcd.store().await;
+    let election = LeaderElection::new(&store);
+    let mut ga = election.campaign("sched", "node-a", TTL).await.unwrap();
+    let fence_a = ga.fence();
+    assert_eq!(
+        fence_a,
+        berth_store::Compare::CreateRevision {
+            key: LeaderElection::key("sched"),
+            revision: ga.fencing_token()
+        }
+    );
+    // a reads the state it will act on, and builds its commit while it leads.
+    let seen = put(&store, "svc", "desired=6").await;
+    let stale = Txn::new()
+        .when(fence_a.clone())
+        .when(berth_store::Compare::ModRevision {
+            key: "svc".into(),
+            revision: seen,
+        })
+        .put("svc", "desired=6;planned-by=a")
+        .put("task/a1", "placed by a");
+    // a stalls: no more renewals; its lease expires in etcd (revoked here, as the expiry would).
+    ga.pause_keepalive();
+    store.client().lease_revoke(ga.lease_id()).await.unwrap();
+    // The in-flight commit arrives after the lease is gone: rejected on the fence (index 0).
+    let before = store.current_revision().await.unwrap();
+    let out = store.txn(stale.clone()).await.unwrap();
+    assert_eq!(out, TxnOutcome::CompareFailed { index: 0 });
+    assert_eq!(store.current_revision().await.unwrap(), before);
+
+    // b becomes leader and works.
+    let gb = tokio::time::timeout(TTL * 3, election.campaign("sched", "node-b", TTL))
+        .await
+        .expect("b wins once a's lease is gone")
+        .unwrap();
+    assert!(gb.fencing_token() > ga.fencing_token());
+    let out = store
+        .txn(
+            Txn::new()
+                .when(gb.fence())
+                .put("svc", "desired=6;planned-by=b"),
+        )
+        .await
+        .unwrap();
+    assert!(out.committed(), "{out:?}");
+    // a's commit retried now (even with its other compares fixed up) still fails on the fence.
+    let mut retried = stale;
+    retried.compares[1] = berth_store::Compare::ModRevision {
+        key: "svc".into(),
+        revision: store.get("svc").await.unwrap().unwrap().mod_revision,
+    };
+    let out = store.txn(retried).await.unwrap();
+    assert_eq!(out, TxnOutcome::CompareFailed { index: 0 });
+    assert!(
+        store.get("task/a1").await.unwrap().is_none(),
+        "a's write landed"
+    );
+    assert_eq!(
+        store.get("svc").await.unwrap().unwrap().value,
+        b"desired=6;planned-by=b"
+    );
+    // a's guard knows it is deposed by now (the keepalive is paused, the deadline passed).
+    tokio::time::sleep(TTL).await;
+    assert!(!ga.is_leader());
+    assert!(gb.is_leader());
+}
+
+/// A presence key lives while it is rewritten and vanishes one TTL after the writes stop (a
+/// replica killed with -9), or at once when dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_key_expires_with_its_owner() {
+    let Some(etcd) = Etcd::start("presence_key_expires_with_its_owner").await else {
+        return;
+    };
+    let store = etcd.store().await;
+    let p = berth_store_etcd::Presence::new(&store, "replicas/a", TTL);
+    for i in 0..4 {
+        p.put(format!("beat {i}").into_bytes()).await.unwrap();
+        tokio::time::sleep(TTL / 2).await;
+    }
+    assert_eq!(
+        store.get("replicas/a").await.unwrap().unwrap().value,
+        b"beat 3"
+    );
+    // Stop writing (as a killed process would: forget the guard without revoking).
+    std::mem::forget(p);
+    let stopped = Instant::now();
+    while store.get("replicas/a").await.unwrap().is_some() {
+        assert!(
+            stopped.elapsed() < TTL * 4,
+            "presence key outlived its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let q = berth_store_etcd::Presence::new(&store, "replicas/b", Duration::from_secs(30));
+    q.put(b"x".to_vec()).await.unwrap();
+    drop(q);
+    let dropped = Instant::now();
+    while store.get("replicas/b").await.unwrap().is_some() {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(5),
+            "dropped presence stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn put(store: &berth_store_etcd::EtcdStore, key: &str, value: &str) -> i64 {
+    match store.txn(Txn::new().put(key, value)).await.unwrap() {
+        TxnOutcome::Committed { revision } => revision,
+        other => panic!("{other:?}"),
+    }
+}

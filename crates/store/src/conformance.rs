@@ -45,6 +45,7 @@ where
     check!(create_mod_version);
     check!(range_prefix_pagination);
     check!(compares);
+    check!(create_revision_compare);
     check!(delete_prefix);
     check!(multi_op_atomicity);
     check!(noop_txn_does_not_bump);
@@ -373,6 +374,58 @@ pub async fn compares<S: StateStore>(s: S) {
         .await
         .unwrap();
     assert_eq!(out, TxnOutcome::CompareFailed { index: 0 });
+}
+
+/// CreateRevision compares: hold across rewrites of the key, fail once it was deleted and
+/// re-created (a fencing token outlives overwrites, not a new incarnation); 0 = absent.
+pub async fn create_revision_compare<S: StateStore>(s: S) {
+    let created = put(&s, "lease", "a").await;
+    let rewritten = put(&s, "lease", "b").await;
+    assert!(rewritten > created);
+    let fenced = |revision| {
+        Txn::new()
+            .when(Compare::CreateRevision {
+                key: "lease".into(),
+                revision,
+            })
+            .put("work", "done")
+    };
+    let out = s.txn(fenced(created)).await.unwrap();
+    assert!(
+        out.committed(),
+        "create_revision holds after an overwrite: {out:?}"
+    );
+    let out = s.txn(fenced(rewritten)).await.unwrap();
+    assert_eq!(
+        out,
+        TxnOutcome::CompareFailed { index: 0 },
+        "mod revision is not the create revision"
+    );
+    let out = s
+        .txn(Txn::new().when(Compare::CreateRevision {
+            key: "absent".into(),
+            revision: 0,
+        }))
+        .await
+        .unwrap();
+    assert!(out.committed(), "create_revision 0 = absent");
+    del(&s, "lease").await;
+    let out = s.txn(fenced(created)).await.unwrap();
+    assert_eq!(out, TxnOutcome::CompareFailed { index: 0 }, "deleted key");
+    let recreated = put(&s, "lease", "c").await;
+    let before = s.current_revision().await.unwrap();
+    let out = s.txn(fenced(created)).await.unwrap();
+    assert_eq!(
+        out,
+        TxnOutcome::CompareFailed { index: 0 },
+        "a new incarnation"
+    );
+    assert_eq!(
+        s.current_revision().await.unwrap(),
+        before,
+        "failed compare bumped the revision"
+    );
+    assert!(s.txn(fenced(recreated)).await.unwrap().committed());
 }
 
 /// DeletePrefix removes exactly the keys under the prefix.

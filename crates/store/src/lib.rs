@@ -50,6 +50,10 @@ pub enum Compare {
     Absent { key: String },
     /// The key exists.
     Exists { key: String },
+    /// The key's `create_revision` equals this revision (0 = the key must be absent): the key is
+    /// still the incarnation created at `revision`, however often it was rewritten since. A
+    /// leader's fencing token is such a compare on its election key.
+    CreateRevision { key: String, revision: Revision },
 }
 
 /// One write in a transaction.

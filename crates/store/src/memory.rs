@@ -95,6 +95,9 @@ fn compare_holds(kvs: &BTreeMap<String, KeyValue>, c: &Compare) -> bool {
         }
         Compare::Absent { key } => !kvs.contains_key(key),
         Compare::Exists { key } => kvs.contains_key(key),
+        Compare::CreateRevision { key, revision } => {
+            kvs.get(key).map_or(0, |kv| kv.create_revision) == *revision
+        }
     }
 }
 

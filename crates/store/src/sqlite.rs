@@ -666,6 +666,13 @@ fn compare_holds(tx: &Connection, c: &Compare) -> rusqlite::Result<bool> {
         Compare::ModRevision { key, revision } => mod_revision_of(tx, key)? == *revision,
         Compare::Absent { key } => mod_revision_of(tx, key)? == 0,
         Compare::Exists { key } => mod_revision_of(tx, key)? != 0,
+        Compare::CreateRevision { key, revision } => {
+            tx.prepare_cached("SELECT create_rev FROM kv WHERE key = ?1")?
+                .query_row([key.as_bytes()], |r| r.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0)
+                == *revision
+        }
     })
 }
 
