@@ -69,6 +69,7 @@ pub mod control;
 pub mod manager;
 pub mod registration;
 pub mod reporter;
+pub mod sim;
 pub mod spec;
 pub mod task;
 

@@ -5,6 +5,7 @@ mod keys;
 mod placement;
 mod remote;
 mod server;
+mod sim;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ enum Command {
     Placement(placement::PlacementArgs),
     /// The per-host agent: joins a cluster and runs its tasks in Docker.
     Agent(agent::AgentArgs),
+    /// Test/benchmark tool: N simulated container instances (the real agent on a fake engine)
+    /// in one process, against a real control plane.
+    Sim(sim::SimArgs),
 }
 
 /// Flags shared by every command that finds the data directory.
@@ -107,6 +111,7 @@ fn main() -> std::process::ExitCode {
             Command::Keys(args) => keys::run(args).await,
             Command::Placement(args) => placement::run(args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
         }
     });
     match result {
