@@ -180,6 +180,63 @@ def test_service_real_containers_and_replacement(up, tmp_path):
     assert p.returncode == 0, p.stderr
 
 
+def test_service_task_failing_health_checks_is_replaced(up, tmp_path):
+    """Issue 5: a service task whose container health check starts failing turns UNHEALTHY, is
+    stopped by the service scheduler with ECS's reason and replaced; the service event says so in
+    ECS's words."""
+    c = up.cluster
+    # Healthy for ~8 s (the file exists), then the check (`test -f /tmp/ok`) fails.
+    register(up, "svcsick", [{
+        "name": "app", "image": IMAGE, "memory": 32, "essential": True,
+        "command": ["sh", "-c", "touch /tmp/ok; sleep 8; rm -f /tmp/ok; sleep 600"],
+        "healthCheck": {"command": ["CMD-SHELL", "test -f /tmp/ok"], "interval": 5, "timeout": 2,
+                        "retries": 1, "startPeriod": 0},
+    }], tmp_path)
+    up.aws("ecs", "create-service", "--cluster", c, "--service-name", "svcsick", "--task-definition", "svcsick",
+           "--desired-count", "1")
+    first, healthy_seen = None, False
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        arns = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", "svcsick")["taskArns"]
+        if arns:
+            first = first or arns[0]
+            t = describe(up, c, first)
+            if t.get("healthStatus") == "HEALTHY":
+                healthy_seen = True
+            if t["lastStatus"] == "STOPPED":
+                break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the unhealthy task was not stopped: {describe(up, c, first) if first else None}")
+    assert healthy_seen, "the task never reported HEALTHY before its check started failing"
+    t = describe(up, c, first)
+    assert t["healthStatus"] == "UNHEALTHY", t
+    assert t["containers"][0]["healthStatus"] == "UNHEALTHY", t
+    assert t["stoppedReason"] == "Task failed container health checks", t
+    assert t["stopCode"] == "ServiceSchedulerInitiated", t
+    # Its container is really gone from Docker's running set.
+    runtime_id = t["containers"][0]["runtimeId"]
+    state = docker("inspect", "-f", "{{.State.Running}}", runtime_id, check=False).stdout.strip()
+    assert state in ("false", ""), state
+    # A replacement runs.
+    task_id = first.rsplit("/", 1)[1]
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        svc = up.aws("ecs", "describe-services", "--cluster", c, "--services", "svcsick")["services"][0]
+        running = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", "svcsick",
+                         "--desired-status", "RUNNING")["taskArns"]
+        msgs = [e["message"] for e in svc["events"]]
+        if (running and first not in running and svc["runningCount"] >= 1
+                and f"(service svcsick) (task {task_id}) failed container health checks." in msgs
+                and any(m.startswith("(service svcsick) has stopped 1 running tasks: (task " + task_id) for m in msgs)):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"no replacement or no event: {running} {msgs}")
+    up.aws("ecs", "update-service", "--cluster", c, "--service", "svcsick", "--desired-count", "0")
+    up.aws("ecs", "delete-service", "--cluster", c, "--service", "svcsick")
+
+
 def test_second_agent_spreads_and_survives_restart(up, tmp_path):
     """Two agents (separate data dirs, one Docker engine) in one cluster: tasks spread, each manages
     only its own containers; restarting an agent keeps its identity and its running task."""

@@ -72,6 +72,7 @@ pub mod pause;
 pub mod registration;
 pub mod registry_auth;
 pub mod reporter;
+pub mod sim;
 pub mod spec;
 pub mod task;
 

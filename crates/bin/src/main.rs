@@ -6,6 +6,7 @@ mod placement;
 mod remote;
 mod server;
 mod status;
+mod sim;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ enum Command {
     Agent(agent::AgentArgs),
     /// The control plane at a glance: replicas, leader, store health, connected agents.
     Status(status::StatusArgs),
+    /// Test/benchmark tool: N simulated container instances (the real agent on a fake engine)
+    /// in one process, against a real control plane.
+    Sim(sim::SimArgs),
 }
 
 /// Flags shared by every command that finds the data directory.
@@ -111,6 +115,7 @@ fn main() -> std::process::ExitCode {
             Command::Placement(args) => placement::run(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
         }
     });
     match result {

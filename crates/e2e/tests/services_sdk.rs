@@ -528,3 +528,177 @@ async fn a_dead_service_task_is_replaced_within_seconds() {
         .await
     );
 }
+
+/// Issue 5, reliability: the control plane dies (crash, SQLite store) in the middle of a rolling
+/// deployment and comes back on the same data and port; the agents reconnect, the deployment
+/// completes, maximumPercent and minimumHealthyPercent hold throughout (counted on the agents'
+/// containers, the ground truth), and no task runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restart_during_rolling_deployment() {
+    use common::CrashableServer;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let (s1, key) = CrashableServer::start(db.clone(), 0, None).await;
+    let port = s1.port;
+    let endpoint = s1.endpoint.clone();
+    let ecs = s1.ecs(&key);
+    ecs.create_cluster()
+        .cluster_name("rs")
+        .send()
+        .await
+        .unwrap();
+    // Container starts take 1 s, so the deployment is still rolling when the server dies.
+    let mut agents = Vec::new();
+    for az in ["us-east-1a", "us-east-1b"] {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = berth_agent::sim::InstanceConfig::new("rs", az, 8192, 8192, d.path().into());
+        c.start_latency = std::time::Duration::from_secs(1);
+        agents.push(SimAgent::start_with(&endpoint, &key.0, &key.1, c, d).await);
+    }
+    td(&ecs, "rsw", "busybox:1").await;
+    ecs.create_service()
+        .cluster("rs")
+        .service_name("rsw")
+        .task_definition("rsw:1")
+        .desired_count(4)
+        .deployment_configuration(
+            DeploymentConfiguration::builder()
+                .maximum_percent(150)
+                .minimum_healthy_percent(50)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(stable(&ecs, "rs", "rsw", 30).await);
+
+    // Ground truth sampler: running containers on the agents, every 20 ms.
+    let agents = Arc::new(agents);
+    let (max_seen, min_seen, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(usize::MAX)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let sampler = {
+        let (agents, max_seen, min_seen, stop) = (
+            agents.clone(),
+            max_seen.clone(),
+            min_seen.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let mut n = 0;
+                for a in agents.iter() {
+                    n += a.running_task_arns().await.len();
+                }
+                max_seen.fetch_max(n, Ordering::SeqCst);
+                min_seen.fetch_min(n, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    td(&ecs, "rsw", "busybox:2").await;
+    ecs.update_service()
+        .cluster("rs")
+        .service("rsw")
+        .task_definition("rsw:2")
+        .send()
+        .await
+        .unwrap();
+    // Crash once the new deployment has tasks in flight but has not completed.
+    assert!(
+        eventually(20, || async {
+            let svc = service(&ecs, "rs", "rsw").await;
+            svc.deployments().len() == 2
+                && svc
+                    .deployments()
+                    .iter()
+                    .any(|d| d.status() == Some("PRIMARY") && d.pending_count() > 0)
+        })
+        .await,
+        "the deployment did not start rolling"
+    );
+    s1.crash();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (s2, _) = CrashableServer::start(db.clone(), port, Some(key.clone())).await;
+    let ecs = s2.ecs(&key);
+    let done = eventually(60, || async {
+        let svc = service(&ecs, "rs", "rsw").await;
+        svc.deployments().len() == 1
+            && svc.running_count() == 4
+            && svc.pending_count() == 0
+            && svc.task_definition().is_some_and(|t| t.ends_with(":2"))
+            && svc.deployments()[0].rollout_state().map(|r| r.as_str()) == Some("COMPLETED")
+    })
+    .await;
+    let svc = service(&ecs, "rs", "rsw").await;
+    let msgs: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
+    assert!(
+        done,
+        "deployment did not complete after the restart: {msgs:?}"
+    );
+    // The old tasks' containers are stopped by now; what runs is exactly the service's tasks.
+    let settled = eventually(20, || async {
+        let mut running = Vec::new();
+        for a in agents.iter() {
+            running.extend(a.running_task_arns().await);
+        }
+        running.len() == 4
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    sampler.await.unwrap();
+    assert!(settled, "containers did not settle at 4");
+    let mut running = Vec::new();
+    for a in agents.iter() {
+        running.extend(a.running_task_arns().await);
+    }
+    running.sort();
+    let mut unique = running.clone();
+    unique.dedup();
+    assert_eq!(running, unique, "a task runs twice");
+    let mut listed = ecs
+        .list_tasks()
+        .cluster("rs")
+        .service_name("rsw")
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .to_vec();
+    listed.sort();
+    assert_eq!(
+        running, listed,
+        "running containers are not the service's tasks"
+    );
+    let described = ecs
+        .describe_tasks()
+        .cluster("rs")
+        .set_tasks(Some(listed.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(described.tasks().iter().all(|t| t
+        .task_definition_arn()
+        .is_some_and(|a| a.ends_with(":2"))
+        && t.last_status() == Some("RUNNING")));
+    // floor(4 × 150 %) = 6, ceil(4 × 50 %) = 2.
+    let (max, min) = (
+        max_seen.load(Ordering::SeqCst),
+        min_seen.load(Ordering::SeqCst),
+    );
+    assert!(
+        max <= 6,
+        "running containers reached {max} (maximumPercent 150 of 4)"
+    );
+    assert!(
+        min >= 2,
+        "running containers fell to {min} (minimumHealthyPercent 50 of 4)"
+    );
+    s2.crash();
+}

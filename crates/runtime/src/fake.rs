@@ -44,6 +44,12 @@ pub struct FakeConfig {
     pub default_behavior: FakeBehavior,
     /// First port handed out for dynamic host ports.
     pub ephemeral_port_start: u16,
+    /// Fraction (0.0–1.0) of container starts that fail with a simulated start error (fleet
+    /// simulation). Which starts fail is decided by a hash of the container's name and
+    /// [`FakeConfig::failure_seed`], so a run is reproducible.
+    pub start_failure_rate: f64,
+    /// Seed of the start-failure decision.
+    pub failure_seed: u64,
 }
 
 impl Default for FakeConfig {
@@ -59,6 +65,8 @@ impl Default for FakeConfig {
             epoch: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             default_behavior: FakeBehavior::run_forever(),
             ephemeral_port_start: 32768,
+            start_failure_rate: 0.0,
+            failure_seed: 0,
         }
     }
 }
@@ -190,6 +198,26 @@ fn digest_of(text: &str) -> String {
         out.push_str(&format!("{h:016x}"));
     }
     out
+}
+
+/// Whether the start of container `name` fails under `config.start_failure_rate`.
+fn simulated_start_failure(config: &FakeConfig, name: &str) -> bool {
+    if config.start_failure_rate <= 0.0 {
+        return false;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ config.failure_seed;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Finalise (splitmix64) so nearby names spread over the whole range.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    let unit = (h >> 11) as f64 / ((1u64 << 53) as f64);
+    unit < config.start_failure_rate
 }
 
 fn signal_number(signal: &str) -> i64 {
@@ -759,6 +787,15 @@ impl ContainerRuntime for FakeRuntime {
                 return Err(RuntimeError::StartFailed {
                     id: key.clone(),
                     message: message.clone(),
+                });
+            }
+            if simulated_start_failure(&self.shared.config, &c.spec.name) {
+                let message =
+                    "simulated start failure (fake runtime start_failure_rate)".to_string();
+                c.info.state.error = Some(message.clone());
+                return Err(RuntimeError::StartFailed {
+                    id: key.clone(),
+                    message,
                 });
             }
             // Ports: explicit ones must be free; 0 gets the next free ephemeral port.

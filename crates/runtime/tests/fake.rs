@@ -441,3 +441,41 @@ async fn volumes_and_networks() -> TestResult {
     assert_eq!(stats.memory_usage_bytes, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn start_failure_rate_fails_that_fraction_reproducibly() -> TestResult {
+    async fn failures(
+        rate: f64,
+        seed: u64,
+    ) -> Result<Vec<bool>, Box<dyn std::error::Error + Send + Sync>> {
+        let rt = FakeRuntime::new(FakeConfig {
+            start_failure_rate: rate,
+            failure_seed: seed,
+            ..FakeConfig::default()
+        });
+        rt.add_image("busybox");
+        let mut out = Vec::new();
+        for i in 0..400 {
+            let id = rt
+                .create_container(&spec(&format!("c{i}"), "busybox"))
+                .await?;
+            out.push(match rt.start_container(&id).await {
+                Ok(()) => false,
+                Err(RuntimeError::StartFailed { message, .. }) => {
+                    assert!(message.contains("simulated start failure"), "{message}");
+                    true
+                }
+                Err(e) => return Err(e.into()),
+            });
+        }
+        Ok(out)
+    }
+    assert!(failures(0.0, 1).await?.iter().all(|f| !f));
+    assert!(failures(1.0, 1).await?.iter().all(|f| *f));
+    let a = failures(0.25, 7).await?;
+    let n = a.iter().filter(|f| **f).count();
+    assert!((60..=140).contains(&n), "{n} of 400 failed at rate 0.25");
+    assert_eq!(a, failures(0.25, 7).await?, "same seed, same failures");
+    assert_ne!(a, failures(0.25, 8).await?, "another seed, other failures");
+    Ok(())
+}

@@ -101,124 +101,82 @@ impl Drop for TestServer {
     }
 }
 
-/// A simulated agent: registers a container instance, long-polls its desired state and reports
-/// every task RUNNING (or STOPPED when told to stop), like a fast, obedient host. A task whose image
-/// is tagged `:bad` is reported STOPPED at once, as if its image could not be pulled.
+/// A simulated agent: the real agent ([`berth_agent::sim::SimInstance`], the same code as
+/// `berth sim`) on a fake engine, registered with `az`, `cpu` units and `mem` MiB. A task whose
+/// image is `busybox:bad` fails to pull (CannotPullContainerError), so it never starts.
 pub struct SimAgent {
     pub instance_arn: String,
-    handle: tokio::task::JoinHandle<()>,
+    pub sim: berth_agent::sim::SimInstance,
+    _dir: tempfile::TempDir,
 }
 
 impl SimAgent {
     pub async fn start(s: &TestServer, cluster: &str, az: &str, cpu: i32, mem: i32) -> SimAgent {
-        use aws_sdk_ecs::types::Resource;
-        let ecs = s.ecs();
-        let inst = ecs
-            .register_container_instance()
-            .cluster(cluster)
-            .instance_identity_document(format!(
-                r#"{{"availabilityZone":"{az}","instanceType":"sim"}}"#
-            ))
-            .total_resources(
-                Resource::builder()
-                    .name("CPU")
-                    .r#type("INTEGER")
-                    .integer_value(cpu)
-                    .build(),
-            )
-            .total_resources(
-                Resource::builder()
-                    .name("MEMORY")
-                    .r#type("INTEGER")
-                    .integer_value(mem)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .container_instance
-            .unwrap()
-            .container_instance_arn
-            .unwrap();
-        let client =
-            berth_client::Client::new(&s.endpoint, "us-east-1", &s.access_key_id, &s.secret)
-                .unwrap();
-        let cluster = cluster.to_string();
-        let arn = inst.clone();
-        let handle = tokio::spawn(async move {
-            let mut known = 0u64;
-            let mut reported: std::collections::HashMap<String, String> = Default::default();
-            loop {
-                let Ok(v) = client
-                    .call(
-                        "ecs",
-                        "BerthAgent_20261122.PollDesiredState",
-                        &serde_json::json!({"cluster": cluster, "containerInstanceArn": arn, "knownGeneration": known, "waitSeconds": 2}),
-                    )
-                    .await
-                else {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                };
-                let resp: berth_agent_api::PollResponse = serde_json::from_value(v).unwrap();
-                known = resp.generation.max(known);
-                if resp.instance_status == "INACTIVE" {
-                    return;
-                }
-                for t in resp.tasks {
-                    // An image tagged `:bad` never starts, like a failing pull.
-                    let bad = t
-                        .task_definition
-                        .container_definitions
-                        .as_deref()
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.image.as_deref().is_some_and(|i| i.ends_with(":bad")));
-                    let want = if t.desired_status == "RUNNING" && !bad {
-                        "RUNNING"
-                    } else {
-                        "STOPPED"
-                    };
-                    if reported.get(&t.task_arn).map(String::as_str) == Some(want) {
-                        continue;
-                    }
-                    let containers: Vec<serde_json::Value> = t
-                        .task_definition
-                        .container_definitions
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|c| serde_json::json!({"containerName": c.name, "status": want, "runtimeId": "sim"}))
-                        .collect();
-                    let ok = client
-                        .call(
-                            "ecs",
-                            "AmazonEC2ContainerServiceV20141113.SubmitTaskStateChange",
-                            &serde_json::json!({"cluster": cluster, "task": t.task_arn, "status": want, "containers": containers,
-                                "reason": if bad { "CannotPullContainerError: pull access denied" } else { "Task stopped" }}),
-                        )
-                        .await
-                        .is_ok();
-                    if ok {
-                        reported.insert(t.task_arn.clone(), want.to_string());
-                    }
-                }
-            }
-        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = berth_agent::sim::InstanceConfig::new(
+            cluster,
+            az,
+            cpu as u32,
+            mem as u64,
+            dir.path().to_path_buf(),
+        );
+        Self::start_with(&s.endpoint, &s.access_key_id, &s.secret, config, dir).await
+    }
+
+    /// An agent against `endpoint` as `config` describes it, keeping its identity in `dir`.
+    pub async fn start_with(
+        endpoint: &str,
+        akid: &str,
+        secret: &str,
+        config: berth_agent::sim::InstanceConfig,
+        dir: tempfile::TempDir,
+    ) -> SimAgent {
+        use berth_agent::sim::{FleetStats, SimInstance};
+        let control = std::sync::Arc::new(
+            berth_agent::HttpControlPlane::new(&[endpoint.to_string()], "us-east-1", akid, secret)
+                .unwrap(),
+        );
+        let mut sim = SimInstance::spawn(
+            &config,
+            control,
+            std::sync::Arc::new(FleetStats::default()),
+            std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        );
+        sim.runtime.fail_pull(
+            "busybox:bad",
+            "pull access denied for busybox, repository does not exist",
+        );
+        let instance_arn =
+            tokio::time::timeout(std::time::Duration::from_secs(20), sim.registered())
+                .await
+                .expect("simulated agent did not register within 20 s")
+                .expect("simulated agent ended before registering");
         SimAgent {
-            instance_arn: inst,
-            handle,
+            instance_arn,
+            sim,
+            _dir: dir,
         }
     }
 
-    /// Simulates the host going away (the agent stops polling).
-    pub fn kill(&self) {
-        self.handle.abort();
+    /// Task ARNs of this agent's fake containers that are running now.
+    pub async fn running_task_arns(&self) -> Vec<String> {
+        use berth_runtime::ContainerRuntime;
+        let mut out = Vec::new();
+        for id in self.sim.runtime.container_ids() {
+            if let Ok(info) = self.sim.runtime.inspect_container(&id).await {
+                if info.state.status == berth_runtime::ContainerStatus::Running {
+                    if let Some(arn) = info.labels.get("com.amazonaws.ecs.task-arn") {
+                        out.push(arn.clone());
+                    }
+                }
+            }
+        }
+        out
     }
-}
 
-impl Drop for SimAgent {
-    fn drop(&mut self) {
-        self.handle.abort();
+    /// Simulates the host going away (the agent stops polling and reporting).
+    pub fn kill(&mut self) {
+        self.sim.kill();
     }
 }
 
@@ -236,4 +194,107 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A control plane on a SQLite file in a tokio runtime of its own, so [`CrashableServer::crash`]
+/// can end it the way a killed process ends: every task, held long-poll and connection dropped at
+/// once, nothing flushed beyond what the store had committed. Restart with the same path and port.
+pub struct CrashableServer {
+    pub endpoint: String,
+    pub port: u16,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl CrashableServer {
+    /// Starts on `path` and `port` (0 = any free port); the admin key is `key` (created on the
+    /// first start, kept in the store across restarts).
+    pub async fn start(
+        path: std::path::PathBuf,
+        port: u16,
+        key: Option<(String, String)>,
+    ) -> (Self, (String, String)) {
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let (endpoint, port, key) = rt.block_on(async move {
+                // The crashed server's store closes on its own threads: wait for the file lock.
+                let store = loop {
+                    match berth_store::SqliteStore::open(&path) {
+                        Ok(s) => break Arc::new(s),
+                        Err(e) if std::time::Instant::now() > deadline => {
+                            panic!("store still locked: {e}")
+                        }
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    }
+                };
+                let app = App::new(store, Scope::new("us-east-1", "000000000000"), true)
+                    .await
+                    .expect("app");
+                let key = match key {
+                    Some(k) => k,
+                    None => {
+                        let k = admin::create_key(&app, Role::Admin, "test", None)
+                            .await
+                            .expect("key");
+                        (k.access_key_id, k.secret_access_key)
+                    }
+                };
+                let listener = loop {
+                    match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                        Ok(l) => break l,
+                        Err(e) if std::time::Instant::now() > deadline => {
+                            panic!("cannot bind {port}: {e}")
+                        }
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    }
+                };
+                let addr = listener.local_addr().expect("addr");
+                tokio::spawn(async move {
+                    let _ = berth_control_plane::serve(listener, app, std::future::pending()).await;
+                });
+                (format!("http://{addr}"), addr.port(), key)
+            });
+            (
+                CrashableServer {
+                    endpoint,
+                    port,
+                    rt: Some(rt),
+                },
+                key,
+            )
+        })
+        .await
+        .expect("server thread")
+    }
+
+    /// Ends the server abruptly (its runtime is shut down without waiting for anything).
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn ecs(&self, key: &(String, String)) -> aws_sdk_ecs::Client {
+        let creds = aws_credential_types::Credentials::from_keys(&key.0, &key.1, None);
+        let conf = aws_sdk_ecs::Config::builder()
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .build();
+        aws_sdk_ecs::Client::from_conf(conf)
+    }
+}
+
+impl Drop for CrashableServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
