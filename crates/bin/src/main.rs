@@ -2,6 +2,7 @@
 
 mod agent;
 mod keys;
+mod logs;
 mod placement;
 mod remote;
 mod server;
@@ -32,6 +33,8 @@ enum Command {
     Placement(placement::PlacementArgs),
     /// The per-host agent: joins a cluster and runs its tasks in Docker.
     Agent(agent::AgentArgs),
+    /// Print a log group's (or a task's) logs, like `aws logs tail`; `--follow` keeps going.
+    Logs(logs::LogsArgs),
 }
 
 /// Flags shared by every command that finds the data directory.
@@ -107,6 +110,7 @@ fn main() -> std::process::ExitCode {
             Command::Keys(args) => keys::run(args).await,
             Command::Placement(args) => placement::run(args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::Logs(args) => logs::run(args).await,
         }
     });
     match result {

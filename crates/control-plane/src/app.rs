@@ -31,6 +31,9 @@ pub struct App {
     pub leader: std::sync::Mutex<tokio::sync::watch::Receiver<bool>>,
     /// The image registry's blob store (set once by [`App::open_registry`]; /v2 and ECR fail without it).
     pub registry: std::sync::OnceLock<std::sync::Arc<berth_registry::BlobStore>>,
+    /// Cancelled when the server starts shutting down, so long-lived responses (Live Tail
+    /// streams) end instead of holding the graceful shutdown open.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl App {
@@ -53,6 +56,7 @@ impl App {
             metrics: crate::metrics::Metrics::default(),
             leader: std::sync::Mutex::new(tokio::sync::watch::channel(true).1),
             registry: std::sync::OnceLock::new(),
+            closing: tokio_util::sync::CancellationToken::new(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)
