@@ -3,10 +3,12 @@ their stdout/stderr shipped by berth's agent into berth's CloudWatch Logs store,
 `aws logs get-log-events`, while the task runs and after it is gone."""
 
 import json
+import subprocess
 import time
 
 import pytest
 
+from conftest import BERTH_BIN
 from test_agent_docker import IMAGE, docker, docker_ok, up  # noqa: F401  (the `berth up` fixture)
 
 pytestmark = pytest.mark.skipif(not docker_ok(), reason="Docker engine not reachable")
@@ -78,6 +80,12 @@ def test_running_task_lines_in_order_and_after_stop(up, tmp_path):
     # Docker itself logs with json-file (its awslogs driver cannot reach berth).
     cid = describe(up, arn)["containers"][0]["runtimeId"]
     assert docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}}", cid).stdout.strip() == "json-file"
+
+    # `berth logs --task` finds the group and stream from the task definition.
+    p = subprocess.run([str(BERTH_BIN), "logs", "--endpoint", up.endpoint, "--cluster", up.cluster, "--task", task_id,
+                        "--format", "short"], capture_output=True, text=True, env=up.env(), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert [ln.split(" ", 1)[1] for ln in p.stdout.splitlines()] == want
 
     up.aws("ecs", "stop-task", "--cluster", up.cluster, "--task", arn)
     wait(up, "tasks-stopped", arn)

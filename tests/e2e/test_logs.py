@@ -215,6 +215,15 @@ def test_filter_log_events(berth, tmp_path):
     err = aws_error(berth, "logs", "filter-log-events", "--log-group-name", GROUP, "--filter-pattern", "{ $.a > }")
     assert "InvalidParameterException" in err
 
+    # Regular expressions (CloudWatch's subset), standalone and inside JSON patterns.
+    assert messages("--filter-pattern", r"%ERROR\sd[a-z]%")[0] == ["ERROR db down"]
+    assert messages("--filter-pattern", r"%^[EW][A-Z]{3,4}\s[a-z]%")[0] == ["ERROR boom", "WARN slow", "ERROR db down"]
+    assert messages("--filter-pattern", r"%latency.:\d{3}%")[0] == ['{"level":"error","latency":250}']
+    assert messages("--filter-pattern", "{ $.level = %^inf% }")[0] == ['{"level":"info","latency":50}']
+    for bad in ["%ERROR (db)%", "%boom!%", "{ $.a = %x% && $.b = %y% && $.c = %z% }"]:
+        err = aws_error(berth, "logs", "filter-log-events", "--log-group-name", GROUP, "--filter-pattern", bad)
+        assert "InvalidParameterException" in err, bad
+
     # Pagination with nextToken, by hand and through the paginator.
     logs = berth.client("logs")
     page = logs.filter_log_events(logGroupName=GROUP, limit=3)
@@ -349,3 +358,159 @@ def test_logs_survive_restart(fresh_berth, tmp_path):
     assert [e["message"] for e in got["events"]] == ["before restart", "still here"]
     assert b.aws("logs", "describe-log-groups")["logGroups"][0]["retentionInDays"] == 30
     assert (b.data_dir / "logs" / "groups").is_dir()
+
+
+def live_tail_client(berth):
+    """boto3 sends StartLiveTail to `stream-<host>` (the model's hostPrefix); a local endpoint
+    has no such name, so turn host-prefix injection off (AWS_DISABLE_HOST_PREFIX_INJECTION)."""
+    from botocore.config import Config
+
+    return berth.client("logs", config=Config(inject_host_prefix=False, read_timeout=30))
+
+
+def test_start_live_tail(berth, tmp_path):
+    setup_stream(berth, stream="ecs/web/1")
+    berth.aws("logs", "create-log-stream", "--log-group-name", GROUP, "--log-stream-name", "ecs/db/1")
+    berth.aws("logs", "create-log-group", "--log-group-name", "/ecs/other")
+    arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{GROUP}"
+    logs = berth.client("logs")
+    # Written before the session: never shown.
+    logs.put_log_events(logGroupName=GROUP, logStreamName="ecs/web/1",
+                        logEvents=[{"timestamp": now_ms(), "message": "ERROR before the session"}])
+
+    tail = live_tail_client(berth)
+    started = time.time()
+    resp = tail.start_live_tail(logGroupIdentifiers=[arn], logStreamNamePrefixes=["ecs/web"],
+                                logEventFilterPattern="ERROR")
+    assert resp["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/vnd.amazon.eventstream"
+    stream = resp["responseStream"]
+    events = iter(stream)
+    first = next(events)
+    start = first["sessionStart"]
+    assert start["logGroupIdentifiers"] == [arn]
+    assert start["logStreamNamePrefixes"] == ["ecs/web"]
+    assert start["logEventFilterPattern"] == "ERROR"
+    assert start["sessionId"] and start["requestId"]
+
+    # Appended after the session started: matching events arrive, the rest are filtered out.
+    t = now_ms()
+    logs.put_log_events(logGroupName=GROUP, logStreamName="ecs/web/1", logEvents=[
+        {"timestamp": t, "message": "ERROR live one"},
+        {"timestamp": t + 1, "message": "INFO not shown"},
+        {"timestamp": t + 2, "message": "ERROR live two"}])
+    logs.put_log_events(logGroupName=GROUP, logStreamName="ecs/db/1",
+                        logEvents=[{"timestamp": t, "message": "ERROR other stream"}])
+    seen, updates = [], 0
+    deadline = time.time() + 15
+    for ev in events:
+        assert "sessionUpdate" in ev, ev
+        upd = ev["sessionUpdate"]
+        updates += 1
+        assert upd["sessionMetadata"]["sampled"] is False
+        for r in upd["sessionResults"]:
+            assert r["logGroupIdentifier"] == arn and r["logStreamName"] == "ecs/web/1"
+            assert r["timestamp"] >= t and r["ingestionTime"] >= t
+            seen.append(r["message"])
+        if len(seen) >= 2 or time.time() > deadline:
+            break
+    stream.close()
+    assert seen == ["ERROR live one", "ERROR live two"]
+    # About one update a second (empty ones included), so the first came within a few seconds.
+    assert time.time() - started < 10
+
+    # A regex pattern, several groups by name and ARN, no stream filter.
+    resp = tail.start_live_tail(logGroupIdentifiers=[arn, "/ecs/other"], logEventFilterPattern="%^id=[0-9]+$%")
+    events = iter(resp["responseStream"])
+    assert next(events)["sessionStart"]["logGroupIdentifiers"] == [arn, "/ecs/other"]
+    berth.aws("logs", "create-log-stream", "--log-group-name", "/ecs/other", "--log-stream-name", "s")
+    logs.put_log_events(logGroupName="/ecs/other", logStreamName="s", logEvents=[
+        {"timestamp": now_ms(), "message": "id=42"}, {"timestamp": now_ms(), "message": "id=x"}])
+    got = []
+    for ev in events:
+        got += [(r["logGroupIdentifier"], r["message"]) for r in ev["sessionUpdate"]["sessionResults"]]
+        if got:
+            break
+    resp["responseStream"].close()
+    assert got == [("/ecs/other", "id=42")]
+
+    # Bad requests fail before the stream starts, with the AWS error codes.
+    for kw, code in [
+        ({"logGroupIdentifiers": [arn] * 11}, "InvalidParameterException"),
+        ({"logGroupIdentifiers": [arn + ":*"]}, "InvalidParameterException"),
+        ({"logGroupIdentifiers": [arn.replace("/ecs/web", "/missing")]}, "ResourceNotFoundException"),
+        ({"logGroupIdentifiers": [arn, "/ecs/other"], "logStreamNames": ["ecs/web/1"]}, "InvalidParameterException"),
+        ({"logGroupIdentifiers": [arn], "logStreamNames": ["a"], "logStreamNamePrefixes": ["a"]},
+         "InvalidParameterException"),
+        ({"logGroupIdentifiers": [arn], "logEventFilterPattern": "%a(b)%"}, "InvalidParameterException"),
+    ]:
+        with pytest.raises(botocore.exceptions.ClientError) as ei:
+            tail.start_live_tail(**kw)
+        assert ei.value.response["Error"]["Code"] == code, kw
+
+
+def test_berth_logs_cli(berth, tmp_path):
+    """`berth logs GROUP` prints like `aws logs tail`; `--follow` keeps printing what is appended."""
+    import queue
+    import threading
+
+    from conftest import BERTH_BIN
+
+    setup_stream(berth, stream="ecs/web/1")
+    berth.aws("logs", "create-log-stream", "--log-group-name", GROUP, "--log-stream-name", "ecs/db/1")
+    logs = berth.client("logs")
+    now = now_ms()
+    logs.put_log_events(logGroupName=GROUP, logStreamName="ecs/web/1", logEvents=[
+        {"timestamp": now - 3_600_000, "message": "an hour ago"},
+        {"timestamp": now - 2000, "message": "INFO history one"},
+        {"timestamp": now - 1000, "message": "ERROR history two"}])
+    logs.put_log_events(logGroupName=GROUP, logStreamName="ecs/db/1",
+                        logEvents=[{"timestamp": now - 1500, "message": "ERROR db history"}])
+    base = [str(BERTH_BIN), "logs", "--endpoint", berth.endpoint]
+
+    def run(*args):
+        p = subprocess.run([*base, *args], capture_output=True, text=True, env=berth.env(), timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.splitlines()
+
+    lines = run(GROUP)
+    assert [ln.split(" ", 2)[1:] for ln in lines] == [
+        ["ecs/web/1", "INFO history one"], ["ecs/db/1", "ERROR db history"], ["ecs/web/1", "ERROR history two"]]
+    assert lines[0].split(" ")[0].endswith("Z")
+    assert [ln.split(" ", 1)[1] for ln in run(GROUP, "--since", "2h", "--format", "short")] == [
+        "an hour ago", "INFO history one", "ERROR db history", "ERROR history two"]
+    assert [ln.split(" ", 2)[2] for ln in run(GROUP, "--filter-pattern", "ERROR",
+                                               "--log-stream-name-prefix", "ecs/web")] == ["ERROR history two"]
+    p = subprocess.run([*base, "/no/such/group"], capture_output=True, text=True, env=berth.env(), timeout=60)
+    assert p.returncode != 0 and "ResourceNotFoundException" in p.stderr
+
+    proc = subprocess.Popen([*base, GROUP, "--follow", "--filter-pattern", "%^[IE][NR]%"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=berth.env())
+    out = queue.Queue()
+    threading.Thread(target=lambda: [out.put(ln.rstrip("\n")) for ln in proc.stdout], daemon=True).start()
+
+    def expect(n, timeout=20):
+        got, deadline = [], time.time() + timeout
+        while len(got) < n and time.time() < deadline:
+            try:
+                got.append(out.get(timeout=0.5))
+            except queue.Empty:
+                pass
+        return got
+
+    try:
+        hist = expect(3)
+        assert [ln.split(" ", 2)[2] for ln in hist] == ["INFO history one", "ERROR db history", "ERROR history two"]
+        t = now_ms()
+        logs.put_log_events(logGroupName=GROUP, logStreamName="ecs/web/1", logEvents=[
+            {"timestamp": t, "message": "INFO appended while following"},
+            {"timestamp": t + 1, "message": "DEBUG filtered out"}])
+        logs.put_log_events(logGroupName=GROUP, logStreamName="ecs/db/1",
+                            logEvents=[{"timestamp": t + 2, "message": "ERROR appended too"}])
+        live = expect(2)
+        assert [ln.split(" ", 2)[1:] for ln in live] == [
+            ["ecs/web/1", "INFO appended while following"], ["ecs/db/1", "ERROR appended too"]], live
+        assert expect(1, timeout=2.5) == []  # nothing else (no duplicates of the history)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -2,6 +2,7 @@
 
 mod agent;
 mod keys;
+mod logs;
 mod placement;
 mod remote;
 mod server;
@@ -39,6 +40,8 @@ enum Command {
     /// Test/benchmark tool: N simulated container instances (the real agent on a fake engine)
     /// in one process, against a real control plane.
     Sim(sim::SimArgs),
+    /// Print a log group's (or a task's) logs, like `aws logs tail`; `--follow` keeps going.
+    Logs(logs::LogsArgs),
 }
 
 /// Flags shared by every command that finds the data directory.
@@ -116,6 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Sim(args) => sim::run(args).await,
+            Command::Logs(args) => logs::run(args).await,
         }
     });
     match result {

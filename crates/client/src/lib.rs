@@ -4,8 +4,11 @@
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use bytes::Bytes;
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+pub use aws_smithy_types::event_stream::Message;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use std::time::{Duration, SystemTime};
@@ -123,6 +126,51 @@ impl Client {
         target: Option<&str>,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .request(signing_name, method, path, target, payload)
+            .await?;
+        let status = resp.status().as_u16();
+        let body = self.collect(resp.into_body()).await?;
+        if status >= 300 {
+            return Err(api_error(status, &body));
+        }
+        Ok(body.to_vec())
+    }
+
+    /// Calls an operation whose answer is an AWS event stream
+    /// (`application/vnd.amazon.eventstream`, e.g. CloudWatch Logs' StartLiveTail) and returns
+    /// the stream of messages; errors before the stream starts come back as [`ClientError::Api`].
+    pub async fn call_event_stream(
+        &self,
+        signing_name: &str,
+        target: &str,
+        body: &serde_json::Value,
+    ) -> Result<EventStream, ClientError> {
+        let payload = serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let resp = self
+            .request(signing_name, "POST", "/", Some(target), payload)
+            .await?;
+        let status = resp.status().as_u16();
+        if status >= 300 {
+            let body = self.collect(resp.into_body()).await?;
+            return Err(api_error(status, &body));
+        }
+        Ok(EventStream {
+            body: resp.into_body(),
+            buf: BytesMut::new(),
+            decoder: MessageFrameDecoder::new(),
+            endpoint: self.endpoint.clone(),
+        })
+    }
+
+    async fn request(
+        &self,
+        signing_name: &str,
+        method: &str,
+        path: &str,
+        target: Option<&str>,
+        payload: Vec<u8>,
+    ) -> Result<http::Response<Incoming>, ClientError> {
         let url = format!("{}{}", self.endpoint, path);
         let mut req = http::Request::builder()
             .method(method)
@@ -137,43 +185,24 @@ impl Client {
             .map_err(|e| ClientError::Endpoint(e.to_string()))?;
         self.sign(&mut req, signing_name, &payload)?;
         let fut = self.http.request(req);
-        let resp = tokio::time::timeout(self.timeout, fut)
+        tokio::time::timeout(self.timeout, fut)
             .await
             .map_err(|_| ClientError::Timeout(self.timeout))?
             .map_err(|e| ClientError::Connect {
                 endpoint: self.endpoint.clone(),
                 source: Box::new(e),
-            })?;
-        let status = resp.status().as_u16();
-        let body = tokio::time::timeout(self.timeout, resp.into_body().collect())
+            })
+    }
+
+    async fn collect(&self, body: Incoming) -> Result<Bytes, ClientError> {
+        Ok(tokio::time::timeout(self.timeout, body.collect())
             .await
             .map_err(|_| ClientError::Timeout(self.timeout))?
             .map_err(|e| ClientError::Connect {
                 endpoint: self.endpoint.clone(),
                 source: Box::new(e),
             })?
-            .to_bytes();
-        if status >= 300 {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let code = v["__type"]
-                .as_str()
-                .unwrap_or("HttpError")
-                .rsplit('#')
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let message = v["message"]
-                .as_str()
-                .or(v["Message"].as_str())
-                .unwrap_or("")
-                .to_string();
-            return Err(ClientError::Api {
-                status,
-                code,
-                message,
-            });
-        }
-        Ok(body.to_vec())
+            .to_bytes())
     }
 
     fn sign(
@@ -210,4 +239,74 @@ impl Client {
         instructions.apply_to_request_http1x(req);
         Ok(())
     }
+}
+
+/// The AWS error envelope of a failed answer.
+fn api_error(status: u16, body: &[u8]) -> ClientError {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let code = v["__type"]
+        .as_str()
+        .unwrap_or("HttpError")
+        .rsplit('#')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let message = v["message"]
+        .as_str()
+        .or(v["Message"].as_str())
+        .unwrap_or("")
+        .to_string();
+    ClientError::Api {
+        status,
+        code,
+        message,
+    }
+}
+
+/// The messages of an event-stream answer, decoded as they arrive.
+pub struct EventStream {
+    body: Incoming,
+    buf: BytesMut,
+    decoder: MessageFrameDecoder,
+    endpoint: String,
+}
+
+impl EventStream {
+    /// The next message; `None` once the server ended the stream. No timeout: a stream may be
+    /// quiet for as long as its server likes.
+    pub async fn next(&mut self) -> Result<Option<Message>, ClientError> {
+        loop {
+            match self
+                .decoder
+                .decode_frame(&mut self.buf)
+                .map_err(|e| ClientError::Decode(e.to_string()))?
+            {
+                DecodedFrame::Complete(m) => return Ok(Some(m)),
+                DecodedFrame::Incomplete => {}
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(ClientError::Connect {
+                        endpoint: self.endpoint.clone(),
+                        source: Box::new(e),
+                    })
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A string header of an event-stream message (`:event-type`, `:message-type` …).
+pub fn header<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
+    m.headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .and_then(|h| h.value().as_string().ok())
+        .map(|s| s.as_str())
 }

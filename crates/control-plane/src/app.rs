@@ -36,6 +36,9 @@ pub struct App {
     pub registry: std::sync::OnceLock<std::sync::Arc<berth_registry::BlobStore>>,
     /// The control-plane replicas sharing the store (`replicas/`), as this replica sees them.
     pub replicas: crate::replicas::Replicas,
+    /// Cancelled when the server starts shutting down, so long-lived responses (Live Tail
+    /// streams) end instead of holding the graceful shutdown open.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl App {
@@ -67,6 +70,7 @@ impl App {
             ),
             registry: std::sync::OnceLock::new(),
             replicas: crate::replicas::Replicas::default(),
+            closing: tokio_util::sync::CancellationToken::new(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)

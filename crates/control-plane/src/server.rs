@@ -128,10 +128,17 @@ async fn api(
         }
     }
     let resp = match result {
-        Ok(body) => ok_json(body),
+        Ok(Reply::Json(body)) => ok_json(body),
+        Ok(Reply::Stream(resp)) => resp,
         Err(e) => e.into_response(),
     };
     finish(resp, &rid)
+}
+
+/// A successful answer: JSON, or a streaming response (StartLiveTail's event stream).
+enum Reply {
+    Json(Vec<u8>),
+    Stream(Response),
 }
 
 async fn handle(
@@ -141,7 +148,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     target: &str,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Reply, ApiError> {
     let limit = if target.starts_with(crate::logs::TARGET_PREFIX) {
         crate::logs::MAX_BODY_BYTES
     } else if target.starts_with(crate::ecr::TARGET_PREFIX) {
@@ -160,7 +167,12 @@ async fn handle(
         app: app.clone(),
         principal,
     };
-    match prefix {
+    if prefix == crate::logs::TARGET_PREFIX && op == "StartLiveTail" {
+        return crate::logs::live_tail::start_live_tail(&ctx, &body)
+            .await
+            .map(Reply::Stream);
+    }
+    let out = match prefix {
         crate::ecs::TARGET_PREFIX => match berth_ecs_api::ecs::Operation::from_name(op) {
             Some(op) => crate::ecs::dispatch(&ctx, op, &body).await,
             None => Err(ApiError::unknown_operation(target)),
@@ -172,7 +184,8 @@ async fn handle(
         crate::logs::TARGET_PREFIX => crate::logs::dispatch(&ctx, op, &body).await,
         crate::ecr::TARGET_PREFIX => crate::ecr::dispatch(&ctx, op, &body).await,
         _ => Err(ApiError::unknown_operation(target)),
-    }
+    };
+    out.map(Reply::Json)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -282,8 +295,12 @@ pub async fn serve(
     let watch = app.keys.spawn_watch(app.repo.clone());
     let scheduler = crate::service_scheduler::spawn(app.clone());
     let generations = crate::agents::spawn_generation_watch(app.clone());
+    let closing = app.closing.clone();
     let result = axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.cancel();
+        })
         .await;
     watch.abort();
     scheduler.abort();

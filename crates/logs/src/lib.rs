@@ -33,6 +33,13 @@
 //! segment), so reads binary-search each segment's sparse index to the start of the time range and
 //! k-way merge the overlapping segments (and, for FilterLogEvents, streams) by
 //! `(timestamp, stream, segment, offset)` — which is also what positions and tokens encode.
+//!
+//! # Live tail
+//!
+//! Every successful append is also published (only while someone listens) on a broadcast channel
+//! ([`LogStore::subscribe`]) as one [`Appended`] batch, in the stream's append order: Live Tail
+//! sessions follow new events from memory instead of polling the disk. A subscriber that falls
+//! more than [`LIVE_CHANNEL_BATCHES`] batches behind loses the oldest ones and is told how many.
 
 mod error;
 pub mod pattern;
@@ -52,6 +59,20 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// How many appended batches the live channel holds for a slow subscriber before it drops the
+/// oldest.
+pub const LIVE_CHANNEL_BATCHES: usize = 1024;
+
+/// One batch of events just appended to a stream, as published to live subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub group: String,
+    pub stream: String,
+    pub ingestion_time: i64,
+    /// `(timestamp ms, message)`, in the order they were stored.
+    pub events: Vec<(i64, String)>,
+}
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
@@ -267,6 +288,7 @@ pub struct RetentionReport {
 struct Inner {
     dir: PathBuf,
     groups: RwLock<BTreeMap<String, Arc<Group>>>,
+    live: tokio::sync::broadcast::Sender<Arc<Appended>>,
 }
 
 struct Group {
@@ -377,8 +399,14 @@ impl LogStore {
             inner: Arc::new(Inner {
                 dir,
                 groups: RwLock::new(groups),
+                live: tokio::sync::broadcast::channel(LIVE_CHANNEL_BATCHES).0,
             }),
         })
+    }
+
+    /// Follows every batch appended from now on (see the crate docs, "Live tail").
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Appended>> {
+        self.inner.live.subscribe()
     }
 
     /// The directory the store lives in.
@@ -622,6 +650,15 @@ impl LogStore {
             a.append(&buf, &entries, ingestion_time)?;
         }
         st.dirty = true;
+        // Published under the stream lock, so subscribers see a stream's batches in append order.
+        if self.inner.live.receiver_count() > 0 {
+            let _ = self.inner.live.send(Arc::new(Appended {
+                group: group.to_string(),
+                stream: stream.to_string(),
+                ingestion_time,
+                events: events.iter().map(|(t, m)| (*t, m.to_string())).collect(),
+            }));
+        }
         Ok(())
     }
 

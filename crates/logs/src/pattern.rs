@@ -13,7 +13,13 @@
 //!   `>=`, `*` wildcards, and `...` for any number of fields. A field is a whitespace-separated word,
 //!   or text inside `"…"` or `[…]`.
 //!
-//! Regular-expression patterns (`%…%`) are rejected as unsupported.
+//! - regular expressions between `%` signs: `%[Ee]rror|[Ff]ail%` on its own (the whole message is
+//!   searched), or as a value in JSON (`{ $.path = %^/api/% }`) and space-delimited
+//!   (`[ip = %^10\.%, ...]`) patterns. CloudWatch's subset is enforced: ASCII letters and digits,
+//!   the symbols `:_#=@/;,-`, the operators `^$?[]{}|\*+.`, escapes `\d \D \w \W \s \S` (ASCII
+//!   classes) and `\` before an operator or symbol; no `( )` groups, no multi-byte characters,
+//!   and at most two regular expressions per pattern. Matching is a case-sensitive search
+//!   (anchor with `^`/`$`).
 
 use crate::error::LogError;
 use serde_json::Value;
@@ -26,6 +32,139 @@ pub enum Pattern {
     Terms(Terms),
     Json(JsonExpr),
     Delimited(Vec<FieldSpec>),
+    /// `%regex%`: the message contains a match.
+    Regex(Re),
+}
+
+/// Most regular expressions one filter pattern may hold (CloudWatch's documented limit).
+pub const MAX_REGEXES: usize = 2;
+
+/// A compiled `%…%` regular expression (compared by its source text).
+#[derive(Debug, Clone)]
+pub struct Re {
+    src: String,
+    re: regex::Regex,
+}
+
+impl PartialEq for Re {
+    fn eq(&self, other: &Self) -> bool {
+        self.src == other.src
+    }
+}
+
+impl Re {
+    /// Compiles the text between the `%` signs, enforcing CloudWatch's regex subset.
+    pub fn new(src: &str) -> Result<Re, LogError> {
+        let bad =
+            |why: String| LogError::Pattern(format!("invalid regular expression %{src}%: {why}"));
+        if src.is_empty() {
+            return Err(bad("it is empty".into()));
+        }
+        const SYMBOLS: &str = ":_#=@/;,-";
+        const OPERATORS: &str = "^$?[]{}|\\*+.";
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || SYMBOLS.contains(c) || OPERATORS.contains(c);
+        let mut out = String::with_capacity(src.len() + 16);
+        let mut in_class = false;
+        let mut chars = src.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '(' || c == ')' {
+                return Err(bad("( ) groups are not supported".into()));
+            }
+            if !c.is_ascii() {
+                return Err(bad("multi-byte characters are not supported".into()));
+            }
+            if !allowed(c) {
+                return Err(bad(format!("the character {c:?} is not supported")));
+            }
+            match c {
+                '\\' => {
+                    let Some(e) = chars.next() else {
+                        return Err(bad("it ends with a lone \\".into()));
+                    };
+                    let class = |neg: bool, set: &str| {
+                        if in_class {
+                            set.to_string()
+                        } else if neg {
+                            format!("[^{set}]")
+                        } else {
+                            format!("[{set}]")
+                        }
+                    };
+                    match e {
+                        'd' => out.push_str(&class(false, "0-9")),
+                        'w' => out.push_str(&class(false, "0-9A-Za-z_")),
+                        's' => out.push_str(&class(false, "\\t\\n\\x0B\\x0C\\r ")),
+                        'D' if !in_class => out.push_str(&class(true, "0-9")),
+                        'W' if !in_class => out.push_str(&class(true, "0-9A-Za-z_")),
+                        'S' if !in_class => out.push_str(&class(true, "\\t\\n\\x0B\\x0C\\r ")),
+                        'D' | 'W' | 'S' => {
+                            out.push('\\');
+                            out.push(e);
+                        }
+                        e if e.is_ascii_alphanumeric() => {
+                            return Err(bad(format!("the escape \\{e} is not supported")))
+                        }
+                        e if allowed(e) || e == '%' => {
+                            out.push('\\');
+                            out.push(e);
+                        }
+                        e => return Err(bad(format!("the character {e:?} is not supported"))),
+                    }
+                }
+                '[' if !in_class => {
+                    in_class = true;
+                    out.push('[');
+                    if chars.peek() == Some(&'^') {
+                        out.push('^');
+                        chars.next();
+                    }
+                    if chars.peek() == Some(&']') {
+                        out.push_str("\\]");
+                        chars.next();
+                    }
+                }
+                ']' if in_class => {
+                    in_class = false;
+                    out.push(']');
+                }
+                // Inside a class the regex crate would start a nested class; CloudWatch's subset
+                // has none, so take `[` literally.
+                '[' => out.push_str("\\["),
+                c => out.push(c),
+            }
+        }
+        if in_class {
+            return Err(bad("unclosed [".into()));
+        }
+        let re = regex::RegexBuilder::new(&out)
+            .size_limit(1 << 20)
+            .dfa_size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                bad(e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            })?;
+        Ok(Re {
+            src: src.to_string(),
+            re,
+        })
+    }
+
+    /// The text between the `%` signs.
+    pub fn as_str(&self) -> &str {
+        &self.src
+    }
+
+    /// Does `s` contain a match?
+    pub fn is_match(&self, s: &str) -> bool {
+        self.re.is_match(s)
+    }
 }
 
 /// Unstructured term matching.
@@ -71,6 +210,8 @@ pub enum CmpOp {
 pub enum Literal {
     Str(String),
     Num(f64),
+    /// `%regex%` (only with `=` and `!=`).
+    Regex(Re),
 }
 
 /// One field of a space-delimited pattern.
@@ -96,6 +237,8 @@ impl Pattern {
                 .and_then(|x| x.strip_suffix('}'))
                 .ok_or_else(|| LogError::Pattern("unbalanced { } in JSON pattern".into()))?;
             let toks = lex_json(inner)?;
+            let n = toks.iter().filter(|t| matches!(t, Tok::Regex(_))).count();
+            check_regex_count(n)?;
             let mut p = JsonParser { toks, pos: 0 };
             let e = p.or()?;
             if p.pos != p.toks.len() {
@@ -110,9 +253,7 @@ impl Pattern {
             return parse_delimited(s).map(Pattern::Delimited);
         }
         if s.len() >= 2 && s.starts_with('%') && s.ends_with('%') {
-            return Err(LogError::Pattern(
-                "regular expression filter patterns are not supported by berth".into(),
-            ));
+            return Re::new(&s[1..s.len() - 1]).map(Pattern::Regex);
         }
         parse_terms(s).map(Pattern::Terms)
     }
@@ -141,8 +282,18 @@ impl Pattern {
                 let fields = split_fields(message);
                 match_fields(specs, &fields)
             }
+            Pattern::Regex(re) => re.is_match(message),
         }
     }
+}
+
+fn check_regex_count(n: usize) -> Result<(), LogError> {
+    if n > MAX_REGEXES {
+        return Err(LogError::Pattern(format!(
+            "a filter pattern may contain at most {MAX_REGEXES} regular expressions, found {n}"
+        )));
+    }
+    Ok(())
 }
 
 fn parse_terms(s: &str) -> Result<Terms, LogError> {
@@ -217,6 +368,7 @@ enum Tok {
     Selector(Vec<PathPart>),
     Str(String),
     Word(String),
+    Regex(Re),
 }
 
 fn parse_selector(s: &str) -> Result<Vec<PathPart>, LogError> {
@@ -304,6 +456,11 @@ fn lex_json(s: &str) -> Result<Vec<Tok>, LogError> {
                 out.push(Tok::Op(CmpOp::Gt));
                 i += 1
             }
+            '%' => {
+                let (body, next) = regex_body(&chars, i)?;
+                out.push(Tok::Regex(Re::new(&body)?));
+                i = next;
+            }
             '"' => {
                 i += 1;
                 let mut v = String::new();
@@ -349,6 +506,29 @@ fn lex_json(s: &str) -> Result<Vec<Tok>, LogError> {
         }
     }
     Ok(out)
+}
+
+/// The text of the `%…%` regex starting at `chars[start]` (a `%`), and the index after it.
+fn regex_body(chars: &[char], start: usize) -> Result<(String, usize), LogError> {
+    let mut i = start + 1;
+    let mut body = String::new();
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if i + 1 < chars.len() => {
+                body.push('\\');
+                body.push(chars[i + 1]);
+                i += 2;
+            }
+            '%' => return Ok((body, i + 1)),
+            c => {
+                body.push(c);
+                i += 1;
+            }
+        }
+    }
+    Err(LogError::Pattern(
+        "unterminated %regular expression%".into(),
+    ))
 }
 
 struct JsonParser {
@@ -434,6 +614,7 @@ impl JsonParser {
                 };
                 let lit = match self.next() {
                     Some(Tok::Str(s)) => Literal::Str(s),
+                    Some(Tok::Regex(r)) => Literal::Regex(r),
                     Some(Tok::Word(w)) => match w.parse::<f64>() {
                         Ok(n) if n.is_finite() => Literal::Num(n),
                         _ => Literal::Str(w),
@@ -444,19 +625,27 @@ impl JsonParser {
                         )))
                     }
                 };
-                if matches!(op, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge)
-                    && !matches!(lit, Literal::Num(_))
-                {
-                    return Err(LogError::Pattern(
-                        "numeric comparisons need a number on the right".into(),
-                    ));
-                }
+                check_op(op, &lit)?;
                 Ok(JsonExpr::Cmp(path, op, lit))
             }
             other => Err(LogError::Pattern(format!(
                 "expected a selector like $.field, found {other:?}"
             ))),
         }
+    }
+}
+
+fn check_op(op: CmpOp, lit: &Literal) -> Result<(), LogError> {
+    let numeric = matches!(op, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge);
+    match lit {
+        Literal::Num(_) => Ok(()),
+        Literal::Regex(_) if numeric => Err(LogError::Pattern(
+            "regular expressions can only be compared with = and !=".into(),
+        )),
+        _ if numeric => Err(LogError::Pattern(
+            "numeric comparisons need a number on the right".into(),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -509,6 +698,19 @@ fn cmp_num(op: CmpOp, a: f64, b: f64) -> bool {
 
 fn cmp_value(v: &Value, op: CmpOp, lit: &Literal) -> bool {
     match (lit, v) {
+        (Literal::Regex(re), v) => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(x) => x.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return false,
+            };
+            match op {
+                CmpOp::Eq => re.is_match(&text),
+                CmpOp::Ne => !re.is_match(&text),
+                _ => false,
+            }
+        }
         (Literal::Num(n), Value::Number(x)) => x.as_f64().is_some_and(|x| cmp_num(op, x, *n)),
         (Literal::Num(n), Value::String(s)) => s.parse::<f64>().is_ok_and(|x| cmp_num(op, x, *n)),
         (Literal::Str(p), Value::String(s)) => match op {
@@ -549,7 +751,7 @@ fn parse_delimited(s: &str) -> Result<Vec<FieldSpec>, LogError> {
         .and_then(|x| x.strip_suffix(']'))
         .ok_or_else(|| LogError::Pattern("unbalanced [ ] in space-delimited pattern".into()))?;
     let mut out = Vec::new();
-    for raw in inner.split(',') {
+    for raw in &split_specs(inner)? {
         let f = raw.trim();
         if f.is_empty() {
             return Err(LogError::Pattern(
@@ -576,7 +778,9 @@ fn parse_delimited(s: &str) -> Result<Vec<FieldSpec>, LogError> {
                 if name.is_empty() || val.is_empty() {
                     return Err(LogError::Pattern(format!("invalid field condition {f:?}")));
                 }
-                let lit = if let Some(q) = val.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                let lit = if val.len() >= 2 && val.starts_with('%') && val.ends_with('%') {
+                    Literal::Regex(Re::new(&val[1..val.len() - 1])?)
+                } else if let Some(q) = val.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
                     Literal::Str(q.to_string())
                 } else {
                     match val.parse::<f64>() {
@@ -584,19 +788,53 @@ fn parse_delimited(s: &str) -> Result<Vec<FieldSpec>, LogError> {
                         _ => Literal::Str(val.to_string()),
                     }
                 };
-                if matches!(op, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge)
-                    && !matches!(lit, Literal::Num(_))
-                {
-                    return Err(LogError::Pattern(
-                        "numeric comparisons need a number on the right".into(),
-                    ));
-                }
+                check_op(op, &lit)?;
                 spec = FieldSpec::Cond(op, lit);
                 break;
             }
         }
         out.push(spec);
     }
+    let n = out
+        .iter()
+        .filter(|f| matches!(f, FieldSpec::Cond(_, Literal::Regex(_))))
+        .count();
+    check_regex_count(n)?;
+    Ok(out)
+}
+
+/// Splits the inside of `[ … ]` at commas that are not inside `"…"` or `%…%`.
+fn split_specs(inner: &str) -> Result<Vec<String>, LogError> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            (None, '"') | (None, '%') => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (None, ',') => out.push(std::mem::take(&mut cur)),
+            (_, c) => cur.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err(LogError::Pattern(
+            "unterminated quote or %regular expression% in space-delimited pattern".into(),
+        ));
+    }
+    out.push(cur);
     Ok(out)
 }
 
@@ -744,6 +982,53 @@ mod tests {
             ("[a, b > 10]", "x 9", false),
             ("[a, b = 4*]", "x 404", true),
             ("[a, b]", "x y z", false),
+            ("%AUTHORIZED%", "[ERROR 401] UNAUTHORIZED REQUEST", true),
+            ("%AUTHORIZED%", "[SUCCESS 200] AUTHORIZED REQUEST", true),
+            ("%AUTHORIZED%", "authorized", false),
+            ("%[Ee]rror|[Ff]ail%", "disk failure", true),
+            ("%[Ee]rror|[Ff]ail%", "Error 42", true),
+            ("%[Ee]rror|[Ff]ail%", "ok", false),
+            (
+                r"%\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}%",
+                "from 10.0.12.7 port 22",
+                true,
+            ),
+            (
+                r"%\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}%",
+                "from 10.0.x.7",
+                false,
+            ),
+            ("%^[hc]at%", "hat trick", true),
+            ("%^[hc]at%", "that", false),
+            ("%[hc]at$%", "that", true),
+            ("%colou?r%", "color", true),
+            ("%colou?r%", "colour", true),
+            ("%a{3,5}%", "baab", false),
+            ("%a{3,5}%", "baaab", true),
+            ("%[^0-9]x%", "1x", false),
+            ("%[^0-9]x%", "ax", true),
+            (r"%\s\w+=%", "GET user=5", true),
+            (r"%\s\w+=%", "GET =5", false),
+            (r"%\d%", "١", false),
+            (r"%a\.b%", "axb", false),
+            (r"%a.b%", "axb", true),
+            ("%ERROR%", "error", false),
+            ("{ $.path = %^/api/% }", r#"{"path":"/api/users"}"#, true),
+            ("{ $.path = %^/api/% }", r#"{"path":"/web/api/"}"#, false),
+            ("{ $.path != %^/api/% }", r#"{"path":"/web"}"#, true),
+            (r"{ $.code = %^5\d\d$% }", r#"{"code":503}"#, true),
+            ("{ $.a = %x% && $.b = %y% }", r#"{"a":"xx","b":"yy"}"#, true),
+            (
+                r"[ip = %^10\.%, user, ..., status = %^4%, bytes]",
+                "10.1.2.3 frank [10/Oct/2000] \"GET /x\" 404 1534",
+                true,
+            ),
+            (
+                r"[ip = %^10\.%, user, ..., status = %^4%, bytes]",
+                "11.1.2.3 frank [10/Oct/2000] \"GET /x\" 404 1534",
+                false,
+            ),
+            ("[a = %x{1,2}%, b]", "xx y", true),
         ];
         for (p, msg, want) in cases {
             assert_eq!(m(p, msg), *want, "pattern {p:?} on {msg:?}");
@@ -759,7 +1044,15 @@ mod tests {
             "{ a = 1 }",
             "{ ($.a = 1 }",
             "\"unterminated",
-            "%regex%",
+            "%%",
+            "%a(b)%",
+            "%a!%",
+            "%é%",
+            "%a\\1%",
+            "%[a-%",
+            "{ $.a = %x% && $.b = %y% && $.c = %z% }",
+            "{ $.a > %1% }",
+            "[a = %x%, b = %y%, c = %z%]",
             "[a, , b]",
             "{ $.a IS MAYBE }",
         ] {

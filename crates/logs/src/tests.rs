@@ -521,3 +521,29 @@ fn wipe_and_maintenance_thread() {
     drop(s);
     h.join().unwrap();
 }
+
+#[test]
+fn live_subscribers_get_each_appended_batch_in_order() {
+    let (_d, s) = store();
+    s.create_group(GroupSettings::new("g")).unwrap();
+    s.create_stream("g", "a").unwrap();
+    s.create_stream("g", "b").unwrap();
+    // Nobody listens: appends are not retained for later subscribers.
+    put(&s, "g", "a", &[(1, "before".into())]);
+    let mut rx = s.subscribe();
+    put(&s, "g", "a", &[(2, "one".into()), (3, "two".into())]);
+    put(&s, "g", "b", &[(4, "three".into())]);
+    let first = rx.try_recv().unwrap();
+    assert_eq!((first.group.as_str(), first.stream.as_str()), ("g", "a"));
+    assert_eq!(
+        first.events,
+        vec![(2, "one".to_string()), (3, "two".to_string())]
+    );
+    let second = rx.try_recv().unwrap();
+    assert_eq!(second.stream, "b");
+    assert_eq!(second.events, vec![(4, "three".to_string())]);
+    assert!(rx.try_recv().is_err());
+    // A failed append publishes nothing.
+    assert!(s.put_events("g", "missing", &[(5, "x")], now_ms()).is_err());
+    assert!(rx.try_recv().is_err());
+}

@@ -3,6 +3,7 @@
 
 mod events;
 mod groups;
+pub mod live_tail;
 mod streams;
 
 use crate::app::Ctx;
@@ -52,6 +53,8 @@ pub async fn dispatch(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiEr
         O::PutLogEvents => route!(ctx, body, events::put_log_events),
         O::GetLogEvents => route!(ctx, body, events::get_log_events),
         O::FilterLogEvents => route!(ctx, body, events::filter_log_events),
+        // Answered with an event stream by the server (see `live_tail::start_live_tail`).
+        O::StartLiveTail => Err(ApiError::server("StartLiveTail must be served as a stream")),
         other => Err(ApiError::new(
             "InvalidOperationException",
             format!(
@@ -84,6 +87,7 @@ pub fn implemented(op: Operation) -> bool {
             | O::PutLogEvents
             | O::GetLogEvents
             | O::FilterLogEvents
+            | O::StartLiveTail
     )
 }
 
