@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from berthbench import ROOT, free_port, machine_facts, table  # noqa: E402
 
 RELEASE = ROOT / "target" / "release"
-BERTH = Path(os.environ.get("BERTH_BIN", RELEASE / "berth"))
-LOADGEN = RELEASE / "berth-loadgen"
+BERTH = Path(os.environ.get("BERTH_BIN", RELEASE / "berth")).resolve()
+LOADGEN = Path(os.environ.get("BERTH_LOADGEN", RELEASE / "berth-loadgen")).resolve()
 CACHE = ROOT / ".cache" / "bench"
 FAKECLOUD = CACHE / "fakecloud" / "bin" / "fakecloud"
 MOTO = CACHE / "moto-venv" / "bin" / "moto_server"
@@ -85,6 +85,18 @@ class Target:
         args = self.loadgen("populate", "--instances", str(instances), "--tasks", str(tasks))
         if keepalive:
             args.append("--keepalive")
+        if self.name == "moto":
+            # moto registers container instances only for EC2 instances it knows: make them first.
+            import boto3
+            ec2 = boto3.client("ec2", endpoint_url=self.endpoint, region_name="us-east-1",
+                               aws_access_key_id="test", aws_secret_access_key="test")
+            ids = []
+            while len(ids) < instances:
+                n = min(100, instances - len(ids))
+                r = ec2.run_instances(ImageId="ami-12345678", MinCount=n, MaxCount=n)
+                ids += [i["InstanceId"] for i in r["Instances"]]
+            (self.dir / "instance-ids").write_text("\n".join(ids))
+            args += ["--instance-ids-file", str(self.dir / "instance-ids")]
         t0 = time.time()
         self.populator = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.dir / "populate.log", "ab"),
                                           text=True, start_new_session=True)

@@ -161,6 +161,33 @@ impl Repo {
         }
     }
 
+    /// Several records read at one revision (`None` where a key is absent), shared.
+    pub async fn get_many_arc<T: Record>(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Versioned<Arc<T>>>>, ApiError> {
+        if let Some(c) = &self.cache {
+            let served = c
+                .read(|v| {
+                    keys.iter()
+                        .map(|k| v.get(k).map(decode_entry::<T>).transpose())
+                        .collect::<Result<Vec<_>, ApiError>>()
+                })
+                .await?;
+            if let Some(found) = served {
+                return found;
+            }
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(match self.store.get(k).await? {
+                Some(kv) => Some(decode(kv)?),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
     /// Every record under `prefix`, in key order.
     pub async fn list<T: Record + Clone>(
         &self,

@@ -51,6 +51,10 @@ enum Cmd {
         /// Keep instances connected with berth agent polls (berth only).
         #[arg(long)]
         keepalive: bool,
+        /// EC2 instance ids (one per line) for the identity documents: moto only registers
+        /// container instances for EC2 instances it knows.
+        #[arg(long)]
+        instance_ids_file: Option<std::path::PathBuf>,
     },
     /// Drive one operation and print a JSON line of results.
     Load {
@@ -87,8 +91,21 @@ async fn main() -> Result<()> {
             azs,
             concurrency,
             keepalive,
+            instance_ids_file,
         } => {
+            let ids: Vec<String> = match instance_ids_file {
+                Some(p) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                None => (0..instances).map(|i| format!("i-{i:017x}")).collect(),
+            };
+            if ids.len() < instances {
+                bail!("{} instance ids for {instances} instances", ids.len());
+            }
             populate(
+                ids,
                 &client,
                 &cli.cluster,
                 instances,
@@ -146,6 +163,7 @@ where
 }
 
 async fn populate(
+    ids: Vec<String>,
     c: &Client,
     cluster: &str,
     instances: usize,
@@ -162,12 +180,13 @@ async fn populate(
     let arns = Arc::new(std::sync::Mutex::new(vec![String::new(); instances]));
     {
         let (c, cluster, arns) = (c.clone(), cluster.to_string(), arns.clone());
+        let ids = Arc::new(ids);
         in_parallel(instances, concurrency, move |i| {
-            let (c, cluster, arns) = (c.clone(), cluster.clone(), arns.clone());
+            let (c, cluster, arns, ids) = (c.clone(), cluster.clone(), arns.clone(), ids.clone());
             async move {
                 let az = format!("us-east-1{}", (b'a' + (i % azs.max(1)) as u8) as char);
                 let doc = json!({"availabilityZone": az, "instanceType": "sim.large",
-                    "instanceId": format!("i-{i:017x}"), "region": "us-east-1"});
+                    "instanceId": ids[i], "region": "us-east-1"});
                 let v = call(
                     &c,
                     "RegisterContainerInstance",

@@ -908,16 +908,13 @@ pub async fn describe_tasks(
         .contains(&ecs::TaskField::Tags);
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
-    for arg in args {
-        let found = match task_id_of(&arg) {
-            Some(id) => {
-                ctx.app
-                    .repo
-                    .get_arc::<TaskRecord>(&keys::task(&cluster, &id))
-                    .await?
-            }
-            None => None,
-        };
+    // One consistent read for all of them (an id that doesn't parse gets the empty key: MISSING).
+    let wanted: Vec<String> = args
+        .iter()
+        .map(|a| task_id_of(a).map_or_else(String::new, |id| keys::task(&cluster, &id)))
+        .collect();
+    let found_all = ctx.app.repo.get_many_arc::<TaskRecord>(&wanted).await?;
+    for (arg, found) in args.into_iter().zip(found_all) {
         match found {
             Some(t) => tasks.push(to_wire(ctx, &t.value, include_tags)),
             None => failures.push(ecs::Failure {
