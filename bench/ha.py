@@ -201,7 +201,7 @@ def api_rows(label, server, hosts_n=10):
         return tls.c
 
     ecs().create_cluster(clusterName="bench")
-    ecs().register_task_definition(family="tiny", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 1, "cpu": 1}])
+    ecs().register_task_definition(family="tiny", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 6, "cpu": 1}])
     measure(CONC * 4, lambda i: ecs().register_task_definition(**td_body(i)))  # warm-up (connections)
     reg = measure(N, lambda i: ecs().register_task_definition(**td_body(i)))
     hosts = SimHosts([server], "bench", hosts_n)
@@ -250,7 +250,7 @@ def failover(etcd):
     ecs = servers[0].ecs()
     ecs.create_cluster(clusterName="fo")
     SimHosts(servers, "fo", 1)
-    td = ecs.register_task_definition(family="fo", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 1}])
+    td = ecs.register_task_definition(family="fo", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 6}])
     ecs.create_service(cluster="fo", serviceName="s", taskDefinition=td["taskDefinition"]["taskDefinitionArn"], desiredCount=0)
     writes, placements = [], []
     desired = 0
@@ -265,7 +265,7 @@ def failover(etcd):
         killed = time.perf_counter()
         while True:
             try:
-                c.register_task_definition(family="fo-write", containerDefinitions=[{"name": "c", "image": "b", "memory": 1}])
+                c.register_task_definition(family="fo-write", containerDefinitions=[{"name": "c", "image": "b", "memory": 6}])
                 break
             except Exception:
                 time.sleep(0.01)

@@ -138,6 +138,39 @@ impl EtcdStore {
     }
 }
 
+/// How often a request that could not reach an etcd member is sent again.
+const CONNECT_RETRIES: usize = 6;
+
+/// Did the request fail before reaching etcd (the member it was routed to refuses connections)?
+/// etcd-client balances requests over every endpoint and keeps a dead member in the rotation, so
+/// such a request is safe to send again (even a Txn: etcd never saw it) and the balancer routes
+/// the next try to another member.
+pub(crate) fn is_connect_error(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && s.message().contains("connect error")
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `$req` (re-evaluated per try) again while it fails with a connect error.
+macro_rules! retry_connect {
+    ($req:expr) => {{
+        let mut tries = 0;
+        loop {
+            match $req {
+                Err(e) if tries < CONNECT_RETRIES && is_connect_error(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * tries as u64)).await;
+                }
+                r => break r,
+            }
+        }
+    }};
+}
+
 /// Is this etcd's "required revision has been compacted"?
 pub(crate) fn is_compacted(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted"))
@@ -223,11 +256,7 @@ fn compare_holds(c: &Compare, state: Option<(Revision, Revision)>) -> bool {
 #[async_trait]
 impl StateStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self
-            .inner
-            .kv()
-            .get(self.inner.keys.key(key), None)
-            .await
+        let resp = retry_connect!(self.inner.kv().get(self.inner.keys.key(key), None).await)
             .map_err(|e| map_err("get", e))?;
         resp.kvs()
             .first()
@@ -258,9 +287,7 @@ impl StateStore for EtcdStore {
             Some(n) => opts = opts.with_limit(i64::try_from(n).unwrap_or(i64::MAX)),
             None => {}
         }
-        let resp = kv
-            .get(start, Some(opts))
-            .await
+        let resp = retry_connect!(kv.get(start.clone(), Some(opts.clone())).await)
             .map_err(|e| map_err("range", e))?;
         let revision = header_revision(resp.header())?;
         if req.limit == Some(0) {
@@ -306,10 +333,9 @@ impl StateStore for EtcdStore {
                     TxnOp::get(start, Some(o))
                 })
                 .collect();
-            let resp = kv
-                .txn(EtcdTxn::new().and_then(ops))
-                .await
-                .map_err(|e| map_err("snapshot", e))?;
+            let read = EtcdTxn::new().and_then(ops);
+            let resp =
+                retry_connect!(kv.txn(read.clone()).await).map_err(|e| map_err("snapshot", e))?;
             if revision == 0 {
                 revision = header_revision(resp.header())?;
             }
@@ -356,16 +382,11 @@ impl StateStore for EtcdStore {
             .iter()
             .map(|k| TxnOp::get(keys.key(k), Some(GetOptions::new().with_keys_only())))
             .collect();
-        let resp = self
-            .inner
-            .kv()
-            .txn(
-                EtcdTxn::new()
-                    .when(compares)
-                    .and_then(writes)
-                    .or_else(reads),
-            )
-            .await
+        let etcd_txn = EtcdTxn::new()
+            .when(compares)
+            .and_then(writes)
+            .or_else(reads);
+        let resp = retry_connect!(self.inner.kv().txn(etcd_txn.clone()).await)
             .map_err(|e| map_err("txn", e))?;
         let revision = header_revision(resp.header())?;
         if resp.succeeded() {
@@ -396,15 +417,16 @@ impl StateStore for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let resp = self
-            .inner
-            .kv()
-            .get(
-                self.inner.keys.wipe_marker(),
-                Some(GetOptions::new().with_count_only()),
-            )
-            .await
-            .map_err(|e| map_err("reading the revision", e))?;
+        let resp = retry_connect!(
+            self.inner
+                .kv()
+                .get(
+                    self.inner.keys.wipe_marker(),
+                    Some(GetOptions::new().with_count_only()),
+                )
+                .await
+        )
+        .map_err(|e| map_err("reading the revision", e))?;
         header_revision(resp.header())
     }
 
