@@ -11,6 +11,8 @@
 //! - [`manager`] / [`task`]: the task manager and one actor per task, generic over
 //!   [`berth_runtime::ContainerRuntime`].
 //! - [`reporter`]: ordered, retried, superseding delivery of task reports.
+//! - [`metadata`]: the task metadata endpoint (v4/v3) every container gets a URI for.
+//! - [`pause`]: the self-made pause image holding an awsvpc task's network namespace.
 //! - [`awslogs`]: the `awslogs` log driver — one shipper per container follows its output into
 //!   berth's CloudWatch-Logs-compatible store (`PutLogEvents`), checkpointed in `ECS_DATADIR`.
 //!
@@ -37,7 +39,8 @@
 //!
 //! The actor is level-triggered: after every message (a new desired state, an engine event for
 //! one of its containers, a resync after an engine reconnect, a timer) it re-inspects what
-//! changed and *steps*: it creates the task's network (awsvpc) and task-scoped volumes, pulls the
+//! changed and *steps*: it creates the task's network and its pause container (awsvpc: one
+//! network namespace per task, see [`pause`]) and task-scoped volumes, pulls the
 //! images (`ECS_IMAGE_PULL_BEHAVIOR`; `pullStartedAt`/`pullStoppedAt`), then creates and starts
 //! each container whose `dependsOn` conditions hold (START: dependency running; COMPLETE: exited;
 //! SUCCESS: exited 0; HEALTHY: health check passed — links and volumesFrom imply START), waiting

@@ -674,3 +674,84 @@ async fn per_task_network_gives_an_address() -> TestResult {
     assert!(listed.is_empty(), "{listed:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn import_image_inspect_network_and_stats_json() -> TestResult {
+    let c = ctx_or_skip!("import_image");
+    // `docker import` of a one-file root filesystem (never run: inspecting it is enough).
+    let mut tar = Vec::new();
+    {
+        let content = b"#!/bin/sh\n";
+        let mut h = [0u8; 512];
+        h[..4].copy_from_slice(b"file");
+        h[100..108].copy_from_slice(b"0000755\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[148..156].copy_from_slice(b"        ");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        tar.extend_from_slice(&h);
+        tar.extend_from_slice(content);
+        tar.resize(512 + 512 + 1024, 0);
+    }
+    let reference = format!("berth-test/imported-{}:1", unique("img").to_lowercase());
+    let img =
+        c.d.import_image(tar, &reference, &["CMD [\"/file\"]".to_string()])
+            .await?;
+    assert!(img.id.starts_with("sha256:"), "{img:?}");
+    assert!(c.d.image_exists(&reference).await?);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &reference])
+        .output();
+
+    // The default bridge has a subnet and (reported or derived) gateway.
+    let bridge = c.d.inspect_network("bridge").await?;
+    let gw = bridge
+        .subnets
+        .iter()
+        .find_map(|s| s.gateway_or_first_host())
+        .ok_or_else(|| format!("no gateway: {bridge:?}"))?;
+    assert!(gw.parse::<std::net::Ipv4Addr>().is_ok(), "{gw}");
+
+    // Docker's own stats document.
+    let id = c.run(&c.spec("stats", &["sleep", "30"])).await?;
+    let doc = c.d.stats_json(&id).await?;
+    assert!(doc.contains("\"memory_stats\""), "{doc}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn host_port_range_is_honoured() -> TestResult {
+    let c = ctx_or_skip!("host_port_range");
+    let lo = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port().clamp(20000, 60000)
+    };
+    let mut spec = c.spec("ranged", &["httpd", "-f", "-p", "8080", "-h", "/var/www"]);
+    spec.port_bindings.push(PortBinding {
+        container_port: 8080,
+        protocol: Protocol::Tcp,
+        host_port: 0,
+        host_port_range: Some((lo, lo + 10)),
+        host_ip: None,
+    });
+    let id = c.run(&spec).await?;
+    let info = c.d.inspect_container(&id).await?;
+    let port = info
+        .ports
+        .iter()
+        .find(|p| p.container_port == 8080)
+        .map(|p| p.host_port)
+        .ok_or_else(|| format!("no port mapping: {:?}", info.ports))?;
+    assert!(
+        (lo..=lo + 10).contains(&port),
+        "{port} not in {lo}-{}",
+        lo + 10
+    );
+    Ok(())
+}
