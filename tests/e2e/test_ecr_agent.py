@@ -109,7 +109,7 @@ def test_task_image_is_pulled_from_berth_with_agent_credentials(up, tmp_path):
         assert t["stoppedReason"].startswith("CannotPullContainerError:") or reason.startswith("CannotPullContainerError:"), t
         assert "nope" in t["stoppedReason"] + reason and "unauthorized" not in (t["stoppedReason"] + reason).lower(), t
     finally:
-        d("rmi", f"{uri}:v1", check=False)
+        d("rmi", "-f", f"{uri}:v1", check=False)
 
 
 def test_agent_tokens_pull_but_never_push(up):
