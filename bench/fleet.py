@@ -191,103 +191,109 @@ def main():
     sim = None
     rows = []
     try:
-        ecs = server.client()
-        ecs.create_cluster(clusterName=CLUSTER)
-        td = ecs.register_task_definition(
-            family="fleetapp", containerDefinitions=[{"name": "app", "image": "sim/app:1", "cpu": 128,
-                                                       "memory": 256, "essential": True}])["taskDefinition"]
-        td_arn = td["taskDefinitionArn"]
-        key = server.agent_key()
+        try:
+            ecs = server.client()
+            ecs.create_cluster(clusterName=CLUSTER)
+            td = ecs.register_task_definition(
+                family="fleetapp", containerDefinitions=[{"name": "app", "image": "sim/app:1", "cpu": 128,
+                                                           "memory": 256, "essential": True}])["taskDefinition"]
+            td_arn = td["taskDefinitionArn"]
+            key = server.agent_key()
 
-        # 1. Registration.
-        sim = Sim(server, key)
-        m = Meter(server, sim)
-        t_reg, _ = until("registration", lambda: cluster(ecs)["registeredContainerInstancesCount"] >= INSTANCES)
-        r = m.done()
-        print(f"registered {INSTANCES} instances in {t_reg:.1f} s")
-        rows.append(("register instances", INSTANCES, t_reg, INSTANCES / t_reg, r))
-        idle = Meter(server, sim)
-        time.sleep(10)
-        r = idle.done()
-        rows.append(("idle (held polls)", 0, 10.0, 0, r))
+            # 1. Registration.
+            sim = Sim(server, key)
+            m = Meter(server, sim)
+            t_reg, _ = until("registration", lambda: cluster(ecs)["registeredContainerInstancesCount"] >= INSTANCES)
+            r = m.done()
+            print(f"registered {INSTANCES} instances in {t_reg:.1f} s")
+            rows.append(("register instances", INSTANCES, t_reg, INSTANCES / t_reg, r))
+            idle = Meter(server, sim)
+            time.sleep(10)
+            r = idle.done()
+            rows.append(("idle (held polls)", 0, 10.0, 0, r))
 
-        # 2. Services.
-        per = TASKS // SERVICES
-        names = [f"svc{i:02d}" for i in range(SERVICES)]
-        m = Meter(server, sim)
-        t0 = time.time()
-        for n in names:
-            ecs.create_service(cluster=CLUSTER, serviceName=n, taskDefinition=td_arn, desiredCount=per)
-        created = time.time() - t0
+            # 2. Services.
+            per = TASKS // SERVICES
+            names = [f"svc{i:02d}" for i in range(SERVICES)]
+            m = Meter(server, sim)
+            t0 = time.time()
+            for n in names:
+                ecs.create_service(cluster=CLUSTER, serviceName=n, taskDefinition=td_arn, desiredCount=per)
+            created = time.time() - t0
 
-        def all_running():
-            done = 0
-            for i in range(0, len(names), 10):
-                for s in ecs.describe_services(cluster=CLUSTER, services=names[i:i + 10])["services"]:
-                    done += s["runningCount"] >= s["desiredCount"] and len(s["deployments"]) == 1
-            return done == len(names)
+            def all_running():
+                done = 0
+                for i in range(0, len(names), 10):
+                    for s in ecs.describe_services(cluster=CLUSTER, services=names[i:i + 10])["services"]:
+                        done += s["runningCount"] >= s["desiredCount"] and len(s["deployments"]) == 1
+                return done == len(names)
 
-        t_svc, _ = until("services", all_running, every=2.0)
-        r = m.done()
-        print(f"{SERVICES} services x {per}: all running in {t_svc:.1f} s (CreateService calls took {created:.2f} s)")
-        rows.append(("services: place + run", per * SERVICES, t_svc, per * SERVICES / t_svc, r))
-        svc_rate_per_min = per / (t_svc / 60)
+            t_svc, _ = until("services", all_running, every=2.0)
+            r = m.done()
+            print(f"{SERVICES} services x {per}: all running in {t_svc:.1f} s (CreateService calls took {created:.2f} s)")
+            rows.append(("services: place + run", per * SERVICES, t_svc, per * SERVICES / t_svc, r))
+            svc_rate_per_min = per / (t_svc / 60)
 
-        m = Meter(server, sim)
-        for n in names:
-            ecs.update_service(cluster=CLUSTER, service=n, desiredCount=0)
-        t_drain, _ = until("services to drain", lambda: cluster(ecs)["runningTasksCount"] + cluster(ecs)["pendingTasksCount"] == 0, every=2.0)
-        for n in names:
-            ecs.delete_service(cluster=CLUSTER, service=n)
-        r = m.done()
-        rows.append(("services: scale to 0", per * SERVICES, t_drain, per * SERVICES / t_drain, r))
+            m = Meter(server, sim)
+            for n in names:
+                ecs.update_service(cluster=CLUSTER, service=n, desiredCount=0)
+            t_drain, _ = until("services to drain", lambda: cluster(ecs)["runningTasksCount"] + cluster(ecs)["pendingTasksCount"] == 0, every=2.0)
+            for n in names:
+                ecs.delete_service(cluster=CLUSTER, service=n)
+            r = m.done()
+            rows.append(("services: scale to 0", per * SERVICES, t_drain, per * SERVICES / t_drain, r))
 
-        # 3. RunTask count 10.
-        calls = TASKS // 10
-        lat = []
-        failures = [0]
-        lock = threading.Lock()
-        local = threading.local()
+            # 3. RunTask count 10.
+            calls = TASKS // 10
+            lat = []
+            failures = [0]
+            lock = threading.Lock()
+            local = threading.local()
 
-        def run_one(_):
-            c = getattr(local, "c", None)
-            if c is None:
-                c = local.c = server.client()
-            t = time.perf_counter()
-            out = c.run_task(cluster=CLUSTER, taskDefinition=td_arn, count=10)
-            d = time.perf_counter() - t
-            with lock:
-                lat.append(d)
-                failures[0] += len(out.get("failures", []))
+            def run_one(_):
+                c = getattr(local, "c", None)
+                if c is None:
+                    c = local.c = server.client()
+                t = time.perf_counter()
+                out = c.run_task(cluster=CLUSTER, taskDefinition=td_arn, count=10)
+                d = time.perf_counter() - t
+                with lock:
+                    lat.append(d)
+                    failures[0] += len(out.get("failures", []))
 
-        m = Meter(server, sim)
-        t0 = time.time()
-        with concurrent.futures.ThreadPoolExecutor(THREADS) as ex:
-            list(ex.map(run_one, range(calls)))
-        t_calls = time.time() - t0
+            m = Meter(server, sim)
+            t0 = time.time()
+            with concurrent.futures.ThreadPoolExecutor(THREADS) as ex:
+                list(ex.map(run_one, range(calls)))
+            t_calls = time.time() - t0
 
-        def settled():
-            c = cluster(ecs)
-            return c["pendingTasksCount"] == 0 and c
+            def settled():
+                c = cluster(ecs)
+                return c["pendingTasksCount"] == 0 and c
 
-        t_settle, c = until("RunTask tasks to start", settled, every=2.0)
-        t_run = t_calls + t_settle
-        r = m.done()
-        print(f"RunTask x{calls} (count 10, {THREADS} threads): calls {t_calls:.1f} s, all started {t_run:.1f} s, "
-              f"running {c['runningTasksCount']}, placement failures {failures[0]}")
-        rows.append(("RunTask count 10: place + run", TASKS, t_run, TASKS / t_run, r))
+            t_settle, c = until("RunTask tasks to start", settled, every=2.0)
+            t_run = t_calls + t_settle
+            r = m.done()
+            print(f"RunTask x{calls} (count 10, {THREADS} threads): calls {t_calls:.1f} s, all started {t_run:.1f} s, "
+                  f"running {c['runningTasksCount']}, placement failures {failures[0]}")
+            rows.append(("RunTask count 10: place + run", TASKS, t_run, TASKS / t_run, r))
+        except SystemExit as e:
+            print(e)
         print()
         print(table(["phase", "tasks", "wall s", "tasks/s", "server CPU s", "sim CPU s", "server RSS MiB (end / peak)"],
                     [(p, n, f"{w:.1f}", f"{rate:.0f}" if rate else "—", f"{x['server_cpu']:.1f}", f"{x['sim_cpu']:.1f}",
                       f"{x['rss']:.0f} / {x['peak_rss']:.0f}") for p, n, w, rate, x in rows]))
-        print()
-        print(table(["what", "berth", "reference", "ratio"], [
-            ("service launch rate, tasks/min/service", f"{svc_rate_per_min:.0f}", f"{ECS_RATE} (ECS, published)",
-             f"{svc_rate_per_min / ECS_RATE:.1f}×"),
-            ("RunTask (count 10) p50 / p99 ms", f"{pct(lat, 50) * 1000:.0f} / {pct(lat, 99) * 1000:.0f}", "—", ""),
-            ("RunTask calls/s", f"{calls / t_calls:.0f}", "40 (ECS's RunTask rate limit)", f"{calls / t_calls / 40:.1f}×"),
-        ]))
-        print(f"\nserver peak RSS (VmHWM) {proc_mem(server.proc.pid)[1]:.0f} MiB; load average at end: {os.getloadavg()[0]:.1f}")
+        if len(rows) < 5:
+            print(f"(incomplete: a phase did not finish within FLEET_TIMEOUT={TIMEOUT:.0f} s)")
+        if len(rows) == 5:
+            print()
+            print(table(["what", "berth", "reference", "ratio"], [
+                ("service launch rate, tasks/min/service", f"{svc_rate_per_min:.0f}", f"{ECS_RATE} (ECS, published)",
+                 f"{svc_rate_per_min / ECS_RATE:.1f}×"),
+                ("RunTask (count 10) p50 / p99 ms", f"{pct(lat, 50) * 1000:.0f} / {pct(lat, 99) * 1000:.0f}", "—", ""),
+                ("RunTask calls/s", f"{calls / t_calls:.0f}", "40 (ECS's RunTask rate limit)", f"{calls / t_calls / 40:.1f}×"),
+            ]))
+            print(f"\nserver peak RSS (VmHWM) {proc_mem(server.proc.pid)[1]:.0f} MiB; load average at end: {os.getloadavg()[0]:.1f}")
     finally:
         if sim:
             sim.close()
