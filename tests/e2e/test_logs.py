@@ -210,8 +210,9 @@ def test_filter_log_events(berth, tmp_path):
     assert messages("--log-stream-name-prefix", "web/", "--filter-pattern", "ERROR")[0] == ["ERROR boom"]
     assert messages("--log-stream-names", "db/1", "web/2")[0] == [
         "WARN slow", "ERROR db down", '{"level":"info","latency":50}', "ERROR Exiting"]
+    # FilterLogEvents' endTime is inclusive (GetLogEvents' is not).
     assert messages("--start-time", str(t0 + 2), "--end-time", str(t0 + 5))[0] == [
-        "ERROR db down", '{"level":"error","latency":250}', '{"level":"info","latency":50}']
+        "ERROR db down", '{"level":"error","latency":250}', '{"level":"info","latency":50}', "ERROR Exiting"]
     err = aws_error(berth, "logs", "filter-log-events", "--log-group-name", GROUP, "--filter-pattern", "{ $.a > }")
     assert "InvalidParameterException" in err
 
@@ -416,7 +417,7 @@ def test_start_live_tail(berth, tmp_path):
     stream.close()
     assert seen == ["ERROR live one", "ERROR live two"]
     # About one update a second (empty ones included), so the first came within a few seconds.
-    assert time.time() - started < 10
+    assert time.time() - started < 15
 
     # A regex pattern, several groups by name and ARN, no stream filter.
     resp = tail.start_live_tail(logGroupIdentifiers=[arn, "/ecs/other"], logEventFilterPattern="%^id=[0-9]+$%")

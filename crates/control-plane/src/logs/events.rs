@@ -302,7 +302,9 @@ pub async fn filter_log_events(
         streams: req.log_stream_names,
         prefix: req.log_stream_name_prefix,
         start: opt_time(req.start_time),
-        end: opt_time(req.end_time),
+        // FilterLogEvents' endTime is inclusive ("events with a timestamp later than this time are
+        // not returned"), unlike GetLogEvents'; the store's bound is exclusive.
+        end: opt_time(req.end_time).map(|t| t.saturating_add(1)),
         limit,
         max_bytes: MAX_RESPONSE_BYTES,
         pattern,
