@@ -6,8 +6,8 @@ mod logs;
 mod placement;
 mod remote;
 mod server;
-mod status;
 mod sim;
+mod status;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
