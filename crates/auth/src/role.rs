@@ -123,6 +123,14 @@ pub const AGENT_OPERATIONS: &[(&str, &str)] = &[
 /// Operation-name prefixes the `readonly` role may call on any service.
 pub const READONLY_PREFIXES: &[&str] = &["Describe", "List", "Get", "BatchGet"];
 
+/// Read operations whose names don't start with a read prefix, allowed to `readonly` too (as
+/// AWS's `CloudWatchLogsReadOnlyAccess` allows them), as (IAM service prefix, operation).
+pub const READONLY_EXTRA: &[(&str, &str)] = &[
+    ("logs", "FilterLogEvents"),
+    ("logs", "StartLiveTail"),
+    ("ecr", "BatchCheckLayerAvailability"),
+];
+
 /// Operations that match [`READONLY_PREFIXES`] but reveal secrets or act for an agent, and
 /// so are denied to `readonly`, as (IAM service prefix, operation).
 pub const READONLY_DENIED: &[(&str, &str)] = &[
@@ -165,6 +173,7 @@ pub fn is_allowed(role: Role, service: &str, operation: &str) -> bool {
                     // `Listen…` is not `List…`: the next character must start a new word.
                     && operation.as_bytes()[p.len()].is_ascii_uppercase()
             }) && !in_table(READONLY_DENIED, service, operation)
+                || in_table(READONLY_EXTRA, service, operation)
         }
     }
 }

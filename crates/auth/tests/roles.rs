@@ -46,6 +46,8 @@ fn readonly_reads_only() {
         ("ecr", "GetAuthorizationToken"),
         ("logs", "GetLogEvents"),
         ("Logs_20140328", "DescribeLogGroups"),
+        ("logs", "FilterLogEvents"),
+        ("Logs_20140328", "StartLiveTail"),
     ] {
         authorize(Role::ReadOnly, svc, op).unwrap_or_else(|e| panic!("{svc} {op}: {e}"));
     }
@@ -59,6 +61,8 @@ fn readonly_reads_only() {
         ("ecs", "Get"),
         ("secretsmanager", "GetSecretValue"),
         ("ssm", "GetParameters"),
+        ("logs", "PutLogEvents"),
+        ("logs", "StartQuery"),
     ] {
         let err = authorize(Role::ReadOnly, svc, op).unwrap_err();
         assert_eq!(err.code(), "AccessDeniedException", "{svc} {op}");
