@@ -187,19 +187,27 @@ async fn populate(
                 let az = format!("us-east-1{}", (b'a' + (i % azs.max(1)) as u8) as char);
                 let doc = json!({"availabilityZone": az, "instanceType": "sim.large",
                     "instanceId": ids[i], "region": "us-east-1"});
-                let v = call(
-                    &c,
-                    "RegisterContainerInstance",
-                    &json!({
-                        "cluster": cluster,
-                        "instanceIdentityDocument": doc.to_string(),
-                        "totalResources": [
-                            {"name": "CPU", "type": "INTEGER", "integerValue": 10 * per + 1024},
-                            {"name": "MEMORY", "type": "INTEGER", "integerValue": 32 * per + 1024}
-                        ]
-                    }),
-                )
-                .await?;
+                // Registrations all rewrite the cluster record: a burst can exhaust the server's
+                // optimistic retries, and a real agent would retry too.
+                let req = json!({
+                    "cluster": cluster,
+                    "instanceIdentityDocument": doc.to_string(),
+                    "totalResources": [
+                        {"name": "CPU", "type": "INTEGER", "integerValue": 10 * per + 1024},
+                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 32 * per + 1024}
+                    ]
+                });
+                let mut attempt = 0;
+                let v = loop {
+                    match call(&c, "RegisterContainerInstance", &req).await {
+                        Ok(v) => break v,
+                        Err(_) if attempt < 5 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
                 let arn = v["containerInstance"]["containerInstanceArn"]
                     .as_str()
                     .context("no containerInstanceArn")?
