@@ -70,6 +70,28 @@ pub struct DockerRuntime {
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 impl DockerRuntime {
+    /// One stats sample of a container (`one_shot`: without waiting for a second CPU reading).
+    async fn fetch_stats(
+        &self,
+        id: &ContainerId,
+        one_shot: bool,
+    ) -> Result<bollard::models::ContainerStatsResponse> {
+        let o = qp::StatsOptions {
+            stream: false,
+            one_shot,
+        };
+        self.timed("stats", async {
+            let mut stream = self.docker.stats(id.as_str(), Some(o));
+            match stream.next().await {
+                Some(r) => r.map_err(|e| map(e, Op::Container(id.as_str()))),
+                None => Err(RuntimeError::Other {
+                    message: "docker returned no stats".into(),
+                }),
+            }
+        })
+        .await
+    }
+
     /// Connects with default settings (see [`DockerConfig`]).
     pub async fn connect() -> Result<Self> {
         Self::connect_with(DockerConfig::default()).await
@@ -543,21 +565,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn stats(&self, id: &ContainerId) -> Result<ContainerStats> {
-        let o = qp::StatsOptions {
-            stream: false,
-            one_shot: true,
-        };
-        let s = self
-            .timed("stats", async {
-                let mut stream = self.docker.stats(id.as_str(), Some(o));
-                match stream.next().await {
-                    Some(r) => r.map_err(|e| map(e, Op::Container(id.as_str()))),
-                    None => Err(RuntimeError::Other {
-                        message: "docker returned no stats".into(),
-                    }),
-                }
-            })
-            .await?;
+        let s = self.fetch_stats(id, true).await?;
         let cpu = s.cpu_stats.unwrap_or_default();
         let mem = s.memory_stats.unwrap_or_default();
         Ok(ContainerStats {
@@ -572,21 +580,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn stats_json(&self, id: &ContainerId) -> Result<String> {
-        let o = qp::StatsOptions {
-            stream: false,
-            one_shot: false,
-        };
-        let s = self
-            .timed("stats", async {
-                let mut stream = self.docker.stats(id.as_str(), Some(o));
-                match stream.next().await {
-                    Some(r) => r.map_err(|e| map(e, Op::Container(id.as_str()))),
-                    None => Err(RuntimeError::Other {
-                        message: "docker returned no stats".into(),
-                    }),
-                }
-            })
-            .await?;
+        let s = self.fetch_stats(id, false).await?;
         serde_json::to_string(&s).map_err(|e| RuntimeError::Other {
             message: format!("stats: {e}"),
         })
