@@ -109,6 +109,31 @@ impl AgentHub {
             .is_some_and(|age| age < Duration::from_secs(DISCONNECTED_AFTER_SECONDS).as_secs_f64())
     }
 
+    /// [`AgentHub::connected`] for many instances, taking each lock once.
+    pub fn connected_many<'a>(&self, instance_ids: impl Iterator<Item = &'a str>) -> Vec<bool> {
+        let limit = Duration::from_secs(DISCONNECTED_AFTER_SECONDS).as_secs_f64();
+        let now = Instant::now();
+        let epoch = crate::wire::now_epoch();
+        let local = self.last_seen.lock().ok();
+        let remote = self.remote_seen.lock().ok();
+        instance_ids
+            .map(|id| {
+                let l = local
+                    .as_ref()
+                    .and_then(|m| m.get(id))
+                    .map(|t| now.saturating_duration_since(*t).as_secs_f64());
+                let r = remote
+                    .as_ref()
+                    .and_then(|m| m.get(id))
+                    .map(|s| (epoch - s).max(0.0));
+                match (l, r) {
+                    (Some(a), Some(b)) => a.min(b) < limit,
+                    (a, b) => a.or(b).is_some_and(|age| age < limit),
+                }
+            })
+            .collect()
+    }
+
     /// Forgets an instance's connectivity (deregistration).
     pub fn forget(&self, instance_id: &str) {
         if let Ok(mut m) = self.last_seen.lock() {

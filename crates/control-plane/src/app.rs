@@ -24,6 +24,8 @@ pub struct App {
     pub endpoint: std::sync::OnceLock<String>,
     /// The image registry's host as clients see it (`--registry-host`; default: `endpoint`).
     pub registry_host: std::sync::OnceLock<String>,
+    /// Each cluster's long-lived placement index (RunTask, StartTask, services).
+    pub placement: crate::placement_cache::PlacementCache,
     /// Wakes the service scheduler (a service changed, a task changed state).
     pub scheduler_wake: tokio::sync::Notify,
     /// Prometheus metrics (`GET /metrics`).
@@ -49,7 +51,7 @@ impl App {
     ) -> Result<Arc<Self>, crate::ApiError> {
         let keys = KeyCache::default();
         // Every read is served by the watch cache (see berth_store::cache); writes pass through.
-        let cache = berth_store::CachedStore::start(store);
+        let cache = berth_store::CachedStore::start_indexed(store, crate::indexes::all());
         if !cache.ready().await? {
             tracing::warn!("watch cache not ready yet: reads go to the store until it is");
         }
@@ -64,6 +66,7 @@ impl App {
             endpoint: std::sync::OnceLock::new(),
             registry_host: std::sync::OnceLock::new(),
             scheduler_wake: tokio::sync::Notify::new(),
+            placement: Default::default(),
             metrics: crate::metrics::Metrics::default(),
             leader: std::sync::Mutex::new(
                 tokio::sync::watch::channel(crate::leader::Leadership::single_node()).1,

@@ -40,6 +40,7 @@ pub mod keys {
     pub fn client_token(cluster: &str, token: &str) -> String {
         format!("ecs/client-tokens/{cluster}/{}", hex::encode(token))
     }
+    pub const TASKS: &str = "ecs/tasks/";
     pub fn tasks_in(cluster: &str) -> String {
         format!("ecs/tasks/{cluster}/")
     }
@@ -246,6 +247,125 @@ impl Repo {
             }
         }
         Ok(out)
+    }
+
+    /// One page of records found through a watch-cache index: the records the index `index`
+    /// lists under `term`, after the key `start_after`, in key order, for which `f` gives
+    /// `Some`; at most `limit` of them, and whether more matched. When the cache can't serve
+    /// (none, or not caught up), every record under `prefix` is tested by `f` instead: so `f`
+    /// must accept only records the index lists under `term`, and the answer is the same.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn index_page<T: Record, R>(
+        &self,
+        index: &str,
+        term: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        mut f: impl FnMut(&str, &Arc<T>) -> Option<R>,
+    ) -> Result<(Vec<(String, R)>, bool), ApiError> {
+        fn take<R>(out: &mut Vec<(String, R)>, limit: usize, key: &str, r: Option<R>) -> bool {
+            match r {
+                Some(_) if out.len() == limit => true,
+                Some(r) => {
+                    out.push((key.to_string(), r));
+                    false
+                }
+                None => false,
+            }
+        }
+        if let Some(c) = &self.cache {
+            let served = c
+                .read(|v| {
+                    let mut out = Vec::new();
+                    let Some(entries) = v.index(index, term, start_after) else {
+                        return Ok(None);
+                    };
+                    for e in entries {
+                        let kv = e.kv();
+                        let rec = e
+                            .decoded(|b| serde_json::from_slice::<T>(b))
+                            .map_err(|err| corrupt(&kv.key, err))?;
+                        if take(&mut out, limit, &kv.key, f(&kv.key, &rec)) {
+                            return Ok(Some((out, true)));
+                        }
+                    }
+                    Ok::<_, ApiError>(Some((out, false)))
+                })
+                .await?;
+            if let Some(Some(page)) = served.transpose()? {
+                return Ok(page);
+            }
+        }
+        let r = self
+            .store
+            .range(RangeRequest {
+                prefix: prefix.to_string(),
+                start_after: start_after.map(str::to_string),
+                limit: None,
+            })
+            .await?;
+        let mut out = Vec::new();
+        for kv in r.kvs {
+            let rec = decode::<T>(kv)?;
+            if take(&mut out, limit, &rec.key, f(&rec.key, &rec.value)) {
+                return Ok((out, true));
+            }
+        }
+        Ok((out, false))
+    }
+
+    /// Every record the watch-cache index `index` lists under `term` for which `f` gives
+    /// `Some` (see [`Repo::index_page`]).
+    pub async fn index_all<T: Record, R>(
+        &self,
+        index: &str,
+        term: &str,
+        prefix: &str,
+        f: impl FnMut(&str, &Arc<T>) -> Option<R>,
+    ) -> Result<Vec<R>, ApiError> {
+        let (page, _) = self
+            .index_page(index, term, prefix, None, usize::MAX, f)
+            .await?;
+        Ok(page.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// `f(key, record, revision)` on every record under `prefix`, in key order, borrowing (no
+    /// copies of keys or records): for folds over large ranges.
+    pub async fn visit<T: Record>(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(&str, &Arc<T>, Revision),
+    ) -> Result<(), ApiError> {
+        if let Some(c) = &self.cache {
+            let served = c
+                .read(|v| {
+                    for e in v.range(prefix, None) {
+                        let kv = e.kv();
+                        let rec = e
+                            .decoded(|b| serde_json::from_slice::<T>(b))
+                            .map_err(|err| corrupt(&kv.key, err))?;
+                        f(&kv.key, &rec, kv.mod_revision);
+                    }
+                    Ok::<_, ApiError>(())
+                })
+                .await?;
+            if let Some(r) = served {
+                return r;
+            }
+        }
+        let r = self
+            .store
+            .range(RangeRequest {
+                prefix: prefix.to_string(),
+                ..Default::default()
+            })
+            .await?;
+        for kv in r.kvs {
+            let rec = decode::<T>(kv)?;
+            f(&rec.key, &rec.value, rec.revision);
+        }
+        Ok(())
     }
 
     /// The number of keys under `prefix` (at most `limit`, if given).

@@ -177,18 +177,40 @@ fn has_health_check(td: Option<&ecs::TaskDefinition>) -> bool {
         })
 }
 
+/// Every task of `group` in `cluster` (both desired statuses), in key order, through the tasks
+/// index (see `indexes`).
+pub(crate) async fn group_tasks(
+    ctx: &Ctx,
+    cluster: &str,
+    group: &str,
+) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
+    let mut found = Vec::new();
+    for bucket in ["RUNNING", "STOPPED"] {
+        found.extend(
+            ctx.app
+                .repo
+                .index_all(
+                    crate::indexes::TASKS,
+                    &crate::indexes::term::group(cluster, bucket, group),
+                    &keys::tasks_in(cluster),
+                    |k, t: &Arc<TaskRecord>| {
+                        (t.group == group
+                            && crate::indexes::desired_bucket(&t.desired_status) == bucket)
+                            .then(|| (k.to_string(), t.clone()))
+                    },
+                )
+                .await?,
+        );
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, t)| t).collect())
+}
+
 async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Result<(), ApiError> {
     let now = now_epoch();
     let cluster = svc.cluster.clone();
     let group = format!("service:{}", svc.name);
-    let task_recs: Vec<Arc<TaskRecord>> = ctx
-        .app
-        .repo
-        .scan(
-            &keys::tasks_in(&cluster),
-            |t: Versioned<Arc<TaskRecord>>| (t.value.group == group).then_some(t.value),
-        )
-        .await?;
+    let task_recs = group_tasks(ctx, &cluster, &group).await?;
     let inst_recs: Vec<Arc<ContainerInstanceRecord>> = ctx
         .app
         .repo

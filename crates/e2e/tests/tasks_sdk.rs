@@ -566,6 +566,76 @@ async fn concurrent_run_tasks_never_overcommit() {
 }
 
 #[tokio::test]
+async fn the_placement_index_follows_changes_without_rebuilding() {
+    // RunTask places on a long-lived per-cluster index (placement_cache): placements update it
+    // in place; a new attribute (static state) or a new instance rebuilds it; either way every
+    // answer matches the store.
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("pc")
+        .send()
+        .await
+        .unwrap();
+    let a = register(&ecs, "pc", "us-east-1a", 4096, 500, &[]).await;
+    let b = register(&ecs, "pc", "us-east-1b", 4096, 500, &[]).await;
+    register_td(&ecs, "m100", 100).await;
+    let run = |constraint: Option<&str>| {
+        let mut r = ecs.run_task().cluster("pc").task_definition("m100");
+        if let Some(e) = constraint {
+            r = r.placement_constraints(
+                PlacementConstraint::builder()
+                    .r#type(PlacementConstraintType::MemberOf)
+                    .expression(e)
+                    .build(),
+            );
+        }
+        r.send()
+    };
+    let out = run(None).await.unwrap();
+    assert_eq!(out.tasks().len(), 1);
+    let built = s.app.placement.rebuilds();
+    assert_eq!(built, 1, "the first placement builds the index");
+    // Eight more one by one: 9 × 100 MiB of 1000 MiB, no rebuild.
+    for _ in 0..8 {
+        assert_eq!(run(None).await.unwrap().tasks().len(), 1);
+    }
+    assert_eq!(
+        s.app.placement.rebuilds(),
+        built,
+        "placements update the index in place"
+    );
+    // One slot left: the index knows what the placements used.
+    assert_eq!(run(None).await.unwrap().tasks().len(), 1);
+    let full = run(None).await.unwrap();
+    assert_eq!(full.tasks().len(), 0);
+    assert_eq!(full.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+    // A new attribute changes static state: rebuilt, and memberOf sees it.
+    ecs.put_attributes()
+        .cluster("pc")
+        .attributes(
+            Attribute::builder()
+                .name("stack")
+                .value("blue")
+                .target_id(&a)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let none = run(Some("attribute:stack == blue")).await.unwrap();
+    assert_eq!(none.tasks().len(), 0, "a is full");
+    assert!(s.app.placement.rebuilds() > built);
+    // A new instance: rebuilt, and it takes the next task.
+    let c = register(&ecs, "pc", "us-east-1c", 4096, 500, &[]).await;
+    let on_c = run(None).await.unwrap();
+    assert_eq!(on_c.tasks().len(), 1);
+    assert_eq!(on_c.tasks()[0].container_instance_arn(), Some(c.as_str()));
+    let _ = b;
+}
+
+#[tokio::test]
 async fn attributes_and_deregistration() {
     let s = TestServer::start().await;
     let ecs = s.ecs();

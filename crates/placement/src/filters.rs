@@ -317,7 +317,7 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             .map(|&s| {
                 let ok = self.stage_ok(s, i);
                 let detail = match s {
-                    FilterStage::Status => format!("status is {}", inst.status.as_str()),
+                    FilterStage::Status => format!("status is {}", self.idx.status[i].as_str()),
                     FilterStage::LaunchType => format!(
                         "launch type {} on {} instance",
                         t.launch_type.as_str(),
@@ -376,7 +376,7 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
                             "no distinctInstance constraint".into()
                         }
                     }
-                    FilterStage::Agent => format!("agentConnected is {}", inst.agent_connected),
+                    FilterStage::Agent => format!("agentConnected is {}", self.idx.connected[i]),
                 };
                 (s, ok, detail)
             })

@@ -1,11 +1,19 @@
 //! [`ClusterIndex`]: a columnar, interned view of a [`ClusterSnapshot`], built once per snapshot
 //! and shared by every placement request against it, so the hot loop does no string work.
+//!
+//! The index has two halves. The *static* half (ARNs, attributes, EC2 ids, agent versions,
+//! registration time and resources) borrows from the snapshot and is fixed once built. The
+//! *dynamic* half (status, agent connectivity, remaining resources and ports, running-task count,
+//! the task groups on each instance) is owned, and [`ClusterIndex::update_instance`] replaces one
+//! instance's dynamic state in place: a long-lived index follows task placements and state
+//! changes in O(tasks on the instance) instead of being rebuilt. The engine reads dynamic state only
+//! from the index, never from the snapshot (whose dynamic fields go stale after an update).
 
 use std::collections::HashMap;
 
 use crate::query::compiled::compile;
 use crate::query::Expression;
-use crate::snapshot::{ClusterSnapshot, InstanceStatus};
+use crate::snapshot::{ClusterSnapshot, ContainerInstance, InstanceStatus};
 
 /// Marks an instance that lacks the column's attribute.
 pub(crate) const ABSENT: u32 = u32::MAX;
@@ -60,10 +68,14 @@ pub struct ClusterIndex<'a> {
     pub(crate) attr_cols: HashMap<&'a str, Column<'a>>,
     pub(crate) ec2: Column<'a>,
     pub(crate) versions: Column<'a>,
-    pub(crate) group_ids: HashMap<&'a str, u32>,
-    pub(crate) group_names: Vec<&'a str>,
-    /// Per group: (instance, number of tasks of the group on it).
+    pub(crate) group_ids: HashMap<String, u32>,
+    pub(crate) group_names: Vec<String>,
+    /// Per group: (instance, number of tasks of the group on it), sorted by instance.
     pub(crate) group_members: Vec<Vec<(u32, u32)>>,
+    /// Per instance: (group, number of its tasks on the instance).
+    pub(crate) inst_groups: Vec<Vec<(u32, u32)>>,
+    pub(crate) status: Vec<InstanceStatus>,
+    pub(crate) running: Vec<u32>,
     pub(crate) by_arn: HashMap<&'a str, u32>,
     pub(crate) tcp_used: Vec<Vec<u16>>,
     pub(crate) udp_used: Vec<Vec<u16>>,
@@ -114,36 +126,22 @@ impl<'a> ClusterIndex<'a> {
                 .enumerate()
                 .filter_map(|(i, x)| x.agent_version.as_deref().map(|v| (i, Some(v)))),
         );
-        let mut group_ids: HashMap<&'a str, u32> = HashMap::new();
-        let mut group_names = Vec::new();
-        let mut group_members: Vec<Vec<(u32, u32)>> = Vec::new();
-        for (i, inst) in insts.iter().enumerate() {
-            for t in &inst.tasks {
-                let g = *group_ids.entry(t.group.as_str()).or_insert_with(|| {
-                    group_names.push(t.group.as_str());
-                    group_members.push(Vec::new());
-                    (group_names.len() - 1) as u32
-                });
-                let members = &mut group_members[g as usize];
-                match members.last_mut() {
-                    Some((last, c)) if *last as usize == i => *c += 1,
-                    _ => members.push((i as u32, 1)),
-                }
-            }
-        }
         let mut by_arn = HashMap::with_capacity(n * 2);
         for (i, inst) in insts.iter().enumerate() {
             by_arn.insert(inst.arn.as_str(), i as u32);
             by_arn.entry(inst.id()).or_insert(i as u32);
         }
-        ClusterIndex {
+        let mut idx = ClusterIndex {
             snapshot,
             attr_cols,
             ec2,
             versions,
-            group_ids,
-            group_names,
-            group_members,
+            group_ids: HashMap::new(),
+            group_names: Vec::new(),
+            group_members: Vec::new(),
+            inst_groups: vec![Vec::new(); n],
+            status: insts.iter().map(|x| x.status).collect(),
+            running: insts.iter().map(|x| x.running_tasks_count).collect(),
             by_arn,
             tcp_used: insts
                 .iter()
@@ -162,7 +160,112 @@ impl<'a> ClusterIndex<'a> {
             cpu: insts.iter().map(|x| x.remaining.cpu).collect(),
             mem: insts.iter().map(|x| x.remaining.memory).collect(),
             gpu: insts.iter().map(|x| x.remaining.gpu).collect(),
+        };
+        for (i, inst) in insts.iter().enumerate() {
+            idx.add_groups(i, inst.tasks.iter().map(|t| t.group.as_str()));
         }
+        idx
+    }
+
+    fn group_id(&mut self, name: &str) -> u32 {
+        if let Some(&g) = self.group_ids.get(name) {
+            return g;
+        }
+        let g = self.group_names.len() as u32;
+        self.group_names.push(name.to_string());
+        self.group_members.push(Vec::new());
+        self.group_ids.insert(name.to_string(), g);
+        g
+    }
+
+    /// Adds the groups of instance `i`'s tasks (its `inst_groups` must be empty).
+    fn add_groups<'g>(&mut self, i: usize, groups: impl Iterator<Item = &'g str>) {
+        let mut mine: Vec<(u32, u32)> = Vec::new();
+        for name in groups {
+            let g = self.group_id(name);
+            match mine.iter_mut().find(|(x, _)| *x == g) {
+                Some((_, c)) => *c += 1,
+                None => mine.push((g, 1)),
+            }
+        }
+        for &(g, c) in &mine {
+            let members = &mut self.group_members[g as usize];
+            // Instances are mostly added in order (build): append; otherwise insert sorted.
+            match members.last() {
+                Some(&(last, _)) if last as usize >= i => {
+                    let at = members.partition_point(|&(x, _)| (x as usize) < i);
+                    members.insert(at, (i as u32, c));
+                }
+                _ => members.push((i as u32, c)),
+            }
+        }
+        self.inst_groups[i] = mine;
+    }
+
+    fn remove_groups(&mut self, i: usize) {
+        for (g, _) in std::mem::take(&mut self.inst_groups[i]) {
+            let members = &mut self.group_members[g as usize];
+            if let Ok(at) = members.binary_search_by_key(&(i as u32), |&(x, _)| x) {
+                members.remove(at);
+            }
+        }
+    }
+
+    /// Whether `inst` has the same static state (ARN, attributes, EC2 id, agent version,
+    /// registration time and resources) as instance `i` had when the index was built, so that
+    /// [`ClusterIndex::update_instance`] may take its dynamic state. Otherwise rebuild.
+    pub fn same_static(&self, i: usize, inst: &ContainerInstance) -> bool {
+        let Some(old) = self.snapshot.instances.get(i) else {
+            return false;
+        };
+        old.arn == inst.arn
+            && old.attributes == inst.attributes
+            && old.ec2_instance_id == inst.ec2_instance_id
+            && old.agent_version == inst.agent_version
+            && old.registered_at.to_bits() == inst.registered_at.to_bits()
+            && old.registered == inst.registered
+    }
+
+    /// Replaces instance `i`'s dynamic state (status, agent connectivity, remaining resources
+    /// and ports, running-task count, its tasks' groups) with `inst`'s. The caller checks
+    /// [`ClusterIndex::same_static`] first; static fields of `inst` are ignored.
+    pub fn update_instance(&mut self, i: usize, inst: &ContainerInstance) {
+        if i >= self.len() {
+            return;
+        }
+        self.status[i] = inst.status;
+        self.active[i] = inst.status == InstanceStatus::Active;
+        self.connected[i] = inst.agent_connected;
+        self.cpu[i] = inst.remaining.cpu;
+        self.mem[i] = inst.remaining.memory;
+        self.gpu[i] = inst.remaining.gpu;
+        self.tcp_used[i] = sorted(&inst.remaining.tcp_ports);
+        self.udp_used[i] = sorted(&inst.remaining.udp_ports);
+        self.running[i] = inst.running_tasks_count;
+        self.remove_groups(i);
+        self.add_groups(i, inst.tasks.iter().map(|t| t.group.as_str()));
+    }
+
+    /// Sets only instance `i`'s agent connectivity (it changes with time, not with the record).
+    pub fn set_connected(&mut self, i: usize, connected: bool) {
+        if let Some(c) = self.connected.get_mut(i) {
+            *c = connected;
+        }
+    }
+
+    /// Instance `i`'s status as the index has it.
+    pub fn status(&self, i: usize) -> InstanceStatus {
+        self.status[i]
+    }
+
+    /// Instance `i`'s agent connectivity as the index has it.
+    pub fn agent_connected(&self, i: usize) -> bool {
+        self.connected[i]
+    }
+
+    /// Instance `i`'s remaining (cpu, memory) as the index has it.
+    pub fn remaining_cpu_memory(&self, i: usize) -> (i64, i64) {
+        (self.cpu[i], self.mem[i])
     }
 
     /// The snapshot this index was built from.
@@ -204,7 +307,16 @@ impl<'a> ClusterIndex<'a> {
             .iter()
             .map(|m| m.capacity() * 8 + 24)
             .sum::<usize>()
-            + self.group_names.capacity() * 16
+            + self
+                .group_names
+                .iter()
+                .map(|g| g.capacity() + 24)
+                .sum::<usize>()
+            + self
+                .inst_groups
+                .iter()
+                .map(|m| m.capacity() * 8 + 24)
+                .sum::<usize>()
             + self.group_ids.capacity() * 28;
         let ports: usize = self
             .tcp_used
@@ -220,6 +332,8 @@ impl<'a> ClusterIndex<'a> {
             + self.external.capacity()
             + self.active.capacity()
             + self.connected.capacity()
+            + self.status.capacity()
+            + self.running.capacity() * 4
             + (self.cpu.capacity() + self.mem.capacity() + self.gpu.capacity()) * 8
     }
 }

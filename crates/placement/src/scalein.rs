@@ -102,16 +102,12 @@ pub fn select_tasks_to_stop(
                 Policy::Binpack(field) => {
                     let (fc, fm) = freed.get(inst_key[t]).copied().unwrap_or((0, 0));
                     let after = match (field, inst_of[t]) {
-                        (BinpackField::Cpu, Some(i)) => idx.snapshot.instances[i]
-                            .remaining
-                            .cpu
-                            .saturating_add(fc)
-                            .saturating_add(task.cpu),
-                        (BinpackField::Memory, Some(i)) => idx.snapshot.instances[i]
-                            .remaining
-                            .memory
-                            .saturating_add(fm)
-                            .saturating_add(task.memory),
+                        (BinpackField::Cpu, Some(i)) => {
+                            idx.cpu[i].saturating_add(fc).saturating_add(task.cpu)
+                        }
+                        (BinpackField::Memory, Some(i)) => {
+                            idx.mem[i].saturating_add(fm).saturating_add(task.memory)
+                        }
                         (_, None) => i64::MAX,
                     };
                     (after, 0, rnd)

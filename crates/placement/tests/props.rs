@@ -116,6 +116,44 @@ proptest! {
     }
 
     #[test]
+    fn an_updated_index_places_like_a_fresh_one(
+        before in arb_cluster(),
+        after_seed in prop::collection::vec(arb_instance(0), 12),
+        groups in prop::collection::vec(prop::sample::select(vec!["family:web", "service:api", "group:x"]), 12),
+        r in arb_request(),
+        expr in prop::sample::select(vec![
+            "task:group == service:api", "not(task:group exists)", "runningTasksCount < 2",
+            "agentConnected == true", "task:group =~ family:*",
+        ]),
+    ) {
+        // Same instances (static state) as `before`, with new dynamic state: status,
+        // connectivity, remaining resources and ports, and tasks in other groups.
+        let after: Vec<ContainerInstance> = before.instances.iter().enumerate().map(|(i, b)| {
+            let d = &after_seed[i];
+            let mut a = b.clone();
+            a.status = d.status;
+            a.agent_connected = d.agent_connected;
+            a.remaining = d.remaining.clone();
+            a.running_tasks_count = 0;
+            a.tasks.clear();
+            with_tasks(a, groups[i], d.tasks.len())
+        }).collect();
+        let snap_before = ClusterSnapshot::new(before.instances.clone());
+        let mut updated = ClusterIndex::build(&snap_before);
+        for (i, a) in after.iter().enumerate() {
+            prop_assert!(updated.same_static(i, a));
+            updated.update_instance(i, a);
+        }
+        let snap_after = ClusterSnapshot::new(after.clone());
+        let fresh = ClusterIndex::build(&snap_after);
+        let mut r = r;
+        r.constraints.push(PlacementConstraint::member_of(expr));
+        prop_assert_eq!(place(&updated, &r), place(&fresh, &r));
+        let e = Expression::parse(expr).unwrap();
+        prop_assert_eq!(updated.filter(&e), fresh.filter(&e));
+    }
+
+    #[test]
     fn same_seed_same_result(g in arb_cluster(), r in arb_request()) {
         prop_assert_eq!(run(g.instances.clone(), &r), run(g.instances, &r));
     }

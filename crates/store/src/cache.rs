@@ -17,12 +17,18 @@
 //! built on first use with a caller-supplied decoder and dropped when the key changes), so callers
 //! that parse stored JSON do it once per write instead of once per read ([`CachedStore::read`]).
 //!
+//! **Secondary indexes.** [`CachedStore::start_indexed`] takes [`Index`]es: for every key under an
+//! index's prefix a function names the terms it is found under (e.g. "tasks of cluster c that
+//! should be running", "tasks of service s"), and [`View::index`] walks one term's keys in key
+//! order. The index is updated under the same write lock as the map, so a view's index and map
+//! always agree. An index only narrows where to look: callers still test each record.
+//!
 //! Invariants: the mirror only ever moves forward by whole revisions (a watch batch is applied
 //! under one write lock); `applied` is the revision the mirror reflects exactly; a gap or an error
 //! in the watch makes the mirror unusable until a fresh list replaces it.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
@@ -73,6 +79,33 @@ impl Entry {
     }
 }
 
+/// The terms a key is indexed under, computed from its entry (decode with
+/// [`Entry::decoded`] so the decoded form is shared with readers). Must be a pure function of
+/// the entry: it is evaluated again on the old entry when the key changes.
+pub type IndexTerms = Arc<dyn Fn(&Entry) -> Vec<String> + Send + Sync>;
+
+/// A secondary index over the keys under `prefix` (see the module docs).
+#[derive(Clone)]
+pub struct Index {
+    /// The name [`View::index`] looks it up by.
+    pub name: &'static str,
+    /// Only keys under this prefix are indexed.
+    pub prefix: String,
+    /// The terms each key is indexed under.
+    pub terms: IndexTerms,
+}
+
+/// Separates an index term from the key in the index's composite entries.
+const SEP: char = '\u{0}';
+
+fn composite(term: &str, key: &str) -> String {
+    let mut c = String::with_capacity(term.len() + 1 + key.len());
+    c.push_str(term);
+    c.push(SEP);
+    c.push_str(key);
+    c
+}
+
 #[derive(Default)]
 struct Mirror {
     /// True while `map` reflects the backend exactly at `revision` (false before the first list and
@@ -80,12 +113,45 @@ struct Mirror {
     synced: bool,
     revision: Revision,
     map: BTreeMap<String, Entry>,
+    /// Per [`Index`] (same order as `Shared::indexes`): `term \0 key` for every indexed key.
+    indexed: Vec<BTreeSet<String>>,
+}
+
+impl Mirror {
+    fn unindex(&mut self, specs: &[Index], key: &str) {
+        if specs.is_empty() {
+            return;
+        }
+        let Some(old) = self.map.get(key) else { return };
+        for (spec, set) in specs.iter().zip(self.indexed.iter_mut()) {
+            if key.starts_with(&spec.prefix) {
+                for t in (spec.terms)(old) {
+                    set.remove(&composite(&t, key));
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, specs: &[Index], key: &str) {
+        if specs.is_empty() {
+            return;
+        }
+        let Some(e) = self.map.get(key) else { return };
+        for (spec, set) in specs.iter().zip(self.indexed.iter_mut()) {
+            if key.starts_with(&spec.prefix) {
+                for t in (spec.terms)(e) {
+                    set.insert(composite(&t, key));
+                }
+            }
+        }
+    }
 }
 
 /// A consistent, read-only view of the mirror at one revision (held under its read lock: use it
 /// and drop it; don't hold it across an `.await`).
 pub struct View<'a> {
     mirror: RwLockReadGuard<'a, Mirror>,
+    specs: &'a [Index],
 }
 
 impl View<'_> {
@@ -113,6 +179,35 @@ impl View<'_> {
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(_, e)| e)
     }
+
+    /// The keys indexed under `term` by the index `name` (after the key `start_after`, if
+    /// given), in key order; `None` if there is no such index.
+    pub fn index<'s>(
+        &'s self,
+        name: &str,
+        term: &str,
+        start_after: Option<&str>,
+    ) -> Option<impl Iterator<Item = &'s Entry> + 's> {
+        let at = self.specs.iter().position(|s| s.name == name)?;
+        let set = &self.mirror.indexed[at];
+        let head = composite(term, "");
+        let skip = head.len();
+        let lower = match start_after {
+            Some(a) => Bound::Excluded(composite(term, a)),
+            None => Bound::Included(head.clone()),
+        };
+        let map = &self.mirror.map;
+        Some(
+            set.range::<String, _>((lower, Bound::Unbounded))
+                .take_while(move |c| c.starts_with(&head))
+                .filter_map(move |c| map.get(&c[skip..])),
+        )
+    }
+
+    /// How many keys the index `name` holds under `term`; `None` if there is no such index.
+    pub fn index_len(&self, name: &str, term: &str) -> Option<usize> {
+        Some(self.index(name, term, None)?.count())
+    }
 }
 
 /// The watch-fed mirror in front of a backend. Create with [`CachedStore::start`]; clones share
@@ -124,6 +219,7 @@ pub struct CachedStore {
 
 struct Shared {
     inner: Arc<dyn StateStore>,
+    indexes: Vec<Index>,
     mirror: RwLock<Mirror>,
     /// The revision the mirror has applied (only published while synced).
     applied: watch::Sender<Revision>,
@@ -135,10 +231,19 @@ impl CachedStore {
     /// Wraps `inner` and starts following it (on the current tokio runtime). The mirror fills in
     /// the background; reads fall through to `inner` until it has.
     pub fn start(inner: Arc<dyn StateStore>) -> Self {
+        Self::start_indexed(inner, Vec::new())
+    }
+
+    /// [`CachedStore::start`] with secondary indexes (see the module docs).
+    pub fn start_indexed(inner: Arc<dyn StateStore>, indexes: Vec<Index>) -> Self {
         let (stop_tx, mut stop_rx) = watch::channel(());
         let shared = Arc::new(Shared {
             inner,
-            mirror: RwLock::new(Mirror::default()),
+            mirror: RwLock::new(Mirror {
+                indexed: vec![BTreeSet::new(); indexes.len()],
+                ..Mirror::default()
+            }),
+            indexes,
             applied: watch::channel(0).0,
             _stop: stop_tx,
         });
@@ -185,6 +290,7 @@ impl CachedStore {
         }
         let view = View {
             mirror: s.read_mirror(),
+            specs: &s.indexes,
         };
         if !view.mirror.synced || view.mirror.revision < want {
             return Ok(None);
@@ -211,6 +317,7 @@ impl Shared {
         let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
         m.synced = false;
         m.map.clear();
+        m.indexed.iter_mut().for_each(BTreeSet::clear);
     }
 
     fn install(&self, snap: Snapshot) {
@@ -229,12 +336,20 @@ impl Shared {
             })
             .collect();
         {
-            let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
-            *m = Mirror {
+            let mut mirror = Mirror {
                 synced: true,
                 revision: snap.revision,
                 map,
+                indexed: vec![BTreeSet::new(); self.indexes.len()],
             };
+            if !self.indexes.is_empty() {
+                let keys: Vec<String> = mirror.map.keys().cloned().collect();
+                for k in &keys {
+                    mirror.index(&self.indexes, k);
+                }
+            }
+            let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
+            *m = mirror;
         }
         self.applied.send_replace(snap.revision);
     }
@@ -244,20 +359,24 @@ impl Shared {
         let mut top = 0;
         {
             let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
+            let specs = &self.indexes;
             for ev in events {
                 top = top.max(ev.kv.mod_revision);
+                let key = ev.kv.key.clone();
+                m.unindex(specs, &key);
                 match ev.kind {
                     EventKind::Put => {
                         m.map.insert(
-                            ev.kv.key.clone(),
+                            key.clone(),
                             Entry {
                                 kv: ev.kv,
                                 decoded: OnceLock::new(),
                             },
                         );
+                        m.index(specs, &key);
                     }
                     EventKind::Delete => {
-                        m.map.remove(&ev.kv.key);
+                        m.map.remove(&key);
                     }
                 }
             }

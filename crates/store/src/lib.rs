@@ -19,7 +19,7 @@ mod hub;
 pub mod memory;
 pub mod sqlite;
 
-pub use cache::CachedStore;
+pub use cache::{CachedStore, Index as CacheIndex};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 

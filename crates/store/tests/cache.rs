@@ -129,3 +129,110 @@ async fn multi_key_transactions_appear_atomically() {
     }
     writer.await.unwrap();
 }
+
+/// An index over `t/`: a value "colour,size" is indexed under "c=<colour>" and "s=<size>".
+fn colour_size_index() -> berth_store::CacheIndex {
+    berth_store::CacheIndex {
+        name: "cs",
+        prefix: "t/".into(),
+        terms: Arc::new(|e: &berth_store::cache::Entry| {
+            let v = e
+                .decoded(|b| String::from_utf8(b.to_vec()))
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let mut parts = v.split(',');
+            let c = parts.next().unwrap_or("");
+            let s = parts.next().unwrap_or("");
+            vec![format!("c={c}"), format!("s={s}")]
+        }),
+    }
+}
+
+async fn indexed(cache: &CachedStore, term: &str, after: Option<&str>) -> Vec<String> {
+    cache
+        .read(|v| {
+            v.index("cs", term, after)
+                .expect("index exists")
+                .map(|e| e.kv().key.clone())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap()
+        .expect("the mirror catches up")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_index_follows_puts_and_deletes() {
+    let backend: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    // Written before the cache starts: indexed by the initial list.
+    put(backend.as_ref(), "t/1", "red,big").await;
+    put(backend.as_ref(), "u/1", "red,big").await; // outside the prefix: never indexed
+    let cache = CachedStore::start_indexed(backend.clone(), vec![colour_size_index()]);
+    put(&cache, "t/2", "red,small").await;
+    put(&cache, "t/3", "blue,big").await;
+    assert_eq!(indexed(&cache, "c=red", None).await, vec!["t/1", "t/2"]);
+    assert_eq!(indexed(&cache, "s=big", None).await, vec!["t/1", "t/3"]);
+    assert_eq!(indexed(&cache, "c=red", Some("t/1")).await, vec!["t/2"]);
+    // A change moves the key between terms; a delete removes it from all of them.
+    put(&cache, "t/1", "blue,small").await;
+    assert_eq!(indexed(&cache, "c=red", None).await, vec!["t/2"]);
+    assert_eq!(indexed(&cache, "c=blue", None).await, vec!["t/1", "t/3"]);
+    backend.txn(Txn::new().delete("t/3")).await.unwrap();
+    assert_eq!(indexed(&cache, "c=blue", None).await, vec!["t/1"]);
+    assert_eq!(indexed(&cache, "s=big", None).await, Vec::<String>::new());
+    // A term that is a prefix of another term does not see the other's keys.
+    put(&cache, "t/4", "redder,big").await;
+    assert_eq!(indexed(&cache, "c=red", None).await, vec!["t/2"]);
+    let n = cache
+        .read(|v| v.index_len("cs", "c=redder"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, Some(1));
+    assert!(cache
+        .read(|v| v.index("nope", "x", None).is_none())
+        .await
+        .unwrap()
+        .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_index_agrees_with_a_full_scan_under_random_writes() {
+    let backend: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let cache = CachedStore::start_indexed(backend, vec![colour_size_index()]);
+    let colours = ["red", "blue", "green"];
+    let sizes = ["big", "small"];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..400 {
+        let k = format!("t/{:02}", next() % 40);
+        if next() % 4 == 0 {
+            cache.txn(Txn::new().delete(k)).await.unwrap();
+        } else {
+            let v = format!(
+                "{},{}",
+                colours[(next() % 3) as usize],
+                sizes[(next() % 2) as usize]
+            );
+            put(&cache, &k, &v).await;
+        }
+    }
+    for c in colours {
+        let want: Vec<String> = cache
+            .read(|v| {
+                v.range("t/", None)
+                    .filter(|e| e.kv().value.starts_with(format!("{c},").as_bytes()))
+                    .map(|e| e.kv().key.clone())
+                    .collect()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(indexed(&cache, &format!("c={c}"), None).await, want, "{c}");
+    }
+}

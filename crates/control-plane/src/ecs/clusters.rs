@@ -25,9 +25,6 @@ pub struct ClusterUsage {
 }
 
 pub async fn usage(repo: &Repo, cluster: &str) -> Result<ClusterUsage, ApiError> {
-    let instances = repo
-        .list_arc::<ContainerInstanceRecord>(&keys::instances_in(cluster))
-        .await?;
     let services = repo
         .list_arc::<crate::records::ServiceRecord>(&keys::services_in(cluster))
         .await?;
@@ -43,11 +40,17 @@ pub async fn usage(repo: &Repo, cluster: &str) -> Result<ClusterUsage, ApiError>
             .count(),
         ..Default::default()
     };
-    for i in instances.iter().filter(|i| i.value.status != "INACTIVE") {
-        u.container_instances += 1;
-        u.running_tasks += i.value.running_tasks();
-        u.pending_tasks += i.value.pending_tasks();
-    }
+    repo.visit(
+        &keys::instances_in(cluster),
+        |_, i: &std::sync::Arc<ContainerInstanceRecord>, _| {
+            if i.status != "INACTIVE" {
+                u.container_instances += 1;
+                u.running_tasks += i.running_tasks();
+                u.pending_tasks += i.pending_tasks();
+            }
+        },
+    )
+    .await?;
     u.tasks = u.running_tasks + u.pending_tasks;
     Ok(u)
 }
@@ -425,6 +428,7 @@ pub async fn delete_cluster(
             .put(key.clone(), to_bytes(&rec.value));
         if repo.commit(txn).await?.is_some() {
             tracing::info!(cluster = %name, "cluster deleted");
+            ctx.app.placement.forget(&name);
             return Ok(ecs::DeleteClusterResponse {
                 cluster: Some(to_wire(
                     ctx,

@@ -12,6 +12,7 @@ use crate::repo::{contention, keys, to_bytes, Versioned, MAX_ATTEMPTS};
 use crate::wire::now_epoch;
 use berth_ecs_api::ecs;
 use berth_store::{Compare, Txn};
+use std::sync::Arc;
 
 pub const MAX_EVENTS: usize = 100;
 
@@ -53,15 +54,11 @@ struct Counts {
 
 async fn service_tasks(ctx: &Ctx, cluster: &str, name: &str) -> Result<Vec<TaskRecord>, ApiError> {
     let group = format!("service:{name}");
-    ctx.app
-        .repo
-        .scan(
-            &keys::tasks_in(cluster),
-            |t: crate::repo::Versioned<std::sync::Arc<TaskRecord>>| {
-                (t.value.group == group).then(|| t.value.as_ref().clone())
-            },
-        )
-        .await
+    Ok(crate::service_scheduler::group_tasks(ctx, cluster, &group)
+        .await?
+        .into_iter()
+        .map(Arc::unwrap_or_clone)
+        .collect())
 }
 
 fn counts_for(tasks: &[TaskRecord], deployment: Option<&str>) -> Counts {

@@ -7,14 +7,15 @@
 //! change to what an instance should run bumps the instance's generation, which wakes its agent.
 
 use super::instances::{active_cluster, instance_id};
-use super::{cluster_arg, decode_token, max_results, paginate, tagging, taskdefs};
+use super::{cluster_arg, decode_token, max_results, tagging, taskdefs};
 use crate::app::Ctx;
 use crate::error::ApiError;
+use crate::indexes::term;
 use crate::records::{
     tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord, PlacedTask,
     ResourcesRecord, TaskRecord,
 };
-use crate::repo::{contention, keys, to_bytes, Versioned, MAX_ATTEMPTS};
+use crate::repo::{contention, keys, to_bytes, MAX_ATTEMPTS};
 use crate::wire::now_epoch;
 use berth_core::lifecycle::TaskStatus;
 use berth_ecs_api::ecs::{self, NetworkMode};
@@ -31,6 +32,14 @@ pub(crate) fn snapshot_of<'a>(
     ctx: &Ctx,
     instances: impl Iterator<Item = &'a ContainerInstanceRecord>,
 ) -> placement::ClusterSnapshot {
+    placement::ClusterSnapshot::new(instances.map(|i| snapshot_instance(ctx, i)).collect())
+}
+
+/// One container instance as placement sees it.
+pub(crate) fn snapshot_instance(
+    ctx: &Ctx,
+    i: &ContainerInstanceRecord,
+) -> placement::ContainerInstance {
     let res = |r: &ResourcesRecord| placement::Resources {
         cpu: r.cpu,
         memory: r.memory,
@@ -38,42 +47,38 @@ pub(crate) fn snapshot_of<'a>(
         tcp_ports: r.ports.clone(),
         udp_ports: r.ports_udp.clone(),
     };
-    placement::ClusterSnapshot::new(
-        instances
-            .map(|i| placement::ContainerInstance {
-                arn: ctx.app.scope.container_instance_arn(&i.cluster, &i.id),
-                status: placement::InstanceStatus::parse(&i.status)
-                    .unwrap_or(placement::InstanceStatus::Inactive),
-                agent_connected: ctx.app.agents.connected(&i.id),
-                attributes: i
-                    .attributes
-                    .iter()
-                    .map(|a| placement::Attribute {
-                        name: a.name.clone(),
-                        value: a.value.clone(),
-                    })
-                    .collect(),
-                ec2_instance_id: i.ec2_instance_id.clone(),
-                agent_version: i
-                    .version_info
-                    .as_ref()
-                    .and_then(|v| v.agent_version.clone()),
-                registered_at: i.registered_at,
-                registered: res(&i.registered),
-                remaining: res(&i.remaining()),
-                running_tasks_count: i.running_tasks() as u32,
-                tasks: i
-                    .tasks
-                    .iter()
-                    .map(|t| placement::TaskInfo {
-                        group: t.group.clone(),
-                        family: t.family.clone(),
-                        service_name: t.service.clone(),
-                    })
-                    .collect(),
+    placement::ContainerInstance {
+        arn: ctx.app.scope.container_instance_arn(&i.cluster, &i.id),
+        status: placement::InstanceStatus::parse(&i.status)
+            .unwrap_or(placement::InstanceStatus::Inactive),
+        agent_connected: ctx.app.agents.connected(&i.id),
+        attributes: i
+            .attributes
+            .iter()
+            .map(|a| placement::Attribute {
+                name: a.name.clone(),
+                value: a.value.clone(),
             })
             .collect(),
-    )
+        ec2_instance_id: i.ec2_instance_id.clone(),
+        agent_version: i
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.clone()),
+        registered_at: i.registered_at,
+        registered: res(&i.registered),
+        remaining: res(&i.remaining()),
+        running_tasks_count: i.running_tasks() as u32,
+        tasks: i
+            .tasks
+            .iter()
+            .map(|t| placement::TaskInfo {
+                group: t.group.clone(),
+                family: t.family.clone(),
+                service_name: t.service.clone(),
+            })
+            .collect(),
+    }
 }
 
 fn placement_error(e: placement::PlacementError) -> ApiError {
@@ -574,63 +579,63 @@ pub(crate) async fn launch(
                 });
             }
         }
-        let instances: Vec<Versioned<Arc<ContainerInstanceRecord>>> = repo
-            .scan(
-                &keys::instances_in(&l.cluster),
-                |i: Versioned<Arc<ContainerInstanceRecord>>| {
-                    (i.value.status != "INACTIVE").then_some(i)
-                },
-            )
-            .await?;
-        let snapshot = snapshot_of(ctx, instances.iter().map(|i| i.value.as_ref()));
-        let idx = placement::ClusterIndex::build(&snapshot);
         let mut preq = placement::PlacementRequest::new(requirements_for_placement(l), count);
         preq.constraints = req_constraints.clone();
         preq.strategies = req_strategies.clone();
         preq.seed = rand::random();
-        let outcome = match &targets {
-            None => placement::place(&idx, &preq).map_err(placement_error)?,
-            Some(t) => {
-                let refs: Vec<&str> = t.iter().map(String::as_str).collect();
-                placement::start_task(&idx, &preq, &refs).map_err(placement_error)?
-            }
-        };
         let now = now_epoch();
-        let mut touched: HashMap<usize, ContainerInstanceRecord> = HashMap::new();
-        let mut tasks = Vec::new();
-        for p in &outcome.placements {
-            let inst = touched
-                .entry(p.instance_index)
-                .or_insert_with(|| instances[p.instance_index].value.as_ref().clone());
-            let task = new_task(
-                ctx,
-                l,
-                inst,
-                now,
-                client_token.as_ref().map(|(t, _)| t.clone()),
-            );
-            inst.tasks.push(PlacedTask {
-                task_id: task.id.clone(),
-                group: l.group.clone(),
-                family: l.family.clone(),
-                service: l.group.strip_prefix("service:").map(str::to_string),
-                running: false,
-                resources: l.resources.clone(),
-            });
-            tasks.push(task);
-        }
-        let mut txn = Txn::new();
-        for (i, inst) in touched.iter_mut() {
-            let v = &instances[*i];
-            inst.generation += 1;
-            inst.version += 1;
-            txn = txn
-                .when(Compare::ModRevision {
-                    key: v.key.clone(),
-                    revision: v.revision,
-                })
-                .put(v.key.clone(), to_bytes(inst));
-        }
+        // Place on the cluster's long-lived index (see `placement_cache`) and prepare the commit:
+        // every touched instance is compared on the revision the index saw.
+        let placed = ctx
+            .app
+            .placement
+            .with_index(ctx, &l.cluster, |p| {
+                let outcome = match &targets {
+                    None => placement::place(p.index, &preq).map_err(placement_error)?,
+                    Some(t) => {
+                        let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+                        placement::start_task(p.index, &preq, &refs).map_err(placement_error)?
+                    }
+                };
+                let mut touched: HashMap<usize, ContainerInstanceRecord> = HashMap::new();
+                let mut tasks = Vec::new();
+                for pl in &outcome.placements {
+                    let inst = touched
+                        .entry(pl.instance_index)
+                        .or_insert_with(|| p.instances[pl.instance_index].value.as_ref().clone());
+                    let task = new_task(
+                        ctx,
+                        l,
+                        inst,
+                        now,
+                        client_token.as_ref().map(|(t, _)| t.clone()),
+                    );
+                    inst.tasks.push(PlacedTask {
+                        task_id: task.id.clone(),
+                        group: l.group.clone(),
+                        family: l.family.clone(),
+                        service: l.group.strip_prefix("service:").map(str::to_string),
+                        running: false,
+                        resources: l.resources.clone(),
+                    });
+                    tasks.push(task);
+                }
+                let mut txn = Txn::new();
+                for (i, inst) in touched.iter_mut() {
+                    let v = &p.instances[*i];
+                    inst.generation += 1;
+                    inst.version += 1;
+                    txn = txn
+                        .when(Compare::ModRevision {
+                            key: v.key.clone(),
+                            revision: v.revision,
+                        })
+                        .put(v.key.clone(), to_bytes(inst));
+                }
+                Ok::<_, ApiError>((outcome, touched, tasks, txn))
+            })
+            .await??;
+        let (outcome, touched, tasks, mut txn) = placed;
         for t in &tasks {
             txn = txn
                 .when(Compare::Absent {
@@ -957,27 +962,36 @@ pub async fn list_tasks(
         ),
         None => None,
     };
-    let items = ctx
+    // The narrowest index term the filters allow; every filter is still tested on each record.
+    let bucket = crate::indexes::desired_bucket(desired);
+    let service_group = req.service_name.as_deref().map(|s| format!("service:{s}"));
+    let term = if let Some(g) = &service_group {
+        term::group(&cluster, bucket, g)
+    } else if let Some(i) = &instance {
+        term::instance(&cluster, bucket, i)
+    } else if let Some(f) = &req.family {
+        term::family(&cluster, bucket, f)
+    } else if let Some(b) = &req.started_by {
+        term::started_by(&cluster, bucket, b)
+    } else {
+        term::desired(&cluster, bucket)
+    };
+    let (page, more) = ctx
         .app
         .repo
-        .scan(
+        .index_page(
+            crate::indexes::TASKS,
+            &term,
             &keys::tasks_in(&cluster),
-            |t: Versioned<Arc<TaskRecord>>| {
-                let v = &t.value;
-                let desired_ok = match desired {
-                    "STOPPED" => v.desired_status == "STOPPED",
-                    // RUNNING (default) and PENDING: tasks ECS still wants running.
-                    _ => v.desired_status == "RUNNING",
-                };
-                let keep = desired_ok
+            after.as_deref(),
+            limit,
+            |_, v: &Arc<TaskRecord>| {
+                let keep = crate::indexes::desired_bucket(&v.desired_status) == bucket
                     && instance
                         .as_deref()
                         .is_none_or(|i| v.container_instance_id == i)
                     && req.family.as_deref().is_none_or(|f| v.family == f)
-                    && req
-                        .service_name
-                        .as_deref()
-                        .is_none_or(|s| v.group == format!("service:{s}"))
+                    && service_group.as_deref().is_none_or(|g| v.group == g)
                     && req
                         .started_by
                         .as_deref()
@@ -985,11 +999,15 @@ pub async fn list_tasks(
                     && req
                         .launch_type
                         .is_none_or(|lt| v.launch_type == lt.as_str());
-                keep.then(|| (t.key, ctx.app.scope.task_arn(&cluster, &v.id)))
+                keep.then(|| ctx.app.scope.task_arn(&cluster, &v.id))
             },
         )
         .await?;
-    let (arns, next) = paginate(items, after.as_deref(), limit, false);
+    let next = match (more, page.last()) {
+        (true, Some((k, _))) => Some(super::encode_token(k)),
+        _ => None,
+    };
+    let arns = page.into_iter().map(|(_, arn)| arn).collect();
     Ok(ecs::ListTasksResponse {
         task_arns: Some(arns),
         next_token: next,

@@ -96,7 +96,7 @@ fn compile_node<'c, 'a: 'c>(
                 if let Some(cond) = p.kind.cond() {
                     hosts_match = vec![false; idx.len()];
                     for (g, name) in idx.group_names.iter().enumerate() {
-                        if cond.test(Val::Str(Some(name))) {
+                        if cond.test(Val::Str(Some(name.as_str()))) {
                             for &(i, _) in &idx.group_members[g] {
                                 hosts_match[i as usize] = true;
                             }
@@ -143,7 +143,7 @@ fn eval_node(node: &CNode<'_>, idx: &ClusterIndex<'_>, i: usize, placed: u32) ->
                 }
             }
             CLeaf::AgentConnected { yes, no } => {
-                if idx.snapshot.instances[i].agent_connected {
+                if idx.connected[i] {
                     *yes
                 } else {
                     *no
@@ -153,8 +153,7 @@ fn eval_node(node: &CNode<'_>, idx: &ClusterIndex<'_>, i: usize, placed: u32) ->
                 idx.snapshot.instances[i].registered_at,
             ))),
             CLeaf::Running(kind) => {
-                let n =
-                    u64::from(idx.snapshot.instances[i].running_tasks_count) + u64::from(placed);
+                let n = u64::from(idx.running[i]) + u64::from(placed);
                 kind.apply(std::iter::once(Val::Num(n as f64)))
             }
             CLeaf::Group {
@@ -162,7 +161,7 @@ fn eval_node(node: &CNode<'_>, idx: &ClusterIndex<'_>, i: usize, placed: u32) ->
                 hosts_match,
                 req_match,
             } => {
-                let has_any = placed > 0 || !idx.snapshot.instances[i].tasks.is_empty();
+                let has_any = placed > 0 || !idx.inst_groups[i].is_empty();
                 let any_pos =
                     || hosts_match.get(i).copied().unwrap_or(false) || (placed > 0 && *req_match);
                 match kind {
