@@ -172,13 +172,16 @@ def main():
     ap.add_argument("--scale-instances", type=int, default=5000)
     ap.add_argument("--scale-tasks", type=int, default=50000)
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--skip-compare", action="store_true")
+    ap.add_argument("--scale-concurrency", default="4,16",
+                    help="comma-separated concurrencies for the at-scale latency table")
     ap.add_argument("--only", default="berth,fakecloud,moto")
     a = ap.parse_args()
     print(f"machine: {machine_facts()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     results = {}
     makers = {"berth": berth_target, "fakecloud": fakecloud_target, "moto": moto_target}
-    for name in a.only.split(","):
+    for name in ([] if a.skip_compare else a.only.split(",")):
         t = None
         try:
             t = makers[name]()
@@ -206,9 +209,10 @@ def main():
             row += [f"{fmt(r['rps'], 0)} ({fmt(r['p99_ms'], 1)} ms)",
                     f"{b.get('rps', 0) / r['rps']:.2f}x" if r["rps"] else "n/a"]
         rows.append(row)
-    print(f"\n### Comparison: {a.instances} instances / {a.tasks} tasks, concurrency {a.concurrency}, {a.seconds:.0f}s per operation\n")
-    print(table(["operation", "berth req/s (p99)", "fakecloud req/s (p99)", "berth/fakecloud",
-                 "moto req/s (p99)", "berth/moto"], rows))
+    if not a.skip_compare:
+        print(f"\n### Comparison: {a.instances} instances / {a.tasks} tasks, concurrency {a.concurrency}, {a.seconds:.0f}s per operation\n")
+        print(table(["operation", "berth req/s (p99)", "fakecloud req/s (p99)", "berth/fakecloud",
+                     "moto req/s (p99)", "berth/moto"], rows))
     if a.skip_scale or "berth" not in a.only:
         return
     t = berth_target()
@@ -226,15 +230,14 @@ def main():
         targets = {"DescribeTasks": "p99 <= 10 ms", "ListTasks": "p99 <= 10 ms", "RunTask10": "p99 <= 50 ms",
                    "DescribeClusters": ""}
         rows = []
-        total_rps = 0.0
-        for op in SCALE_OPS:
-            r = t.load(op, a.seconds, a.concurrency)
-            total_rps += r["rps"] if op != "RunTask10" else 0
-            rows.append([op if op != "RunTask10" else "RunTask (count 10)", fmt(r["rps"], 0), fmt(r["p50_ms"], 2),
-                         fmt(r["p90_ms"], 2) if "p90_ms" in r else "n/a", fmt(r["p99_ms"], 2), r["errors"], targets[op]])
-            print(f"  {op}: {r}", flush=True)
-        print(f"\n### berth at scale: {a.scale_instances} instances / {a.scale_tasks} tasks, concurrency {a.concurrency}\n")
-        print(table(["operation", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "target"], rows))
+        for conc in [int(c) for c in a.scale_concurrency.split(",")]:
+            for op in SCALE_OPS:
+                r = t.load(op, a.seconds, conc)
+                rows.append([op if op != "RunTask10" else "RunTask (count 10)", conc, fmt(r["rps"], 0), fmt(r["p50_ms"], 2),
+                             fmt(r["p90_ms"], 2) if "p90_ms" in r else "n/a", fmt(r["p99_ms"], 2), r["errors"], targets[op]])
+                print(f"  {op} @{conc}: {r}", flush=True)
+        print(f"\n### berth at scale: {a.scale_instances} instances / {a.scale_tasks} tasks\n")
+        print(table(["operation", "concurrency", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "target"], rows))
         print(f"\ncontrol-plane RSS: {rss_small:.0f} MiB at 1,000 instances / 10,000 tasks (target <= 100 MB); "
               f"{rss:.0f} MiB at {a.scale_instances} / {a.scale_tasks}")
     finally:
