@@ -17,12 +17,15 @@
 use crate::app::Ctx;
 use crate::error::ApiError;
 use crate::records::ContainerInstanceRecord;
-use crate::repo::{keys, Versioned};
+use crate::repo::{keys, Lazy, Versioned};
 use berth_placement::{ClusterIndex, ClusterSnapshot};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 type Index<'a> = ClusterIndex<'a>;
+
+/// How often agent connectivity is re-read for every instance of an index.
+const CONNECTIVITY_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
 
 self_cell::self_cell!(
     /// A snapshot and the index that borrows from it.
@@ -36,9 +39,10 @@ self_cell::self_cell!(
 #[derive(Default)]
 struct ClusterState {
     index: Option<OwnedIndex>,
-    /// Per index position: the record it reflects.
+    /// Per index position, in key order: the record it reflects.
     slots: Vec<Versioned<Arc<ContainerInstanceRecord>>>,
-    by_key: HashMap<String, usize>,
+    /// When agent connectivity was last read into the index.
+    connectivity_at: Option<std::time::Instant>,
 }
 
 /// The per-cluster placement indexes of one control-plane replica.
@@ -68,7 +72,7 @@ impl PlacementCache {
     }
 
     /// Runs `f` on an index of `cluster`'s instances (all but INACTIVE ones) that reflects the
-    /// store as of this call.
+    /// store as of this call (agent connectivity: as of the last CONNECTIVITY_REFRESH).
     pub async fn with_index<R>(
         &self,
         ctx: &Ctx,
@@ -84,35 +88,50 @@ impl PlacementCache {
         };
         let mut st = state.lock().await;
         let st = &mut *st;
-        // Which instances changed since the index last saw them?
-        let mut changed: Vec<Versioned<Arc<ContainerInstanceRecord>>> = Vec::new();
-        let mut seen = 0usize;
+        // Which instances changed since the index last saw them? The slots are in key order, as
+        // the walk is: compare in lockstep, decoding only records whose revision moved.
+        let mut changed: Vec<(usize, Versioned<Arc<ContainerInstanceRecord>>)> = Vec::new();
         let mut structural = st.index.is_none();
+        let mut next = 0usize;
         ctx.app
             .repo
-            .visit(
+            .visit_lazy(
                 &keys::instances_in(cluster),
-                |key, rec: &Arc<ContainerInstanceRecord>, revision| {
-                    if structural || rec.status == "INACTIVE" {
-                        return;
+                |e: &Lazy<'_, ContainerInstanceRecord>| {
+                    if structural {
+                        return Ok(());
                     }
-                    match st.by_key.get(key) {
-                        Some(&slot) => {
-                            seen += 1;
-                            if st.slots[slot].revision != revision {
-                                changed.push(Versioned {
-                                    key: key.to_string(),
-                                    value: rec.clone(),
-                                    revision,
-                                });
+                    match st.slots.get(next) {
+                        Some(slot) if slot.key == e.key() => {
+                            if slot.revision != e.revision() {
+                                let rec = e.get()?;
+                                if rec.status == "INACTIVE" {
+                                    structural = true;
+                                } else {
+                                    changed.push((
+                                        next,
+                                        Versioned {
+                                            key: slot.key.clone(),
+                                            value: rec,
+                                            revision: e.revision(),
+                                        },
+                                    ));
+                                }
+                            }
+                            next += 1;
+                        }
+                        // Not in the index: fine only if it is INACTIVE (left out on purpose).
+                        _ => {
+                            if e.get()?.status != "INACTIVE" {
+                                structural = true;
                             }
                         }
-                        None => structural = true,
                     }
+                    Ok(())
                 },
             )
             .await?;
-        if seen != st.slots.len() {
+        if next != st.slots.len() {
             structural = true;
         }
         if !structural {
@@ -120,16 +139,14 @@ impl PlacementCache {
                 .index
                 .as_mut()
                 .expect("an index exists when not structural");
-            for v in &changed {
-                let slot = st.by_key[&v.key];
+            for (slot, v) in changed {
                 let inst = crate::ecs::tasks::snapshot_instance(ctx, &v.value);
-                let fits = index.borrow_dependent().same_static(slot, &inst);
-                if !fits {
+                if !index.borrow_dependent().same_static(slot, &inst) {
                     structural = true;
                     break;
                 }
                 index.with_dependent_mut(|_, idx| idx.update_instance(slot, &inst));
-                st.slots[slot] = v.clone();
+                st.slots[slot] = v;
             }
         }
         if structural {
@@ -146,16 +163,18 @@ impl PlacementCache {
             let snapshot =
                 crate::ecs::tasks::snapshot_of(ctx, all.iter().map(|i| i.value.as_ref()));
             st.index = Some(OwnedIndex::new(snapshot, |s| ClusterIndex::build(s)));
-            st.by_key = all
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.key.clone(), i))
-                .collect();
             st.slots = all;
+            st.connectivity_at = Some(std::time::Instant::now());
             self.rebuilds
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            // Connectivity changes with time, not with the record.
+        } else if st
+            .connectivity_at
+            .is_none_or(|t| t.elapsed() >= CONNECTIVITY_REFRESH)
+        {
+            // Connectivity changes with time, not with the record: re-read for every instance
+            // at most every CONNECTIVITY_REFRESH (an agent counts as disconnected only after a
+            // far longer silence; see `agents`).
+            st.connectivity_at = Some(std::time::Instant::now());
             let connected = ctx
                 .app
                 .agents

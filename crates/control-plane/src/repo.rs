@@ -368,6 +368,50 @@ impl Repo {
         Ok(())
     }
 
+    /// `f` on every record under `prefix`, in key order, without decoding it unless `f` asks
+    /// ([`Lazy::get`]): for walks that mostly compare revisions.
+    pub async fn visit_lazy<T: Record>(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(&Lazy<'_, T>) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        if let Some(c) = &self.cache {
+            let served = c
+                .read(|v| {
+                    for e in v.range(prefix, None) {
+                        f(&Lazy {
+                            key: &e.kv().key,
+                            revision: e.kv().mod_revision,
+                            entry: Some(e),
+                            value: None,
+                        })?;
+                    }
+                    Ok::<_, ApiError>(())
+                })
+                .await?;
+            if let Some(r) = served {
+                return r;
+            }
+        }
+        let r = self
+            .store
+            .range(RangeRequest {
+                prefix: prefix.to_string(),
+                ..Default::default()
+            })
+            .await?;
+        for kv in r.kvs {
+            let rec = decode::<T>(kv)?;
+            f(&Lazy {
+                key: &rec.key,
+                revision: rec.revision,
+                entry: None,
+                value: Some(rec.value.clone()),
+            })?;
+        }
+        Ok(())
+    }
+
     /// The number of keys under `prefix` (at most `limit`, if given).
     pub async fn count(&self, prefix: &str, limit: Option<usize>) -> Result<usize, ApiError> {
         if let Some(c) = &self.cache {
@@ -402,6 +446,33 @@ impl Repo {
                 Err(crate::leader::deposed())
             }
             TxnOutcome::CompareFailed { .. } => Ok(None),
+        }
+    }
+}
+
+/// A record met by [`Repo::visit_lazy`]: its key and revision, and the record on demand.
+pub struct Lazy<'e, T> {
+    key: &'e str,
+    revision: Revision,
+    entry: Option<&'e Entry>,
+    value: Option<Arc<T>>,
+}
+
+impl<T: Record> Lazy<'_, T> {
+    pub fn key(&self) -> &str {
+        self.key
+    }
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+    /// The decoded record (decoded once per write, shared).
+    pub fn get(&self) -> Result<Arc<T>, ApiError> {
+        match (&self.value, self.entry) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, Some(e)) => e
+                .decoded(|b| serde_json::from_slice::<T>(b))
+                .map_err(|err| corrupt(self.key, err)),
+            (None, None) => Err(ApiError::server("record without a value")),
         }
     }
 }
