@@ -270,17 +270,25 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
             }
         }
     }
-    let snapshot = tasks::snapshot_of(ctx, inst_recs.iter().map(|i| i.as_ref()));
+    // Only DAEMON services need each instance's placement view (for memberOf eligibility).
+    let daemon = svc.scheduling_strategy == "DAEMON";
+    let connected = ctx
+        .app
+        .agents
+        .connected_many(inst_recs.iter().map(|i| i.id.as_str()));
     let instances: Vec<sched::Instance> = inst_recs
         .iter()
-        .zip(snapshot.instances.iter())
-        .map(|(i, view)| sched::Instance {
+        .zip(connected)
+        .map(|(i, connected)| sched::Instance {
             id: i.id.clone(),
             active: i.status == "ACTIVE",
-            connected: ctx.app.agents.connected(&i.id),
-            daemon_eligible: expressions
-                .iter()
-                .all(|x| x.matches(&berth_placement::InstanceView::new(view))),
+            connected,
+            daemon_eligible: !daemon || {
+                let view = tasks::snapshot_instance(ctx, i);
+                expressions
+                    .iter()
+                    .all(|x| x.matches(&berth_placement::InstanceView::new(&view)))
+            },
             lost: ctx.app.agents.lost(&i.id, lost_after()),
         })
         .collect();

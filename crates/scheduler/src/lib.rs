@@ -244,7 +244,9 @@ pub fn reconcile(input: &Input) -> Plan {
         ..Default::default()
     };
     let name = &s.name;
-    let inst = |id: &str| input.instances.iter().find(|i| i.id == id);
+    let by_id: std::collections::HashMap<&str, &Instance> =
+        input.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    let inst = |id: &str| by_id.get(id).copied();
 
     // 1. Lost tasks (agent gone too long) and unhealthy tasks are stopped and replaced.
     let mut stopping: Vec<String> = Vec::new();
@@ -462,13 +464,9 @@ fn replica(input: &Input, plan: &mut Plan, live: &[&Task], primary: &Deployment,
     let max_total = max_tasks(desired, s.maximum_percent).max(if desired > 0 { 1 } else { 0 });
     let min_ok = min_healthy(desired, s.minimum_healthy_percent);
     let grace = s.health_check_grace_seconds;
-    let on_draining = |t: &Task| {
-        input
-            .instances
-            .iter()
-            .find(|i| i.id == t.instance_id)
-            .is_some_and(|i| !i.active)
-    };
+    let by_id: std::collections::HashMap<&str, &Instance> =
+        input.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    let on_draining = |t: &Task| by_id.get(t.instance_id.as_str()).is_some_and(|i| !i.active);
 
     // Tasks to retire: old deployments, or on DRAINING instances.
     let retiring: Vec<&Task> = live
