@@ -52,16 +52,16 @@ struct Counts {
     failed: i32,
 }
 
-async fn service_tasks(ctx: &Ctx, cluster: &str, name: &str) -> Result<Vec<TaskRecord>, ApiError> {
+async fn service_tasks(
+    ctx: &Ctx,
+    cluster: &str,
+    name: &str,
+) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
     let group = format!("service:{name}");
-    Ok(crate::service_scheduler::group_tasks(ctx, cluster, &group)
-        .await?
-        .into_iter()
-        .map(Arc::unwrap_or_clone)
-        .collect())
+    crate::service_scheduler::group_tasks(ctx, cluster, &group).await
 }
 
-fn counts_for(tasks: &[TaskRecord], deployment: Option<&str>) -> Counts {
+fn counts_for(tasks: &[Arc<TaskRecord>], deployment: Option<&str>) -> Counts {
     let mut c = Counts::default();
     for t in tasks
         .iter()
@@ -87,7 +87,7 @@ fn counts_for(tasks: &[TaskRecord], deployment: Option<&str>) -> Counts {
 pub(crate) fn to_wire(
     ctx: &Ctx,
     s: &ServiceRecord,
-    tasks: &[TaskRecord],
+    tasks: &[Arc<TaskRecord>],
     include_tags: bool,
 ) -> ecs::Service {
     let total = counts_for(tasks, None);
