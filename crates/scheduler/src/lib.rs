@@ -318,15 +318,25 @@ pub fn reconcile(input: &Input) -> Plan {
         if f > d.failures_seen {
             d.failures_seen = f;
             d.updated_at = now;
-            // Back off exponentially (capped) while tasks keep failing: by the failures of the
-            // last BACKOFF_WINDOW seconds, so an occasional crash is replaced at once.
+            // Back off exponentially (capped) while tasks *keep* failing, as ECS's service
+            // throttle does for tasks that repeatedly fail to start: count the failures of the
+            // last BACKOFF_WINDOW seconds that came after the deployment's latest successful
+            // start. An occasional crash among tasks that do start (1 % of a large rollout) is
+            // replaced at once; a deployment where nothing starts backs off.
+            let last_success = input
+                .tasks
+                .iter()
+                .filter(|t| t.deployment_id == d.id && !t.failed)
+                .filter_map(|t| t.started_at)
+                .fold(f64::NEG_INFINITY, f64::max);
             let recent = input
                 .tasks
                 .iter()
                 .filter(|t| {
                     t.deployment_id == d.id
                         && t.failed
-                        && t.stopped_at.is_some_and(|at| now - at < BACKOFF_WINDOW)
+                        && t.stopped_at
+                            .is_some_and(|at| now - at < BACKOFF_WINDOW && at > last_success)
                 })
                 .count() as i32;
             if recent > 1 {

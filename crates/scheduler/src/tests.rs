@@ -227,6 +227,40 @@ fn failures_back_off_without_breaker() {
 }
 
 #[test]
+fn occasional_failures_among_successful_starts_do_not_back_off() {
+    // A large rollout where 1 task in 100 fails to start: the others keep starting (after the
+    // failures), so the failed ones are replaced at once, not throttled.
+    let s = svc(
+        100,
+        200,
+        100,
+        vec![dep("d1", "td:1", DeploymentStatus::Primary)],
+    );
+    let mut tasks: Vec<Task> = (0..4)
+        .map(|i| Task {
+            failed: true,
+            stopped: true,
+            stopped_at: Some(90.0),
+            desired_running: false,
+            ..task(&format!("f{i}"), "d1", "i1", false)
+        })
+        .collect();
+    tasks.extend((0..96).map(|i| Task {
+        started_at: Some(95.0),
+        ..task(&format!("r{i}"), "d1", "i1", true)
+    }));
+    let p = run(&s, &tasks, &[inst("i1")]);
+    assert_eq!(p.deployments[0].next_launch_at, 0.0, "no back-off");
+    assert_eq!(p.starts.iter().map(|x| x.count).sum::<u32>(), 4);
+    // The same failures after the last successful start: throttled.
+    for t in tasks.iter_mut().filter(|t| t.failed) {
+        t.stopped_at = Some(99.0);
+    }
+    let p = run(&s, &tasks, &[inst("i1")]);
+    assert!(p.starts.is_empty(), "backs off");
+}
+
+#[test]
 fn draining_instance_tasks_move() {
     let s = svc(
         2,
