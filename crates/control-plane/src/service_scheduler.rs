@@ -70,9 +70,16 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                 }
             };
             crate::leader::as_leader(&app, work).await;
+            // Let task reports and API calls that arrive meanwhile coalesce into the next pass:
+            // a pass reconciles every service in full, so back-to-back passes under a stream of
+            // state changes (a 5,000-task rollout) would spend the CPU those changes need.
+            tokio::time::sleep(MIN_PASS_INTERVAL).await;
         }
     })
 }
+
+/// The least time between two scheduler passes (wake-ups in between are coalesced).
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(50);
 
 fn system_ctx(app: &Arc<App>) -> Ctx {
     Ctx {
