@@ -97,12 +97,6 @@ fn init_tracing() {
         .init();
 }
 
-/// mimalloc instead of glibc's malloc: the control plane allocates many small short-lived objects
-/// per request (wire structs, JSON), where glibc spent a quarter of the CPU in profiles and kept
-/// per-thread arenas' memory resident (see BENCHMARKS.md, API load).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
