@@ -279,6 +279,53 @@ def test_two_replicas_share_state_and_fail_over(etcd, tmp_path):
         b.stop()
 
 
+def test_backup_and_restore_with_an_etcd_snapshot(tmp_path):
+    """README "Backup and restore": `etcdctl snapshot save` while berth runs; restore into a new
+    data dir; berth on the restored etcd has exactly the state at the snapshot (a cluster created
+    after it is gone), and revision counters continue from it."""
+    cluster = EtcdCluster(tmp_path, 1)
+    spec = cluster.spec("backup-test")
+    endpoint = f"127.0.0.1:{cluster.client[0]}"
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    snap = tmp_path / "berth.db"
+    b = Berth(tmp_path / "b1", extra_args=["--store", spec], env=ROOT_ENV).start()
+    try:
+        ecs = b.client("ecs")
+        ecs.create_cluster(clusterName="kept")
+        for _ in range(2):
+            ecs.register_task_definition(family="f", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 16}])
+        subprocess.run(["etcdctl", "--endpoints", endpoint, "snapshot", "save", str(snap)], env=env, check=True,
+                       capture_output=True, timeout=60)
+        ecs.create_cluster(clusterName="after-the-snapshot")
+    finally:
+        b.stop()
+        cluster.stop()
+    restored = tmp_path / "etcd-restored"
+    peer = f"http://127.0.0.1:{cluster.peer[0]}"
+    subprocess.run(["etcdctl", "snapshot", "restore", str(snap), "--name", cluster.names[0],
+                    "--initial-cluster", f"{cluster.names[0]}={peer}", "--initial-advertise-peer-urls", peer,
+                    "--initial-cluster-token", tmp_path.name, "--data-dir", str(restored)],
+                   env=env, check=True, capture_output=True, timeout=60)
+    args = cluster.args[0]
+    args[args.index("--data-dir") + 1] = str(restored)
+    cluster.start(0)
+    try:
+        wait_until("restored etcd healthy", lambda: etcd_healthy(cluster.client[0]), 30)
+        b = Berth(tmp_path / "b2", extra_args=["--store", spec], env=ROOT_ENV).start()
+        try:
+            ecs = b.client("ecs")
+            got = ecs.describe_clusters(clusters=["kept", "after-the-snapshot"])
+            assert [c["clusterName"] for c in got["clusters"]] == ["kept"]
+            assert got["failures"][0]["reason"] == "MISSING"
+            assert ecs.describe_task_definition(taskDefinition="f")["taskDefinition"]["revision"] == 2
+            new = ecs.register_task_definition(family="f", containerDefinitions=[{"name": "c", "image": "busybox", "memory": 16}])
+            assert new["taskDefinition"]["revision"] == 3
+        finally:
+            b.stop()
+    finally:
+        cluster.stop()
+
+
 # --- the fault tests: 3 etcd members, 2 servers, 2 agents with Docker ---------------------------
 
 SERVICE = "web"
