@@ -4,7 +4,8 @@
    target is populated by `berth-loadgen populate`, then every operation is driven for `--seconds`
    at `--concurrency` by `berth-loadgen load`. Ratios are berth's throughput over the reference's.
    berth verifies every SigV4 signature and commits every write durably (SQLite, fsync); fakecloud
-   and moto keep state in memory and check no signatures.
+   and moto keep state in memory and check no signatures. A RunTask counts only if it placed every
+   task it asked for (an answer with `failures` is an error); populate leaves room for the load.
 2. berth at scale (`--scale-instances`/`--scale-tasks`, default 5,000/50,000): the same operations
    against a control plane holding the issue's scale, with p50/p99 against its targets.
 3. Memory: control-plane RSS after populating 1,000 instances / 10,000 tasks.

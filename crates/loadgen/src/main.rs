@@ -73,6 +73,18 @@ fn target(op: &str) -> String {
     format!("{ECS}.{op}")
 }
 
+/// Extra tasks per instance that `populate` leaves room for (see there).
+const HEADROOM: i64 = 4096;
+
+/// How many tasks a RunTask body asks for (None for other operations).
+fn run_count(op: &str) -> Option<usize> {
+    match op {
+        "RunTask" => Some(1),
+        "RunTask10" => Some(10),
+        _ => None,
+    }
+}
+
 async fn call(c: &Client, op: &str, body: &Value) -> Result<Value> {
     c.call("ecs", &target(op), body)
         .await
@@ -175,8 +187,10 @@ async fn populate(
     let started = Instant::now();
     call(c, "CreateCluster", &json!({"clusterName": cluster})).await?;
     call(c, "RegisterTaskDefinition", &task_definition(FAMILY)).await?;
-    // Enough room for every task on any instance mix: 10 cpu / 32 MiB each.
-    let per = tasks.div_ceil(instances.max(1)) as i64 + 2;
+    // Enough room for every task on any instance mix (10 cpu / 32 MiB each), plus room for the
+    // RunTask load that follows (HEADROOM more tasks per instance): a RunTask that finds no room
+    // is answered with `failures` and commits nothing, so it must not be what the load measures.
+    let per = tasks.div_ceil(instances.max(1)) as i64 + 2 + HEADROOM;
     let arns = Arc::new(std::sync::Mutex::new(vec![String::new(); instances]));
     {
         let (c, cluster, arns) = (c.clone(), cluster.to_string(), arns.clone());
@@ -375,6 +389,17 @@ async fn load(
                 let b = body(&op, &cluster, &arns, i).expect("validated above");
                 let t = Instant::now();
                 match c.call("ecs", &target(wire_op(&op)), &b).await {
+                    // A RunTask that placed fewer tasks than asked did not do the write it was
+                    // asked for: an error, not throughput.
+                    Ok(v) if run_count(&op).is_some_and(|n| {
+                        v["tasks"].as_array().map_or(0, Vec::len) < n
+                    }) =>
+                    {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| {
+                            format!("RunTask placed too few tasks: {}", v["failures"])
+                        });
+                    }
                     Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
                     Err(e) => {
                         errors += 1;
