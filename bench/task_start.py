@@ -1,6 +1,6 @@
 """Task start latency against raw `docker run -d` (issue 9's target: p50 ≤ 1.2×, p99 ≤ 2×).
 
-RUNS times (default 20), alternating so that background load hits both alike:
+RUNS times (default 50), alternating so that background load hits both alike:
   berth   RunTask (one busybox `sleep 600` task, 16 MiB) → DescribeTasks (polled every 20 ms) says RUNNING;
           then StopTask and wait until STOPPED (the container is removed afterwards)
   docker  `docker run -d -m 16m berth-test/busybox:latest sleep 600`: time until the command returns, and
@@ -8,10 +8,16 @@ RUNS times (default 20), alternating so that background load hits both alike:
 For berth it also reports where the time went, from the task record's createdAt / pullStartedAt /
 pullStoppedAt / startedAt (wall clock, same host) and the time the client first saw RUNNING.
 
-Environment: BENCH_RUNS=20, BENCH_LOG=debug (server log level), BENCH_KEEP_DATA=1,
+Then CONCURRENT tasks (default 50) started at once, each side after the other: berth = CONCURRENT
+RunTask calls (count 1) from CONCURRENT client threads, each polling DescribeTasks until its task is
+RUNNING; docker = CONCURRENT `docker run -d` at once, each until `docker inspect` shows it running.
+Per-task latency is measured from the common start, so it includes the queueing a burst causes.
+
+Environment: BENCH_RUNS=50, BENCH_CONCURRENT=50, BENCH_LOG=debug (server log level), BENCH_KEEP_DATA=1,
 BENCH_PULL=prefer-cached (sets the agent's ECS_IMAGE_PULL_BEHAVIOR; default: the agent's default).
 """
 
+import concurrent.futures
 import datetime
 import os
 import signal
@@ -23,7 +29,8 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from berthbench import IMAGE, BerthUp, docker, ensure_image, machine_facts, median, pct, table  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "20"))
+RUNS = int(os.environ.get("BENCH_RUNS", "50"))
+CONCURRENT = int(os.environ.get("BENCH_CONCURRENT", "50"))
 POLL = 0.02
 RUN_ID = uuid.uuid4().hex[:6]
 LABEL = f"berthbench.taskstart={RUN_ID}"
@@ -83,6 +90,58 @@ def docker_once():
     return returned, running
 
 
+def berth_burst(b, td, n):
+    """n RunTask calls at once; per task, seconds from the common start until it is RUNNING."""
+    ecs = b.ecs
+    start = time.time()
+
+    def one(_):
+        out = ecs.run_task(cluster=b.cluster, taskDefinition=td, count=1)
+        assert not out["failures"], out["failures"]
+        arn = out["tasks"][0]["taskArn"]
+        while True:
+            t = ecs.describe_tasks(cluster=b.cluster, tasks=[arn])["tasks"][0]
+            if t["lastStatus"] == "RUNNING":
+                return time.time() - start, arn
+            if t["lastStatus"] == "STOPPED" or time.time() - start > 120:
+                raise RuntimeError(f"task did not reach RUNNING: {t.get('stoppedReason')}")
+            time.sleep(POLL)
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        got = list(pool.map(one, range(n)))
+    arns = [a for _, a in got]
+    for a in arns:
+        ecs.stop_task(cluster=b.cluster, task=a, reason="bench")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ts = []
+        for i in range(0, len(arns), 100):
+            ts += ecs.describe_tasks(cluster=b.cluster, tasks=arns[i:i + 100])["tasks"]
+        if all(t["lastStatus"] == "STOPPED" for t in ts):
+            break
+        time.sleep(0.5)
+    b.remove_containers()
+    return [x for x, _ in got]
+
+
+def docker_burst(n):
+    """n `docker run -d` at once; per container, seconds from the common start until running."""
+    start = time.monotonic()
+
+    def one(_):
+        cid = subprocess.run(["docker", "run", "-d", "--label", LABEL, "-m", "16m", IMAGE, "sleep", "600"],
+                             check=True, capture_output=True, text=True, timeout=120).stdout.strip()
+        while docker("inspect", "-f", "{{.State.Running}}", cid).stdout.strip() != "true":
+            if time.monotonic() - start > 120:
+                raise RuntimeError("docker container not running")
+        return time.monotonic() - start
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        got = list(pool.map(one, range(n)))
+    cleanup()
+    return got
+
+
 def cleanup():
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
     if ids:
@@ -104,6 +163,7 @@ def main():
         env["ECS_IMAGE_PULL_BEHAVIOR"] = os.environ["BENCH_PULL"]
     b = BerthUp(log_level=os.environ.get("BENCH_LOG", "info"), extra_env=env)
     berth, d_ret, d_run = [], [], []
+    burst_berth, burst_docker = [], []
     try:
         b.start()
         td = b.register(f"start{RUN_ID}", ["sleep", "600"])
@@ -118,6 +178,11 @@ def main():
             d_run.append(rr)
             log(f"run {i + 1}: berth {ms(p['seen'])} ms (created {ms(p['created'])}, pull {ms(p['pull_started'])}"
                 f"→{ms(p['pull_stopped'])}, started {ms(p['started'])}); docker run {ms(r)} ms, inspect running {ms(rr)} ms")
+        if CONCURRENT > 0:
+            burst_berth = berth_burst(b, td, CONCURRENT)
+            log(f"berth burst of {CONCURRENT}: max {ms(max(burst_berth))} ms")
+            burst_docker = docker_burst(CONCURRENT)
+            log(f"docker burst of {CONCURRENT}: max {ms(max(burst_docker))} ms")
     finally:
         b.close()
         cleanup()
@@ -137,6 +202,19 @@ def main():
     print()
     print(f"Ratio berth / `docker run -d` returns: p50 {pct(seen, 50) / pct(d_ret, 50):.2f}× (target ≤ 1.2×), "
           f"p99 {pct(seen, 99) / pct(d_ret, 99):.2f}× (target ≤ 2×)")
+    if burst_berth:
+        print()
+        print(f"{CONCURRENT} at once (per task, ms from the common start until RUNNING):")
+        print()
+        print(table(["what", "p50 ms", "p90 ms", "p99 ms", "min ms", "max ms"],
+                    [[f"berth: {CONCURRENT} × RunTask → RUNNING", ms(pct(burst_berth, 50)), ms(pct(burst_berth, 90)),
+                      ms(pct(burst_berth, 99)), ms(min(burst_berth)), ms(max(burst_berth))],
+                     [f"docker: {CONCURRENT} × `docker run -d` → Running", ms(pct(burst_docker, 50)),
+                      ms(pct(burst_docker, 90)), ms(pct(burst_docker, 99)), ms(min(burst_docker)),
+                      ms(max(burst_docker))]]))
+        print()
+        print(f"Ratio berth / docker, {CONCURRENT} at once: p50 {pct(burst_berth, 50) / pct(burst_docker, 50):.2f}× "
+              f"(target ≤ 1.2×), p99 {pct(burst_berth, 99) / pct(burst_docker, 99):.2f}× (target ≤ 2×)")
     print()
     print("berth breakdown (median over runs, ms after the RunTask call was sent):")
     print()
