@@ -391,9 +391,9 @@ async fn load(
                 match c.call("ecs", &target(wire_op(&op)), &b).await {
                     // A RunTask that placed fewer tasks than asked did not do the write it was
                     // asked for: an error, not throughput.
-                    Ok(v) if run_count(&op).is_some_and(|n| {
-                        v["tasks"].as_array().map_or(0, Vec::len) < n
-                    }) =>
+                    Ok(v)
+                        if run_count(&op)
+                            .is_some_and(|n| v["tasks"].as_array().map_or(0, Vec::len) < n) =>
                     {
                         errors += 1;
                         first_error.get_or_insert_with(|| {
