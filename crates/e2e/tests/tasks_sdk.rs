@@ -937,3 +937,66 @@ async fn deleted_task_definitions_are_purged_once_unreferenced() {
         3
     );
 }
+
+#[tokio::test]
+async fn stalled_connections_never_block_other_agents_or_callers() {
+    // Issue 9: "a slow or stalled agent connection never blocks the others". 300 connections that
+    // sent half a request and stopped, and 50 that connected and sent nothing, stay open while
+    // another agent's held poll must be answered at once by a placement, and API calls must be
+    // served as usual.
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("st")
+        .send()
+        .await
+        .unwrap();
+    let inst = register(&ecs, "st", "us-east-1a", 4096, 4096, &[]).await;
+    register_td(&ecs, "m16", 16).await;
+    let addr = s.endpoint.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    for i in 0..350 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i < 300 {
+            c.write_all(
+                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonEC2ContainerServiceV20141113.ListClusters\r\nContent-Length: 1000\r\n\r\n{\"cl",
+            )
+            .await
+            .unwrap();
+        }
+        stalled.push(c);
+    }
+    let ag = agent(&s);
+    let first = poll(&ag, "st", &inst, 0, 0).await;
+    let held = {
+        let (ag, inst, g) = (ag.clone(), inst.clone(), first.generation);
+        tokio::spawn(async move { poll(&ag, "st", &inst, g, 20).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let out = ecs
+        .run_task()
+        .cluster("st")
+        .task_definition("m16")
+        .send()
+        .await
+        .unwrap();
+    let pushed = held.await.unwrap();
+    assert_eq!(pushed.tasks.len(), 1);
+    assert_eq!(
+        Some(pushed.tasks[0].task_arn.as_str()),
+        out.tasks()[0].task_arn()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "placement → push took {:?} with stalled connections open",
+        started.elapsed()
+    );
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        ecs.list_clusters().send().await.unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
+    drop(stalled);
+}
