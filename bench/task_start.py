@@ -102,14 +102,14 @@ def berth_burst(b, td, n):
         while True:
             t = ecs.describe_tasks(cluster=b.cluster, tasks=[arn])["tasks"][0]
             if t["lastStatus"] == "RUNNING":
-                return time.time() - start, arn
+                return time.time() - start, arn, epoch(t["startedAt"]) - start
             if t["lastStatus"] == "STOPPED" or time.time() - start > 120:
                 raise RuntimeError(f"task did not reach RUNNING: {t.get('stoppedReason')}")
             time.sleep(POLL)
 
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         got = list(pool.map(one, range(n)))
-    arns = [a for _, a in got]
+    arns = [a for _, a, _ in got]
     for a in arns:
         ecs.stop_task(cluster=b.cluster, task=a, reason="bench")
     deadline = time.time() + 120
@@ -121,7 +121,7 @@ def berth_burst(b, td, n):
             break
         time.sleep(0.5)
     b.remove_containers()
-    return [x for x, _ in got]
+    return [x for x, _, _ in got], [st for _, _, st in got]
 
 
 def docker_burst(n):
@@ -163,7 +163,7 @@ def main():
         env["ECS_IMAGE_PULL_BEHAVIOR"] = os.environ["BENCH_PULL"]
     b = BerthUp(log_level=os.environ.get("BENCH_LOG", "info"), extra_env=env)
     berth, d_ret, d_run = [], [], []
-    burst_berth, burst_docker = [], []
+    burst_berth, burst_started, burst_docker = [], [], []
     try:
         b.start()
         td = b.register(f"start{RUN_ID}", ["sleep", "600"])
@@ -179,7 +179,7 @@ def main():
             log(f"run {i + 1}: berth {ms(p['seen'])} ms (created {ms(p['created'])}, pull {ms(p['pull_started'])}"
                 f"→{ms(p['pull_stopped'])}, started {ms(p['started'])}); docker run {ms(r)} ms, inspect running {ms(rr)} ms")
         if CONCURRENT > 0:
-            burst_berth = berth_burst(b, td, CONCURRENT)
+            burst_berth, burst_started = berth_burst(b, td, CONCURRENT)
             log(f"berth burst of {CONCURRENT}: max {ms(max(burst_berth))} ms")
             burst_docker = docker_burst(CONCURRENT)
             log(f"docker burst of {CONCURRENT}: max {ms(max(burst_docker))} ms")
@@ -207,8 +207,11 @@ def main():
         print(f"{CONCURRENT} at once (per task, ms from the common start until RUNNING):")
         print()
         print(table(["what", "p50 ms", "p90 ms", "p99 ms", "min ms", "max ms"],
-                    [[f"berth: {CONCURRENT} × RunTask → RUNNING", ms(pct(burst_berth, 50)), ms(pct(burst_berth, 90)),
-                      ms(pct(burst_berth, 99)), ms(min(burst_berth)), ms(max(burst_berth))],
+                    [[f"berth: {CONCURRENT} × RunTask → RUNNING seen by the client", ms(pct(burst_berth, 50)),
+                      ms(pct(burst_berth, 90)), ms(pct(burst_berth, 99)), ms(min(burst_berth)), ms(max(burst_berth))],
+                     [f"berth: {CONCURRENT} × RunTask → the task's startedAt", ms(pct(burst_started, 50)),
+                      ms(pct(burst_started, 90)), ms(pct(burst_started, 99)), ms(min(burst_started)),
+                      ms(max(burst_started))],
                      [f"docker: {CONCURRENT} × `docker run -d` → Running", ms(pct(burst_docker, 50)),
                       ms(pct(burst_docker, 90)), ms(pct(burst_docker, 99)), ms(min(burst_docker)),
                       ms(max(burst_docker))]]))
