@@ -91,10 +91,7 @@ impl AgentHub {
             .lock()
             .ok()
             .and_then(|m| m.get(instance_id).map(|t| t.elapsed().as_secs_f64()));
-        match (local, self.remote_age(instance_id)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        youngest(local, self.remote_age(instance_id))
     }
 
     /// Records agent activity for a container instance (a poll or a registration).
@@ -105,13 +102,11 @@ impl AgentHub {
     }
 
     pub fn connected(&self, instance_id: &str) -> bool {
-        self.last_seen_age(instance_id)
-            .is_some_and(|age| age < Duration::from_secs(DISCONNECTED_AFTER_SECONDS).as_secs_f64())
+        is_connected(self.last_seen_age(instance_id))
     }
 
     /// [`AgentHub::connected`] for many instances, taking each lock once.
     pub fn connected_many<'a>(&self, instance_ids: impl Iterator<Item = &'a str>) -> Vec<bool> {
-        let limit = Duration::from_secs(DISCONNECTED_AFTER_SECONDS).as_secs_f64();
         let now = Instant::now();
         let epoch = crate::wire::now_epoch();
         let local = self.last_seen.lock().ok();
@@ -126,10 +121,7 @@ impl AgentHub {
                     .as_ref()
                     .and_then(|m| m.get(id))
                     .map(|s| (epoch - s).max(0.0));
-                match (l, r) {
-                    (Some(a), Some(b)) => a.min(b) < limit,
-                    (a, b) => a.or(b).is_some_and(|age| age < limit),
-                }
+                is_connected(youngest(l, r))
             })
             .collect()
     }
@@ -169,6 +161,19 @@ impl AgentHub {
                 .subscribe(),
         )
     }
+}
+
+/// The more recent of two sightings (seconds ago), by this replica and by another.
+fn youngest(local: Option<f64>, remote: Option<f64>) -> Option<f64> {
+    match (local, remote) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `agentConnected`: heard from within DISCONNECTED_AFTER_SECONDS.
+fn is_connected(age: Option<f64>) -> bool {
+    age.is_some_and(|a| a < Duration::from_secs(DISCONNECTED_AFTER_SECONDS).as_secs_f64())
 }
 
 /// Follows every instance record through the store's watch and wakes held polls when an

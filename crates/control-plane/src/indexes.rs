@@ -48,7 +48,8 @@ pub mod term {
 }
 
 fn task_terms(e: &Entry) -> Vec<String> {
-    let Ok(t) = e.decoded(|b| serde_json::from_slice::<TaskRecord>(b)) else {
+    // Decoded through the repo's one path, so readers get the same shared record.
+    let Ok(t) = crate::repo::entry_record::<TaskRecord>(e) else {
         return Vec::new();
     };
     let d = desired_bucket(&t.desired_status);

@@ -35,14 +35,14 @@ pub mod keys {
     }
     pub const INSTANCES: &str = "ecs/instances/";
     pub fn task(cluster: &str, id: &str) -> String {
-        format!("ecs/tasks/{cluster}/{id}")
+        format!("{TASKS}{cluster}/{id}")
     }
     pub fn client_token(cluster: &str, token: &str) -> String {
         format!("ecs/client-tokens/{cluster}/{}", hex::encode(token))
     }
     pub const TASKS: &str = "ecs/tasks/";
     pub fn tasks_in(cluster: &str) -> String {
-        format!("ecs/tasks/{cluster}/")
+        format!("{TASKS}{cluster}/")
     }
     pub fn services_in(cluster: &str) -> String {
         format!("ecs/services/{cluster}/")
@@ -103,16 +103,20 @@ fn decode<T: Record>(kv: KeyValue) -> Result<Versioned<Arc<T>>, ApiError> {
     }
 }
 
+/// A watch-cache entry's record, decoded once per write and shared with every reader (the
+/// secondary indexes in `indexes` decode through here too, so they share the same form).
+pub(crate) fn entry_record<T: Record>(e: &Entry) -> Result<Arc<T>, ApiError> {
+    e.decoded(|b| serde_json::from_slice::<T>(b))
+        .map_err(|err| corrupt(&e.kv().key, err))
+}
+
 fn decode_entry<T: Record>(e: &Entry) -> Result<Versioned<Arc<T>>, ApiError> {
     let kv = e.kv();
-    match e.decoded(|b| serde_json::from_slice::<T>(b)) {
-        Ok(value) => Ok(Versioned {
-            key: kv.key.clone(),
-            value,
-            revision: kv.mod_revision,
-        }),
-        Err(err) => Err(corrupt(&kv.key, err)),
-    }
+    Ok(Versioned {
+        key: kv.key.clone(),
+        value: entry_record(e)?,
+        revision: kv.mod_revision,
+    })
 }
 
 fn owned<T: Clone>(v: Versioned<Arc<T>>) -> Versioned<T> {
@@ -282,11 +286,8 @@ impl Repo {
                         return Ok(None);
                     };
                     for e in entries {
-                        let kv = e.kv();
-                        let rec = e
-                            .decoded(|b| serde_json::from_slice::<T>(b))
-                            .map_err(|err| corrupt(&kv.key, err))?;
-                        if take(&mut out, limit, &kv.key, f(&kv.key, &rec)) {
+                        let key = &e.kv().key;
+                        if take(&mut out, limit, key, f(key, &entry_record(e)?)) {
                             return Ok(Some((out, true)));
                         }
                     }
@@ -337,35 +338,11 @@ impl Repo {
         prefix: &str,
         mut f: impl FnMut(&str, &Arc<T>, Revision),
     ) -> Result<(), ApiError> {
-        if let Some(c) = &self.cache {
-            let served = c
-                .read(|v| {
-                    for e in v.range(prefix, None) {
-                        let kv = e.kv();
-                        let rec = e
-                            .decoded(|b| serde_json::from_slice::<T>(b))
-                            .map_err(|err| corrupt(&kv.key, err))?;
-                        f(&kv.key, &rec, kv.mod_revision);
-                    }
-                    Ok::<_, ApiError>(())
-                })
-                .await?;
-            if let Some(r) = served {
-                return r;
-            }
-        }
-        let r = self
-            .store
-            .range(RangeRequest {
-                prefix: prefix.to_string(),
-                ..Default::default()
-            })
-            .await?;
-        for kv in r.kvs {
-            let rec = decode::<T>(kv)?;
-            f(&rec.key, &rec.value, rec.revision);
-        }
-        Ok(())
+        self.visit_lazy(prefix, |e: &Lazy<'_, T>| {
+            f(e.key(), &e.get()?, e.revision());
+            Ok(())
+        })
+        .await
     }
 
     /// `f` on every record under `prefix`, in key order, without decoding it unless `f` asks
@@ -382,8 +359,7 @@ impl Repo {
                         f(&Lazy {
                             key: &e.kv().key,
                             revision: e.kv().mod_revision,
-                            entry: Some(e),
-                            value: None,
+                            record: LazyRecord::Cached(e),
                         })?;
                     }
                     Ok::<_, ApiError>(())
@@ -405,8 +381,7 @@ impl Repo {
             f(&Lazy {
                 key: &rec.key,
                 revision: rec.revision,
-                entry: None,
-                value: Some(rec.value.clone()),
+                record: LazyRecord::Decoded(rec.value.clone()),
             })?;
         }
         Ok(())
@@ -454,8 +429,14 @@ impl Repo {
 pub struct Lazy<'e, T> {
     key: &'e str,
     revision: Revision,
-    entry: Option<&'e Entry>,
-    value: Option<Arc<T>>,
+    record: LazyRecord<'e, T>,
+}
+
+enum LazyRecord<'e, T> {
+    /// In the watch cache: decoded on demand.
+    Cached(&'e Entry),
+    /// Read from the backend (no cache): already decoded.
+    Decoded(Arc<T>),
 }
 
 impl<T: Record> Lazy<'_, T> {
@@ -467,12 +448,9 @@ impl<T: Record> Lazy<'_, T> {
     }
     /// The decoded record (decoded once per write, shared).
     pub fn get(&self) -> Result<Arc<T>, ApiError> {
-        match (&self.value, self.entry) {
-            (Some(v), _) => Ok(v.clone()),
-            (None, Some(e)) => e
-                .decoded(|b| serde_json::from_slice::<T>(b))
-                .map_err(|err| corrupt(self.key, err)),
-            (None, None) => Err(ApiError::server("record without a value")),
+        match &self.record {
+            LazyRecord::Cached(e) => entry_record(e),
+            LazyRecord::Decoded(v) => Ok(v.clone()),
         }
     }
 }

@@ -253,19 +253,9 @@ impl<'a> ClusterIndex<'a> {
         }
     }
 
-    /// Instance `i`'s status as the index has it.
-    pub fn status(&self, i: usize) -> InstanceStatus {
-        self.status[i]
-    }
-
     /// Instance `i`'s agent connectivity as the index has it.
     pub fn agent_connected(&self, i: usize) -> bool {
         self.connected[i]
-    }
-
-    /// Instance `i`'s remaining (cpu, memory) as the index has it.
-    pub fn remaining_cpu_memory(&self, i: usize) -> (i64, i64) {
-        (self.cpu[i], self.mem[i])
     }
 
     /// The snapshot this index was built from.

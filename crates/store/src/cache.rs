@@ -203,11 +203,6 @@ impl View<'_> {
                 .filter_map(move |c| map.get(&c[skip..])),
         )
     }
-
-    /// How many keys the index `name` holds under `term`; `None` if there is no such index.
-    pub fn index_len(&self, name: &str, term: &str) -> Option<usize> {
-        Some(self.index(name, term, None)?.count())
-    }
 }
 
 /// The watch-fed mirror in front of a backend. Create with [`CachedStore::start`]; clones share
@@ -362,21 +357,25 @@ impl Shared {
             let specs = &self.indexes;
             for ev in events {
                 top = top.max(ev.kv.mod_revision);
-                let key = ev.kv.key.clone();
-                m.unindex(specs, &key);
+                m.unindex(specs, &ev.kv.key);
                 match ev.kind {
                     EventKind::Put => {
+                        let key = ev.kv.key.clone();
+                        // A second copy of the key only when there are indexes to update.
+                        let reindex = (!specs.is_empty()).then(|| key.clone());
                         m.map.insert(
-                            key.clone(),
+                            key,
                             Entry {
                                 kv: ev.kv,
                                 decoded: OnceLock::new(),
                             },
                         );
-                        m.index(specs, &key);
+                        if let Some(k) = reindex {
+                            m.index(specs, &k);
+                        }
                     }
                     EventKind::Delete => {
-                        m.map.remove(&key);
+                        m.map.remove(&ev.kv.key);
                     }
                 }
             }
