@@ -194,18 +194,21 @@ def test_service_task_failing_health_checks_is_replaced(up, tmp_path):
     }], tmp_path)
     up.aws("ecs", "create-service", "--cluster", c, "--service-name", "svcsick", "--task-definition", "svcsick",
            "--desired-count", "1")
+    # Polled with boto3 (one process, no CLI start-up per call): on a loaded CI machine, aws CLI
+    # polls every few seconds could miss the ~20 s HEALTHY window.
+    ecs = up.client("ecs")
     first, healthy_seen = None, False
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while time.time() < deadline:
-        arns = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", "svcsick")["taskArns"]
+        arns = ecs.list_tasks(cluster=c, serviceName="svcsick")["taskArns"]
         if arns:
             first = first or arns[0]
-            t = describe(up, c, first)
+            t = ecs.describe_tasks(cluster=c, tasks=[first])["tasks"][0]
             if t.get("healthStatus") == "HEALTHY":
                 healthy_seen = True
             if t["lastStatus"] == "STOPPED":
                 break
-        time.sleep(0.5)
+        time.sleep(0.3)
     else:
         raise AssertionError(f"the unhealthy task was not stopped: {describe(up, c, first) if first else None}")
     assert healthy_seen, f"the task never reported HEALTHY before its check started failing: {t}"
@@ -220,11 +223,10 @@ def test_service_task_failing_health_checks_is_replaced(up, tmp_path):
     assert state in ("false", ""), state
     # A replacement runs.
     task_id = first.rsplit("/", 1)[1]
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while time.time() < deadline:
-        svc = up.aws("ecs", "describe-services", "--cluster", c, "--services", "svcsick")["services"][0]
-        running = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", "svcsick",
-                         "--desired-status", "RUNNING")["taskArns"]
+        svc = ecs.describe_services(cluster=c, services=["svcsick"])["services"][0]
+        running = ecs.list_tasks(cluster=c, serviceName="svcsick", desiredStatus="RUNNING")["taskArns"]
         msgs = [e["message"] for e in svc["events"]]
         if (running and first not in running and svc["runningCount"] >= 1
                 and f"(service svcsick) (task {task_id}) failed container health checks." in msgs):

@@ -148,3 +148,34 @@ def test_missing_group_without_create_group_fails_the_task(up, tmp_path):
     assert "ResourceNotFoundException: The specified log group does not exist." in reason, t
     groups = up.aws("logs", "describe-log-groups", "--log-group-name-prefix", "/ecs/does-not-exist")["logGroups"]
     assert groups == []
+
+
+def test_datetime_format_joins_multiline_events_and_both_options_are_refused(up, tmp_path):
+    """`awslogs-datetime-format` (strftime, converted as Docker's driver does) starts an event at
+    each line with a timestamp; the stack-trace lines after it join that event. Setting it together
+    with `awslogs-multiline-pattern` is refused as Docker refuses it."""
+    lc = awslogs("/ecs/multi")
+    lc["options"]["awslogs-datetime-format"] = r"\[%Y-%m-%d %H:%M:%S\]"
+    script = ("echo '[2026-11-23 01:00:00] starting'; "
+              "echo '[2026-11-23 01:00:01] boom'; echo '  at a()'; echo '  at b()'; "
+              "echo '[2026-11-23 01:00:02] done'")
+    register(up, "multi", [{"name": "app", "image": IMAGE, "memory": 32, "command": ["sh", "-c", script],
+                            "logConfiguration": lc}], tmp_path)
+    arn = run(up, "multi")
+    wait(up, "tasks-stopped", arn)
+    stream = f"ecs/app/{arn.rsplit('/', 1)[-1]}"
+    got = wait_messages(up, "/ecs/multi", stream, 3)
+    assert got == ["[2026-11-23 01:00:00] starting\n", "[2026-11-23 01:00:01] boom\n  at a()\n  at b()\n",
+                   "[2026-11-23 01:00:02] done\n"], got
+    # filter-log-events finds the joined event by a term of its continuation line.
+    hits = up.aws("logs", "filter-log-events", "--log-group-name", "/ecs/multi", "--filter-pattern", '"at b()"')["events"]
+    assert [h["message"] for h in hits] == [got[1]]
+
+    lc["options"]["awslogs-multiline-pattern"] = "^\\["
+    register(up, "multibad", [{"name": "app", "image": IMAGE, "memory": 32, "command": ["true"],
+                               "logConfiguration": lc}], tmp_path)
+    arn = run(up, "multibad")
+    wait(up, "tasks-stopped", arn)
+    t = describe(up, arn)
+    reason = t["containers"][0].get("reason", "") + " " + t.get("stoppedReason", "")
+    assert "you cannot configure log opt 'awslogs-datetime-format' and 'awslogs-multiline-pattern' at the same time" in reason, t

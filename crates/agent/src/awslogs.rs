@@ -72,21 +72,131 @@ pub struct AwsLogsConfig {
     pub stream_prefix: Option<String>,
     /// `awslogs-create-group` is `true`.
     pub create_group: bool,
+    /// `awslogs-multiline-pattern` or `awslogs-datetime-format`: joins lines into events.
+    pub multiline: Option<Multiline>,
+}
+
+/// What starts a new event when lines are joined: `awslogs-multiline-pattern` (a regular
+/// expression), or `awslogs-datetime-format` (strftime) turned into one as Docker's driver does.
+/// A line it matches (anywhere, as Go's `Regexp.Match`) starts a new event; lines that don't
+/// match are appended to the current one, each followed by `\n`.
+#[derive(Debug, Clone)]
+pub struct Multiline {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl PartialEq for Multiline {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Multiline {}
+
+/// Docker's conversion table for `awslogs-datetime-format`.
+const STRFTIME_TO_REGEX: &[(char, &str)] = &[
+    ('a', r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"),
+    (
+        'A',
+        r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)",
+    ),
+    ('w', r"[0-6]"),
+    ('d', r"(?:0[1-9]|[1,2][0-9]|3[0,1])"),
+    ('b', r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"),
+    (
+        'B',
+        r"(?:January|February|March|April|May|June|July|August|September|October|November|December)",
+    ),
+    ('m', r"(?:0[1-9]|1[0-2])"),
+    ('Y', r"\d{4}"),
+    ('y', r"\d{2}"),
+    ('H', r"(?:[0,1][0-9]|2[0-3])"),
+    ('I', r"(?:0[0-9]|1[0-2])"),
+    ('p', r"[A,P]M"),
+    ('M', r"[0-5][0-9]"),
+    ('S', r"[0-5][0-9]"),
+    ('f', r"\d{6}"),
+    ('z', r"[+-]\d{4}"),
+    ('Z', r"[A-Z]{1,4}T"),
+    ('j', r"(?:0[0-9][1-9]|[1,2][0-9][0-9]|3[0-5][0-9]|36[0-6])"),
+    ('L', r"\.\d{3}"),
+];
+
+impl Multiline {
+    /// From `awslogs-multiline-pattern`.
+    pub fn pattern(pattern: &str) -> Result<Self, String> {
+        let regex = regex::Regex::new(pattern).map_err(|e| {
+            format!("awslogs could not parse multiline pattern key {pattern:?}: {e}")
+        })?;
+        Ok(Self {
+            source: pattern.to_string(),
+            regex,
+        })
+    }
+
+    /// From `awslogs-datetime-format`: each `%x` becomes its regular expression (an unknown one
+    /// becomes nothing, as in Docker); the rest is taken as a regular expression.
+    pub fn datetime_format(format: &str) -> Result<Self, String> {
+        let mut out = String::new();
+        let mut chars = format.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some(k) => {
+                    if let Some((_, re)) = STRFTIME_TO_REGEX.iter().find(|(x, _)| *x == k) {
+                        out.push_str(re);
+                    }
+                }
+                None => out.push('%'),
+            }
+        }
+        Self::pattern(&out)
+    }
+
+    /// Whether `line` starts a new event.
+    pub fn starts_event(&self, line: &str) -> bool {
+        self.regex.is_match(line)
+    }
 }
 
 impl AwsLogsConfig {
     /// The config of an `awslogs` log configuration (`None` for other drivers or without
     /// `awslogs-group`).
-    pub fn from_log_configuration(lc: &ecs::LogConfiguration) -> Option<Self> {
-        if lc.log_driver.as_ref()?.as_str() != "awslogs" {
-            return None;
+    ///
+    /// Err is the engine's complaint about the options (both multi-line options, or a pattern
+    /// that is not a regular expression), as Docker refuses such a container.
+    pub fn from_log_configuration(lc: &ecs::LogConfiguration) -> Result<Option<Self>, String> {
+        if lc.log_driver.as_ref().map(|d| d.as_str()) != Some("awslogs") {
+            return Ok(None);
         }
-        let options = lc.options.as_ref()?;
-        let group = options.get("awslogs-group")?.trim().to_string();
+        let Some(options) = lc.options.as_ref() else {
+            return Ok(None);
+        };
+        let Some(group) = options.get("awslogs-group").map(|g| g.trim().to_string()) else {
+            return Ok(None);
+        };
         if group.is_empty() {
-            return None;
+            return Ok(None);
         }
-        Some(Self {
+        let datetime = options
+            .get("awslogs-datetime-format")
+            .filter(|v| !v.is_empty());
+        let pattern = options
+            .get("awslogs-multiline-pattern")
+            .filter(|v| !v.is_empty());
+        let multiline = match (datetime, pattern) {
+            (Some(_), Some(_)) => {
+                return Err("you cannot configure log opt 'awslogs-datetime-format' and 'awslogs-multiline-pattern' at the same time".into())
+            }
+            (Some(f), None) => Some(Multiline::datetime_format(f)?),
+            (None, Some(p)) => Some(Multiline::pattern(p)?),
+            (None, None) => None,
+        };
+        Ok(Some(Self {
             group,
             region: options.get("awslogs-region").cloned(),
             stream_prefix: options
@@ -96,7 +206,8 @@ impl AwsLogsConfig {
             create_group: options
                 .get("awslogs-create-group")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        })
+            multiline,
+        }))
     }
 
     /// The stream of one container: `<prefix>/<container-name>/<task-id>`, or the runtime id
@@ -184,6 +295,9 @@ pub struct ShipperConfig {
     pub backoff_min: Duration,
     /// Retry backoff bounds.
     pub backoff_max: Duration,
+    /// With multi-line joining: how long an event waits for more lines after its first one
+    /// (Docker's driver: its 5 s publish interval).
+    pub multiline_wait: Duration,
 }
 
 impl Default for ShipperConfig {
@@ -194,6 +308,7 @@ impl Default for ShipperConfig {
             max_bytes: MAX_BATCH_BYTES,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            multiline_wait: Duration::from_secs(5),
         }
     }
 }
@@ -322,6 +437,16 @@ impl Batch {
     }
 }
 
+/// A multi-line event being joined.
+struct Pending {
+    timestamp: i64,
+    message: String,
+    /// Read position after its last line.
+    end: Option<Cursor>,
+    /// When it is sent even if no new event starts.
+    deadline: tokio::time::Instant,
+}
+
 /// Follows one container's output into its log stream. Build with [`Shipper::new`], run with
 /// [`Shipper::run`] (ends when the container has exited and everything is shipped, or is gone).
 pub struct Shipper<R: ContainerRuntime> {
@@ -338,6 +463,8 @@ pub struct Shipper<R: ContainerRuntime> {
     last_ms: i64,
     backoff: Backoff,
     warned_missing: bool,
+    /// The multi-line event being joined.
+    pending: Option<Pending>,
 }
 
 impl<R: ContainerRuntime> Shipper<R> {
@@ -366,6 +493,7 @@ impl<R: ContainerRuntime> Shipper<R> {
             last_ms: 0,
             backoff,
             warned_missing: false,
+            pending: None,
         }
     }
 
@@ -395,12 +523,22 @@ impl<R: ContainerRuntime> Shipper<R> {
             );
             let mut gone = false;
             loop {
-                let next = match batch.deadline {
+                let wake = match (batch.deadline, self.pending.as_ref().map(|p| p.deadline)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let next = match wake {
                     None => logs.next().await,
                     Some(at) => tokio::select! {
                         n = logs.next() => n,
                         _ = tokio::time::sleep_until(at) => {
-                            self.flush(&mut batch).await;
+                            let now = tokio::time::Instant::now();
+                            if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
+                                self.emit_pending(&mut batch).await;
+                            }
+                            if batch.deadline.is_some_and(|d| d <= now) {
+                                self.flush(&mut batch).await;
+                            }
                             continue;
                         }
                     },
@@ -431,16 +569,19 @@ impl<R: ContainerRuntime> Shipper<R> {
                 self.push(&mut batch, line).await;
             }
             drop(logs);
-            self.flush(&mut batch).await;
             if gone || last_pass {
                 break;
             }
+            self.flush(&mut batch).await;
             match self.runtime.inspect_container(&self.id).await {
                 Ok(info) if info.state.status.is_terminal() => last_pass = true,
                 Err(e) if e.is_not_found() => break,
                 _ => tokio::time::sleep(reconnect.delay()).await,
             }
         }
+        // The output is over: the last multi-line event is complete.
+        self.emit_pending(&mut batch).await;
+        self.flush(&mut batch).await;
         tracing::debug!(container = %self.id.short(), stream = %self.stream, "awslogs shipper done");
     }
 
@@ -452,9 +593,53 @@ impl<R: ContainerRuntime> Shipper<R> {
             }
             None => epoch_ms(SystemTime::now()),
         };
+        let Some(multiline) = &self.config.multiline else {
+            self.add_event(batch, ts, &line.line).await;
+            // Empty lines carry no event (CloudWatch rejects empty messages) but move the cursor.
+            if !batch.events.is_empty() {
+                batch.end = self.read;
+            }
+            return;
+        };
+        // Multi-line: a matching line starts a new event, others join the current one (also
+        // cut when it would outgrow one event), as Docker's driver does.
+        let starts = multiline.starts_event(&line.line);
+        let too_big = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.message.len() + line.line.len() > MAX_EVENT_BYTES);
+        if starts || too_big {
+            self.emit_pending(batch).await;
+        }
+        let wait = self.tuning.multiline_wait;
+        let p = self.pending.get_or_insert_with(|| Pending {
+            timestamp: ts,
+            message: String::new(),
+            end: None,
+            deadline: tokio::time::Instant::now() + wait,
+        });
+        p.message.push_str(&line.line);
+        p.message.push('\n');
+        p.end = self.read;
+    }
+
+    /// Moves the multi-line event being joined into the batch.
+    async fn emit_pending(&mut self, batch: &mut Batch) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        self.add_event(batch, p.timestamp, &p.message).await;
+        if !batch.events.is_empty() {
+            batch.end = p.end;
+        }
+    }
+
+    /// Adds one event (split when longer than an event may be) to the batch, flushing first
+    /// when it does not fit.
+    async fn add_event(&mut self, batch: &mut Batch, ts: i64, message: &str) {
         // CloudWatch wants chronological events; the engine's clock may step back.
         let ts = ts.max(self.last_ms);
-        for piece in split_message(&line.line, MAX_EVENT_BYTES) {
+        for piece in split_message(message, MAX_EVENT_BYTES) {
             if !batch.fits(piece.len(), ts, &self.tuning) {
                 self.flush(batch).await;
             }
@@ -467,10 +652,6 @@ impl<R: ContainerRuntime> Shipper<R> {
             if batch.deadline.is_none() {
                 batch.deadline = Some(tokio::time::Instant::now() + self.tuning.flush_interval);
             }
-        }
-        // Empty lines carry no event (CloudWatch rejects empty messages) but move the cursor.
-        if !batch.events.is_empty() {
-            batch.end = self.read;
         }
     }
 
@@ -707,6 +888,7 @@ mod tests {
             region: Some("us-east-1".into()),
             stream_prefix: Some("ecs".into()),
             create_group: create,
+            multiline: None,
         }
     }
 
@@ -759,19 +941,21 @@ mod tests {
                         "awslogs-stream-prefix": "ecs", "awslogs-create-group": "true"}
         }))
         .unwrap();
-        let c = AwsLogsConfig::from_log_configuration(&lc).unwrap();
+        let c = AwsLogsConfig::from_log_configuration(&lc).unwrap().unwrap();
         assert_eq!(c, cfg(true));
         assert_eq!(c.stream_name("web", "abc", "dead"), "ecs/web/abc");
         let lc: ecs::LogConfiguration = serde_json::from_value(serde_json::json!({
             "logDriver": "awslogs", "options": {"awslogs-group": "g"}
         }))
         .unwrap();
-        let c = AwsLogsConfig::from_log_configuration(&lc).unwrap();
+        let c = AwsLogsConfig::from_log_configuration(&lc).unwrap().unwrap();
         assert!(!c.create_group);
         assert_eq!(c.stream_name("web", "abc", "dead"), "dead");
         let lc: ecs::LogConfiguration =
             serde_json::from_value(serde_json::json!({"logDriver": "json-file"})).unwrap();
-        assert!(AwsLogsConfig::from_log_configuration(&lc).is_none());
+        assert!(AwsLogsConfig::from_log_configuration(&lc)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -965,5 +1149,145 @@ mod tests {
             .unwrap();
         let want: Vec<String> = (0..13).map(|i| format!("a{i}")).collect();
         assert_eq!(logs.messages("/ecs/web", "ecs/app/tid"), want);
+    }
+
+    fn multiline_cfg(pattern: &str) -> AwsLogsConfig {
+        AwsLogsConfig {
+            multiline: Some(Multiline::pattern(pattern).unwrap()),
+            ..cfg(false)
+        }
+    }
+
+    #[test]
+    fn multiline_options_as_docker_reads_them() {
+        let m = Multiline::datetime_format(r"\[%b %d, %Y %H:%M:%S\]").unwrap();
+        assert!(m.starts_event("[Nov 23, 2026 01:02:03] boom"));
+        assert!(m.starts_event("prefix [Jan 01, 1999 23:59:59] matched anywhere"));
+        assert!(!m.starts_event("    at com.example.Main(Main.java:3)"));
+        assert!(!m.starts_event("[Nov 32, 2026 01:02:03] not a day"));
+        let iso = Multiline::datetime_format("%Y-%m-%dT%H:%M:%S%L%z").unwrap();
+        assert!(iso.starts_event("2026-11-23T01:02:03.456+0000 started"));
+        assert!(!iso.starts_event("2026-11-23 01:02:03 no T"));
+        // Unknown sequences vanish, as in Docker's table lookup.
+        assert!(Multiline::datetime_format("%Q%Y")
+            .unwrap()
+            .starts_event("2026"));
+        let lc = |opts: serde_json::Value| -> ecs::LogConfiguration {
+            serde_json::from_value(serde_json::json!({"logDriver": "awslogs", "options": opts}))
+                .unwrap()
+        };
+        let both = lc(
+            serde_json::json!({"awslogs-group": "g", "awslogs-datetime-format": "%Y",
+                                         "awslogs-multiline-pattern": "^x"}),
+        );
+        assert_eq!(
+            AwsLogsConfig::from_log_configuration(&both).unwrap_err(),
+            "you cannot configure log opt 'awslogs-datetime-format' and 'awslogs-multiline-pattern' at the same time"
+        );
+        let bad =
+            lc(serde_json::json!({"awslogs-group": "g", "awslogs-multiline-pattern": "(unclosed"}));
+        let e = AwsLogsConfig::from_log_configuration(&bad).unwrap_err();
+        assert!(
+            e.starts_with("awslogs could not parse multiline pattern key \"(unclosed\""),
+            "{e}"
+        );
+        let ok =
+            lc(serde_json::json!({"awslogs-group": "g", "awslogs-multiline-pattern": "^INFO"}));
+        let c = AwsLogsConfig::from_log_configuration(&ok).unwrap().unwrap();
+        assert_eq!(c.multiline, Some(Multiline::pattern("^INFO").unwrap()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn multiline_pattern_joins_lines_into_events() {
+        let rt = FakeRuntime::new(FakeConfig::default());
+        let logs = FakeLogs::default();
+        logs.add_group("/ecs/web");
+        let dir = tempfile::tempdir().unwrap();
+        let id = container(&rt).await;
+        for l in [
+            "preamble", "INFO a", "ERROR b", "  at x()", "", "  at y()", "INFO c",
+        ] {
+            rt.emit_log(&id, LogSource::Stdout, l).unwrap();
+        }
+        rt.exit(&id, 0).unwrap();
+        shipper(&rt, &logs, &id, multiline_cfg("^(INFO|ERROR)"), dir.path())
+            .run()
+            .await;
+        assert_eq!(
+            logs.messages("/ecs/web", "ecs/app/tid"),
+            vec![
+                "preamble\n",
+                "INFO a\n",
+                "ERROR b\n  at x()\n\n  at y()\n",
+                "INFO c\n"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_multiline_event_is_sent_after_the_wait_without_a_next_event() {
+        let rt = FakeRuntime::new(FakeConfig::default());
+        let logs = FakeLogs::default();
+        logs.add_group("/ecs/web");
+        let dir = tempfile::tempdir().unwrap();
+        let id = container(&rt).await;
+        let join =
+            tokio::spawn(shipper(&rt, &logs, &id, multiline_cfg("^ERROR"), dir.path()).run());
+        settle().await;
+        rt.emit_log(&id, LogSource::Stdout, "ERROR b").unwrap();
+        rt.emit_log(&id, LogSource::Stdout, "  at x()").unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(logs.messages("/ecs/web", "ecs/app/tid").is_empty());
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            logs.messages("/ecs/web", "ecs/app/tid"),
+            vec!["ERROR b\n  at x()\n"]
+        );
+        // A late continuation line is an event of its own.
+        rt.emit_log(&id, LogSource::Stdout, "  late").unwrap();
+        rt.exit(&id, 0).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), join)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            logs.messages("/ecs/web", "ecs/app/tid"),
+            vec!["ERROR b\n  at x()\n", "  late\n"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn multiline_resume_reads_the_unsent_event_again() {
+        let rt = FakeRuntime::new(FakeConfig::default());
+        let logs = FakeLogs::default();
+        logs.add_group("/ecs/web");
+        let dir = tempfile::tempdir().unwrap();
+        let id = container(&rt).await;
+        let first =
+            tokio::spawn(shipper(&rt, &logs, &id, multiline_cfg("^INFO"), dir.path()).run());
+        settle().await;
+        rt.emit_log(&id, LogSource::Stdout, "INFO a").unwrap();
+        rt.emit_log(&id, LogSource::Stdout, "INFO b").unwrap();
+        rt.emit_log(&id, LogSource::Stdout, "  more b").unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // "INFO a" is shipped and checkpointed; "INFO b" is still being joined.
+        assert_eq!(logs.messages("/ecs/web", "ecs/app/tid"), vec!["INFO a\n"]);
+        first.abort();
+        let _ = first.await;
+        rt.emit_log(&id, LogSource::Stdout, "  last of b").unwrap();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        rt.emit_log(&id, LogSource::Stdout, "INFO c").unwrap();
+        let second =
+            tokio::spawn(shipper(&rt, &logs, &id, multiline_cfg("^INFO"), dir.path()).run());
+        settle().await;
+        rt.exit(&id, 0).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            logs.messages("/ecs/web", "ecs/app/tid"),
+            vec!["INFO a\n", "INFO b\n  more b\n  last of b\n", "INFO c\n"]
+        );
     }
 }

@@ -126,6 +126,11 @@ pub struct TaskPlan {
 #[error("{0}")]
 pub struct PlanError(pub String);
 
+/// Size of each json-file log of an `awslogs` container (Docker's `max-size`)…
+pub const AWSLOGS_BUFFER_FILE_SIZE: &str = "128m";
+/// …and how many files it rotates through (`max-file`): 512 MiB of output may wait to be shipped.
+pub const AWSLOGS_BUFFER_FILES: &str = "4";
+
 fn fail(msg: impl Into<String>) -> PlanError {
     PlanError(format!("CannotCreateContainerError: {}", msg.into()))
 }
@@ -494,16 +499,23 @@ pub fn plan_task(
         // Logging: other drivers pass through to the engine unchanged; awslogs (and awsfirelens)
         // containers log with json-file, and the agent ships awslogs output itself
         // (crate::awslogs), since Docker's awslogs driver cannot reach berth.
-        let awslogs = def
-            .log_configuration
-            .as_ref()
-            .and_then(AwsLogsConfig::from_log_configuration);
+        let awslogs = match def.log_configuration.as_ref() {
+            Some(lc) => AwsLogsConfig::from_log_configuration(lc)
+                .map_err(|e| fail(format!("Error response from daemon: {e}")))?,
+            None => None,
+        };
         spec.log_config = def.log_configuration.as_ref().and_then(|lc| {
             let driver = lc.log_driver.as_ref()?.as_str().to_string();
             if driver == "awslogs" || driver == "awsfirelens" {
+                // The json-file log is the shipper's buffer: sized here, not by the daemon's
+                // defaults (often 10m × 3), so a shipper that falls behind, or an agent
+                // restart, loses nothing unless it is more than this far behind.
                 Some(LogConfig {
                     driver: "json-file".into(),
-                    options: BTreeMap::new(),
+                    options: BTreeMap::from([
+                        ("max-size".to_string(), AWSLOGS_BUFFER_FILE_SIZE.to_string()),
+                        ("max-file".to_string(), AWSLOGS_BUFFER_FILES.to_string()),
+                    ]),
                 })
             } else {
                 Some(LogConfig {
@@ -759,6 +771,10 @@ mod tests {
             matches!(&s.mounts[2], Mount::Volume { volume, autoprovision: true, .. } if volume.name == "dv")
         );
         assert_eq!(s.log_config.as_ref().unwrap().driver, "json-file");
+        assert_eq!(
+            s.log_config.as_ref().unwrap().options["max-size"],
+            AWSLOGS_BUFFER_FILE_SIZE
+        );
         assert_eq!(app.stop_timeout, Duration::from_secs(7));
         assert!(matches!(
             s.health_check.as_ref().unwrap().test,

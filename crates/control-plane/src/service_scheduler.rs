@@ -23,6 +23,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// At most this many task ids in one "has started" event.
+const STARTED_PER_EVENT: usize = 10;
+
 /// Tasks on an instance whose agent has been gone this long are presumed lost and replaced.
 pub const LOST_AFTER: Duration = Duration::from_secs(300);
 
@@ -427,16 +430,14 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
                 continue;
             }
         };
-        if !launched.tasks.is_empty() {
-            let ids: Vec<String> = launched
-                .tasks
-                .iter()
-                .map(|t| format!("(task {})", t.id))
-                .collect();
+        // One event per STARTED_PER_EVENT tasks, each naming its tasks, as ECS writes them
+        // while it launches a large service in batches.
+        for chunk in launched.tasks.chunks(STARTED_PER_EVENT) {
+            let ids: Vec<String> = chunk.iter().map(|t| format!("(task {})", t.id)).collect();
             events.push(format!(
                 "(service {}) has started {} tasks: {}.",
                 svc.name,
-                launched.tasks.len(),
+                chunk.len(),
                 ids.join(" ")
             ));
         }

@@ -307,6 +307,184 @@ async fn rolling_update_respects_maximum_percent() {
 }
 
 #[tokio::test]
+async fn started_events_name_at_most_ten_tasks_each() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("ev")
+        .send()
+        .await
+        .unwrap();
+    let _a = SimAgent::start(&s, "ev", "us-east-1a", 16384, 16384).await;
+    td(&ecs, "many", "busybox:1").await;
+    ecs.create_service()
+        .cluster("ev")
+        .service_name("many")
+        .task_definition("many")
+        .desired_count(23)
+        .send()
+        .await
+        .unwrap();
+    assert!(stable(&ecs, "ev", "many", 30).await);
+    let svc = service(&ecs, "ev", "many").await;
+    let mut named = Vec::new();
+    for m in svc.events().iter().filter_map(|e| e.message()) {
+        let Some(rest) = m.strip_prefix("(service many) has started ") else {
+            continue;
+        };
+        let (n, ids) = rest.split_once(" tasks: ").unwrap();
+        let ids: Vec<&str> = ids.trim_end_matches('.').split(") (").collect();
+        assert_eq!(ids.len(), n.parse::<usize>().unwrap(), "{m}");
+        assert!(ids.len() <= 10, "{m}");
+        named.extend(
+            ids.iter()
+                .map(|i| i.trim_matches(|c| c == '(' || c == ')').to_string()),
+        );
+    }
+    named.sort();
+    named.dedup();
+    assert_eq!(named.len(), 23, "{named:?}");
+}
+
+#[tokio::test]
+async fn services_tasks_and_instances_are_taggable() {
+    use aws_sdk_ecs::types::{ServiceField, Tag, TaskField};
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("tg")
+        .send()
+        .await
+        .unwrap();
+    let _a = SimAgent::start(&s, "tg", "us-east-1a", 4096, 4096).await;
+    td(&ecs, "tagged", "busybox:1").await;
+    let svc = ecs
+        .create_service()
+        .cluster("tg")
+        .service_name("tagged")
+        .task_definition("tagged")
+        .desired_count(1)
+        .tags(Tag::builder().key("team").value("a").build())
+        .send()
+        .await
+        .unwrap()
+        .service
+        .unwrap();
+    let svc_arn = svc.service_arn().unwrap().to_string();
+    let task_arn = ecs
+        .run_task()
+        .cluster("tg")
+        .task_definition("tagged")
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .task_arn()
+        .unwrap()
+        .to_string();
+    let inst_arn = ecs
+        .list_container_instances()
+        .cluster("tg")
+        .send()
+        .await
+        .unwrap()
+        .container_instance_arns()[0]
+        .clone();
+    let tags = |arn: String| {
+        let ecs = ecs.clone();
+        async move {
+            let mut t: Vec<(String, String)> = ecs
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .unwrap()
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                .collect();
+            t.sort();
+            t
+        }
+    };
+    for arn in [&svc_arn, &task_arn, &inst_arn] {
+        ecs.tag_resource()
+            .resource_arn(arn)
+            .tags(Tag::builder().key("env").value("prod").build())
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        tags(svc_arn.clone()).await,
+        vec![("env".into(), "prod".into()), ("team".into(), "a".into())]
+    );
+    assert_eq!(
+        tags(task_arn.clone()).await,
+        vec![("env".into(), "prod".into())]
+    );
+    assert_eq!(
+        tags(inst_arn.clone()).await,
+        vec![("env".into(), "prod".into())]
+    );
+    // The describe calls show them with include TAGS.
+    let d = ecs
+        .describe_services()
+        .cluster("tg")
+        .services("tagged")
+        .include(ServiceField::Tags)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.services()[0].tags().len(), 2);
+    let d = ecs
+        .describe_tasks()
+        .cluster("tg")
+        .tasks(&task_arn)
+        .include(TaskField::Tags)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.tasks()[0].tags()[0].key(), Some("env"));
+    ecs.untag_resource()
+        .resource_arn(&svc_arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags(svc_arn.clone()).await,
+        vec![("env".into(), "prod".into())]
+    );
+    // A task that does not exist, and a malformed ARN.
+    let missing =
+        task_arn.rsplit_once('/').unwrap().0.to_string() + "/0123456789abcdef0123456789abcdef";
+    let e = ecs
+        .list_tags_for_resource()
+        .resource_arn(&missing)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        aws_sdk_ecs::error::ProvideErrorMetadata::code(&e),
+        Some("ResourceNotFoundException")
+    );
+    let e = ecs
+        .tag_resource()
+        .resource_arn("arn:aws:ecs:us-east-1:000000000000:service/tg")
+        .tags(Tag::builder().key("k").value("v").build())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        aws_sdk_ecs::error::ProvideErrorMetadata::code(&e),
+        Some("ResourceNotFoundException")
+    );
+}
+
+#[tokio::test]
 async fn daemon_one_task_per_instance() {
     let s = TestServer::start().await;
     let ecs = s.ecs();

@@ -4,8 +4,11 @@
 
 use crate::app::Ctx;
 use crate::error::ApiError;
-use crate::records::{tags_to_wire, ClusterRecord, Tag, TaskDefinitionRecord};
-use crate::repo::{contention, keys, to_bytes, MAX_ATTEMPTS};
+use crate::records::{
+    tags_to_wire, ClusterRecord, ContainerInstanceRecord, ServiceRecord, Tag, TaskDefinitionRecord,
+    TaskRecord,
+};
+use crate::repo::{contention, keys, to_bytes, Record, MAX_ATTEMPTS};
 use berth_core::arn::{Arn, ResourceKind, TaskDefinitionRef};
 use berth_ecs_api::ecs;
 use berth_store::{Compare, Txn};
@@ -66,33 +69,55 @@ pub fn merge(existing: &mut Vec<Tag>, new: Vec<Tag>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Which record a resource ARN names.
+/// Which record a resource ARN names (its store key), and what kind it is.
 enum Target {
     Cluster(String),
-    TaskDefinition(String, u32),
+    TaskDefinition(String),
+    ContainerInstance(String),
+    Task(String),
+    Service(String),
 }
 
 fn target(arn: &str) -> Result<Target, ApiError> {
     let bad =
         || ApiError::invalid_parameter(format!("The ARN '{arn}' is not a valid resource ARN."));
     let parsed = Arn::parse(arn).ok_or_else(bad)?;
-    match parsed.ecs_resource().ok_or_else(bad)? {
-        (ResourceKind::Cluster, name) => {
-            berth_core::names::cluster_name(name).map_err(|_| bad())?;
-            Ok(Target::Cluster(name.to_string()))
+    let (kind, rest) = parsed.ecs_resource().ok_or_else(bad)?;
+    // Tasks, services and container instances: the long ARN format, `<kind>/<cluster>/<id>`.
+    let in_cluster = || -> Result<(String, String), ApiError> {
+        let (cluster, id) = rest.split_once('/').ok_or_else(not_found)?;
+        berth_core::names::cluster_name(cluster).map_err(|_| bad())?;
+        if id.is_empty() || id.contains('/') {
+            return Err(bad());
         }
-        (ResourceKind::TaskDefinition, _) => match TaskDefinitionRef::parse(arn) {
+        Ok((cluster.to_string(), id.to_string()))
+    };
+    match kind {
+        ResourceKind::Cluster => {
+            berth_core::names::cluster_name(rest).map_err(|_| bad())?;
+            Ok(Target::Cluster(keys::cluster(rest)))
+        }
+        ResourceKind::TaskDefinition => match TaskDefinitionRef::parse(arn) {
             Some(TaskDefinitionRef {
                 family,
                 revision: Some(rev),
-            }) => Ok(Target::TaskDefinition(family, rev)),
+            }) => Ok(Target::TaskDefinition(keys::task_definition(&family, rev))),
             _ => Err(bad()),
         },
-        // Tasks, services, container instances… become taggable as those resources land.
-        _ => Err(ApiError::new(
-            "ResourceNotFoundException",
-            "The specified resource could not be found.",
-        )),
+        ResourceKind::ContainerInstance => {
+            let (c, id) = in_cluster()?;
+            Ok(Target::ContainerInstance(keys::instance(&c, &id)))
+        }
+        ResourceKind::Task => {
+            let (c, id) = in_cluster()?;
+            Ok(Target::Task(keys::task(&c, &id)))
+        }
+        ResourceKind::Service => {
+            let (c, name) = in_cluster()?;
+            Ok(Target::Service(keys::service(&c, &name)))
+        }
+        // Capacity providers and task sets: not in berth.
+        _ => Err(not_found()),
     }
 }
 
@@ -103,46 +128,105 @@ fn not_found() -> ApiError {
     )
 }
 
+/// A record with user tags.
+trait Tagged: Record + Clone + serde::Serialize {
+    fn tags_mut(&mut self) -> &mut Vec<Tag>;
+    /// Whether the resource can still be tagged (and listed).
+    fn live(&self) -> bool {
+        true
+    }
+}
+
+impl Tagged for ClusterRecord {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+    fn live(&self) -> bool {
+        self.status == "ACTIVE"
+    }
+}
+impl Tagged for TaskDefinitionRecord {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+}
+impl Tagged for ContainerInstanceRecord {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+}
+impl Tagged for TaskRecord {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+}
+impl Tagged for ServiceRecord {
+    fn tags_mut(&mut self) -> &mut Vec<Tag> {
+        &mut self.tags
+    }
+}
+
+fn missing(t: &Target) -> ApiError {
+    match t {
+        Target::Cluster(_) => ApiError::cluster_not_found(),
+        _ => not_found(),
+    }
+}
+
+/// Applies `edit` to the tags of the record at `key` and commits on its revision. Ok(false):
+/// a concurrent write won, try again.
+async fn edit_one<T: Tagged>(
+    ctx: &Ctx,
+    t: &Target,
+    key: &str,
+    edit: &impl Fn(&mut Vec<Tag>) -> Result<(), ApiError>,
+) -> Result<bool, ApiError> {
+    let repo = &ctx.app.repo;
+    let mut rec = match repo.get::<T>(key).await? {
+        Some(r) if r.value.live() => r,
+        _ => return Err(missing(t)),
+    };
+    edit(rec.value.tags_mut())?;
+    let txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: key.to_string(),
+            revision: rec.revision,
+        })
+        .put(key.to_string(), to_bytes(&rec.value));
+    Ok(repo.commit(txn).await?.is_some())
+}
+
 /// Applies `edit` to the tags of the resource named by `arn`, with optimistic retries.
 async fn edit_tags(
     ctx: &Ctx,
     arn: &str,
     edit: impl Fn(&mut Vec<Tag>) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
-    let repo = &ctx.app.repo;
     let t = target(arn)?;
     for _ in 0..MAX_ATTEMPTS {
-        let (key, rev, bytes) = match &t {
-            Target::Cluster(name) => {
-                let key = keys::cluster(name);
-                let mut rec = match repo.get::<ClusterRecord>(&key).await? {
-                    Some(r) if r.value.status == "ACTIVE" => r,
-                    _ => return Err(ApiError::cluster_not_found()),
-                };
-                edit(&mut rec.value.tags)?;
-                (key, rec.revision, to_bytes(&rec.value))
+        let done = match &t {
+            Target::Cluster(k) => edit_one::<ClusterRecord>(ctx, &t, k, &edit).await?,
+            Target::TaskDefinition(k) => {
+                edit_one::<TaskDefinitionRecord>(ctx, &t, k, &edit).await?
             }
-            Target::TaskDefinition(family, revision) => {
-                let key = keys::task_definition(family, *revision);
-                let mut rec = repo
-                    .get::<TaskDefinitionRecord>(&key)
-                    .await?
-                    .ok_or_else(not_found)?;
-                edit(&mut rec.value.tags)?;
-                (key, rec.revision, to_bytes(&rec.value))
+            Target::ContainerInstance(k) => {
+                edit_one::<ContainerInstanceRecord>(ctx, &t, k, &edit).await?
             }
+            Target::Task(k) => edit_one::<TaskRecord>(ctx, &t, k, &edit).await?,
+            Target::Service(k) => edit_one::<ServiceRecord>(ctx, &t, k, &edit).await?,
         };
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision: rev,
-            })
-            .put(key, bytes);
-        if repo.commit(txn).await?.is_some() {
+        if done {
             return Ok(());
         }
     }
     Err(contention())
+}
+
+async fn tags_of<T: Tagged>(ctx: &Ctx, t: &Target, key: &str) -> Result<Vec<Tag>, ApiError> {
+    match ctx.app.repo.get::<T>(key).await? {
+        Some(mut r) if r.value.live() => Ok(std::mem::take(r.value.tags_mut())),
+        _ => Err(missing(t)),
+    }
 }
 
 pub async fn tag_resource(
@@ -179,19 +263,13 @@ pub async fn list_tags_for_resource(
     req: ecs::ListTagsForResourceRequest,
 ) -> Result<ecs::ListTagsForResourceResponse, ApiError> {
     let arn = req.resource_arn.unwrap_or_default();
-    let repo = &ctx.app.repo;
-    let tags = match target(&arn)? {
-        Target::Cluster(name) => match repo.get::<ClusterRecord>(&keys::cluster(&name)).await? {
-            Some(r) if r.value.status == "ACTIVE" => r.value.tags,
-            _ => return Err(ApiError::cluster_not_found()),
-        },
-        Target::TaskDefinition(f, r) => {
-            repo.get::<TaskDefinitionRecord>(&keys::task_definition(&f, r))
-                .await?
-                .ok_or_else(not_found)?
-                .value
-                .tags
-        }
+    let t = target(&arn)?;
+    let tags = match &t {
+        Target::Cluster(k) => tags_of::<ClusterRecord>(ctx, &t, k).await?,
+        Target::TaskDefinition(k) => tags_of::<TaskDefinitionRecord>(ctx, &t, k).await?,
+        Target::ContainerInstance(k) => tags_of::<ContainerInstanceRecord>(ctx, &t, k).await?,
+        Target::Task(k) => tags_of::<TaskRecord>(ctx, &t, k).await?,
+        Target::Service(k) => tags_of::<ServiceRecord>(ctx, &t, k).await?,
     };
     Ok(ecs::ListTagsForResourceResponse {
         tags: Some(tags_to_wire(&tags)),
