@@ -461,8 +461,8 @@ pub struct Shipper<R: ContainerRuntime> {
     read: Option<Cursor>,
     /// Timestamp of the last event put in a batch (keeps events chronological).
     last_ms: i64,
-    backoff: Backoff,
-    warned_missing: bool,
+    /// The batch being delivered while the next one fills.
+    inflight: Option<Delivery>,
     /// The multi-line event being joined.
     pending: Option<Pending>,
 }
@@ -480,7 +480,6 @@ impl<R: ContainerRuntime> Shipper<R> {
         tuning: ShipperConfig,
     ) -> Self {
         let cursor_path = cursor_path(data_dir, &id);
-        let backoff = Backoff::new(tuning.backoff_min, tuning.backoff_max);
         Self {
             runtime,
             sink,
@@ -491,8 +490,7 @@ impl<R: ContainerRuntime> Shipper<R> {
             tuning,
             read: None,
             last_ms: 0,
-            backoff,
-            warned_missing: false,
+            inflight: None,
             pending: None,
         }
     }
@@ -527,21 +525,25 @@ impl<R: ContainerRuntime> Shipper<R> {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                let next = match wake {
-                    None => logs.next().await,
-                    Some(at) => tokio::select! {
-                        n = logs.next() => n,
-                        _ = tokio::time::sleep_until(at) => {
-                            let now = tokio::time::Instant::now();
-                            if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
-                                self.emit_pending(&mut batch).await;
-                            }
-                            if batch.deadline.is_some_and(|d| d <= now) {
-                                self.flush(&mut batch).await;
-                            }
-                            continue;
+                let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+                let inflight = self.inflight.as_mut();
+                let delivering = inflight.is_some();
+                let next = tokio::select! {
+                    n = logs.next() => n,
+                    _ = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {
+                        let now = tokio::time::Instant::now();
+                        if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
+                            self.emit_pending(&mut batch).await;
                         }
-                    },
+                        if batch.deadline.is_some_and(|d| d <= now) {
+                            self.flush(&mut batch).await;
+                        }
+                        continue;
+                    }
+                    _ = async { if let Some(d) = inflight { d.await } }, if delivering => {
+                        self.inflight = None;
+                        continue;
+                    }
                 };
                 let line = match next {
                     Some(Ok(line)) => line,
@@ -582,6 +584,7 @@ impl<R: ContainerRuntime> Shipper<R> {
         // The output is over: the last multi-line event is complete.
         self.emit_pending(&mut batch).await;
         self.flush(&mut batch).await;
+        self.settle().await;
         tracing::debug!(container = %self.id.short(), stream = %self.stream, "awslogs shipper done");
     }
 
@@ -655,56 +658,83 @@ impl<R: ContainerRuntime> Shipper<R> {
         }
     }
 
-    /// Sends the batch, retrying until it is accepted, then checkpoints.
+    /// Hands the batch to delivery. At most one batch is in flight: this waits for the previous
+    /// one first (order, and backpressure on reading), then starts this one, which the read loop
+    /// drives while it reads the next lines.
     async fn flush(&mut self, batch: &mut Batch) {
+        batch.deadline = None;
         if batch.events.is_empty() {
-            batch.deadline = None;
             return;
         }
-        loop {
-            let res = self
-                .sink
-                .put_log_events(&self.config.group, &self.stream, &batch.events)
-                .await;
-            let err = match res {
-                Ok(()) => break,
-                Err(e) => e,
-            };
-            if is_not_found(&err) {
-                match prepare(&*self.sink, &self.config, &self.stream).await {
-                    Ok(()) => continue,
-                    Err(e) if is_not_found(&e) => {
-                        if !self.warned_missing {
-                            tracing::warn!(group = %self.config.group, stream = %self.stream, "awslogs: the log group does not exist and awslogs-create-group is not true; holding the container's logs until it is created");
-                            self.warned_missing = true;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(group = %self.config.group, stream = %self.stream, error = %e, "awslogs: creating the log stream failed; retrying");
+        self.settle().await;
+        let events = std::mem::take(&mut batch.events);
+        let end = batch.end.take();
+        batch.bytes = 0;
+        self.inflight = Some(Box::pin(deliver(
+            self.sink.clone(),
+            self.config.clone(),
+            self.stream.clone(),
+            events,
+            end,
+            self.cursor_path.clone(),
+            Backoff::new(self.tuning.backoff_min, self.tuning.backoff_max),
+        )));
+    }
+
+    /// Waits until the batch in flight (if any) is delivered and checkpointed.
+    async fn settle(&mut self) {
+        if let Some(d) = self.inflight.take() {
+            d.await;
+        }
+    }
+}
+
+/// A batch on its way: sent with retries until accepted (or refused for good), then checkpointed.
+type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+async fn deliver(
+    sink: Arc<dyn LogSink>,
+    config: AwsLogsConfig,
+    stream: String,
+    events: Vec<LogEvent>,
+    end: Option<Cursor>,
+    cursor_path: PathBuf,
+    mut backoff: Backoff,
+) {
+    let mut warned_missing = false;
+    loop {
+        let err = match sink.put_log_events(&config.group, &stream, &events).await {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        if is_not_found(&err) {
+            match prepare(&*sink, &config, &stream).await {
+                Ok(()) => continue,
+                Err(e) if is_not_found(&e) => {
+                    if !warned_missing {
+                        tracing::warn!(group = %config.group, stream = %stream, "awslogs: the log group does not exist and awslogs-create-group is not true; holding the container's logs until it is created");
+                        warned_missing = true;
                     }
                 }
-            } else if err.is_retryable()
-                || matches!(&err, ControlPlaneError::Rejected { code, .. } if code == "ServiceUnavailableException" || code == "OperationAbortedException")
-            {
-                tracing::debug!(stream = %self.stream, error = %err, "PutLogEvents failed; retrying");
-            } else {
-                // The store refuses this batch for good (bad input): drop it, keep going.
-                tracing::warn!(group = %self.config.group, stream = %self.stream, events = batch.events.len(), error = %err, "PutLogEvents rejected a batch; dropping it");
-                break;
+                Err(e) => {
+                    tracing::warn!(group = %config.group, stream = %stream, error = %e, "awslogs: creating the log stream failed; retrying");
+                }
             }
-            tokio::time::sleep(self.backoff.delay()).await;
+        } else if err.is_retryable()
+            || matches!(&err, ControlPlaneError::Rejected { code, .. } if code == "ServiceUnavailableException" || code == "OperationAbortedException")
+        {
+            tracing::debug!(stream = %stream, error = %err, "PutLogEvents failed; retrying");
+        } else {
+            // The store refuses this batch for good (bad input): drop it, keep going.
+            tracing::warn!(group = %config.group, stream = %stream, events = events.len(), error = %err, "PutLogEvents rejected a batch; dropping it");
+            break;
         }
-        self.backoff.reset();
-        self.warned_missing = false;
-        if let Some(end) = batch.end {
-            if let Err(e) = save_cursor(&self.cursor_path, &self.config.group, &self.stream, end) {
-                tracing::warn!(path = %self.cursor_path.display(), error = %e, "cannot write the awslogs cursor");
-            }
+        tokio::time::sleep(backoff.delay()).await;
+    }
+    if let Some(end) = end {
+        if let Err(e) = save_cursor(&cursor_path, &config.group, &stream, end) {
+            tracing::warn!(path = %cursor_path.display(), error = %e, "cannot write the awslogs cursor");
         }
-        batch.events.clear();
-        batch.bytes = 0;
-        batch.end = None;
-        batch.deadline = None;
     }
 }
 
