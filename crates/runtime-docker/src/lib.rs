@@ -9,6 +9,7 @@
 mod convert;
 mod errors;
 mod events;
+mod jsonfile;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -44,6 +45,9 @@ pub struct DockerConfig {
     pub event_backoff_min: Duration,
     /// Longest delay between event-stream reconnect attempts.
     pub event_backoff_max: Duration,
+    /// Follow `json-file` logs by reading the engine's files when the engine is local and the
+    /// file is readable (see `jsonfile`), instead of through the engine's log stream.
+    pub read_log_files: bool,
 }
 
 impl Default for DockerConfig {
@@ -54,6 +58,7 @@ impl Default for DockerConfig {
             pull_timeout: Duration::from_secs(15 * 60),
             event_backoff_min: Duration::from_millis(200),
             event_backoff_max: Duration::from_secs(10),
+            read_log_files: true,
         }
     }
 }
@@ -90,6 +95,111 @@ impl DockerRuntime {
             }
         })
         .await
+    }
+
+    /// Whether the engine runs on this host (a unix socket), so its log files are ours to read.
+    fn engine_is_local(&self) -> bool {
+        if !self.config.read_log_files {
+            return false;
+        }
+        let host = self
+            .config
+            .host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_default();
+        host.is_empty() || host.starts_with("unix://")
+    }
+
+    /// The container's json-file log, when it logs with json-file and the file can be opened.
+    async fn json_log_path(&self, id: &ContainerId) -> Option<std::path::PathBuf> {
+        let info = self
+            .timed("inspect container", async {
+                self.docker
+                    .inspect_container(id.as_str(), None::<qp::InspectContainerOptions>)
+                    .await
+                    .map_err(|e| map(e, Op::Container(id.as_str())))
+            })
+            .await
+            .ok()?;
+        let driver = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.log_config.as_ref())
+            .and_then(|l| l.typ.clone())
+            .unwrap_or_default();
+        let path = std::path::PathBuf::from(info.log_path.filter(|p| !p.is_empty())?);
+        if driver != "json-file" || std::fs::File::open(&path).is_err() {
+            return None;
+        }
+        Some(path)
+    }
+
+    fn follow_json_file(
+        &self,
+        id: &ContainerId,
+        path: std::path::PathBuf,
+        options: &LogOptions,
+    ) -> LogStream {
+        tracing::debug!(container = %id.short(), path = %path.display(), "following the json-file log from disk");
+        let this = self.clone();
+        let id = id.clone();
+        let alive: jsonfile::Alive = Box::new(move || {
+            let this = this.clone();
+            let id = id.clone();
+            Box::pin(async move {
+                let info = this.inspect_container(&id).await?;
+                Ok(!info.state.status.is_terminal())
+            })
+        });
+        let rx = jsonfile::follow(path, options.since, options.stdout, options.stderr, alive);
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+            .map_ok(|lines| futures::stream::iter(lines.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    /// The engine's log stream.
+    fn api_logs(&self, id: &ContainerId, options: LogOptions) -> LogStream {
+        let since = options.since;
+        let o = qp::LogsOptions {
+            follow: options.follow,
+            stdout: options.stdout,
+            stderr: options.stderr,
+            since: since
+                .map(|t| i32::try_from(unix_secs(t)).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+            until: 0,
+            timestamps: true,
+            tail: options
+                .tail
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "all".to_string()),
+        };
+        let id_owned = id.as_str().to_string();
+        self.docker
+            .logs(id.as_str(), Some(o))
+            .map_err(move |e| map(e, Op::Container(&id_owned)))
+            .map_ok(|out| {
+                let lines = match out {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        log_lines(LogSource::Stdout, &message)
+                    }
+                    LogOutput::StdErr { message } => log_lines(LogSource::Stderr, &message),
+                    LogOutput::StdIn { .. } => Vec::new(),
+                };
+                futures::stream::iter(lines.into_iter().map(Ok))
+            })
+            .try_flatten()
+            // `since` is whole seconds on the wire; trim to the exact instant here.
+            .try_filter(move |l| {
+                let keep = match (since, l.timestamp) {
+                    (Some(s), Some(t)) => t >= s,
+                    _ => true,
+                };
+                futures::future::ready(keep)
+            })
+            .boxed()
     }
 
     /// Connects with default settings (see [`DockerConfig`]).
@@ -523,45 +633,21 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     fn logs(&self, id: &ContainerId, options: LogOptions) -> LogStream {
-        let since = options.since;
-        let o = qp::LogsOptions {
-            follow: options.follow,
-            stdout: options.stdout,
-            stderr: options.stderr,
-            since: since
-                .map(|t| i32::try_from(unix_secs(t)).unwrap_or(i32::MAX))
-                .unwrap_or(0),
-            until: 0,
-            timestamps: true,
-            tail: options
-                .tail
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "all".to_string()),
-        };
-        let id_owned = id.as_str().to_string();
-        self.docker
-            .logs(id.as_str(), Some(o))
-            .map_err(move |e| map(e, Op::Container(&id_owned)))
-            .map_ok(|out| {
-                let lines = match out {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        log_lines(LogSource::Stdout, &message)
-                    }
-                    LogOutput::StdErr { message } => log_lines(LogSource::Stderr, &message),
-                    LogOutput::StdIn { .. } => Vec::new(),
-                };
-                futures::stream::iter(lines.into_iter().map(Ok))
+        // Following everything (what the awslogs shipper asks for): straight from the json-file
+        // log when it can be read here.
+        if options.follow && options.tail.is_none() && self.engine_is_local() {
+            let this = self.clone();
+            let id = id.clone();
+            return futures::stream::once(async move {
+                match this.json_log_path(&id).await {
+                    Some(path) => this.follow_json_file(&id, path, &options),
+                    None => this.api_logs(&id, options),
+                }
             })
-            .try_flatten()
-            // `since` is whole seconds on the wire; trim to the exact instant here.
-            .try_filter(move |l| {
-                let keep = match (since, l.timestamp) {
-                    (Some(s), Some(t)) => t >= s,
-                    _ => true,
-                };
-                futures::future::ready(keep)
-            })
-            .boxed()
+            .flatten()
+            .boxed();
+        }
+        self.api_logs(id, options)
     }
 
     async fn stats(&self, id: &ContainerId) -> Result<ContainerStats> {

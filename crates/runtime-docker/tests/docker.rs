@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use berth_runtime::{
     ContainerId, ContainerRuntime, ContainerSpec, ContainerStatus, EventKind, HealthCheck,
-    HealthStatus, HealthTest, LabelFilter, ListOptions, LogOptions, LogSource, Mount, NetworkMode,
-    NetworkSpec, PortBinding, Protocol, RemoveOptions, RuntimeError, RuntimeEvent, VolumeSpec,
+    HealthStatus, HealthTest, LabelFilter, ListOptions, LogLine, LogOptions, LogSource, Mount,
+    NetworkMode, NetworkSpec, PortBinding, Protocol, RemoveOptions, RuntimeError, RuntimeEvent,
+    VolumeSpec,
 };
 use berth_runtime_docker::{DockerConfig, DockerRuntime};
 use futures::StreamExt;
@@ -555,6 +556,73 @@ async fn logs_stream_returns_echoed_lines() -> TestResult {
         .collect::<Vec<_>>()
         .await;
     assert_eq!(last.len(), 1, "{last:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn following_the_json_file_from_disk_matches_the_engine_stream_across_rotations() -> TestResult
+{
+    let c = ctx_or_skip!("logs-files");
+    // ~40 KiB of output in 2 KiB files: many rotations while it is being followed.
+    let mut spec = c.spec(
+        "logrot",
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo \"out $i padding-padding-padding-padding-padding\"; echo \"err $i\" >&2; i=$((i+1)); done; sleep 1",
+        ],
+    );
+    spec.log_config = Some(berth_runtime::LogConfig {
+        driver: "json-file".into(),
+        options: BTreeMap::from([
+            ("max-size".to_string(), "2k".to_string()),
+            ("max-file".to_string(), "100".to_string()),
+        ]),
+    });
+    let id = c.run(&spec).await?;
+    let follow = LogOptions {
+        follow: true,
+        ..LogOptions::default()
+    };
+    let from_disk: Vec<LogLine> = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.d.logs(&id, follow.clone()).collect::<Vec<_>>(),
+    )
+    .await
+    .map_err(|_| "file-following log stream did not end")?
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+    let api = DockerRuntime::connect_with(DockerConfig {
+        read_log_files: false,
+        ..Default::default()
+    })
+    .await?;
+    let from_engine: Vec<LogLine> = tokio::time::timeout(
+        Duration::from_secs(30),
+        api.logs(&id, follow).collect::<Vec<_>>(),
+    )
+    .await
+    .map_err(|_| "engine log stream did not end")?
+    .into_iter()
+    .collect::<Result<_, _>>()?;
+    let missing: Vec<&str> = from_engine
+        .iter()
+        .filter(|l| !from_disk.contains(l))
+        .map(|l| l.line.as_str())
+        .collect();
+    assert_eq!(
+        from_disk.len(),
+        800,
+        "missing from the file reader: {missing:?}"
+    );
+    assert_eq!(from_disk, from_engine);
+    let outs: Vec<&str> = from_disk
+        .iter()
+        .filter(|l| l.source == LogSource::Stdout)
+        .map(|l| l.line.as_str())
+        .collect();
+    assert_eq!(outs.len(), 400);
+    assert!(outs[399].starts_with("out 399 "));
     Ok(())
 }
 
