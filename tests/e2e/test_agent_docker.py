@@ -238,35 +238,74 @@ def test_service_task_failing_health_checks_is_replaced(up, tmp_path):
     up.aws("ecs", "delete-service", "--cluster", c, "--service", "svcsick")
 
 
+class ExtraAgent:
+    """A second `berth agent` process (own data dir, same Docker engine) in `up`'s cluster; on exit
+    it stops and its container instance is deregistered, so later tests place only on `up`'s."""
+
+    def __init__(self, up, tmp_path, name="agent2", az="us-east-1b"):
+        import os
+
+        from conftest import BERTH_BIN
+
+        self.up, self.dir, self.bin = up, tmp_path / name, BERTH_BIN
+        key = json.loads(subprocess.run([str(BERTH_BIN), "keys", "create", "--role", "agent", "--endpoint", up.endpoint],
+                                        capture_output=True, text=True, env=up.env(), check=True,
+                                        timeout=30).stdout)["accessKey"]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECS_"))}
+        self.env.update(BERTH_AGENT_ACCESS_KEY_ID=key["accessKeyId"],
+                        BERTH_AGENT_SECRET_ACCESS_KEY=key["secretAccessKey"], ECS_CLUSTER=up.cluster,
+                        ECS_CONTAINER_STOP_TIMEOUT="2s", BERTH_AVAILABILITY_ZONE=az)
+        self.log_path = tmp_path / f"{name}.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = None
+        self.before = set()
+        self.instance = None
+
+    def start(self):
+        self.proc = subprocess.Popen([str(self.bin), "agent", "--config", "/nonexistent/ecs.config", "--endpoint",
+                                      self.up.endpoint, "--data-dir", str(self.dir)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+
+    def stop(self, sig=None):
+        import signal
+
+        self.proc.send_signal(sig or signal.SIGTERM)
+        self.proc.wait(timeout=20)
+
+    def instances(self):
+        return set(self.up.aws("ecs", "list-container-instances", "--cluster", self.up.cluster)["containerInstanceArns"])
+
+    def __enter__(self):
+        self.before = self.instances()
+        self.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and not self.instances() - self.before:
+            time.sleep(0.3)
+        new = self.instances() - self.before
+        assert len(new) == 1, self.log_path.read_text()[-2000:]
+        self.instance = new.pop()
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        for other in self.instances() - self.before:
+            self.up.aws("ecs", "deregister-container-instance", "--cluster", self.up.cluster,
+                        "--container-instance", other, "--force", check=False)
+
+
 def test_second_agent_spreads_and_survives_restart(up, tmp_path):
     """Two agents (separate data dirs, one Docker engine) in one cluster: tasks spread, each manages
     only its own containers; restarting an agent keeps its identity and its running task."""
-    import os
-    import signal
-
-    from conftest import BERTH_BIN
-
     c = up.cluster
-    key = json.loads(subprocess.run([str(BERTH_BIN), "keys", "create", "--role", "agent", "--endpoint", up.endpoint],
-                                    capture_output=True, text=True, env=up.env(), check=True, timeout=30).stdout)["accessKey"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECS_"))}
-    env.update(BERTH_AGENT_ACCESS_KEY_ID=key["accessKeyId"], BERTH_AGENT_SECRET_ACCESS_KEY=key["secretAccessKey"],
-               ECS_CLUSTER=c, ECS_CONTAINER_STOP_TIMEOUT="2s", BERTH_AVAILABILITY_ZONE="us-east-1b")
-    agent_dir = tmp_path / "agent2"
-    log = open(tmp_path / "agent2.log", "ab")
-
-    def start_agent():
-        return subprocess.Popen([str(BERTH_BIN), "agent", "--config", "/nonexistent/ecs.config", "--endpoint", up.endpoint,
-                                 "--data-dir", str(agent_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    mine = set(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"])
-    proc = start_agent()
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline and len(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]) < 2:
-            time.sleep(0.3)
+    with ExtraAgent(up, tmp_path) as agent:
         instances = up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]
-        assert len(instances) == 2, (tmp_path / "agent2.log").read_text()[-2000:]
+        assert len(instances) == 2, agent.log_path.read_text()[-2000:]
 
         register(up, "spread2", [{"name": "s", "image": IMAGE, "command": ["sleep", "600"], "memory": 16}], tmp_path)
         out = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "spread2", "--count", "2",
@@ -285,10 +324,9 @@ def test_second_agent_spreads_and_survives_restart(up, tmp_path):
         assert len(set(labels.values())) == 2
 
         # Restart the second agent: same instance, its task still RUNNING, no duplicate container.
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        agent.stop()
         before = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.cluster={c}").stdout.split()
-        proc = start_agent()
+        agent.start()
         time.sleep(3)
         after = docker("ps", "-q", "--filter", f"label=com.amazonaws.ecs.cluster={c}").stdout.split()
         assert sorted(before) == sorted(after), "a restarted agent must adopt, not restart or duplicate"
@@ -299,16 +337,6 @@ def test_second_agent_spreads_and_survives_restart(up, tmp_path):
             up.aws("ecs", "stop-task", "--cluster", c, "--task", a)
         for a in arns:
             wait(up, "tasks-stopped", c, a)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        # The second instance leaves with its agent, so later tests place only on `up`'s.
-        for other in set(up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]) - mine:
-            up.aws("ecs", "deregister-container-instance", "--cluster", c, "--container-instance", other, "--force", check=False)
 
 
 def test_awsvpc_one_namespace_one_ip(up, tmp_path):

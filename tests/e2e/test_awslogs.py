@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import BERTH_BIN
-from test_agent_docker import IMAGE, docker, docker_ok, up  # noqa: F401  (the `berth up` fixture)
+from test_agent_docker import IMAGE, ExtraAgent, docker, docker_ok, up  # noqa: F401  (the `berth up` fixture)
 
 pytestmark = pytest.mark.skipif(not docker_ok(), reason="Docker engine not reachable")
 
@@ -179,3 +179,26 @@ def test_datetime_format_joins_multiline_events_and_both_options_are_refused(up,
     t = describe(up, arn)
     reason = t["containers"][0].get("reason", "") + " " + t.get("stoppedReason", "")
     assert "you cannot configure log opt 'awslogs-datetime-format' and 'awslogs-multiline-pattern' at the same time" in reason, t
+
+
+def test_agent_restart_mid_stream_loses_and_repeats_nothing(up, tmp_path):
+    """Issue 7: the agent is restarted while a container is writing; the stream ends up with every
+    line once, in order (the shipper resumes from its checkpoint in the agent's data dir)."""
+    script = "i=0; while [ $i -lt 600 ]; do echo n$i; i=$((i+1)); if [ $((i % 50)) = 0 ]; then sleep 0.3; fi; done; sleep 300"
+    register(up, "restarty", [{"name": "app", "image": IMAGE, "memory": 32, "command": ["sh", "-c", script],
+                               "logConfiguration": awslogs("/ecs/restart")}], tmp_path)
+    with ExtraAgent(up, tmp_path, name="logagent") as agent:
+        out = up.aws("ecs", "start-task", "--cluster", up.cluster, "--task-definition", "restarty",
+                     "--container-instances", agent.instance)
+        assert out["failures"] == [], out
+        arn = out["tasks"][0]["taskArn"]
+        stream = f"ecs/app/{arn.rsplit('/', 1)[-1]}"
+        # Some lines shipped, then the agent goes away while the container keeps writing.
+        wait_messages(up, "/ecs/restart", stream, 50)
+        agent.stop()
+        time.sleep(2)
+        agent.start()
+        got = wait_messages(up, "/ecs/restart", stream, 600, timeout=60)
+        assert got == [f"n{i}" for i in range(600)], (len(got), [m for m in got if got.count(m) > 1][:5])
+        up.aws("ecs", "stop-task", "--cluster", up.cluster, "--task", arn)
+        wait(up, "tasks-stopped", arn)
