@@ -74,6 +74,40 @@ pub struct AwsLogsConfig {
     pub create_group: bool,
     /// `awslogs-multiline-pattern` or `awslogs-datetime-format`: joins lines into events.
     pub multiline: Option<Multiline>,
+    /// `mode: non-blocking`: the output waiting to be shipped is bounded by `max-buffer-size`
+    /// (Docker's default 1m), and lines beyond it are lost, as Docker drops them. `None`
+    /// (`blocking` or unset): the agent's large on-disk buffer.
+    pub non_blocking_buffer: Option<u64>,
+}
+
+/// Docker's default `max-buffer-size` for `mode: non-blocking`.
+pub const DEFAULT_MAX_BUFFER_SIZE: u64 = 1024 * 1024;
+
+/// A size as Docker reads `max-buffer-size` (`units.RAMInBytes`: `512k`, `1m`, `1MiB`, `2.5 GB`
+/// … in binary multiples).
+pub fn parse_ram_bytes(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().ok()?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        "p" => 1 << 50,
+        _ => return None,
+    };
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    Some((value * mult as f64) as u64)
 }
 
 /// What starts a new event when lines are joined: `awslogs-multiline-pattern` (a regular
@@ -188,6 +222,23 @@ impl AwsLogsConfig {
         let pattern = options
             .get("awslogs-multiline-pattern")
             .filter(|v| !v.is_empty());
+        let mode = options.get("mode").map(String::as_str).unwrap_or("");
+        if !matches!(mode, "" | "blocking" | "non-blocking") {
+            return Err(format!("logger: logging mode not supported: {mode}"));
+        }
+        let non_blocking_buffer = match options.get("max-buffer-size") {
+            Some(_) if mode != "non-blocking" => {
+                return Err(
+                    "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+                        .into(),
+                )
+            }
+            Some(v) => Some(parse_ram_bytes(v).ok_or_else(|| {
+                format!("error parsing option max-buffer-size: invalid size: '{v}'")
+            })?),
+            None if mode == "non-blocking" => Some(DEFAULT_MAX_BUFFER_SIZE),
+            None => None,
+        };
         let multiline = match (datetime, pattern) {
             (Some(_), Some(_)) => {
                 return Err("you cannot configure log opt 'awslogs-datetime-format' and 'awslogs-multiline-pattern' at the same time".into())
@@ -207,6 +258,7 @@ impl AwsLogsConfig {
                 .get("awslogs-create-group")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             multiline,
+            non_blocking_buffer,
         }))
     }
 
@@ -919,6 +971,7 @@ mod tests {
             stream_prefix: Some("ecs".into()),
             create_group: create,
             multiline: None,
+            non_blocking_buffer: None,
         }
     }
 
@@ -1221,6 +1274,40 @@ mod tests {
             e.starts_with("awslogs could not parse multiline pattern key \"(unclosed\""),
             "{e}"
         );
+        let mode = |opts: serde_json::Value| AwsLogsConfig::from_log_configuration(&lc(opts));
+        assert_eq!(
+            mode(serde_json::json!({"awslogs-group": "g", "mode": "fast"})).unwrap_err(),
+            "logger: logging mode not supported: fast"
+        );
+        assert_eq!(
+            mode(serde_json::json!({"awslogs-group": "g", "max-buffer-size": "4m"})).unwrap_err(),
+            "logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+        );
+        assert!(mode(
+            serde_json::json!({"awslogs-group": "g", "mode": "non-blocking",
+                                         "max-buffer-size": "lots"})
+        )
+        .unwrap_err()
+        .starts_with("error parsing option max-buffer-size"));
+        let nb = |opts| mode(opts).unwrap().unwrap().non_blocking_buffer;
+        assert_eq!(
+            nb(
+                serde_json::json!({"awslogs-group": "g", "mode": "non-blocking", "max-buffer-size": "4m"})
+            ),
+            Some(4 << 20)
+        );
+        assert_eq!(
+            nb(serde_json::json!({"awslogs-group": "g", "mode": "non-blocking"})),
+            Some(DEFAULT_MAX_BUFFER_SIZE)
+        );
+        assert_eq!(
+            nb(serde_json::json!({"awslogs-group": "g", "mode": "blocking"})),
+            None
+        );
+        assert_eq!(parse_ram_bytes("512k"), Some(512 << 10));
+        assert_eq!(parse_ram_bytes("1.5 MiB"), Some(3 << 19));
+        assert_eq!(parse_ram_bytes("100"), Some(100));
+        assert_eq!(parse_ram_bytes("1x"), None);
         let ok =
             lc(serde_json::json!({"awslogs-group": "g", "awslogs-multiline-pattern": "^INFO"}));
         let c = AwsLogsConfig::from_log_configuration(&ok).unwrap().unwrap();

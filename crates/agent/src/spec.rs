@@ -504,17 +504,27 @@ pub fn plan_task(
                 .map_err(|e| fail(format!("Error response from daemon: {e}")))?,
             None => None,
         };
+        let non_blocking = awslogs.as_ref().and_then(|a| a.non_blocking_buffer);
         spec.log_config = def.log_configuration.as_ref().and_then(|lc| {
             let driver = lc.log_driver.as_ref()?.as_str().to_string();
             if driver == "awslogs" || driver == "awsfirelens" {
                 // The json-file log is the shipper's buffer: sized here, not by the daemon's
                 // defaults (often 10m × 3), so a shipper that falls behind, or an agent
-                // restart, loses nothing unless it is more than this far behind.
+                // restart, loses nothing unless it is more than this far behind. With
+                // `mode: non-blocking` it is `max-buffer-size` (two files of half each), and
+                // what falls out of it is lost, as Docker drops it.
+                let (size, files) = match non_blocking {
+                    Some(total) => ((total / 2).max(1024).to_string(), "2".to_string()),
+                    None => (
+                        AWSLOGS_BUFFER_FILE_SIZE.to_string(),
+                        AWSLOGS_BUFFER_FILES.to_string(),
+                    ),
+                };
                 Some(LogConfig {
                     driver: "json-file".into(),
                     options: BTreeMap::from([
-                        ("max-size".to_string(), AWSLOGS_BUFFER_FILE_SIZE.to_string()),
-                        ("max-file".to_string(), AWSLOGS_BUFFER_FILES.to_string()),
+                        ("max-size".to_string(), size),
+                        ("max-file".to_string(), files),
                     ]),
                 })
             } else {
@@ -812,6 +822,11 @@ mod tests {
                 {"name": "b", "image": "i"}]}),
                 "no healthCheck",
             ),
+            (
+                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i",
+                  "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g", "mode": "fast"}}}]}),
+                "Error response from daemon: logger: logging mode not supported: fast",
+            ),
         ];
         let config = AgentConfig {
             disable_privileged: true,
@@ -822,6 +837,29 @@ mod tests {
             assert!(err.0.starts_with("CannotCreateContainerError: "), "{err}");
             assert!(err.0.contains(want), "{err}");
         }
+    }
+
+    #[test]
+    fn awslogs_non_blocking_buffer_is_max_buffer_size() {
+        let lc = |opts| {
+            let t = desired(
+                json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i",
+                       "logConfiguration": {"logDriver": "awslogs", "options": opts}}]}),
+                json!({}),
+            );
+            let p = plan_task(&t, &AgentConfig::default(), "arn:ci").unwrap();
+            p.containers[0].spec.log_config.clone().unwrap().options
+        };
+        let o = lc(json!({"awslogs-group": "g", "mode": "non-blocking", "max-buffer-size": "4m"}));
+        assert_eq!(
+            (o["max-size"].as_str(), o["max-file"].as_str()),
+            ("2097152", "2")
+        );
+        let o = lc(json!({"awslogs-group": "g", "mode": "blocking"}));
+        assert_eq!(
+            (o["max-size"].as_str(), o["max-file"].as_str()),
+            (AWSLOGS_BUFFER_FILE_SIZE, AWSLOGS_BUFFER_FILES)
+        );
     }
 
     #[test]
