@@ -242,7 +242,7 @@ class ExtraAgent:
     """A second `berth agent` process (own data dir, same Docker engine) in `up`'s cluster; on exit
     it stops and its container instance is deregistered, so later tests place only on `up`'s."""
 
-    def __init__(self, up, tmp_path, name="agent2", az="us-east-1b"):
+    def __init__(self, up, tmp_path, name="agent2", az="us-east-1b", extra_env=None):
         import os
 
         from conftest import BERTH_BIN
@@ -255,6 +255,7 @@ class ExtraAgent:
         self.env.update(BERTH_AGENT_ACCESS_KEY_ID=key["accessKeyId"],
                         BERTH_AGENT_SECRET_ACCESS_KEY=key["secretAccessKey"], ECS_CLUSTER=up.cluster,
                         ECS_CONTAINER_STOP_TIMEOUT="2s", BERTH_AVAILABILITY_ZONE=az)
+        self.env.update(extra_env or {})
         self.log_path = tmp_path / f"{name}.log"
         self.log = open(self.log_path, "ab")
         self.proc = None
@@ -593,3 +594,48 @@ def test_agent_killed_disconnects_and_comes_back(tmp_path):
         ids = docker("ps", "-aq", "--filter", f"label=com.amazonaws.ecs.cluster={cluster}", check=False).stdout.split()
         if ids:
             docker("rm", "-f", *ids, check=False)
+
+
+def test_gpu_instance_registers_gpus_and_tasks_get_them_as_device_requests(up, tmp_path):
+    """ECS_ENABLE_GPU_SUPPORT: the agent lists GPUs with nvidia-smi (a stand-in here: this machine
+    has no GPU) and registers them by id; a GPU task gets its own ids (gpuIds) and reaches Docker as
+    an `nvidia` device request, which this engine cannot satisfy, so it stops with Docker's error;
+    its GPUs are free again afterwards."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho GPU-11111111-aaaa\necho GPU-22222222-bbbb\n")
+    smi.chmod(0o755)
+    c = up.cluster
+    with ExtraAgent(up, tmp_path, name="gpuagent",
+                    extra_env={"ECS_ENABLE_GPU_SUPPORT": "true", "BERTH_NVIDIA_SMI": str(smi)}) as agent:
+        def gpus(kind):
+            inst = up.aws("ecs", "describe-container-instances", "--cluster", c,
+                          "--container-instances", agent.instance)["containerInstances"][0]
+            return next((r.get("stringSetValue") for r in inst[kind] if r["name"] == "GPU"), None)
+
+        assert gpus("registeredResources") == ["GPU-11111111-aaaa", "GPU-22222222-bbbb"]
+        register(up, "gputask", [{"name": "g", "image": IMAGE, "command": ["sleep", "600"], "memory": 16,
+                                  "resourceRequirements": [{"type": "GPU", "value": "1"}]}], tmp_path)
+        out = up.aws("ecs", "start-task", "--cluster", c, "--task-definition", "gputask",
+                     "--container-instances", agent.instance)
+        assert out["failures"] == [], out
+        t = out["tasks"][0]
+        assert t["containers"][0]["gpuIds"] == ["GPU-11111111-aaaa"], t
+        wait(up, "tasks-stopped", c, t["taskArn"])
+        t = up.aws("ecs", "describe-tasks", "--cluster", c, "--tasks", t["taskArn"])["tasks"][0]
+        reason = t["containers"][0].get("reason", "") + " " + t.get("stoppedReason", "")
+        assert "nvidia" in reason, t
+        deadline = time.time() + 30
+        while time.time() < deadline and gpus("remainingResources") != ["GPU-11111111-aaaa", "GPU-22222222-bbbb"]:
+            time.sleep(0.5)
+        assert gpus("remainingResources") == ["GPU-11111111-aaaa", "GPU-22222222-bbbb"]
+
+        # Without any GPU listed, the agent refuses to start and says why.
+        bad = tmp_path / "nvidia-smi-none"
+        bad.write_text("#!/bin/sh\nexit 0\n")
+        bad.chmod(0o755)
+        env = dict(agent.env, BERTH_NVIDIA_SMI=str(bad))
+        p = subprocess.run([str(agent.bin), "agent", "--config", "/nonexistent/ecs.config", "--endpoint", up.endpoint,
+                            "--data-dir", str(tmp_path / "gpuagent-bad")], capture_output=True, text=True, env=env,
+                           timeout=60)
+        assert p.returncode != 0
+        assert "ECS_ENABLE_GPU_SUPPORT is true" in p.stderr + p.stdout, p.stderr[-2000:]

@@ -86,4 +86,8 @@ pub struct DesiredTask {
     /// awsvpc subnets and security groups (the ENI's `subnetId`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<ecs::NetworkConfiguration>,
+    /// The GPUs assigned to each container, by container name (for the engine's device
+    /// requests and `NVIDIA_VISIBLE_DEVICES`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gpu_ids: std::collections::BTreeMap<String, Vec<String>>,
 }

@@ -92,6 +92,12 @@ pub struct AgentConfig {
     pub available_logging_drivers: Vec<String>,
     /// `ECS_DISABLE_PRIVILEGED`.
     pub disable_privileged: bool,
+    /// `ECS_ENABLE_GPU_SUPPORT`: find the host's NVIDIA GPUs at start and register them.
+    pub enable_gpu_support: bool,
+    /// `BERTH_NVIDIA_SMI`: the `nvidia-smi` the GPUs are listed with (default from `PATH`).
+    pub nvidia_smi: PathBuf,
+    /// The GPUs found at start (ids, as `nvidia-smi` reports them); filled by the agent.
+    pub gpus: Vec<String>,
     /// `ECS_DYNAMIC_HOST_PORT_RANGE`, when set (otherwise the kernel's ephemeral range, which
     /// is what Docker uses when it chooses a host port).
     pub dynamic_host_port_range: Option<(u16, u16)>,
@@ -131,6 +137,9 @@ impl Default for AgentConfig {
             // which berth's agent implements itself (crate::awslogs).
             available_logging_drivers: vec!["json-file".into(), "awslogs".into(), "none".into()],
             disable_privileged: false,
+            enable_gpu_support: false,
+            nvidia_smi: PathBuf::from("nvidia-smi"),
+            gpus: Vec::new(),
             dynamic_host_port_range: None,
             endpoints: vec![DEFAULT_ENDPOINT.into()],
             access_key_id: None,
@@ -181,6 +190,7 @@ const KNOWN: &[&str] = &[
     "ECS_AVAILABLE_LOGGING_DRIVERS",
     "ECS_DISABLE_PRIVILEGED",
     "ECS_DYNAMIC_HOST_PORT_RANGE",
+    "ECS_ENABLE_GPU_SUPPORT",
 ];
 
 /// Parses the env-file format into a map. `path` is only used in error messages.
@@ -453,6 +463,12 @@ impl AgentConfig {
         }
         if let Some(v) = get("ECS_DISABLE_PRIVILEGED") {
             c.disable_privileged = parse_bool("ECS_DISABLE_PRIVILEGED", v)?;
+        }
+        if let Some(v) = get("ECS_ENABLE_GPU_SUPPORT") {
+            c.enable_gpu_support = parse_bool("ECS_ENABLE_GPU_SUPPORT", v)?;
+        }
+        if let Some(v) = get("BERTH_NVIDIA_SMI").filter(|v| !v.is_empty()) {
+            c.nvidia_smi = PathBuf::from(v);
         }
         if let Some(v) = get("ECS_DYNAMIC_HOST_PORT_RANGE") {
             c.dynamic_host_port_range = Some(parse_range("ECS_DYNAMIC_HOST_PORT_RANGE", v)?);

@@ -113,6 +113,9 @@ pub enum AgentError {
     /// The control plane refused the registration.
     #[error("registration refused")]
     Registration(#[source] ControlPlaneError),
+    /// GPU support is on but no GPU can be listed.
+    #[error("ECS_ENABLE_GPU_SUPPORT is true, but the host's GPUs cannot be listed: {0}")]
+    Gpu(String),
 }
 
 /// Runs the agent against Docker (`DOCKER_HOST` or the default socket) and the configured
@@ -167,7 +170,7 @@ impl Backoff {
 /// Runs the agent with an explicit runtime and control plane (what [`run`] does after
 /// connecting; tests call it with fakes).
 pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
-    config: AgentConfig,
+    mut config: AgentConfig,
     runtime: Arc<R>,
     control: Arc<C>,
     shutdown: impl Future<Output = ()>,
@@ -177,6 +180,10 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
         _ = &mut shutdown => return Ok(()),
         r = runtime.info() => r.map_err(AgentError::Engine)?,
     };
+    if config.enable_gpu_support && config.gpus.is_empty() {
+        config.gpus = registration::detect_gpus(&config.nvidia_smi).map_err(AgentError::Gpu)?;
+        tracing::info!(gpus = ?config.gpus, "GPUs found");
+    }
     let mut state = registration::load_or_init(&config.data_dir)?;
     if state
         .cluster

@@ -251,6 +251,33 @@ fn ports_resource(name: &str, ports: &[u16]) -> ecs::Resource {
     }
 }
 
+/// The host's NVIDIA GPUs, by id, as `nvidia-smi --query-gpu=uuid --format=csv,noheader` lists
+/// them (what the ECS agent registers as the `GPU` resource). Err says why none can be listed.
+pub fn detect_gpus(nvidia_smi: &Path) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new(nvidia_smi)
+        .args(["--query-gpu=uuid", "--format=csv,noheader"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", nvidia_smi.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            nvidia_smi.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Err(format!("{} lists no GPU", nvidia_smi.display()));
+    }
+    Ok(ids)
+}
+
 /// Builds the full `RegisterContainerInstance` request.
 pub fn register_request(
     config: &AgentConfig,
@@ -272,12 +299,23 @@ pub fn register_request(
         cluster: Some(config.cluster.clone()),
         instance_identity_document: Some(identity_document(config, &state.instance_id)),
         instance_identity_document_signature: None,
-        total_resources: Some(vec![
-            int_resource("CPU", i64::from(engine.cpus) * 1024),
-            int_resource("MEMORY", memory_mib),
-            ports_resource("PORTS", &config.reserved_ports),
-            ports_resource("PORTS_UDP", &config.reserved_ports_udp),
-        ]),
+        total_resources: Some({
+            let mut r = vec![
+                int_resource("CPU", i64::from(engine.cpus) * 1024),
+                int_resource("MEMORY", memory_mib),
+                ports_resource("PORTS", &config.reserved_ports),
+                ports_resource("PORTS_UDP", &config.reserved_ports_udp),
+            ];
+            if !config.gpus.is_empty() {
+                r.push(ecs::Resource {
+                    name: Some("GPU".into()),
+                    type_: Some("STRINGSET".into()),
+                    string_set_value: Some(config.gpus.clone()),
+                    ..Default::default()
+                });
+            }
+            r
+        }),
         version_info: Some(ecs::VersionInfo {
             agent_version: Some(AGENT_VERSION.into()),
             agent_hash: Some(option_env!("BERTH_GIT_HASH").unwrap_or("unknown").into()),
@@ -311,6 +349,50 @@ mod tests {
             memory_bytes: 8 << 30,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn gpus_are_listed_with_nvidia_smi_and_registered_by_id() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let smi = dir.path().join("nvidia-smi");
+        std::fs::write(
+            &smi,
+            "#!/bin/sh\n[ \"$1\" = --query-gpu=uuid ] || exit 9\necho GPU-aaaa\necho GPU-bbbb\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(detect_gpus(&smi).unwrap(), vec!["GPU-aaaa", "GPU-bbbb"]);
+        let e = detect_gpus(&dir.path().join("missing")).unwrap_err();
+        assert!(e.starts_with("cannot run"), "{e}");
+        let none = dir.path().join("none");
+        std::fs::write(&none, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&none, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(detect_gpus(&none).unwrap_err().contains("lists no GPU"));
+
+        let config = AgentConfig {
+            gpus: vec!["GPU-aaaa".into(), "GPU-bbbb".into()],
+            ..AgentConfig::default()
+        };
+        let req = register_request(&config, &engine(), &PersistedState::default());
+        let gpu = req
+            .total_resources
+            .unwrap()
+            .into_iter()
+            .find(|r| r.name.as_deref() == Some("GPU"))
+            .expect("a GPU resource");
+        assert_eq!(gpu.type_.as_deref(), Some("STRINGSET"));
+        assert_eq!(gpu.string_set_value.unwrap(), vec!["GPU-aaaa", "GPU-bbbb"]);
+        let req = register_request(
+            &AgentConfig::default(),
+            &engine(),
+            &PersistedState::default(),
+        );
+        assert!(!req
+            .total_resources
+            .unwrap()
+            .iter()
+            .any(|r| r.name.as_deref() == Some("GPU")));
     }
 
     #[test]

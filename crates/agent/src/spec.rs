@@ -315,6 +315,13 @@ pub fn plan_task(
                     .insert(k.clone(), kv.value.clone().unwrap_or_default());
             }
         }
+        // The GPUs the control plane assigned: an engine device request, and the variable the
+        // NVIDIA container runtime reads (as the ECS agent sets it).
+        if let Some(ids) = task.gpu_ids.get(&name).filter(|ids| !ids.is_empty()) {
+            spec.gpus = ids.clone();
+            spec.env
+                .insert("NVIDIA_VISIBLE_DEVICES".into(), ids.join(","));
+        }
         spec.working_dir = def.working_directory.clone();
         spec.user = def.user.clone();
         let mut labels = def.docker_labels.clone().unwrap_or_default();
@@ -837,6 +844,29 @@ mod tests {
             assert!(err.0.starts_with("CannotCreateContainerError: "), "{err}");
             assert!(err.0.contains(want), "{err}");
         }
+    }
+
+    #[test]
+    fn assigned_gpus_become_a_device_request() {
+        let mut t = desired(
+            json!({"family": "f", "containerDefinitions": [
+                {"name": "a", "image": "i", "resourceRequirements": [{"type": "GPU", "value": "2"}]},
+                {"name": "b", "image": "i"}]}),
+            json!({}),
+        );
+        t.gpu_ids
+            .insert("a".into(), vec!["GPU-1".into(), "GPU-2".into()]);
+        let p = plan_task(&t, &AgentConfig::default(), "arn:ci").unwrap();
+        assert_eq!(p.containers[0].spec.gpus, vec!["GPU-1", "GPU-2"]);
+        assert_eq!(
+            p.containers[0].spec.env["NVIDIA_VISIBLE_DEVICES"],
+            "GPU-1,GPU-2"
+        );
+        assert!(p.containers[1].spec.gpus.is_empty());
+        assert!(!p.containers[1]
+            .spec
+            .env
+            .contains_key("NVIDIA_VISIBLE_DEVICES"));
     }
 
     #[test]

@@ -251,6 +251,12 @@ pub async fn desired_state(
             stop_code: t.stop_code.clone(),
             tags: crate::records::tags_to_wire(&t.tags),
             network_configuration: t.network_configuration.clone(),
+            gpu_ids: t
+                .containers
+                .iter()
+                .filter(|c| !c.gpu_ids.is_empty())
+                .map(|c| (c.name.clone(), c.gpu_ids.clone()))
+                .collect(),
         });
     }
     Ok(out)

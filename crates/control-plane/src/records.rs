@@ -86,6 +86,10 @@ pub struct ResourcesRecord {
     pub memory: i64,
     #[serde(default)]
     pub gpu: i64,
+    /// The GPUs by id, when the agent registered them as a STRINGSET (ECS's form): all of them
+    /// (registered), or the ones assigned to a task (placed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_ids: Vec<String>,
     /// Reserved (registered) or used (task) TCP host ports.
     #[serde(default)]
     pub ports: Vec<u16>,
@@ -148,6 +152,7 @@ impl ContainerInstanceRecord {
             r.cpu -= t.resources.cpu;
             r.memory -= t.resources.memory;
             r.gpu -= t.resources.gpu;
+            r.gpu_ids.retain(|g| !t.resources.gpu_ids.contains(g));
             r.ports.extend(&t.resources.ports);
             r.ports_udp.extend(&t.resources.ports_udp);
         }
@@ -191,6 +196,9 @@ pub struct ContainerRecord {
     pub memory: Option<i32>,
     #[serde(default)]
     pub memory_reservation: Option<i32>,
+    /// The GPUs assigned to this container (its `resourceRequirements` GPU count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1000,3 +1000,149 @@ async fn stalled_connections_never_block_other_agents_or_callers() {
     }
     drop(stalled);
 }
+
+#[tokio::test]
+async fn gpus_are_assigned_by_id_and_never_shared() {
+    use aws_sdk_ecs::types::{ResourceRequirement, ResourceType};
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("gpu")
+        .send()
+        .await
+        .unwrap();
+    let inst = ecs
+        .register_container_instance()
+        .cluster("gpu")
+        .instance_identity_document(
+            r#"{"instanceId":"i-gpu","availabilityZone":"us-east-1a","instanceType":"p3.8xlarge"}"#,
+        )
+        .total_resources(
+            Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(4096)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(8192)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("GPU")
+                .r#type("STRINGSET")
+                .string_set_value("GPU-c")
+                .string_set_value("GPU-a")
+                .string_set_value("GPU-b")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .container_instance
+        .unwrap();
+    let inst_arn = inst.container_instance_arn().unwrap().to_string();
+    let gpu_of = |r: &[Resource]| -> Vec<String> {
+        r.iter()
+            .find(|r| r.name() == Some("GPU"))
+            .map(|r| r.string_set_value().to_vec())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        gpu_of(inst.registered_resources()),
+        vec!["GPU-a", "GPU-b", "GPU-c"]
+    );
+    ecs.register_task_definition()
+        .family("train")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("trainer")
+                .image("busybox")
+                .memory(64)
+                .resource_requirements(
+                    ResourceRequirement::builder()
+                        .r#type(ResourceType::Gpu)
+                        .value("2")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("sidecar")
+                .image("busybox")
+                .memory(16)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let first = ecs
+        .run_task()
+        .cluster("gpu")
+        .task_definition("train")
+        .send()
+        .await
+        .unwrap();
+    assert!(first.failures().is_empty(), "{:?}", first.failures());
+    let t = &first.tasks()[0];
+    let trainer = t
+        .containers()
+        .iter()
+        .find(|c| c.name() == Some("trainer"))
+        .unwrap();
+    let sidecar = t
+        .containers()
+        .iter()
+        .find(|c| c.name() == Some("sidecar"))
+        .unwrap();
+    assert_eq!(trainer.gpu_ids(), ["GPU-a", "GPU-b"]);
+    assert!(sidecar.gpu_ids().is_empty());
+    // One GPU left: a second task that needs two does not fit.
+    let second = ecs
+        .run_task()
+        .cluster("gpu")
+        .task_definition("train")
+        .send()
+        .await
+        .unwrap();
+    assert!(second.tasks().is_empty());
+    assert_eq!(
+        second.failures()[0].reason(),
+        Some("RESOURCE:GPU"),
+        "{:?}",
+        second.failures()
+    );
+    let d = ecs
+        .describe_container_instances()
+        .cluster("gpu")
+        .container_instances(&inst_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        gpu_of(d.container_instances()[0].remaining_resources()),
+        vec!["GPU-c"]
+    );
+    // DescribeTasks says the same as RunTask.
+    let again = ecs
+        .describe_tasks()
+        .cluster("gpu")
+        .tasks(t.task_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let trainer = again.tasks()[0]
+        .containers()
+        .iter()
+        .find(|c| c.name() == Some("trainer"))
+        .unwrap()
+        .gpu_ids()
+        .to_vec();
+    assert_eq!(trainer, vec!["GPU-a", "GPU-b"]);
+}

@@ -9,8 +9,8 @@ use berth_runtime::{
 };
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-    ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    ContainerSummaryStateEnum, DeviceRequest, EndpointSettings, HealthConfig, HealthStatusEnum,
+    HostConfig, HostConfigLogConfig, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
     NetworkingConfig, PortBinding as DockerPortBinding, ResourcesUlimits,
 };
 
@@ -174,6 +174,14 @@ pub(crate) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         cap_add: non_empty(spec.cap_add.clone()),
         cap_drop: non_empty(spec.cap_drop.clone()),
         init: spec.init.then_some(true),
+        device_requests: (!spec.gpus.is_empty()).then(|| {
+            vec![DeviceRequest {
+                driver: Some("nvidia".into()),
+                device_ids: Some(spec.gpus.clone()),
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                ..Default::default()
+            }]
+        }),
         shm_size: spec.shm_size_bytes.map(i64_of),
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         dns: non_empty(spec.dns_servers.clone()),

@@ -356,6 +356,8 @@ pub struct ContainerSpec {
     pub cap_drop: Vec<String>,
     /// Run an init process as PID 1 (ECS `initProcessEnabled`).
     pub init: bool,
+    /// NVIDIA GPUs to expose, by id (an engine device request for the `nvidia` driver).
+    pub gpus: Vec<String>,
     /// `/dev/shm` size in bytes.
     pub shm_size_bytes: Option<u64>,
     /// tmpfs mounts.

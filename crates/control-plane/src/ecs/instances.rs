@@ -77,8 +77,17 @@ fn resources_wire(r: &ResourcesRecord) -> Vec<ecs::Resource> {
         resource_ports("PORTS", &r.ports),
         resource_ports("PORTS_UDP", &r.ports_udp),
     ];
-    if r.gpu > 0 {
-        v.push(resource_int("GPU", r.gpu));
+    if !r.gpu_ids.is_empty() || (r.gpu > 0 && r.gpu_ids.is_empty()) {
+        v.push(if r.gpu_ids.is_empty() {
+            resource_int("GPU", r.gpu)
+        } else {
+            ecs::Resource {
+                name: Some("GPU".into()),
+                type_: Some("STRINGSET".into()),
+                string_set_value: Some(r.gpu_ids.clone()),
+                ..Default::default()
+            }
+        });
     }
     v
 }
@@ -149,7 +158,17 @@ fn parse_resources(list: &[ecs::Resource]) -> Result<ResourcesRecord, ApiError> 
         match name {
             "CPU" => r.cpu = int(res),
             "MEMORY" => r.memory = int(res),
-            "GPU" => r.gpu = int(res),
+            // ECS agents register their GPUs by id (STRINGSET); a bare count is taken too.
+            "GPU" => match res.string_set_value.as_deref() {
+                Some(ids) if !ids.is_empty() => {
+                    let mut ids = ids.to_vec();
+                    ids.sort();
+                    ids.dedup();
+                    r.gpu = ids.len() as i64;
+                    r.gpu_ids = ids;
+                }
+                _ => r.gpu = int(res),
+            },
             "PORTS" => r.ports = ports(res)?,
             "PORTS_UDP" => r.ports_udp = ports(res)?,
             _ => {}

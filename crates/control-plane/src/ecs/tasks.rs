@@ -184,6 +184,7 @@ fn container_to_wire(ctx: &Ctx, t: &TaskRecord, c: &ContainerRecord) -> ecs::Con
         cpu: Some(c.cpu.to_string()),
         memory: c.memory.map(|m| m.to_string()),
         memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+        gpu_ids: (!c.gpu_ids.is_empty()).then(|| c.gpu_ids.clone()),
         ..Default::default()
     }
 }
@@ -542,6 +543,60 @@ pub(crate) fn strategies(
         .collect()
 }
 
+/// The GPU count each container asks for (`resourceRequirements` type GPU, overrides first).
+fn container_gpus(td: &ecs::TaskDefinition, overrides: &ecs::TaskOverride) -> Vec<(String, usize)> {
+    let ovr: HashMap<&str, &ecs::ContainerOverride> = overrides
+        .container_overrides
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| Some((o.name.as_deref()?, o)))
+        .collect();
+    td.container_definitions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            let name = c.name.clone()?;
+            let o = ovr.get(name.as_str());
+            let n: usize = o
+                .and_then(|o| o.resource_requirements.as_ref())
+                .or(c.resource_requirements.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|rr| rr.type_ == Some(ecs::ResourceType::Gpu))
+                .filter_map(|rr| rr.value.as_deref()?.parse::<usize>().ok())
+                .sum();
+            (n > 0).then_some((name, n))
+        })
+        .collect()
+}
+
+/// Picks the task's GPUs from those still free on the instance (placement has checked the
+/// count), hands each container its share, and returns them all. Nothing when the instance
+/// registered a bare GPU count rather than ids.
+fn assign_gpus(
+    td: &ecs::TaskDefinition,
+    overrides: &ecs::TaskOverride,
+    inst: &ContainerInstanceRecord,
+    task: &mut TaskRecord,
+) -> Vec<String> {
+    let wants = container_gpus(td, overrides);
+    if wants.is_empty() {
+        return Vec::new();
+    }
+    let mut free = inst.remaining().gpu_ids.into_iter();
+    let mut all = Vec::new();
+    for (name, n) in wants {
+        let ids: Vec<String> = free.by_ref().take(n).collect();
+        all.extend(ids.iter().cloned());
+        if let Some(c) = task.containers.iter_mut().find(|c| c.name == name) {
+            c.gpu_ids = ids;
+        }
+    }
+    all
+}
+
 /// Places and commits `count` tasks (or the explicit `targets` for StartTask), retrying on
 /// concurrent changes to any instance it used. Returns the created tasks and the failures.
 pub(crate) async fn launch(
@@ -603,20 +658,22 @@ pub(crate) async fn launch(
                     let inst = touched
                         .entry(pl.instance_index)
                         .or_insert_with(|| p.instances[pl.instance_index].value.as_ref().clone());
-                    let task = new_task(
+                    let mut task = new_task(
                         ctx,
                         l,
                         inst,
                         now,
                         client_token.as_ref().map(|(t, _)| t.clone()),
                     );
+                    let mut resources = l.resources.clone();
+                    resources.gpu_ids = assign_gpus(&l.td, &l.overrides, inst, &mut task);
                     inst.tasks.push(PlacedTask {
                         task_id: task.id.clone(),
                         group: l.group.clone(),
                         family: l.family.clone(),
                         service: l.group.strip_prefix("service:").map(str::to_string),
                         running: false,
-                        resources: l.resources.clone(),
+                        resources,
                     });
                     tasks.push(task);
                 }
