@@ -219,8 +219,14 @@ async fn run(
         }
         // At the end of this file. Rotated away? Then it is complete: go on with the next one.
         let next = match next_file(path, ino) {
-            Next::Current => None,
-            Next::File(p) => Some(p),
+            Next::Current => {
+                lost_checks = 0;
+                None
+            }
+            Next::File(p) => {
+                lost_checks = 0;
+                Some(p)
+            }
             Next::Lost => {
                 lost_checks += 1;
                 if lost_checks < 20 {
@@ -275,6 +281,11 @@ async fn run(
         }
         match alive().await {
             Ok(true) => tokio::time::sleep(POLL).await,
+            // The engine did not answer: keep following (its files are still there).
+            Err(e) if !e.is_not_found() => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot inspect the container; still following its log");
+                tokio::time::sleep(POLL).await;
+            }
             Ok(false) | Err(_) => {
                 stopped_seen = true;
                 tokio::time::sleep(POLL).await;
