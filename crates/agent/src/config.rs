@@ -98,6 +98,8 @@ pub struct AgentConfig {
     pub nvidia_smi: PathBuf,
     /// The GPUs found at start (ids, as `nvidia-smi` reports them); filled by the agent.
     pub gpus: Vec<String>,
+    /// `BERTH_CONCURRENT_STARTS`: containers created and started at once (default 8).
+    pub concurrent_starts: usize,
     /// `ECS_DYNAMIC_HOST_PORT_RANGE`, when set (otherwise the kernel's ephemeral range, which
     /// is what Docker uses when it chooses a host port).
     pub dynamic_host_port_range: Option<(u16, u16)>,
@@ -140,6 +142,7 @@ impl Default for AgentConfig {
             enable_gpu_support: false,
             nvidia_smi: PathBuf::from("nvidia-smi"),
             gpus: Vec::new(),
+            concurrent_starts: 8,
             dynamic_host_port_range: None,
             endpoints: vec![DEFAULT_ENDPOINT.into()],
             access_key_id: None,
@@ -470,6 +473,11 @@ impl AgentConfig {
         if let Some(v) = get("BERTH_NVIDIA_SMI").filter(|v| !v.is_empty()) {
             c.nvidia_smi = PathBuf::from(v);
         }
+        if let Some(v) = get("BERTH_CONCURRENT_STARTS") {
+            c.concurrent_starts = v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                invalid("BERTH_CONCURRENT_STARTS", v, "expected a positive number")
+            })?;
+        }
         if let Some(v) = get("ECS_DYNAMIC_HOST_PORT_RANGE") {
             c.dynamic_host_port_range = Some(parse_range("ECS_DYNAMIC_HOST_PORT_RANGE", v)?);
         }
@@ -630,6 +638,11 @@ mod tests {
                 |c| c.available_logging_drivers == vec!["json-file", "awslogs"],
             ),
             ("ECS_DISABLE_PRIVILEGED", "true", |c| c.disable_privileged),
+            ("ECS_ENABLE_GPU_SUPPORT", "true", |c| c.enable_gpu_support),
+            ("BERTH_CONCURRENT_STARTS", "3", |c| c.concurrent_starts == 3),
+            ("BERTH_NVIDIA_SMI", "/opt/nv/smi", |c| {
+                c.nvidia_smi == Path::new("/opt/nv/smi")
+            }),
             ("ECS_DYNAMIC_HOST_PORT_RANGE", "40000-40100", |c| {
                 c.dynamic_host_port_range == Some((40000, 40100))
             }),
@@ -672,6 +685,8 @@ mod tests {
             ("ECS_LOGLEVEL", "chatty"),
             ("ECS_AVAILABLE_LOGGING_DRIVERS", "json-file"),
             ("ECS_DISABLE_PRIVILEGED", "maybe"),
+            ("ECS_ENABLE_GPU_SUPPORT", "sometimes"),
+            ("BERTH_CONCURRENT_STARTS", "0"),
             ("ECS_DYNAMIC_HOST_PORT_RANGE", "50000"),
             ("ECS_DYNAMIC_HOST_PORT_RANGE", "600-500"),
             ("BERTH_ENDPOINT", "https://x"),

@@ -250,6 +250,7 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
         logs: control.clone(),
         shipper: awslogs::ShipperConfig::default(),
         pulls: task::PullCoalescer::default(),
+        starts: Arc::new(tokio::sync::Semaphore::new(config.concurrent_starts.max(1))),
         registry: registry_auth::RegistryCredentials::new(
             control.clone() as Arc<dyn ControlPlane>,
             &config.endpoints,

@@ -121,6 +121,9 @@ pub struct TaskContext {
     pub metadata: Option<Arc<crate::metadata::MetadataService>>,
     /// The engine's CPU architecture (for the awsvpc pause program).
     pub engine_arch: String,
+    /// Bounds how many containers are being created and started at once
+    /// (`BERTH_CONCURRENT_STARTS`): dockerd starts a burst faster a few at a time than all at once.
+    pub starts: Arc<tokio::sync::Semaphore>,
 }
 
 /// The task's one network interface (awsvpc): the pause container's address on the task
@@ -799,6 +802,8 @@ impl<R: ContainerRuntime> TaskActor<R> {
     }
 
     async fn create_and_start(&mut self, i: usize) -> Result<(), String> {
+        let starts = self.ctx.starts.clone();
+        let _permit = starts.acquire().await;
         if self.containers[i].id.is_none() {
             let spec = self.containers[i].plan.spec.clone();
             let id = match self.runtime.create_container(&spec).await {

@@ -510,3 +510,51 @@ async fn awslogs_missing_group_without_create_group_fails_the_start() {
     assert!(!cp.logs.has_group("/ecs/missing"));
     agent.shutdown().await;
 }
+
+/// How long (virtual time) six tasks take to be RUNNING with engine starts of 1 s each, when at
+/// most `limit` containers are created and started at once.
+async fn six_starts_with_limit(limit: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = FakeRuntime::new(berth_runtime::FakeConfig {
+        start_latency: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let cp = FakeControlPlane::new();
+    let (tx, rx) = oneshot::channel::<()>();
+    let join = tokio::spawn(berth_agent::run_with(
+        AgentConfig {
+            concurrent_starts: limit,
+            ..config(dir.path())
+        },
+        Arc::new(rt.clone()),
+        Arc::new(cp.clone()),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let arns: Vec<String> = (0..6)
+        .map(|i| format!("arn:aws:ecs:us-east-1:000000000000:task/default/{i:032x}"))
+        .collect();
+    let t0 = tokio::time::Instant::now();
+    cp.set_desired(
+        arns.iter()
+            .map(|a| task(a, "RUNNING", one("busybox")))
+            .collect(),
+    );
+    for a in &arns {
+        wait_for(&cp, a, "RUNNING", |r| r.status == "RUNNING").await;
+    }
+    let took = t0.elapsed();
+    let _ = tx.send(());
+    join.await.unwrap().unwrap();
+    took
+}
+
+#[tokio::test(start_paused = true)]
+async fn container_starts_are_bounded_by_concurrent_starts() {
+    let two = six_starts_with_limit(2).await;
+    let six = six_starts_with_limit(6).await;
+    // Three waves of two, against one wave of six.
+    assert!(two >= Duration::from_secs(3), "{two:?}");
+    assert!(six < Duration::from_millis(2500), "{six:?}");
+}
