@@ -630,7 +630,17 @@ impl<R: ContainerRuntime> Shipper<R> {
             match self.runtime.inspect_container(&self.id).await {
                 Ok(info) if info.state.status.is_terminal() => last_pass = true,
                 Err(e) if e.is_not_found() => break,
-                _ => tokio::time::sleep(reconnect.delay()).await,
+                _ => {
+                    // Keep the batch in flight moving while waiting to reconnect.
+                    let pause = tokio::time::sleep(reconnect.delay());
+                    match self.inflight.as_mut() {
+                        Some(d) => tokio::select! {
+                            _ = d => self.inflight = None,
+                            _ = pause => {}
+                        },
+                        None => pause.await,
+                    }
+                }
             }
         }
         // The output is over: the last multi-line event is complete.
@@ -662,7 +672,7 @@ impl<R: ContainerRuntime> Shipper<R> {
         let too_big = self
             .pending
             .as_ref()
-            .is_some_and(|p| p.message.len() + line.line.len() > MAX_EVENT_BYTES);
+            .is_some_and(|p| p.message.len() + line.line.len() + 1 > MAX_EVENT_BYTES);
         if starts || too_big {
             self.emit_pending(batch).await;
         }

@@ -532,6 +532,9 @@ pub fn plan_task(
                     options: BTreeMap::from([
                         ("max-size".to_string(), size),
                         ("max-file".to_string(), files),
+                        // Rotated files stay plain JSON for the shipper to read (a daemon
+                        // default of compress=true would otherwise apply).
+                        ("compress".to_string(), "false".to_string()),
                     ]),
                 })
             } else {

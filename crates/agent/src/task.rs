@@ -802,11 +802,16 @@ impl<R: ContainerRuntime> TaskActor<R> {
     }
 
     async fn create_and_start(&mut self, i: usize) -> Result<(), String> {
+        // Only the engine's create and start calls count against BERTH_CONCURRENT_STARTS (not
+        // the log-stream set-up with the control plane in between).
         let starts = self.ctx.starts.clone();
-        let _permit = starts.acquire().await;
         if self.containers[i].id.is_none() {
             let spec = self.containers[i].plan.spec.clone();
-            let id = match self.runtime.create_container(&spec).await {
+            let created = {
+                let _permit = starts.acquire().await;
+                self.runtime.create_container(&spec).await
+            };
+            let id = match created {
                 Ok(id) => id,
                 Err(RuntimeError::NameConflict { .. }) => {
                     // Ours from an earlier life: adopt it.
@@ -837,7 +842,11 @@ impl<R: ContainerRuntime> TaskActor<R> {
             self.containers[i].reason = Some(reason.clone());
             return Err(reason);
         }
-        if let Err(e) = self.runtime.start_container(&id).await {
+        let started = {
+            let _permit = starts.acquire().await;
+            self.runtime.start_container(&id).await
+        };
+        if let Err(e) = started {
             let reason = match e {
                 RuntimeError::StartFailed { .. } => e.ecs_reason(),
                 other => format!(

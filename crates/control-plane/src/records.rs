@@ -156,6 +156,11 @@ impl ContainerInstanceRecord {
             r.ports.extend(&t.resources.ports);
             r.ports_udp.extend(&t.resources.ports_udp);
         }
+        // With GPUs by id, only ids can be handed out: never count more GPUs than free ids
+        // (e.g. tasks placed by count before the instance re-registered its ids).
+        if !self.registered.gpu_ids.is_empty() {
+            r.gpu = r.gpu.min(r.gpu_ids.len() as i64);
+        }
         r.ports.sort_unstable();
         r.ports.dedup();
         r.ports_udp.sort_unstable();
@@ -350,4 +355,59 @@ pub struct ServiceRecord {
     pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
     #[serde(default)]
     pub role_arn: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(gpu: i64, ids: &[&str]) -> PlacedTask {
+        PlacedTask {
+            task_id: "t".into(),
+            group: "g".into(),
+            family: "f".into(),
+            service: None,
+            running: true,
+            resources: ResourcesRecord {
+                gpu,
+                gpu_ids: ids.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn remaining_gpus_are_the_free_ids_and_never_more() {
+        let mut inst = ContainerInstanceRecord {
+            id: "i".into(),
+            cluster: "c".into(),
+            ec2_instance_id: None,
+            status: "ACTIVE".into(),
+            status_reason: None,
+            registered_at: 0.0,
+            registered: ResourcesRecord {
+                gpu: 3,
+                gpu_ids: vec!["a".into(), "b".into(), "c".into()],
+                ..Default::default()
+            },
+            attributes: vec![],
+            version_info: None,
+            tags: vec![],
+            generation: 0,
+            version: 1,
+            tasks: vec![placed(1, &["b"])],
+        };
+        let r = inst.remaining();
+        assert_eq!(
+            (r.gpu, r.gpu_ids.clone()),
+            (2, vec!["a".to_string(), "c".into()])
+        );
+        // A task holding GPUs by count only (placed before the ids were registered): the count
+        // drops, and never above the ids that are still free.
+        inst.tasks.push(placed(1, &[]));
+        let r = inst.remaining();
+        assert_eq!(r.gpu, 1);
+        inst.tasks.push(placed(0, &["a", "c"]));
+        assert_eq!(inst.remaining().gpu, 0);
+    }
 }

@@ -32,6 +32,8 @@ use crate::convert::parse_rfc3339;
 const POLL: Duration = Duration::from_millis(50);
 /// Read size.
 const CHUNK: usize = 256 * 1024;
+/// How often the reader asks whether the container still runs, while it waits for lines.
+const ALIVE_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Deserialize)]
 struct Entry<'a> {
@@ -133,7 +135,8 @@ pub(crate) fn follow(
 
 async fn open_oldest(path: &Path) -> Result<(PathBuf, tokio::fs::File, u64)> {
     let mut last_err = None;
-    for _ in 0..100 {
+    // The engine creates the file when the container's logger starts: wait up to ~5 s for it.
+    for _ in 0..1000 {
         let oldest = rotated(path)
             .last()
             .map(|(_, p, _)| p.clone())
@@ -187,6 +190,8 @@ async fn run(
     let mut rotation_seen = false;
     // Consecutive looks that did not find this file among the log files.
     let mut lost_checks = 0u32;
+    // When the container's state was last asked (an inspect per poll would load the engine).
+    let mut last_alive_check: Option<tokio::time::Instant> = None;
     loop {
         let n = file
             .read(&mut chunk)
@@ -218,7 +223,15 @@ async fn run(
             continue;
         }
         // At the end of this file. Rotated away? Then it is complete: go on with the next one.
-        let next = match next_file(path, ino) {
+        let mut found = next_file(path, ino);
+        for _ in 0..3 {
+            // A scan misses a file only when rotations race it: look again at once.
+            if !matches!(found, Next::Lost) {
+                break;
+            }
+            found = next_file(path, ino);
+        }
+        let next = match found {
             Next::Current => {
                 lost_checks = 0;
                 None
@@ -229,7 +242,7 @@ async fn run(
             }
             Next::Lost => {
                 lost_checks += 1;
-                if lost_checks < 20 {
+                if lost_checks < 3 && !stopped_seen {
                     None // mid-rotation, most likely: look again shortly
                 } else {
                     // Deleted under us: go on with the oldest file left.
@@ -257,7 +270,7 @@ async fn run(
                         Next::File(p) => {
                             std::fs::metadata(&p).map(|m| m.ino()).ok() == Some(new_ino)
                         }
-                        Next::Current | Next::Lost => lost_checks >= 20,
+                        Next::Current | Next::Lost => lost_checks >= 3 || stopped_seen,
                     };
                     if new_ino != ino && still {
                         // A partial line at the end of a rotated file is dropped (the writer
@@ -279,18 +292,18 @@ async fn run(
         if stopped_seen {
             return Ok(());
         }
-        match alive().await {
-            Ok(true) => tokio::time::sleep(POLL).await,
-            // The engine did not answer: keep following (its files are still there).
-            Err(e) if !e.is_not_found() => {
-                tracing::debug!(path = %path.display(), error = %e, "cannot inspect the container; still following its log");
-                tokio::time::sleep(POLL).await;
-            }
-            Ok(false) | Err(_) => {
-                stopped_seen = true;
-                tokio::time::sleep(POLL).await;
+        if last_alive_check.is_none_or(|t| t.elapsed() >= ALIVE_EVERY) {
+            last_alive_check = Some(tokio::time::Instant::now());
+            match alive().await {
+                Ok(true) => {}
+                // The engine did not answer: keep following (its files are still there).
+                Err(e) if !e.is_not_found() => {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot inspect the container; still following its log");
+                }
+                Ok(false) | Err(_) => stopped_seen = true,
             }
         }
+        tokio::time::sleep(POLL).await;
         if tx.is_closed() {
             return Ok(());
         }

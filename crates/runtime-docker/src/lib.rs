@@ -129,7 +129,9 @@ impl DockerRuntime {
             .and_then(|l| l.typ.clone())
             .unwrap_or_default();
         let path = std::path::PathBuf::from(info.log_path.filter(|p| !p.is_empty())?);
-        if driver != "json-file" || std::fs::File::open(&path).is_err() {
+        // The file itself may not exist yet (the engine creates it when the container's logger
+        // starts); its directory must be ours to read.
+        if driver != "json-file" || std::fs::read_dir(path.parent()?).is_err() {
             return None;
         }
         Some(path)

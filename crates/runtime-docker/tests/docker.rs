@@ -586,7 +586,7 @@ async fn following_the_json_file_from_disk_matches_the_engine_stream_across_rota
     };
     let from_disk: Vec<LogLine> = tokio::time::timeout(
         Duration::from_secs(30),
-        c.d.logs(&id, follow.clone()).collect::<Vec<_>>(),
+        c.d.logs(&id, follow).collect::<Vec<_>>(),
     )
     .await
     .map_err(|_| "file-following log stream did not end")?
@@ -597,9 +597,12 @@ async fn following_the_json_file_from_disk_matches_the_engine_stream_across_rota
         ..Default::default()
     })
     .await?;
+    // The reference: the engine's own reading of every file once the container has exited (its
+    // follow mode can itself repeat or drop lines when files rotate this fast).
+    c.wait_exit(&id, Duration::from_secs(20)).await?;
     let from_engine: Vec<LogLine> = tokio::time::timeout(
         Duration::from_secs(30),
-        api.logs(&id, follow).collect::<Vec<_>>(),
+        api.logs(&id, LogOptions::default()).collect::<Vec<_>>(),
     )
     .await
     .map_err(|_| "engine log stream did not end")?
