@@ -85,19 +85,35 @@ fn placement_error(e: placement::PlacementError) -> ApiError {
     ApiError::new(e.kind.as_str(), e.message)
 }
 
+/// RunTask/StartTask container overrides by container name.
+fn overrides_by_name(overrides: &ecs::TaskOverride) -> HashMap<&str, &ecs::ContainerOverride> {
+    overrides
+        .container_overrides
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| Some((o.name.as_deref()?, o)))
+        .collect()
+}
+
+/// The GPUs one container asks for: its `resourceRequirements` of type GPU (an override's first).
+fn gpu_count(c: &ecs::ContainerDefinition, o: Option<&&ecs::ContainerOverride>) -> i64 {
+    o.and_then(|o| o.resource_requirements.as_ref())
+        .or(c.resource_requirements.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|rr| rr.type_ == Some(ecs::ResourceType::Gpu))
+        .filter_map(|rr| rr.value.as_deref()?.parse::<i64>().ok())
+        .sum()
+}
+
 /// What one task of `td` with `overrides` takes from its instance.
 pub(crate) fn requirements(
     td: &ecs::TaskDefinition,
     overrides: &ecs::TaskOverride,
 ) -> Result<ResourcesRecord, ApiError> {
     let mode = td.network_mode.unwrap_or(NetworkMode::Bridge);
-    let ovr: HashMap<&str, &ecs::ContainerOverride> = overrides
-        .container_overrides
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|o| Some((o.name.as_deref()?, o)))
-        .collect();
+    let ovr = overrides_by_name(overrides);
     let mut r = ResourcesRecord::default();
     for c in td.container_definitions.as_deref().unwrap_or_default() {
         let o = c.name.as_deref().and_then(|n| ovr.get(n));
@@ -107,20 +123,7 @@ pub(crate) fn requirements(
             .and_then(|o| o.memory_reservation)
             .or(c.memory_reservation);
         r.memory += mem.or(res).unwrap_or(0) as i64;
-        for rr in o
-            .and_then(|o| o.resource_requirements.as_ref())
-            .or(c.resource_requirements.as_ref())
-            .into_iter()
-            .flatten()
-        {
-            if rr.type_ == Some(ecs::ResourceType::Gpu) {
-                r.gpu += rr
-                    .value
-                    .as_deref()
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .unwrap_or(0);
-            }
-        }
+        r.gpu += gpu_count(c, o);
         for pm in c.port_mappings.as_deref().unwrap_or_default() {
             let port = match mode {
                 NetworkMode::Bridge => pm.host_port.filter(|p| *p != 0),
@@ -545,28 +548,14 @@ pub(crate) fn strategies(
 
 /// The GPU count each container asks for (`resourceRequirements` type GPU, overrides first).
 fn container_gpus(td: &ecs::TaskDefinition, overrides: &ecs::TaskOverride) -> Vec<(String, usize)> {
-    let ovr: HashMap<&str, &ecs::ContainerOverride> = overrides
-        .container_overrides
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|o| Some((o.name.as_deref()?, o)))
-        .collect();
+    let ovr = overrides_by_name(overrides);
     td.container_definitions
         .as_deref()
         .unwrap_or_default()
         .iter()
         .filter_map(|c| {
             let name = c.name.clone()?;
-            let o = ovr.get(name.as_str());
-            let n: usize = o
-                .and_then(|o| o.resource_requirements.as_ref())
-                .or(c.resource_requirements.as_ref())
-                .into_iter()
-                .flatten()
-                .filter(|rr| rr.type_ == Some(ecs::ResourceType::Gpu))
-                .filter_map(|rr| rr.value.as_deref()?.parse::<usize>().ok())
-                .sum();
+            let n = usize::try_from(gpu_count(c, ovr.get(name.as_str()))).unwrap_or(0);
             (n > 0).then_some((name, n))
         })
         .collect()
