@@ -962,6 +962,10 @@ impl<R: ContainerRuntime> TaskActor<R> {
             if let Some(mut h) = c.shipper.take() {
                 if tokio::time::timeout_at(deadline, &mut h.0).await.is_err() {
                     tracing::warn!(task = %self.desired.task_arn, container = %c.plan.name, "awslogs shipper still busy at cleanup; stopping it");
+                    // Wait until it has really stopped, so it cannot write its cursor again
+                    // after the cursor is removed below.
+                    h.0.abort();
+                    let _ = (&mut h.0).await;
                 }
             }
             if let (Some(_), Some(id)) = (&c.plan.awslogs, &c.id) {
