@@ -577,12 +577,15 @@ impl<R: ContainerRuntime> Shipper<R> {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
                 let inflight = self.inflight.as_mut();
                 let delivering = inflight.is_some();
                 let next = tokio::select! {
                     n = logs.next() => n,
-                    _ = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {
+                    // (The far-off instant is only a placeholder: the branch is off without a
+                    // wake-up.)
+                    _ = tokio::time::sleep_until(wake.unwrap_or_else(|| {
+                        tokio::time::Instant::now() + Duration::from_secs(86_400)
+                    })), if wake.is_some() => {
                         let now = tokio::time::Instant::now();
                         if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
                             self.emit_pending(&mut batch).await;

@@ -804,11 +804,10 @@ impl<R: ContainerRuntime> TaskActor<R> {
     async fn create_and_start(&mut self, i: usize) -> Result<(), String> {
         // Only the engine's create and start calls count against BERTH_CONCURRENT_STARTS (not
         // the log-stream set-up with the control plane in between).
-        let starts = self.ctx.starts.clone();
         if self.containers[i].id.is_none() {
             let spec = self.containers[i].plan.spec.clone();
             let created = {
-                let _permit = starts.acquire().await;
+                let _permit = self.ctx.starts.acquire().await;
                 self.runtime.create_container(&spec).await
             };
             let id = match created {
@@ -843,7 +842,7 @@ impl<R: ContainerRuntime> TaskActor<R> {
             return Err(reason);
         }
         let started = {
-            let _permit = starts.acquire().await;
+            let _permit = self.ctx.starts.acquire().await;
             self.runtime.start_container(&id).await
         };
         if let Err(e) = started {

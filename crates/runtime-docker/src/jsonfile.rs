@@ -15,7 +15,6 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::io::SeekFrom;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -23,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use berth_runtime::{LogLine, LogSource, Result, RuntimeError};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::convert::parse_rfc3339;
@@ -86,6 +85,19 @@ fn rotated(path: &Path) -> Vec<(u32, PathBuf, u64)> {
     out
 }
 
+/// The inode of the file at `path`, if there is one.
+fn ino_of(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).map(|m| m.ino()).ok()
+}
+
+/// The oldest log file there is: the highest-numbered rotated file, else the current one.
+fn oldest(path: &Path) -> PathBuf {
+    rotated(path)
+        .last()
+        .map(|(_, p, _)| p.clone())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 /// What follows the file with inode `ino`.
 enum Next {
     /// It is the current file.
@@ -99,7 +111,7 @@ enum Next {
 /// The file written after the one with inode `ino`: the existing file with the next lower
 /// index (even mid-rotation, where one index may be empty, the nearest lower one is newer).
 fn next_file(path: &Path, ino: u64) -> Next {
-    if std::fs::metadata(path).map(|m| m.ino()).ok() == Some(ino) {
+    if ino_of(path) == Some(ino) {
         return Next::Current;
     }
     let rot = rotated(path);
@@ -137,10 +149,7 @@ async fn open_oldest(path: &Path) -> Result<(PathBuf, tokio::fs::File, u64)> {
     let mut last_err = None;
     // The engine creates the file when the container's logger starts: wait up to ~5 s for it.
     for _ in 0..1000 {
-        let oldest = rotated(path)
-            .last()
-            .map(|(_, p, _)| p.clone())
-            .unwrap_or_else(|| path.to_path_buf());
+        let oldest = oldest(path);
         let file = match tokio::fs::File::open(&oldest).await {
             Ok(f) => f,
             Err(e) => {
@@ -152,7 +161,7 @@ async fn open_oldest(path: &Path) -> Result<(PathBuf, tokio::fs::File, u64)> {
         let ino = file.metadata().await.map_err(|e| io_err(&oldest, e))?.ino();
         let still_oldest = match rotated(path).last() {
             Some((_, _, i)) => *i == ino,
-            None => std::fs::metadata(path).map(|m| m.ino()).ok() == Some(ino),
+            None => ino_of(path) == Some(ino),
         };
         if still_oldest {
             return Ok((oldest, file, ino));
@@ -247,12 +256,7 @@ async fn run(
                 } else {
                     // Deleted under us: go on with the oldest file left.
                     tracing::warn!(path = %path.display(), "json-file log rotated away before it was read; some lines are lost");
-                    Some(
-                        rotated(path)
-                            .last()
-                            .map(|(_, p, _)| p.clone())
-                            .unwrap_or_else(|| path.to_path_buf()),
-                    )
+                    Some(oldest(path))
                 }
             }
         };
@@ -267,9 +271,7 @@ async fn run(
                     // Still the successor? A rotation between the lookup and the open would
                     // have given us a newer file (skipping one): then look again.
                     let still = match next_file(path, ino) {
-                        Next::File(p) => {
-                            std::fs::metadata(&p).map(|m| m.ino()).ok() == Some(new_ino)
-                        }
+                        Next::File(p) => ino_of(&p) == Some(new_ino),
                         Next::Current | Next::Lost => lost_checks >= 3 || stopped_seen,
                     };
                     if new_ino != ino && still {
@@ -307,14 +309,6 @@ async fn run(
         if tx.is_closed() {
             return Ok(());
         }
-        // Re-read from where we are (some filesystems report EOF until the position is set).
-        let pos = file
-            .stream_position()
-            .await
-            .map_err(|e| io_err(&current, e))?;
-        file.seek(SeekFrom::Start(pos))
-            .await
-            .map_err(|e| io_err(&current, e))?;
     }
 }
 

@@ -112,16 +112,22 @@ impl DockerRuntime {
     }
 
     /// The container's json-file log, when it logs with json-file and the file can be opened.
+    /// The engine's inspect document of a container.
+    async fn inspect_raw(
+        &self,
+        id: &ContainerId,
+    ) -> Result<bollard::models::ContainerInspectResponse> {
+        self.timed("inspect container", async {
+            self.docker
+                .inspect_container(id.as_str(), None::<qp::InspectContainerOptions>)
+                .await
+                .map_err(|e| map(e, Op::Container(id.as_str())))
+        })
+        .await
+    }
+
     async fn json_log_path(&self, id: &ContainerId) -> Option<std::path::PathBuf> {
-        let info = self
-            .timed("inspect container", async {
-                self.docker
-                    .inspect_container(id.as_str(), None::<qp::InspectContainerOptions>)
-                    .await
-                    .map_err(|e| map(e, Op::Container(id.as_str())))
-            })
-            .await
-            .ok()?;
+        let info = self.inspect_raw(id).await.ok()?;
         let driver = info
             .host_config
             .as_ref()
@@ -589,14 +595,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn inspect_container(&self, id: &ContainerId) -> Result<ContainerInfo> {
-        self.timed("inspect container", async {
-            self.docker
-                .inspect_container(id.as_str(), None::<qp::InspectContainerOptions>)
-                .await
-                .map(convert::container_info)
-                .map_err(|e| map(e, Op::Container(id.as_str())))
-        })
-        .await
+        self.inspect_raw(id).await.map(convert::container_info)
     }
 
     async fn list_containers(&self, options: &ListOptions) -> Result<Vec<ContainerSummary>> {

@@ -77,7 +77,7 @@ fn resources_wire(r: &ResourcesRecord) -> Vec<ecs::Resource> {
         resource_ports("PORTS", &r.ports),
         resource_ports("PORTS_UDP", &r.ports_udp),
     ];
-    if !r.gpu_ids.is_empty() || (r.gpu > 0 && r.gpu_ids.is_empty()) {
+    if r.gpu > 0 || !r.gpu_ids.is_empty() {
         v.push(if r.gpu_ids.is_empty() {
             resource_int("GPU", r.gpu)
         } else {
