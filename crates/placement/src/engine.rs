@@ -16,13 +16,13 @@ use crate::rng::StepRng;
 /// may place more at once).
 pub const MAX_COUNT: u32 = 100_000;
 
-const RANDOM_SALT: u64 = 0x5EED_0F7A_5C00;
+pub(crate) const RANDOM_SALT: u64 = 0x5EED_0F7A_5C00;
 use crate::strategy::{Scorer, MAX_KEYS};
 
 /// Validated inputs of a request.
-struct Validated {
-    strategies: Vec<Strategy>,
-    constraints: Vec<Constraint>,
+pub(crate) struct Validated {
+    pub strategies: Vec<Strategy>,
+    pub constraints: Vec<Constraint>,
 }
 
 fn validate(req: &PlacementRequest) -> Result<Validated, PlacementError> {
@@ -63,11 +63,17 @@ pub fn validate_request(
     Ok((v.strategies, v.constraints))
 }
 
-fn no_instances() -> PlacementError {
+pub(crate) fn no_instances() -> PlacementError {
     PlacementError::invalid_parameter("No Container Instances were found in your cluster.")
 }
 
 /// Places `req.count` tasks on the indexed cluster (RunTask, and the service scheduler).
+///
+/// Calls of up to 64 tasks take the ordered walk (see `ordered.rs`): instances are visited in
+/// the first strategy's order and the walk stops as soon as nothing later can win, so a
+/// placement costs about the same at 100 or 10,000 instances. Larger calls take
+/// [`place_exhaustive`]. Both choose an instance with the best key of the strategy chain; they
+/// may break exact ties differently.
 ///
 /// Errors: `InvalidParameterException` for invalid constraints/strategies/expressions, an
 /// incompatible launch type, or an empty cluster ("No Container Instances were found in your
@@ -77,12 +83,34 @@ pub fn place(
     req: &PlacementRequest,
 ) -> Result<PlacementOutcome, PlacementError> {
     let v = validate(req)?;
+    if req.count <= crate::ordered::ORDERED_MAX_COUNT {
+        return crate::ordered::place_ordered(idx, req, &v);
+    }
+    exhaustive(idx, req, &v)
+}
+
+/// [`place`] by filtering and scoring every instance for every task: O(instances) per
+/// placement. Its metric counts every instance's rejections (`initial_rejections`,
+/// `final_rejections`); ties go to the lowest seeded draw, then the ARN.
+pub fn place_exhaustive(
+    idx: &ClusterIndex<'_>,
+    req: &PlacementRequest,
+) -> Result<PlacementOutcome, PlacementError> {
+    let v = validate(req)?;
+    exhaustive(idx, req, &v)
+}
+
+fn exhaustive(
+    idx: &ClusterIndex<'_>,
+    req: &PlacementRequest,
+    v: &Validated,
+) -> Result<PlacementOutcome, PlacementError> {
     if idx.is_empty() {
         return Err(no_instances());
     }
     let n = idx.len();
     let insts = &idx.snapshot.instances;
-    let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints);
+    let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints, true);
     let mut scorers: Vec<Scorer<'_>> = v
         .strategies
         .iter()
@@ -190,7 +218,7 @@ pub fn place(
 
 /// The rejected instance that got furthest through the filter stages; among those, the one
 /// closest to having enough of the exhausted resource; then the first in snapshot order.
-fn closest_match(ctx: &FilterCtx<'_, '_>, fail: &[u8]) -> Option<ClosestMatch> {
+pub(crate) fn closest_match(ctx: &FilterCtx<'_, '_>, fail: &[u8]) -> Option<ClosestMatch> {
     let mut best: Option<(u8, i64, usize)> = None;
     for (i, &f) in fail.iter().enumerate() {
         if f == 0 {
@@ -224,7 +252,7 @@ pub fn start_task(
     instances: &[&str],
 ) -> Result<PlacementOutcome, PlacementError> {
     let v = validate(req)?;
-    let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints);
+    let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints, false);
     let mut out = PlacementOutcome::default();
     out.metric.instances_evaluated = instances.len();
     for &which in instances {
@@ -270,7 +298,7 @@ pub fn explain_instance(
             "The referenced container instance {arn_or_id} was not found."
         ))
     })?;
-    let ctx = FilterCtx::new(idx, &req.task, &v.constraints);
+    let ctx = FilterCtx::new(idx, &req.task, &v.constraints, false);
     let checks: Vec<StageCheck> = ctx
         .explain(i)
         .into_iter()

@@ -148,6 +148,12 @@ fn ports_conflict(used: &[u16], wanted: &[u16]) -> bool {
 
 /// Per-request filter state: the task, compiled constraints, and what the current call has
 /// consumed so far on each instance.
+///
+/// Two layouts. *Dense* (the exhaustive walk): per-instance arrays built up front in
+/// O(instances) — the group's tasks, the memberOf verdicts, this call's placements — so that
+/// visiting every instance is a few array reads. *Sparse* (the ordered walk, which visits few
+/// instances): nothing per instance up front; the group count is looked up on the instance,
+/// memberOf is evaluated when asked, and this call's placements are a short list.
 pub(crate) struct FilterCtx<'c, 'a> {
     pub idx: &'c ClusterIndex<'a>,
     pub task: &'c TaskRequirements,
@@ -156,17 +162,26 @@ pub(crate) struct FilterCtx<'c, 'a> {
     member: Vec<Compiled<'c>>,
     member_dynamic: bool,
     pub distinct: bool,
-    pub placed: Vec<u32>,
-    /// Tasks of the request's group on each instance in the snapshot.
+    dense: bool,
+    /// Dense: tasks this call placed, per instance.
+    placed: Vec<u32>,
+    /// Sparse: (instance, tasks this call placed on it) for the instances used so far.
+    placed_sparse: Vec<(u32, u32)>,
+    /// The request's group id in the index, if any instance holds a task of it.
+    group: Option<u32>,
+    /// Dense: tasks of the request's group on each instance in the snapshot.
     base_group: Vec<u32>,
+    /// Dense: every memberOf constraint's verdict per instance.
     member_ok: Vec<bool>,
 }
 
 impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
+    /// `dense`: see the type's documentation.
     pub fn new(
         idx: &'c ClusterIndex<'a>,
         task: &'c TaskRequirements,
         constraints: &'c [Constraint],
+        dense: bool,
     ) -> Self {
         let n = idx.len();
         let required = task
@@ -191,8 +206,9 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             })
             .collect();
         let member_dynamic = member.iter().any(|m| m.is_dynamic());
+        let group = idx.group_ids.get(task.group.as_str()).copied();
         let mut base_group = Vec::new();
-        if let Some(&g) = idx.group_ids.get(task.group.as_str()) {
+        if let (Some(g), true) = (group, dense) {
             base_group = vec![0u32; n];
             for &(i, c) in &idx.group_members[g as usize] {
                 base_group[i as usize] = c;
@@ -206,23 +222,52 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             distinct: constraints
                 .iter()
                 .any(|c| matches!(c, Constraint::DistinctInstance)),
-            placed: vec![0; n],
+            dense,
+            placed: if dense { vec![0; n] } else { Vec::new() },
+            placed_sparse: Vec::new(),
+            group,
             base_group,
             member_ok: Vec::new(),
             member,
         };
-        ctx.member_ok = if ctx.member.is_empty() {
-            Vec::new()
-        } else {
-            (0..n).map(|i| ctx.eval_member(i)).collect()
-        };
+        if dense && !ctx.member.is_empty() {
+            ctx.member_ok = (0..n).map(|i| ctx.eval_member(i)).collect();
+        }
         ctx
     }
 
+    /// Tasks this call has placed on instance `i`.
+    #[inline]
+    pub fn placed(&self, i: usize) -> u32 {
+        // Dense: the bounds check is the only branch. Sparse: `placed` is empty.
+        match self.placed.get(i) {
+            Some(&c) => c,
+            None => self
+                .placed_sparse
+                .iter()
+                .find(|&&(x, _)| x as usize == i)
+                .map_or(0, |&(_, c)| c),
+        }
+    }
+
+    /// The instances this call has placed tasks on (sparse layout only; empty when dense).
+    pub fn used(&self) -> impl Iterator<Item = usize> + '_ {
+        self.placed_sparse.iter().map(|&(i, _)| i as usize)
+    }
+
     fn eval_member(&self, i: usize) -> bool {
-        self.member
-            .iter()
-            .all(|m| m.eval(self.idx, i, self.placed[i]))
+        let placed = self.placed(i);
+        self.member.iter().all(|m| m.eval(self.idx, i, placed))
+    }
+
+    fn member_ok(&self, i: usize) -> bool {
+        if self.member.is_empty() {
+            true
+        } else if self.dense {
+            self.member_ok[i]
+        } else {
+            self.eval_member(i)
+        }
     }
 
     fn status_ok(&self, i: usize) -> bool {
@@ -232,25 +277,41 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
     /// Remaining CPU units after this call's placements.
     #[inline]
     pub fn cpu(&self, i: usize) -> i64 {
-        self.idx.cpu[i].saturating_sub(i64::from(self.placed[i]).saturating_mul(self.task.cpu))
+        self.idx.cpu[i].saturating_sub(i64::from(self.placed(i)).saturating_mul(self.task.cpu))
     }
 
     /// Remaining MiB after this call's placements.
     #[inline]
     pub fn mem(&self, i: usize) -> i64 {
-        self.idx.mem[i].saturating_sub(i64::from(self.placed[i]).saturating_mul(self.task.memory))
+        self.idx.mem[i].saturating_sub(i64::from(self.placed(i)).saturating_mul(self.task.memory))
     }
 
     /// Remaining GPUs after this call's placements.
     #[inline]
     pub fn gpu(&self, i: usize) -> i64 {
-        self.idx.gpu[i].saturating_sub(i64::from(self.placed[i]).saturating_mul(self.task.gpu))
+        self.idx.gpu[i].saturating_sub(i64::from(self.placed(i)).saturating_mul(self.task.gpu))
     }
 
     /// Tasks of the request's group on instance `i` (snapshot plus this call).
     #[inline]
     pub fn group_count(&self, i: usize) -> u32 {
-        self.base_group.get(i).copied().unwrap_or(0) + self.placed[i]
+        self.base_group_count(i) + self.placed(i)
+    }
+
+    /// Tasks of the request's group on instance `i` in the snapshot.
+    #[inline]
+    pub fn base_group_count(&self, i: usize) -> u32 {
+        if let Some(&c) = self.base_group.get(i) {
+            return c;
+        }
+        let Some(g) = self.group else { return 0 };
+        if self.dense {
+            return 0;
+        }
+        self.idx.inst_groups[i]
+            .iter()
+            .find(|&&(x, _)| x == g)
+            .map_or(0, |&(_, c)| c)
     }
 
     fn launch_ok(&self, i: usize) -> bool {
@@ -272,12 +333,12 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
 
     fn tcp_ok(&self, i: usize) -> bool {
         self.task.tcp_ports.is_empty()
-            || (self.placed[i] == 0 && !ports_conflict(&self.idx.tcp_used[i], &self.task.tcp_ports))
+            || (self.placed(i) == 0 && !ports_conflict(&self.idx.tcp_used[i], &self.task.tcp_ports))
     }
 
     fn udp_ok(&self, i: usize) -> bool {
         self.task.udp_ports.is_empty()
-            || (self.placed[i] == 0 && !ports_conflict(&self.idx.udp_used[i], &self.task.udp_ports))
+            || (self.placed(i) == 0 && !ports_conflict(&self.idx.udp_used[i], &self.task.udp_ports))
     }
 
     fn stage_ok(&self, stage: FilterStage, i: usize) -> bool {
@@ -291,7 +352,7 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
             FilterStage::Gpu => self.gpu(i) >= t.gpu,
             FilterStage::TcpPorts => self.tcp_ok(i),
             FilterStage::UdpPorts => self.udp_ok(i),
-            FilterStage::MemberOf => self.member_ok.get(i).copied().unwrap_or(true),
+            FilterStage::MemberOf => self.member_ok(i),
             FilterStage::DistinctInstance => !self.distinct || self.group_count(i) == 0,
             FilterStage::Agent => self.idx.connected[i],
         }
@@ -395,6 +456,17 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
 
     /// Records one task placed on instance `i`.
     pub fn apply(&mut self, i: usize) {
+        if !self.dense {
+            match self
+                .placed_sparse
+                .iter_mut()
+                .find(|(x, _)| *x as usize == i)
+            {
+                Some((_, c)) => *c = c.saturating_add(1),
+                None => self.placed_sparse.push((i as u32, 1)),
+            }
+            return;
+        }
         self.placed[i] = self.placed[i].saturating_add(1);
         if self.member_dynamic {
             self.member_ok[i] = self.eval_member(i);

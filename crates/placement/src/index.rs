@@ -9,7 +9,8 @@
 //! changes in O(tasks on the instance) instead of being rebuilt. The engine reads dynamic state only
 //! from the index, never from the snapshot (whose dynamic fields go stale after an update).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use crate::query::compiled::compile;
 use crate::query::Expression;
@@ -25,6 +26,8 @@ pub(crate) struct Column<'a> {
     pub dict: Vec<Option<&'a str>>,
     /// Per instance: index into `dict`, or [`ABSENT`].
     pub ids: Vec<u32>,
+    /// Per slot (see [`Column::slot`]): the instances with that value, ascending.
+    pub members: Vec<Vec<u32>>,
 }
 
 impl<'a> Column<'a> {
@@ -32,6 +35,7 @@ impl<'a> Column<'a> {
         let mut col = Column {
             dict: Vec::new(),
             ids: vec![ABSENT; n],
+            members: Vec::new(),
         };
         let mut seen: HashMap<Option<&'a str>, u32> = HashMap::new();
         for (i, v) in values {
@@ -40,6 +44,11 @@ impl<'a> Column<'a> {
                 (col.dict.len() - 1) as u32
             });
             col.ids[i] = id;
+        }
+        col.members = vec![Vec::new(); col.dict.len() + 1];
+        for i in 0..n {
+            let slot = col.slot(i);
+            col.members[slot].push(i as u32);
         }
         col
     }
@@ -56,7 +65,13 @@ impl<'a> Column<'a> {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.dict.capacity() * std::mem::size_of::<Option<&str>>() + self.ids.capacity() * 4
+        self.dict.capacity() * std::mem::size_of::<Option<&str>>()
+            + self.ids.capacity() * 4
+            + self
+                .members
+                .iter()
+                .map(|m| m.capacity() * 4 + 24)
+                .sum::<usize>()
     }
 }
 
@@ -85,6 +100,28 @@ pub struct ClusterIndex<'a> {
     pub(crate) cpu: Vec<i64>,
     pub(crate) mem: Vec<i64>,
     pub(crate) gpu: Vec<i64>,
+    /// (remaining CPU, instance) and (remaining memory, instance), ascending: binpack walks
+    /// them from the task's requirement upward instead of scanning every instance.
+    pub(crate) cpu_order: BTreeSet<(i64, u32)>,
+    pub(crate) mem_order: BTreeSet<(i64, u32)>,
+    /// Per group: (tasks of the group, instance) for the instances holding any, ascending:
+    /// spread(instanceId) walks it from the fewest upward.
+    pub(crate) group_order: Vec<BTreeSet<(u32, u32)>>,
+    /// Per (group, attribute) asked for by a spread strategy: the group's tasks per value slot
+    /// of the attribute's column. Filled on first use, then kept current by
+    /// [`ClusterIndex::update_instance`], so a spread request does not walk the group.
+    spread_counts: SpreadCounts,
+}
+
+/// The cache behind [`ClusterIndex::spread_counts`].
+#[derive(Debug, Default)]
+struct SpreadCounts(Mutex<HashMap<(u32, String), Arc<Vec<u32>>>>);
+
+impl Clone for SpreadCounts {
+    fn clone(&self) -> Self {
+        let m = self.0.lock().map(|m| m.clone()).unwrap_or_default();
+        SpreadCounts(Mutex::new(m))
+    }
 }
 
 fn sorted(ports: &[u16]) -> Vec<u16> {
@@ -160,6 +197,18 @@ impl<'a> ClusterIndex<'a> {
             cpu: insts.iter().map(|x| x.remaining.cpu).collect(),
             mem: insts.iter().map(|x| x.remaining.memory).collect(),
             gpu: insts.iter().map(|x| x.remaining.gpu).collect(),
+            cpu_order: insts
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (x.remaining.cpu, i as u32))
+                .collect(),
+            mem_order: insts
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (x.remaining.memory, i as u32))
+                .collect(),
+            group_order: Vec::new(),
+            spread_counts: SpreadCounts::default(),
         };
         for (i, inst) in insts.iter().enumerate() {
             idx.add_groups(i, inst.tasks.iter().map(|t| t.group.as_str()));
@@ -174,6 +223,7 @@ impl<'a> ClusterIndex<'a> {
         let g = self.group_names.len() as u32;
         self.group_names.push(name.to_string());
         self.group_members.push(Vec::new());
+        self.group_order.push(BTreeSet::new());
         self.group_ids.insert(name.to_string(), g);
         g
     }
@@ -198,16 +248,73 @@ impl<'a> ClusterIndex<'a> {
                 }
                 _ => members.push((i as u32, c)),
             }
+            self.group_order[g as usize].insert((c, i as u32));
         }
+        self.adjust_spread_counts(i, &mine, true);
         self.inst_groups[i] = mine;
     }
 
     fn remove_groups(&mut self, i: usize) {
-        for (g, _) in std::mem::take(&mut self.inst_groups[i]) {
+        let mine = std::mem::take(&mut self.inst_groups[i]);
+        self.adjust_spread_counts(i, &mine, false);
+        for (g, c) in mine {
             let members = &mut self.group_members[g as usize];
             if let Ok(at) = members.binary_search_by_key(&(i as u32), |&(x, _)| x) {
                 members.remove(at);
             }
+            self.group_order[g as usize].remove(&(c, i as u32));
+        }
+    }
+
+    /// Adds (or removes) instance `i`'s group counts to the cached spread counts.
+    fn adjust_spread_counts(&mut self, i: usize, groups: &[(u32, u32)], add: bool) {
+        let Ok(cache) = self.spread_counts.0.get_mut() else {
+            return;
+        };
+        if cache.is_empty() {
+            return;
+        }
+        for ((g, name), counts) in cache.iter_mut() {
+            let Some(&(_, c)) = groups.iter().find(|(x, _)| x == g) else {
+                continue;
+            };
+            let slot = self
+                .attr_cols
+                .get(name.as_str())
+                .map_or(0, |col| col.slot(i));
+            let counts = Arc::make_mut(counts);
+            if let Some(v) = counts.get_mut(slot) {
+                *v = if add {
+                    v.saturating_add(c)
+                } else {
+                    v.saturating_sub(c)
+                };
+            }
+        }
+    }
+
+    /// The tasks of `group` per value slot of the attribute `name` (one slot, 0, when no
+    /// instance has the attribute). O(values) once cached; O(tasks of the group) the first time.
+    pub(crate) fn spread_counts(&self, group: &str, name: &str) -> Arc<Vec<u32>> {
+        let col = self.attr_column(name);
+        let slots = col.map_or(0, |c| c.dict.len()) + 1;
+        let Some(&g) = self.group_ids.get(group) else {
+            return Arc::new(vec![0; slots]);
+        };
+        let compute = || {
+            let mut counts = vec![0u32; slots];
+            for &(i, c) in &self.group_members[g as usize] {
+                let slot = col.map_or(0, |col| col.slot(i as usize));
+                counts[slot] += c;
+            }
+            Arc::new(counts)
+        };
+        match self.spread_counts.0.lock() {
+            Ok(mut cache) => cache
+                .entry((g, name.to_string()))
+                .or_insert_with(compute)
+                .clone(),
+            Err(_) => compute(),
         }
     }
 
@@ -236,6 +343,11 @@ impl<'a> ClusterIndex<'a> {
         self.status[i] = inst.status;
         self.active[i] = inst.status == InstanceStatus::Active;
         self.connected[i] = inst.agent_connected;
+        let at = i as u32;
+        self.cpu_order.remove(&(self.cpu[i], at));
+        self.mem_order.remove(&(self.mem[i], at));
+        self.cpu_order.insert((inst.remaining.cpu, at));
+        self.mem_order.insert((inst.remaining.memory, at));
         self.cpu[i] = inst.remaining.cpu;
         self.mem[i] = inst.remaining.memory;
         self.gpu[i] = inst.remaining.gpu;
@@ -325,5 +437,8 @@ impl<'a> ClusterIndex<'a> {
             + self.status.capacity()
             + self.running.capacity() * 4
             + (self.cpu.capacity() + self.mem.capacity() + self.gpu.capacity()) * 8
+            // B-tree entries: the key plus about half a pointer of node overhead each.
+            + (self.cpu_order.len() + self.mem_order.len()) * 20
+            + self.group_order.iter().map(|o| o.len() * 12 + 24).sum::<usize>()
     }
 }

@@ -74,14 +74,17 @@ impl StepRecord {
 /// The per-request placement metric.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlacementMetric {
-    /// Instances in the snapshot (all are evaluated at every step).
+    /// Instances whose filters were evaluated: the snapshot's size for the exhaustive walk (every
+    /// instance, every step); for the ordered walk, the visits summed over the steps (plus every
+    /// instance once when something could not be placed).
     pub instances_evaluated: usize,
     /// Labels of the strategies in effect, in order.
     pub strategies: Vec<String>,
-    /// Rejections per filter stage before the first task was placed.
+    /// Rejections per filter stage before the first task was placed (ordered walk: among the
+    /// instances it visited for the first task; every instance when that task did not fit).
     pub initial_rejections: StageCounts,
     /// Rejections per filter stage when the first unplaceable task was tried (or after the last
-    /// placement when all were placed).
+    /// placement when all were placed; ordered walk: among the instances visited for the last).
     pub final_rejections: StageCounts,
     /// One record per placed task.
     pub steps: Vec<StepRecord>,

@@ -32,13 +32,7 @@ impl<'c> Scorer<'c> {
                 let col: Option<&'c Column<'a>> = idx.attr_column(name);
                 // Shorten the lifetime of the column's strings to 'c.
                 let col: Option<&'c Column<'c>> = col.map(|c| c as &Column<'c>);
-                let mut counts = vec![0u32; col.map_or(0, |c| c.dict.len()) + 1];
-                if let Some(&g) = idx.group_ids.get(group) {
-                    for &(i, c) in &idx.group_members[g as usize] {
-                        let slot = col.map_or(0, |col| col.slot(i as usize));
-                        counts[slot] += c;
-                    }
-                }
+                let counts = idx.spread_counts(group, name).as_ref().clone();
                 Scorer::Attribute { col, counts }
             }
         }
@@ -52,6 +46,36 @@ impl<'c> Scorer<'c> {
             Scorer::Attribute { col, counts } => i64::from(counts[col.map_or(0, |c| c.slot(i))]),
             Scorer::Cpu => ctx.cpu(i),
             Scorer::Memory => ctx.mem(i),
+        }
+    }
+
+    /// A lower bound of [`Scorer::key`] over every instance that passes the filters, valid for
+    /// the whole call (placements only raise spread counts; binpack's key is the remaining
+    /// resource, never below the task's requirement on an instance that fits).
+    pub fn lower_bound(&self, ctx: &FilterCtx<'_, '_>) -> i64 {
+        let idx = ctx.idx;
+        match self {
+            Scorer::Random => 0,
+            Scorer::Cpu => ctx.task.cpu,
+            Scorer::Memory => ctx.task.memory,
+            Scorer::Instance => match idx.group_ids.get(ctx.task.group.as_str()) {
+                Some(&g) if idx.group_members[g as usize].len() == idx.len() => idx.group_order
+                    [g as usize]
+                    .first()
+                    .map_or(0, |&(c, _)| i64::from(c)),
+                _ => 0,
+            },
+            Scorer::Attribute { col, counts } => match col {
+                None => i64::from(counts[0]),
+                Some(col) => col
+                    .members
+                    .iter()
+                    .zip(counts)
+                    .filter(|(m, _)| !m.is_empty())
+                    .map(|(_, &c)| i64::from(c))
+                    .min()
+                    .unwrap_or(0),
+            },
         }
     }
 

@@ -263,3 +263,100 @@ proptest! {
         prop_assert_eq!(idx.filter(&e), direct);
     }
 }
+
+/// The state after a placement, as a snapshot: what the engine charges for one task of `r`.
+fn charge(c: &mut ContainerInstance, r: &PlacementRequest) {
+    c.remaining.cpu -= r.task.cpu;
+    c.remaining.memory -= r.task.memory;
+    c.remaining.gpu -= r.task.gpu;
+    c.remaining.tcp_ports.extend(&r.task.tcp_ports);
+    c.remaining.udp_ports.extend(&r.task.udp_ports);
+    c.tasks.push(TaskInfo::new(r.task.group.clone(), "web"));
+    c.running_tasks_count += 1;
+}
+
+fn arb_big_cluster() -> impl PropStrategy<Value = Gen> {
+    (1usize..48).prop_flat_map(|n| {
+        (0..n)
+            .map(arb_instance)
+            .collect::<Vec<_>>()
+            .prop_map(|instances| Gen { instances })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The ordered walk (`place`, which visits few instances) chooses, at every step, an
+    /// instance whose key over the strategy chain is the best the exhaustive walk finds on the
+    /// same state; and it fails exactly when nothing fits, with the exhaustive walk's reason.
+    #[test]
+    fn the_ordered_walk_chooses_a_best_instance_at_every_step(
+        g in arb_big_cluster(),
+        r in arb_request(),
+        expr in prop::sample::select(vec![
+            "", "attribute:ecs.availability-zone != c", "runningTasksCount < 3",
+            "not(task:group == family:web)", "task:group == family:web or agentConnected == true",
+        ]),
+    ) {
+        let mut r = r;
+        if !expr.is_empty() {
+            r.constraints.push(PlacementConstraint::member_of(expr));
+        }
+        let o = run(g.instances.clone(), &r);
+        prop_assert_eq!(o.placements.len() + o.failures.len(), r.count as usize);
+        let k = r.strategies.iter().position(|s| s.strategy_type == "random")
+            .unwrap_or(r.strategies.len());
+        let mut state = g.instances.clone();
+        let mut one = r.clone();
+        one.count = 1;
+        for (step, p) in o.placements.iter().enumerate() {
+            let snap = ClusterSnapshot::new(state.clone());
+            let e = place_exhaustive(&ClusterIndex::build(&snap), &one).expect("valid");
+            prop_assert_eq!(e.placements.len(), 1, "step {}: exhaustive found nothing", step);
+            prop_assert_eq!(
+                &e.metric.steps[0].scores()[..k],
+                &o.metric.steps[step].scores()[..k],
+                "step {}: ordered chose {} over exhaustive's {}", step, p.instance_index,
+                e.placements[0].instance_index
+            );
+            // The ordered choice passes every filter on that state.
+            let x = explain_instance(&ClusterIndex::build(&snap), &one, &p.instance_arn).unwrap();
+            prop_assert!(x.fits, "step {}: {}", step, x.render());
+            charge(&mut state[p.instance_index], &r);
+        }
+        if let Some(f) = o.failures.first() {
+            let snap = ClusterSnapshot::new(state.clone());
+            let e = place_exhaustive(&ClusterIndex::build(&snap), &one).expect("valid");
+            prop_assert!(e.placements.is_empty());
+            prop_assert_eq!(&e.failures[0], f);
+        }
+    }
+
+    /// An index kept current with `update_instance` (including the cached spread counts)
+    /// places like a fresh one after every placement of a call is charged to it.
+    #[test]
+    fn spread_counts_follow_updates(
+        g in arb_big_cluster(),
+        seed in any::<u64>(),
+        count in 1u32..20,
+    ) {
+        let mut r = req(1, 1, count);
+        r.strategies = service_default();
+        r.seed = seed;
+        let snap = ClusterSnapshot::new(g.instances.clone());
+        let mut idx = ClusterIndex::build(&snap);
+        // Fill the cache, then move the cluster on by one call's placements.
+        let first = place(&idx, &r).unwrap();
+        let mut state = g.instances.clone();
+        for p in &first.placements {
+            charge(&mut state[p.instance_index], &r);
+        }
+        for (i, c) in state.iter().enumerate() {
+            idx.update_instance(i, c);
+        }
+        let fresh_snap = ClusterSnapshot::new(state.clone());
+        let fresh = ClusterIndex::build(&fresh_snap);
+        prop_assert_eq!(place(&idx, &r).unwrap(), place(&fresh, &r).unwrap());
+    }
+}

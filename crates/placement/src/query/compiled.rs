@@ -31,7 +31,9 @@ enum CLeaf<'c> {
     Running(&'c PredKind),
     Group {
         kind: &'c PredKind,
-        hosts_match: Vec<bool>,
+        /// Per group id: whether its name matches (so evaluating an instance looks only at the
+        /// groups on it, and compiling costs O(groups), not O(instances)).
+        groups_match: Vec<bool>,
         req_match: bool,
     },
 }
@@ -91,22 +93,19 @@ fn compile_node<'c, 'a: 'c>(
             Subject::RegisteredAt => CLeaf::RegisteredAt(&p.kind),
             Subject::RunningTasksCount => CLeaf::Running(&p.kind),
             Subject::TaskGroup => {
-                let mut hosts_match = Vec::new();
+                let mut groups_match = Vec::new();
                 let mut req_match = false;
                 if let Some(cond) = p.kind.cond() {
-                    hosts_match = vec![false; idx.len()];
-                    for (g, name) in idx.group_names.iter().enumerate() {
-                        if cond.test(Val::Str(Some(name.as_str()))) {
-                            for &(i, _) in &idx.group_members[g] {
-                                hosts_match[i as usize] = true;
-                            }
-                        }
-                    }
+                    groups_match = idx
+                        .group_names
+                        .iter()
+                        .map(|name| cond.test(Val::Str(Some(name.as_str()))))
+                        .collect();
                     req_match = cond.test(Val::Str(Some(req_group)));
                 }
                 CLeaf::Group {
                     kind: &p.kind,
-                    hosts_match,
+                    groups_match,
                     req_match,
                 }
             }
@@ -158,12 +157,16 @@ fn eval_node(node: &CNode<'_>, idx: &ClusterIndex<'_>, i: usize, placed: u32) ->
             }
             CLeaf::Group {
                 kind,
-                hosts_match,
+                groups_match,
                 req_match,
             } => {
                 let has_any = placed > 0 || !idx.inst_groups[i].is_empty();
-                let any_pos =
-                    || hosts_match.get(i).copied().unwrap_or(false) || (placed > 0 && *req_match);
+                let any_pos = || {
+                    (placed > 0 && *req_match)
+                        || idx.inst_groups[i]
+                            .iter()
+                            .any(|&(g, _)| groups_match.get(g as usize).copied().unwrap_or(false))
+                };
                 match kind {
                     PredKind::Exists => has_any,
                     PredKind::NotExists => !has_any,

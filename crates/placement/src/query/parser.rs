@@ -1,6 +1,32 @@
 //! Recursive-descent parser: tokens → [`Node`] tree with typed, pre-validated arguments.
 
-use regex::RegexBuilder;
+use regex::{Regex, RegexBuilder};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// Compiled `=~` patterns by source text. Compiling a pattern costs tens of microseconds — more
+/// than a whole placement — and the same few expressions arrive with every RunTask and every
+/// service placement, so they are compiled once. Bounded: cleared when full.
+fn compiled_pattern(pattern: &str) -> Option<Regex> {
+    const CAPACITY: usize = 1024;
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return Some(re);
+    }
+    let re = RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+        .ok()?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= CAPACITY {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), re.clone());
+    }
+    Some(re)
+}
 
 use super::lexer::{syntax_error, tokenize, Tok, Token};
 use super::{
@@ -356,11 +382,8 @@ impl<'s> Parser<'s> {
             }
             Op::Matches | Op::NotMatches => {
                 let (pattern, pos) = self.parse_value()?;
-                let re = RegexBuilder::new(&format!("^(?:{pattern})$"))
-                    .size_limit(1 << 20)
-                    .dfa_size_limit(1 << 20)
-                    .build()
-                    .map_err(|_| self.err(pos, &format!("invalid pattern '{pattern}'")))?;
+                let re = compiled_pattern(&pattern)
+                    .ok_or_else(|| self.err(pos, &format!("invalid pattern '{pattern}'")))?;
                 if op == Op::Matches {
                     PredKind::Pos(Cond::Regex(re))
                 } else {
