@@ -41,6 +41,11 @@ struct ClusterState {
     index: Option<OwnedIndex>,
     /// Per index position, in key order: the record it reflects.
     slots: Vec<Versioned<Arc<ContainerInstanceRecord>>>,
+    /// Key → index position.
+    positions: HashMap<String, usize>,
+    /// The watch-cache revision the slots were last brought up to; the next call follows the
+    /// cache's change log from here instead of walking every instance (`None`: walk).
+    seen: Option<berth_store::Revision>,
     /// When agent connectivity was last read into the index.
     connectivity_at: Option<std::time::Instant>,
 }
@@ -50,6 +55,7 @@ struct ClusterState {
 pub struct PlacementCache {
     clusters: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ClusterState>>>>,
     rebuilds: std::sync::atomic::AtomicU64,
+    followed: std::sync::atomic::AtomicU64,
 }
 
 /// What a call sees: the index and, per index position, the record it reflects.
@@ -62,6 +68,12 @@ impl PlacementCache {
     /// How many times an index was built from scratch (for tests and metrics).
     pub fn rebuilds(&self) -> u64 {
         self.rebuilds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many calls found the changed instances from the watch cache's change log instead of
+    /// walking every instance (for tests and metrics).
+    pub fn followed(&self) -> u64 {
+        self.followed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Forgets a cluster's index (the cluster was deleted).
@@ -88,16 +100,69 @@ impl PlacementCache {
         };
         let mut st = state.lock().await;
         let st = &mut *st;
-        // Which instances changed since the index last saw them? The slots are in key order, as
-        // the walk is: compare in lockstep, decoding only records whose revision moved.
+        // Which instances changed since the index last saw them? Normally the watch cache's
+        // change log says (O(changes)); otherwise walk every instance record, comparing revisions
+        // in lockstep with the slots (both in key order), decoding only records that moved.
+        let prefix = keys::instances_in(cluster);
         let mut changed: Vec<(usize, Versioned<Arc<ContainerInstanceRecord>>)> = Vec::new();
         let mut structural = st.index.is_none();
-        let mut next = 0usize;
-        ctx.app
-            .repo
-            .visit_lazy(
-                &keys::instances_in(cluster),
-                |e: &Lazy<'_, ContainerInstanceRecord>| {
+        let mut seen = None;
+        if let (false, Some(since)) = (structural, st.seen) {
+            let (positions, slots) = (&st.positions, &st.slots);
+            seen = ctx
+                .app
+                .repo
+                .visit_changed(
+                    &prefix,
+                    since,
+                    |key, e: Option<&Lazy<'_, ContainerInstanceRecord>>| {
+                        if structural {
+                            return Ok(());
+                        }
+                        match (positions.get(key), e) {
+                            (Some(&pos), Some(e)) => {
+                                if slots[pos].revision != e.revision() {
+                                    let rec = e.get()?;
+                                    if rec.status == "INACTIVE" {
+                                        structural = true;
+                                    } else {
+                                        changed.push((
+                                            pos,
+                                            Versioned {
+                                                key: key.to_string(),
+                                                value: rec,
+                                                revision: e.revision(),
+                                            },
+                                        ));
+                                    }
+                                }
+                            }
+                            // An indexed instance's record is gone.
+                            (Some(_), None) => structural = true,
+                            // Not in the index: fine only if it is INACTIVE (left out on purpose).
+                            (None, Some(e)) => {
+                                if e.get()?.status != "INACTIVE" {
+                                    structural = true;
+                                }
+                            }
+                            (None, None) => {}
+                        }
+                        Ok(())
+                    },
+                )
+                .await?;
+        }
+        if seen.is_some() {
+            self.followed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if seen.is_none() && !structural {
+            changed.clear();
+            let mut next = 0usize;
+            seen = ctx
+                .app
+                .repo
+                .visit_lazy_at(&prefix, |e: &Lazy<'_, ContainerInstanceRecord>| {
                     if structural {
                         return Ok(());
                     }
@@ -128,11 +193,11 @@ impl PlacementCache {
                         }
                     }
                     Ok(())
-                },
-            )
-            .await?;
-        if next != st.slots.len() {
-            structural = true;
+                })
+                .await?;
+            if next != st.slots.len() {
+                structural = true;
+            }
         }
         if !structural {
             let index = st
@@ -148,6 +213,7 @@ impl PlacementCache {
                 index.with_dependent_mut(|_, idx| idx.update_instance(slot, &inst));
                 st.slots[slot] = v;
             }
+            st.seen = if structural { None } else { seen };
         }
         if structural {
             let all: Vec<Versioned<Arc<ContainerInstanceRecord>>> = ctx
@@ -163,7 +229,15 @@ impl PlacementCache {
             let snapshot =
                 crate::ecs::tasks::snapshot_of(ctx, all.iter().map(|i| i.value.as_ref()));
             st.index = Some(OwnedIndex::new(snapshot, |s| ClusterIndex::build(s)));
+            st.positions = all
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.key.clone(), i))
+                .collect();
             st.slots = all;
+            // The scan's revision is not known here: the next call walks once, then follows
+            // the change log.
+            st.seen = None;
             st.connectivity_at = Some(std::time::Instant::now());
             self.rebuilds
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -387,6 +387,71 @@ impl Repo {
         Ok(())
     }
 
+    /// [`Repo::visit_lazy`], also returning the revision the walk saw (`None` when it was
+    /// served by the backend rather than the watch cache: then there is no change log to follow
+    /// from it).
+    pub async fn visit_lazy_at<T: Record>(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(&Lazy<'_, T>) -> Result<(), ApiError>,
+    ) -> Result<Option<Revision>, ApiError> {
+        if let Some(c) = &self.cache {
+            let served = c
+                .read(|v| {
+                    for e in v.range(prefix, None) {
+                        f(&Lazy {
+                            key: &e.kv().key,
+                            revision: e.kv().mod_revision,
+                            record: LazyRecord::Cached(e),
+                        })?;
+                    }
+                    Ok::<_, ApiError>(v.revision())
+                })
+                .await?;
+            if let Some(r) = served {
+                return r.map(Some);
+            }
+        }
+        self.visit_lazy(prefix, f).await.map(|()| None)
+    }
+
+    /// `f` on every key under `prefix` written or deleted since revision `since` (the record as
+    /// it is now, `None` if deleted), from the watch cache's change log; returns the revision now
+    /// seen. `Ok(None)` (and `f` never called) when the log does not reach back to `since` or
+    /// there is no cache: walk everything with [`Repo::visit_lazy_at`] instead.
+    pub async fn visit_changed<T: Record>(
+        &self,
+        prefix: &str,
+        since: Revision,
+        mut f: impl FnMut(&str, Option<&Lazy<'_, T>>) -> Result<(), ApiError>,
+    ) -> Result<Option<Revision>, ApiError> {
+        let Some(c) = &self.cache else {
+            return Ok(None);
+        };
+        let served = c
+            .read(|v| {
+                let Some(keys) = v.changed_keys(prefix, since) else {
+                    return Ok(None);
+                };
+                for key in keys {
+                    match v.get(key) {
+                        Some(e) => f(
+                            key,
+                            Some(&Lazy {
+                                key: &e.kv().key,
+                                revision: e.kv().mod_revision,
+                                record: LazyRecord::Cached(e),
+                            }),
+                        )?,
+                        None => f(key, None)?,
+                    }
+                }
+                Ok::<_, ApiError>(Some(v.revision()))
+            })
+            .await?;
+        served.unwrap_or(Ok(None))
+    }
+
     /// The number of keys under `prefix` (at most `limit`, if given).
     pub async fn count(&self, prefix: &str, limit: Option<usize>) -> Result<usize, ApiError> {
         if let Some(c) = &self.cache {

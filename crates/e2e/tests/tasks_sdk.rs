@@ -632,6 +632,26 @@ async fn the_placement_index_follows_changes_without_rebuilding() {
     let on_c = run(None).await.unwrap();
     assert_eq!(on_c.tasks().len(), 1);
     assert_eq!(on_c.tasks()[0].container_instance_arn(), Some(c.as_str()));
+    // A change written by another operation (draining c) reaches the index through the watch
+    // cache's change log: dynamic state, so no rebuild, and c takes no more tasks.
+    let built = s.app.placement.rebuilds();
+    assert_eq!(run(None).await.unwrap().tasks().len(), 1);
+    ecs.update_container_instances_state()
+        .cluster("pc")
+        .container_instances(&c)
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    let followed = s.app.placement.followed();
+    let drained = run(None).await.unwrap();
+    assert_eq!(drained.tasks().len(), 0, "c is DRAINING, a and b are full");
+    assert_eq!(s.app.placement.rebuilds(), built, "followed, not rebuilt");
+    assert_eq!(
+        s.app.placement.followed(),
+        followed + 1,
+        "found from the change log, not by walking every instance"
+    );
     let _ = b;
 }
 

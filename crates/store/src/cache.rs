@@ -28,7 +28,7 @@
 //! in the watch makes the mirror unusable until a fresh list replaces it.
 
 use std::any::Any;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
@@ -115,6 +115,29 @@ struct Mirror {
     map: BTreeMap<String, Entry>,
     /// Per [`Index`] (same order as `Shared::indexes`): `term \0 key` for every indexed key.
     indexed: Vec<BTreeSet<String>>,
+    /// The most recent changes, oldest first: (revision, key), at most [`CHANGE_LOG`].
+    changes: VecDeque<(Revision, String)>,
+    /// `changes` holds every change with a revision above this one.
+    changes_floor: Revision,
+}
+
+/// How many recent changes the mirror remembers for [`View::changed_keys`].
+pub const CHANGE_LOG: usize = 16_384;
+
+impl Mirror {
+    fn log_change(&mut self, rev: Revision, key: &str) {
+        if self.changes.len() >= CHANGE_LOG {
+            if let Some((r, _)) = self.changes.pop_front() {
+                self.changes_floor = self.changes_floor.max(r);
+            }
+        }
+        self.changes.push_back((rev, key.to_string()));
+    }
+
+    fn reset_changes(&mut self, floor: Revision) {
+        self.changes.clear();
+        self.changes_floor = floor;
+    }
 }
 
 impl Mirror {
@@ -162,6 +185,25 @@ impl View<'_> {
     /// One key.
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.mirror.map.get(key)
+    }
+
+    /// The keys under `prefix` written or deleted after revision `since` (each once, in the order
+    /// of their first change), so a reader that last looked at `since` visits only what moved;
+    /// `None` when the change log no longer reaches back to `since` (walk everything instead).
+    pub fn changed_keys(&self, prefix: &str, since: Revision) -> Option<Vec<&str>> {
+        let m = &self.mirror;
+        if since < m.changes_floor || since > m.revision {
+            return None;
+        }
+        let start = m.changes.partition_point(|(r, _)| *r <= since);
+        let mut seen = std::collections::HashSet::new();
+        Some(
+            m.changes
+                .range(start..)
+                .map(|(_, k)| k.as_str())
+                .filter(|k| k.starts_with(prefix) && seen.insert(*k))
+                .collect(),
+        )
     }
     /// Every key under `prefix` (after `start_after`, if given), in key order.
     pub fn range<'s>(
@@ -312,6 +354,7 @@ impl Shared {
         let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
         m.synced = false;
         m.map.clear();
+        m.reset_changes(Revision::MAX);
         m.indexed.iter_mut().for_each(BTreeSet::clear);
     }
 
@@ -336,6 +379,8 @@ impl Shared {
                 revision: snap.revision,
                 map,
                 indexed: vec![BTreeSet::new(); self.indexes.len()],
+                changes: VecDeque::new(),
+                changes_floor: snap.revision,
             };
             if !self.indexes.is_empty() {
                 let keys: Vec<String> = mirror.map.keys().cloned().collect();
@@ -357,6 +402,7 @@ impl Shared {
             let specs = &self.indexes;
             for ev in events {
                 top = top.max(ev.kv.mod_revision);
+                m.log_change(ev.kv.mod_revision, &ev.kv.key);
                 m.unindex(specs, &ev.kv.key);
                 match ev.kind {
                     EventKind::Put => {

@@ -19,7 +19,7 @@ mod hub;
 pub mod memory;
 pub mod sqlite;
 
-pub use cache::{CachedStore, Index as CacheIndex};
+pub use cache::{CachedStore, Index as CacheIndex, CHANGE_LOG};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 

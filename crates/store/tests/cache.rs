@@ -236,3 +236,45 @@ async fn secondary_index_agrees_with_a_full_scan_under_random_writes() {
         assert_eq!(indexed(&cache, &format!("c={c}"), None).await, want, "{c}");
     }
 }
+
+async fn changed(cache: &CachedStore, prefix: &str, since: i64) -> Option<Vec<String>> {
+    cache
+        .read(|v| {
+            v.changed_keys(prefix, since)
+                .map(|ks| ks.into_iter().map(str::to_string).collect())
+        })
+        .await
+        .unwrap()
+        .expect("the mirror catches up")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_names_what_moved_since_a_revision() {
+    let cache = CachedStore::start(Arc::new(MemoryStore::new()));
+    put(&cache, "ci/a/1", "x").await;
+    let r1 = put(&cache, "ci/a/2", "x").await;
+    assert_eq!(changed(&cache, "ci/a/", r1).await, Some(vec![]));
+    put(&cache, "ci/b/1", "x").await;
+    put(&cache, "ci/a/2", "y").await;
+    put(&cache, "ci/a/3", "x").await;
+    put(&cache, "ci/a/2", "z").await;
+    cache.txn(Txn::new().delete("ci/a/1")).await.unwrap();
+    // Each key once, in the order of its first change; other prefixes left out; deletes named.
+    assert_eq!(
+        changed(&cache, "ci/a/", r1).await,
+        Some(vec!["ci/a/2".into(), "ci/a/3".into(), "ci/a/1".into()])
+    );
+    assert_eq!(changed(&cache, "ci/", r1).await.map(|v| v.len()), Some(4));
+    // The log is bounded: once more than CHANGE_LOG changes happened since r1, it can't answer.
+    let before_flood = put(&cache, "other/x", "0").await;
+    for i in 0..berth_store::CHANGE_LOG {
+        put(&cache, "other/x", &i.to_string()).await;
+    }
+    assert_eq!(changed(&cache, "ci/a/", r1).await, None);
+    let recent = put(&cache, "ci/a/9", "x").await - 1;
+    assert_eq!(
+        changed(&cache, "ci/a/", recent).await,
+        Some(vec!["ci/a/9".into()])
+    );
+    assert!(before_flood > r1);
+}
