@@ -65,8 +65,12 @@ fn describe(e: &serde_json::Error) -> String {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value)
-        .map_err(|e| ApiError::server(format!("response encoding failed: {e}")))
+    // Start at 4 KiB: most answers fit, and big ones (100 tasks) grow by doubling from there
+    // rather than from nothing.
+    let mut out = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut out, value)
+        .map_err(|e| ApiError::server(format!("response encoding failed: {e}")))?;
+    Ok(out)
 }
 
 /// Epoch seconds with millisecond precision, as AWS returns timestamps.

@@ -122,7 +122,7 @@ struct Mirror {
 }
 
 /// How many recent changes the mirror remembers for [`View::changed_keys`].
-pub const CHANGE_LOG: usize = 16_384;
+pub const CHANGE_LOG: usize = 4_096;
 
 impl Mirror {
     fn log_change(&mut self, rev: Revision, key: &str) {
