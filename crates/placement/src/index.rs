@@ -115,7 +115,7 @@ pub struct ClusterIndex<'a> {
 
 /// The cache behind [`ClusterIndex::spread_counts`].
 #[derive(Debug, Default)]
-struct SpreadCounts(Mutex<HashMap<(u32, String), Arc<Vec<u32>>>>);
+struct SpreadCounts(Mutex<HashMap<u32, HashMap<String, Arc<Vec<u32>>>>>);
 
 impl Clone for SpreadCounts {
     fn clone(&self) -> Self {
@@ -274,21 +274,24 @@ impl<'a> ClusterIndex<'a> {
         if cache.is_empty() {
             return;
         }
-        for ((g, name), counts) in cache.iter_mut() {
-            let Some(&(_, c)) = groups.iter().find(|(x, _)| x == g) else {
+        // Only the instance's own groups: O(its groups × attributes spread on), not O(cache).
+        for &(g, c) in groups {
+            let Some(per) = cache.get_mut(&g) else {
                 continue;
             };
-            let slot = self
-                .attr_cols
-                .get(name.as_str())
-                .map_or(0, |col| col.slot(i));
-            let counts = Arc::make_mut(counts);
-            if let Some(v) = counts.get_mut(slot) {
-                *v = if add {
-                    v.saturating_add(c)
-                } else {
-                    v.saturating_sub(c)
-                };
+            for (name, counts) in per.iter_mut() {
+                let slot = self
+                    .attr_cols
+                    .get(name.as_str())
+                    .map_or(0, |col| col.slot(i));
+                let counts = Arc::make_mut(counts);
+                if let Some(v) = counts.get_mut(slot) {
+                    *v = if add {
+                        v.saturating_add(c)
+                    } else {
+                        v.saturating_sub(c)
+                    };
+                }
             }
         }
     }
@@ -311,7 +314,9 @@ impl<'a> ClusterIndex<'a> {
         };
         match self.spread_counts.0.lock() {
             Ok(mut cache) => cache
-                .entry((g, name.to_string()))
+                .entry(g)
+                .or_default()
+                .entry(name.to_string())
                 .or_insert_with(compute)
                 .clone(),
             Err(_) => compute(),

@@ -16,9 +16,12 @@
 //! state, and skipped by the walk.
 //!
 //! Ties (equal keys across the whole chain) go to the first instance the walk reaches; within a
-//! key the walk starts at a seeded position and wraps, so ties are broken by the seed. A
-//! `random` strategy ends the chain: what follows it can never break a tie, and the first
-//! instance reached (from a seeded position) that passes the filters wins.
+//! key the walk starts at a seeded instance position and wraps, so ties are broken by the seed —
+//! deterministically, but not uniformly: an instance right after a run of instances that are
+//! not tied (or fail the filters) is reached first more often. Among tied attribute values
+//! (spread) the first is uniform. A `random` strategy ends the chain (what follows it can never
+//! break a tie) and is uniform among the instances that pass: instances are drawn at random
+//! until one passes, and only if 32 draws fail (under ~10 % pass) does the walk take over.
 //!
 //! When no instance passes, every instance is evaluated once to report the closest match, as
 //! the exhaustive walk does.
@@ -39,6 +42,10 @@ use crate::strategy::{Scorer, MAX_KEYS};
 /// scheduler placing hundreds at once) the exhaustive one, whose per-step cost does not grow
 /// with the number of instances already used by the call.
 pub(crate) const ORDERED_MAX_COUNT: u32 = 64;
+
+/// `random` first draws this many instances uniformly before walking (see `place_ordered`).
+const RANDOM_PROBES: usize = 32;
+const PROBE_SALT: u64 = 0x9E0B_E5A1_7000;
 
 /// `0..n` starting at `start`, wrapping.
 #[derive(Clone, Copy)]
@@ -236,14 +243,22 @@ fn walk<'s>(
             col: Some(col),
             counts,
         }) => {
-            let nslots = col.members.len();
-            let mut slots: Vec<(u32, usize)> = (0..nslots)
+            let mut slots: Vec<(u32, usize)> = (0..col.members.len())
                 .filter(|&s| !col.members[s].is_empty())
                 .map(|s| (counts[s], s))
                 .collect();
-            // By count, then from a seeded slot, wrapping.
-            let start = rot as u64 as usize % nslots.max(1);
-            slots.sort_by_key(|&(c, s)| (c, (s + nslots - start) % nslots));
+            // By count; among equal counts, from a seeded value (of those present), wrapping,
+            // so each tied value is equally likely to come first.
+            let present = slots.len().max(1);
+            let start = rot as u64 as usize % present;
+            let rank: Vec<(u32, usize)> = slots
+                .iter()
+                .enumerate()
+                .map(|(j, &(c, _))| (c, (j + present - start) % present))
+                .collect();
+            let mut order: Vec<usize> = (0..slots.len()).collect();
+            order.sort_by_key(|&j| rank[j]);
+            slots = order.into_iter().map(|j| slots[j]).collect();
             let inner = Rotation::new(slots.first().map_or(0, |&(_, s)| col.members[s].len()), rot);
             Walk::Attribute {
                 members: &col.members,
@@ -328,8 +343,25 @@ pub(crate) fn place_ordered<'a>(
         } else {
             tie.at(usize::MAX)
         };
+        if k == 0 {
+            // Uniform among the instances that pass: draw instances at random (with
+            // replacement) until one passes. Only when RANDOM_PROBES draws all fail (few pass)
+            // does the walk below take over, from a random start.
+            let probe = StepRng::new(req.seed ^ PROBE_SALT, step64);
+            for j in 0..RANDOM_PROBES {
+                consider(probe.at(j) as u64 as usize % n, &ctx, &mut best);
+                if best.is_some() {
+                    break;
+                }
+            }
+        }
         let first = if k == 0 { None } else { scorers.first() };
-        for (stale, i) in walk(idx, &ctx, first, rot) {
+        let walked = if k == 0 && best.is_some() {
+            None
+        } else {
+            Some(walk(idx, &ctx, first, rot))
+        };
+        for (stale, i) in walked.into_iter().flatten() {
             if let Some((_, b)) = &best {
                 if k == 0 || stale > b[0] {
                     break;

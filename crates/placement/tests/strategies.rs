@@ -172,3 +172,39 @@ fn spread_on_missing_attribute_still_places() {
     let o = run(vec![inst(0, "a", 1024, 1024), inst(1, "a", 1024, 1024)], &r);
     assert_eq!(o.placements.len(), 3);
 }
+
+#[test]
+fn random_is_uniform_among_the_instances_that_fit() {
+    // Ten instances, only the first two have room: each of them should win about half of the
+    // seeds (a walk from a random start would give the first one 9 in 10).
+    let mut instances: Vec<ContainerInstance> = (0..10).map(|i| inst(i, "a", 1024, 10)).collect();
+    instances[0].remaining.memory = 1024;
+    instances[1].remaining.memory = 1024;
+    let mut r = req(1, 512, 1);
+    let mut wins = [0u32; 2];
+    for seed in 0..400 {
+        r.seed = seed;
+        let o = run(instances.clone(), &r);
+        wins[placed_ids(&o)[0]] += 1;
+    }
+    assert!(wins[0] > 140 && wins[1] > 140, "not uniform: {wins:?}");
+}
+
+#[test]
+fn spread_breaks_ties_between_values_uniformly() {
+    // One instance per zone and no tasks yet: each zone should come first about a third of the
+    // time.
+    let instances: Vec<ContainerInstance> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, az)| inst(i, az, 1024, 1024))
+        .collect();
+    let mut r = req(1, 1, 1);
+    r.strategies = vec![PlacementStrategy::spread("attribute:ecs.availability-zone")];
+    let mut wins = [0u32; 3];
+    for seed in 0..600 {
+        r.seed = seed;
+        wins[placed_ids(&run(instances.clone(), &r))[0]] += 1;
+    }
+    assert!(wins.iter().all(|&w| w > 140), "not uniform: {wins:?}");
+}

@@ -6,9 +6,11 @@ use std::sync::{Mutex, OnceLock};
 
 /// Compiled `=~` patterns by source text. Compiling a pattern costs tens of microseconds — more
 /// than a whole placement — and the same few expressions arrive with every RunTask and every
-/// service placement, so they are compiled once. Bounded: cleared when full.
+/// service placement, so they are compiled once. Bounded (a compiled pattern may take up to
+/// 1 MiB): at most CAPACITY patterns of at most MAX_CACHED bytes, cleared when full.
 fn compiled_pattern(pattern: &str) -> Option<Regex> {
-    const CAPACITY: usize = 1024;
+    const CAPACITY: usize = 64;
+    const MAX_CACHED: usize = 256;
     static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(re) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
@@ -19,6 +21,9 @@ fn compiled_pattern(pattern: &str) -> Option<Regex> {
         .dfa_size_limit(1 << 20)
         .build()
         .ok()?;
+    if pattern.len() > MAX_CACHED {
+        return Some(re);
+    }
     if let Ok(mut c) = cache.lock() {
         if c.len() >= CAPACITY {
             c.clear();
