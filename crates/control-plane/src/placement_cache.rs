@@ -64,6 +64,32 @@ pub struct Placeable<'a> {
     pub instances: &'a [Versioned<Arc<ContainerInstanceRecord>>],
 }
 
+/// A changed instance, as seen at the index position `pos` (whose slot is `slot`): queued in
+/// `changed` when its revision moved; `true` when it went INACTIVE (the index must be rebuilt).
+fn note_change(
+    slot: &Versioned<Arc<ContainerInstanceRecord>>,
+    pos: usize,
+    e: &Lazy<'_, ContainerInstanceRecord>,
+    changed: &mut Vec<(usize, Versioned<Arc<ContainerInstanceRecord>>)>,
+) -> Result<bool, ApiError> {
+    if slot.revision == e.revision() {
+        return Ok(false);
+    }
+    let rec = e.get()?;
+    if rec.status == "INACTIVE" {
+        return Ok(true);
+    }
+    changed.push((
+        pos,
+        Versioned {
+            key: slot.key.clone(),
+            value: rec,
+            revision: e.revision(),
+        },
+    ));
+    Ok(false)
+}
+
 impl PlacementCache {
     /// How many times an index was built from scratch (for tests and metrics).
     pub fn rebuilds(&self) -> u64 {
@@ -121,21 +147,7 @@ impl PlacementCache {
                         }
                         match (positions.get(key), e) {
                             (Some(&pos), Some(e)) => {
-                                if slots[pos].revision != e.revision() {
-                                    let rec = e.get()?;
-                                    if rec.status == "INACTIVE" {
-                                        structural = true;
-                                    } else {
-                                        changed.push((
-                                            pos,
-                                            Versioned {
-                                                key: key.to_string(),
-                                                value: rec,
-                                                revision: e.revision(),
-                                            },
-                                        ));
-                                    }
-                                }
+                                structural = note_change(&slots[pos], pos, e, &mut changed)?;
                             }
                             // An indexed instance's record is gone.
                             (Some(_), None) => structural = true,
@@ -168,21 +180,7 @@ impl PlacementCache {
                     }
                     match st.slots.get(next) {
                         Some(slot) if slot.key == e.key() => {
-                            if slot.revision != e.revision() {
-                                let rec = e.get()?;
-                                if rec.status == "INACTIVE" {
-                                    structural = true;
-                                } else {
-                                    changed.push((
-                                        next,
-                                        Versioned {
-                                            key: slot.key.clone(),
-                                            value: rec,
-                                            revision: e.revision(),
-                                        },
-                                    ));
-                                }
-                            }
+                            structural = note_change(slot, next, e, &mut changed)?;
                             next += 1;
                         }
                         // Not in the index: fine only if it is INACTIVE (left out on purpose).

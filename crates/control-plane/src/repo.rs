@@ -350,23 +350,30 @@ impl Repo {
     pub async fn visit_lazy<T: Record>(
         &self,
         prefix: &str,
-        mut f: impl FnMut(&Lazy<'_, T>) -> Result<(), ApiError>,
+        f: impl FnMut(&Lazy<'_, T>) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
+        self.visit_lazy_at(prefix, f).await.map(|_| ())
+    }
+
+    /// [`Repo::visit_lazy`], also returning the revision the walk saw (`None` when it was
+    /// served by the backend rather than the watch cache: then there is no change log to follow
+    /// from it).
+    pub async fn visit_lazy_at<T: Record>(
+        &self,
+        prefix: &str,
+        mut f: impl FnMut(&Lazy<'_, T>) -> Result<(), ApiError>,
+    ) -> Result<Option<Revision>, ApiError> {
         if let Some(c) = &self.cache {
             let served = c
                 .read(|v| {
                     for e in v.range(prefix, None) {
-                        f(&Lazy {
-                            key: &e.kv().key,
-                            revision: e.kv().mod_revision,
-                            record: LazyRecord::Cached(e),
-                        })?;
+                        f(&Lazy::cached(e))?;
                     }
-                    Ok::<_, ApiError>(())
+                    Ok::<_, ApiError>(v.revision())
                 })
                 .await?;
             if let Some(r) = served {
-                return r;
+                return r.map(Some);
             }
         }
         let r = self
@@ -384,35 +391,7 @@ impl Repo {
                 record: LazyRecord::Decoded(rec.value.clone()),
             })?;
         }
-        Ok(())
-    }
-
-    /// [`Repo::visit_lazy`], also returning the revision the walk saw (`None` when it was
-    /// served by the backend rather than the watch cache: then there is no change log to follow
-    /// from it).
-    pub async fn visit_lazy_at<T: Record>(
-        &self,
-        prefix: &str,
-        mut f: impl FnMut(&Lazy<'_, T>) -> Result<(), ApiError>,
-    ) -> Result<Option<Revision>, ApiError> {
-        if let Some(c) = &self.cache {
-            let served = c
-                .read(|v| {
-                    for e in v.range(prefix, None) {
-                        f(&Lazy {
-                            key: &e.kv().key,
-                            revision: e.kv().mod_revision,
-                            record: LazyRecord::Cached(e),
-                        })?;
-                    }
-                    Ok::<_, ApiError>(v.revision())
-                })
-                .await?;
-            if let Some(r) = served {
-                return r.map(Some);
-            }
-        }
-        self.visit_lazy(prefix, f).await.map(|()| None)
+        Ok(None)
     }
 
     /// `f` on every key under `prefix` written or deleted since revision `since` (the record as
@@ -434,17 +413,7 @@ impl Repo {
                     return Ok(None);
                 };
                 for key in keys {
-                    match v.get(key) {
-                        Some(e) => f(
-                            key,
-                            Some(&Lazy {
-                                key: &e.kv().key,
-                                revision: e.kv().mod_revision,
-                                record: LazyRecord::Cached(e),
-                            }),
-                        )?,
-                        None => f(key, None)?,
-                    }
+                    f(key, v.get(key).map(Lazy::cached).as_ref())?;
                 }
                 Ok::<_, ApiError>(Some(v.revision()))
             })
@@ -502,6 +471,16 @@ enum LazyRecord<'e, T> {
     Cached(&'e Entry),
     /// Read from the backend (no cache): already decoded.
     Decoded(Arc<T>),
+}
+
+impl<'e, T> Lazy<'e, T> {
+    fn cached(e: &'e Entry) -> Self {
+        Lazy {
+            key: &e.kv().key,
+            revision: e.kv().mod_revision,
+            record: LazyRecord::Cached(e),
+        }
+    }
 }
 
 impl<T: Record> Lazy<'_, T> {

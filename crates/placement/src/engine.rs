@@ -111,11 +111,7 @@ fn exhaustive(
     let n = idx.len();
     let insts = &idx.snapshot.instances;
     let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints, true);
-    let mut scorers: Vec<Scorer<'_>> = v
-        .strategies
-        .iter()
-        .map(|s| Scorer::new(s, idx, &req.task.group))
-        .collect();
+    let mut scorers = scorers_for(idx, req, v);
     let k = scorers.len();
 
     let mut fail: Vec<u8> = (0..n).map(|i| ctx.first_failure(i)).collect();
@@ -179,34 +175,11 @@ fn exhaustive(
             best_key[k] = best_tie.unwrap_or_else(|| tie.at(b));
         }
         let Some(i) = best else {
-            let closest = closest_match(&ctx, &fail);
-            let remaining = req.count - step;
-            metric.unplaced = remaining;
             metric.final_rejections = counts;
-            if let Some(c) = &closest {
-                for _ in 0..remaining {
-                    out.failures.push(Failure {
-                        arn: Some(c.instance_arn.clone()),
-                        reason: c.stage.reason().to_string(),
-                        detail: None,
-                    });
-                }
-            }
-            metric.closest = closest;
-            out.metric = metric;
-            return Ok(out);
+            return Ok(unplaceable(&ctx, &fail, req.count - step, metric, out));
         };
-        metric
-            .steps
-            .push(StepRecord::new(i, candidates, best_key, k + 1));
-        out.placements.push(Placement {
-            instance_index: i,
-            instance_arn: insts[i].arn.clone(),
-        });
-        ctx.apply(i);
-        for s in scorers.iter_mut() {
-            s.apply(i);
-        }
+        let record = StepRecord::new(i, candidates, best_key, k + 1);
+        place_one(&mut ctx, &mut scorers, &mut metric, &mut out, record);
         counts.add(fail[i], -1);
         fail[i] = ctx.first_failure(i);
         counts.add(fail[i], 1);
@@ -218,6 +191,64 @@ fn exhaustive(
 
 /// The rejected instance that got furthest through the filter stages; among those, the one
 /// closest to having enough of the exhausted resource; then the first in snapshot order.
+/// Records one task placed on the step's chosen instance: the step, the placement, and what it
+/// consumed (for the filters and the strategies' next keys).
+pub(crate) fn place_one(
+    ctx: &mut FilterCtx<'_, '_>,
+    scorers: &mut [Scorer<'_>],
+    metric: &mut PlacementMetric,
+    out: &mut PlacementOutcome,
+    record: StepRecord,
+) {
+    let i = record.chosen;
+    metric.steps.push(record);
+    out.placements.push(Placement {
+        instance_index: i,
+        instance_arn: ctx.idx.snapshot.instances[i].arn.clone(),
+    });
+    ctx.apply(i);
+    for s in scorers.iter_mut() {
+        s.apply(i);
+    }
+}
+
+/// One scorer per validated strategy, in order.
+pub(crate) fn scorers_for<'c, 'a: 'c>(
+    idx: &'c ClusterIndex<'a>,
+    req: &PlacementRequest,
+    v: &Validated,
+) -> Vec<Scorer<'c>> {
+    v.strategies
+        .iter()
+        .map(|s| Scorer::new(s, idx, &req.task.group))
+        .collect()
+}
+
+/// Ends a call whose `remaining` tasks cannot be placed (`fail`: every instance's first failing
+/// stage): each becomes a failure naming the closest match, recorded in the metric.
+pub(crate) fn unplaceable(
+    ctx: &FilterCtx<'_, '_>,
+    fail: &[u8],
+    remaining: u32,
+    mut metric: PlacementMetric,
+    mut out: PlacementOutcome,
+) -> PlacementOutcome {
+    metric.unplaced = remaining;
+    let closest = closest_match(ctx, fail);
+    if let Some(c) = &closest {
+        for _ in 0..remaining {
+            out.failures.push(Failure {
+                arn: Some(c.instance_arn.clone()),
+                reason: c.stage.reason().to_string(),
+                detail: None,
+            });
+        }
+    }
+    metric.closest = closest;
+    out.metric = metric;
+    out
+}
+
 pub(crate) fn closest_match(ctx: &FilterCtx<'_, '_>, fail: &[u8]) -> Option<ClosestMatch> {
     let mut best: Option<(u8, i64, usize)> = None;
     for (i, &f) in fail.iter().enumerate() {

@@ -30,10 +30,10 @@ use std::collections::btree_set::Range;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-use crate::engine::{closest_match, no_instances, Validated, RANDOM_SALT};
+use crate::engine::{no_instances, place_one, scorers_for, unplaceable, Validated, RANDOM_SALT};
 use crate::filters::{FilterCtx, StageCounts};
 use crate::index::ClusterIndex;
-use crate::metric::{Failure, Placement, PlacementMetric, PlacementOutcome, StepRecord};
+use crate::metric::{PlacementMetric, PlacementOutcome, StepRecord};
 use crate::request::{PlacementRequest, Strategy};
 use crate::rng::StepRng;
 use crate::strategy::{Scorer, MAX_KEYS};
@@ -282,13 +282,8 @@ pub(crate) fn place_ordered<'a>(
         return Err(no_instances());
     }
     let n = idx.len();
-    let insts = &idx.snapshot.instances;
     let mut ctx = FilterCtx::new(idx, &req.task, &v.constraints, false);
-    let mut scorers: Vec<Scorer<'_>> = v
-        .strategies
-        .iter()
-        .map(|s| Scorer::new(s, idx, &req.task.group))
-        .collect();
+    let mut scorers = scorers_for(idx, req, v);
     let all = scorers.len();
     // Strategies after a `random` never decide anything: the chain ends there.
     let k = v
@@ -393,38 +388,15 @@ pub(crate) fn place_ordered<'a>(
                 metric.initial_rejections = counts;
             }
             metric.final_rejections = counts;
-            let remaining = req.count - step;
-            metric.unplaced = remaining;
-            let closest = closest_match(&ctx, &fail);
-            if let Some(c) = &closest {
-                for _ in 0..remaining {
-                    out.failures.push(Failure {
-                        arn: Some(c.instance_arn.clone()),
-                        reason: c.stage.reason().to_string(),
-                        detail: None,
-                    });
-                }
-            }
-            metric.closest = closest;
-            out.metric = metric;
-            return Ok(out);
+            return Ok(unplaceable(&ctx, &fail, req.count - step, metric, out));
         };
         metric.final_rejections = seen;
         for (slot, s) in key.iter_mut().zip(scorers.iter()).skip(k) {
             *slot = s.key(&ctx, i, random);
         }
         key[all] = tie.at(i);
-        metric
-            .steps
-            .push(StepRecord::new(i, candidates, key, all + 1));
-        out.placements.push(Placement {
-            instance_index: i,
-            instance_arn: insts[i].arn.clone(),
-        });
-        ctx.apply(i);
-        for s in scorers.iter_mut() {
-            s.apply(i);
-        }
+        let record = StepRecord::new(i, candidates, key, all + 1);
+        place_one(&mut ctx, &mut scorers, &mut metric, &mut out, record);
     }
     out.metric = metric;
     Ok(out)
