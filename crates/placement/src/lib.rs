@@ -19,7 +19,8 @@
 //! 5. **Score** ([`Strategy`]): candidates are ordered by the strategy chain, lexicographically in
 //!    the given order — `binpack(cpu|memory)` prefers the least remaining resource that still
 //!    fits, `spread(instanceId|host|attribute:<name>)` the field value with the fewest tasks of the
-//!    task's group, `random` a seeded draw — then a seeded draw, then the instance ARN. RunTask's
+//!    task's group, `random` a seeded draw — then the seeded tie-break of the walk (see step 6).
+//!    RunTask's
 //!    default is `random` ([`run_task_default`]); services default to spreading across
 //!    `attribute:ecs.availability-zone` then `instanceId` ([`service_default`]).
 //! 6. **Account and repeat**: placing `count` tasks in one call charges each placement's CPU,
