@@ -20,9 +20,8 @@
 //!    the given order — `binpack(cpu|memory)` prefers the least remaining resource that still
 //!    fits, `spread(instanceId|host|attribute:<name>)` the field value with the fewest tasks of the
 //!    task's group, `random` a seeded draw — then the seeded tie-break of the walk (see step 6).
-//!    RunTask's
-//!    default is `random` ([`run_task_default`]); services default to spreading across
-//!    `attribute:ecs.availability-zone` then `instanceId` ([`service_default`]).
+//!    RunTask's default is `random` ([`run_task_default`]); services default to spreading
+//!    across `attribute:ecs.availability-zone` then `instanceId` ([`service_default`]).
 //! 6. **Account and repeat**: placing `count` tasks in one call charges each placement's CPU,
 //!    memory, GPU, ports and group membership before choosing the next; only the chosen
 //!    instance is re-filtered.
