@@ -41,8 +41,6 @@ struct ClusterState {
     index: Option<OwnedIndex>,
     /// Per index position, in key order: the record it reflects.
     slots: Vec<Versioned<Arc<ContainerInstanceRecord>>>,
-    /// Key → index position.
-    positions: HashMap<String, usize>,
     /// The watch-cache revision the slots were last brought up to; the next call follows the
     /// cache's change log from here instead of walking every instance (`None`: walk).
     seen: Option<berth_store::Revision>,
@@ -134,7 +132,7 @@ impl PlacementCache {
         let mut structural = st.index.is_none();
         let mut seen = None;
         if let (false, Some(since)) = (structural, st.seen) {
-            let (positions, slots) = (&st.positions, &st.slots);
+            let slots = &st.slots;
             seen = ctx
                 .app
                 .repo
@@ -145,8 +143,10 @@ impl PlacementCache {
                         if structural {
                             return Ok(());
                         }
-                        match (positions.get(key), e) {
-                            (Some(&pos), Some(e)) => {
+                        // Slots are in key order: find the position by binary search.
+                        let pos = slots.binary_search_by(|s| s.key.as_str().cmp(key)).ok();
+                        match (pos, e) {
+                            (Some(pos), Some(e)) => {
                                 structural = note_change(&slots[pos], pos, e, &mut changed)?;
                             }
                             // An indexed instance's record is gone.
@@ -169,7 +169,6 @@ impl PlacementCache {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if seen.is_none() && !structural {
-            changed.clear();
             let mut next = 0usize;
             seen = ctx
                 .app
@@ -227,11 +226,6 @@ impl PlacementCache {
             let snapshot =
                 crate::ecs::tasks::snapshot_of(ctx, all.iter().map(|i| i.value.as_ref()));
             st.index = Some(OwnedIndex::new(snapshot, |s| ClusterIndex::build(s)));
-            st.positions = all
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.key.clone(), i))
-                .collect();
             st.slots = all;
             // The scan's revision is not known here: the next call walks once, then follows
             // the change log.

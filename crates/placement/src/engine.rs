@@ -114,11 +114,7 @@ fn exhaustive(
     let mut scorers = scorers_for(idx, req, v);
     let k = scorers.len();
 
-    let mut fail: Vec<u8> = (0..n).map(|i| ctx.first_failure(i)).collect();
-    let mut counts = StageCounts::default();
-    for &f in &fail {
-        counts.add(f, 1);
-    }
+    let (mut fail, mut counts) = evaluate_all(&ctx);
     let mut metric = PlacementMetric {
         instances_evaluated: n,
         strategies: v.strategies.iter().map(Strategy::label).collect(),
@@ -189,8 +185,16 @@ fn exhaustive(
     Ok(out)
 }
 
-/// The rejected instance that got furthest through the filter stages; among those, the one
-/// closest to having enough of the exhausted resource; then the first in snapshot order.
+/// Every instance's first failing stage (0: passes) and the rejections per stage.
+pub(crate) fn evaluate_all(ctx: &FilterCtx<'_, '_>) -> (Vec<u8>, StageCounts) {
+    let fail: Vec<u8> = (0..ctx.idx.len()).map(|i| ctx.first_failure(i)).collect();
+    let mut counts = StageCounts::default();
+    for &f in &fail {
+        counts.add(f, 1);
+    }
+    (fail, counts)
+}
+
 /// Records one task placed on the step's chosen instance: the step, the placement, and what it
 /// consumed (for the filters and the strategies' next keys).
 pub(crate) fn place_one(
@@ -249,7 +253,9 @@ pub(crate) fn unplaceable(
     out
 }
 
-pub(crate) fn closest_match(ctx: &FilterCtx<'_, '_>, fail: &[u8]) -> Option<ClosestMatch> {
+/// The rejected instance that got furthest through the filter stages; among those, the one
+/// closest to having enough of the exhausted resource; then the first in snapshot order.
+fn closest_match(ctx: &FilterCtx<'_, '_>, fail: &[u8]) -> Option<ClosestMatch> {
     let mut best: Option<(u8, i64, usize)> = None;
     for (i, &f) in fail.iter().enumerate() {
         if f == 0 {

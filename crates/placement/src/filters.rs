@@ -301,13 +301,11 @@ impl<'c, 'a: 'c> FilterCtx<'c, 'a> {
     /// Tasks of the request's group on instance `i` in the snapshot.
     #[inline]
     pub fn base_group_count(&self, i: usize) -> u32 {
+        // Dense: `base_group` is filled whenever the group exists. Sparse: look on the instance.
         if let Some(&c) = self.base_group.get(i) {
             return c;
         }
         let Some(g) = self.group else { return 0 };
-        if self.dense {
-            return 0;
-        }
         self.idx.inst_groups[i]
             .iter()
             .find(|&&(x, _)| x == g)

@@ -30,7 +30,9 @@ use std::collections::btree_set::Range;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-use crate::engine::{no_instances, place_one, scorers_for, unplaceable, Validated, RANDOM_SALT};
+use crate::engine::{
+    evaluate_all, no_instances, place_one, scorers_for, unplaceable, Validated, RANDOM_SALT,
+};
 use crate::filters::{FilterCtx, StageCounts};
 use crate::index::ClusterIndex;
 use crate::metric::{PlacementMetric, PlacementOutcome, StepRecord};
@@ -248,17 +250,10 @@ fn walk<'s>(
                 .map(|s| (counts[s], s))
                 .collect();
             // By count; among equal counts, from a seeded value (of those present), wrapping,
-            // so each tied value is equally likely to come first.
-            let present = slots.len().max(1);
-            let start = rot as u64 as usize % present;
-            let rank: Vec<(u32, usize)> = slots
-                .iter()
-                .enumerate()
-                .map(|(j, &(c, _))| (c, (j + present - start) % present))
-                .collect();
-            let mut order: Vec<usize> = (0..slots.len()).collect();
-            order.sort_by_key(|&j| rank[j]);
-            slots = order.into_iter().map(|j| slots[j]).collect();
+            // so each tied value is equally likely to come first (the sort is stable).
+            let start = rot as u64 as usize % slots.len().max(1);
+            slots.rotate_left(start);
+            slots.sort_by_key(|&(c, _)| c);
             let inner = Rotation::new(slots.first().map_or(0, |&(_, s)| col.members[s].len()), rot);
             Walk::Attribute {
                 members: &col.members,
@@ -328,8 +323,7 @@ pub(crate) fn place_ordered<'a>(
                 }
             };
         if binpack_first {
-            let used: Vec<usize> = ctx.used().collect();
-            for i in used {
+            for i in ctx.used() {
                 consider(i, &ctx, &mut best);
             }
         }
@@ -378,11 +372,7 @@ pub(crate) fn place_ordered<'a>(
         }
         let Some((i, mut key)) = best else {
             // Nothing fits: evaluate everything once, for the closest match and the counts.
-            let fail: Vec<u8> = (0..n).map(|i| ctx.first_failure(i)).collect();
-            let mut counts = StageCounts::default();
-            for &f in &fail {
-                counts.add(f, 1);
-            }
+            let (fail, counts) = evaluate_all(&ctx);
             metric.instances_evaluated += n;
             if step == 0 {
                 metric.initial_rejections = counts;

@@ -138,9 +138,7 @@ impl Mirror {
         self.changes.clear();
         self.changes_floor = floor;
     }
-}
 
-impl Mirror {
     fn unindex(&mut self, specs: &[Index], key: &str) {
         if specs.is_empty() {
             return;

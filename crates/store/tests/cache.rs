@@ -266,7 +266,6 @@ async fn the_change_log_names_what_moved_since_a_revision() {
     );
     assert_eq!(changed(&cache, "ci/", r1).await.map(|v| v.len()), Some(4));
     // The log is bounded: once more than CHANGE_LOG changes happened since r1, it can't answer.
-    let before_flood = put(&cache, "other/x", "0").await;
     for i in 0..berth_store::CHANGE_LOG {
         put(&cache, "other/x", &i.to_string()).await;
     }
@@ -276,5 +275,4 @@ async fn the_change_log_names_what_moved_since_a_revision() {
         changed(&cache, "ci/a/", recent).await,
         Some(vec!["ci/a/9".into()])
     );
-    assert!(before_flood > r1);
 }
