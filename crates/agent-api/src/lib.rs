@@ -91,3 +91,28 @@ pub struct DesiredTask {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub gpu_ids: std::collections::BTreeMap<String, Vec<String>>,
 }
+
+/// The operation that hands an agent the credentials of a task's IAM role
+/// (`taskRoleArn`), for the task's containers to fetch from the credentials endpoint.
+pub const TASK_CREDENTIALS_OPERATION: &str = "GetTaskRoleCredentials";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsRequest {
+    pub cluster: String,
+    /// The asking agent's instance: the task must be placed on it.
+    pub container_instance_arn: String,
+    pub task_arn: String,
+}
+
+/// Temporary credentials for a task's role, as the credentials endpoint serves them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentials {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Epoch seconds.
+    pub expiration: f64,
+}

@@ -118,7 +118,20 @@ pub struct AgentConfig {
     /// `BERTH_METADATA_PORT`: port of the task metadata endpoint (default 51679, the port the
     /// ECS agent reserves for it; 0 = any free port).
     pub metadata_port: u16,
+    /// `ECS_ENABLE_TASK_IAM_ROLE`: serve task IAM role credentials to bridge and awsvpc tasks
+    /// (default false, as ECS's agent).
+    pub enable_task_iam_role: bool,
+    /// `ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST`: the same for host-mode tasks (default false).
+    pub enable_task_iam_role_network_host: bool,
+    /// `BERTH_CREDENTIALS_ADDRESS`: where the credentials endpoint listens (default
+    /// `169.254.170.2:80`, where the AWS SDKs look; the agent adds the address to `lo`).
+    pub credentials_address: std::net::SocketAddr,
 }
+
+/// Where ECS serves task credentials (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` is relative to it).
+pub const ECS_CREDENTIALS_ADDRESS: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(169, 254, 170, 2), 80),
+);
 
 impl Default for AgentConfig {
     fn default() -> Self {
@@ -151,6 +164,9 @@ impl Default for AgentConfig {
             availability_zone: "us-east-1a".into(),
             instance_type: "berth.host".into(),
             metadata_port: 51679,
+            enable_task_iam_role: false,
+            enable_task_iam_role_network_host: false,
+            credentials_address: ECS_CREDENTIALS_ADDRESS,
         }
     }
 }
@@ -168,8 +184,6 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "ECS_IMAGE_MINIMUM_CLEANUP_AGE",
     "ECS_NUM_IMAGES_DELETE_PER_CYCLE",
     "ECS_DISABLE_IMAGE_CLEANUP",
-    "ECS_ENABLE_TASK_IAM_ROLE",
-    "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST",
     "ECS_ENABLE_SPOT_INSTANCE_DRAINING",
     "ECS_TASK_METADATA_RPS_LIMIT",
     "ECS_ENABLE_TASK_ENI",
@@ -194,6 +208,8 @@ const KNOWN: &[&str] = &[
     "ECS_DISABLE_PRIVILEGED",
     "ECS_DYNAMIC_HOST_PORT_RANGE",
     "ECS_ENABLE_GPU_SUPPORT",
+    "ECS_ENABLE_TASK_IAM_ROLE",
+    "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST",
 ];
 
 /// Parses the env-file format into a map. `path` is only used in error messages.
@@ -470,6 +486,22 @@ impl AgentConfig {
         if let Some(v) = get("ECS_ENABLE_GPU_SUPPORT") {
             c.enable_gpu_support = parse_bool("ECS_ENABLE_GPU_SUPPORT", v)?;
         }
+        if let Some(v) = get("ECS_ENABLE_TASK_IAM_ROLE") {
+            c.enable_task_iam_role = parse_bool("ECS_ENABLE_TASK_IAM_ROLE", v)?;
+        }
+        if let Some(v) = get("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST") {
+            c.enable_task_iam_role_network_host =
+                parse_bool("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", v)?;
+        }
+        if let Some(v) = get("BERTH_CREDENTIALS_ADDRESS") {
+            c.credentials_address = v.trim().parse().map_err(|_| {
+                invalid(
+                    "BERTH_CREDENTIALS_ADDRESS",
+                    v,
+                    "expected IP:PORT, e.g. 169.254.170.2:80",
+                )
+            })?;
+        }
         if let Some(v) = get("BERTH_NVIDIA_SMI").filter(|v| !v.is_empty()) {
             c.nvidia_smi = PathBuf::from(v);
         }
@@ -659,6 +691,15 @@ mod tests {
                 c.instance_type == "m5.large"
             }),
             ("BERTH_METADATA_PORT", "0", |c| c.metadata_port == 0),
+            ("ECS_ENABLE_TASK_IAM_ROLE", "true", |c| {
+                c.enable_task_iam_role
+            }),
+            ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "true", |c| {
+                c.enable_task_iam_role_network_host
+            }),
+            ("BERTH_CREDENTIALS_ADDRESS", "127.0.0.1:8080", |c| {
+                c.credentials_address.to_string() == "127.0.0.1:8080"
+            }),
             ("AWS_ACCESS_KEY_ID", "AKIA1", |c| {
                 c.access_key_id.as_deref() == Some("AKIA1")
             }),
@@ -691,6 +732,8 @@ mod tests {
             ("ECS_DYNAMIC_HOST_PORT_RANGE", "600-500"),
             ("BERTH_ENDPOINT", "https://x"),
             ("BERTH_METADATA_PORT", "70000"),
+            ("ECS_ENABLE_TASK_IAM_ROLE", "yes please"),
+            ("BERTH_CREDENTIALS_ADDRESS", "169.254.170.2"),
         ];
         for (k, v) in cases {
             let err = AgentConfig::from_sources(&BTreeMap::new(), &map(&[(k, v)]))

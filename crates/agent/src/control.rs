@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_agent_api::{PollRequest, PollResponse, MAX_WAIT_SECONDS, POLL_OPERATION, TARGET_PREFIX};
+use berth_agent_api::{
+    PollRequest, PollResponse, TaskCredentials, TaskCredentialsRequest, MAX_WAIT_SECONDS,
+    POLL_OPERATION, TARGET_PREFIX, TASK_CREDENTIALS_OPERATION,
+};
 use berth_ecs_api::ecs;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -232,6 +235,19 @@ pub trait ControlPlane: Send + Sync + 'static {
             message: "this control plane has no image registry".into(),
         })
     }
+
+    /// `BerthAgent_20261122.GetTaskRoleCredentials`: temporary credentials for a task's IAM
+    /// role. Control planes without task roles refuse it (the default).
+    async fn task_credentials(
+        &self,
+        _request: &TaskCredentialsRequest,
+    ) -> Result<TaskCredentials, ControlPlaneError> {
+        Err(ControlPlaneError::Rejected {
+            status: 400,
+            code: "UnsupportedOperation".into(),
+            message: "this control plane issues no task role credentials".into(),
+        })
+    }
 }
 
 /// [`ControlPlane`] over HTTP: SigV4-signed awsJson calls through `berth-client`, trying each
@@ -424,6 +440,20 @@ impl ControlPlane for HttpControlPlane {
             )
             .await?;
         decode_authorization(&v)
+    }
+
+    async fn task_credentials(
+        &self,
+        request: &TaskCredentialsRequest,
+    ) -> Result<TaskCredentials, ControlPlaneError> {
+        let v = self
+            .call(
+                false,
+                &format!("{TARGET_PREFIX}.{TASK_CREDENTIALS_OPERATION}"),
+                &to_value(request)?,
+            )
+            .await?;
+        from_value(v)
     }
 }
 

@@ -69,6 +69,7 @@
 pub mod awslogs;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod manager;
 pub mod metadata;
 pub mod pause;
@@ -116,6 +117,9 @@ pub enum AgentError {
     /// GPU support is on but no GPU can be listed.
     #[error("ECS_ENABLE_GPU_SUPPORT is true, but the host's GPUs cannot be listed: {0}")]
     Gpu(String),
+    /// Task IAM roles are on but the credentials endpoint cannot listen.
+    #[error(transparent)]
+    Credentials(#[from] credentials::StartError),
 }
 
 /// Runs the agent against Docker (`DOCKER_HOST` or the default socket) and the configured
@@ -184,6 +188,7 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
         config.gpus = registration::detect_gpus(&config.nvidia_smi).map_err(AgentError::Gpu)?;
         tracing::info!(gpus = ?config.gpus, "GPUs found");
     }
+    let credentials_listener = credentials::listen(&config).await?;
     let mut state = registration::load_or_init(&config.data_dir)?;
     if state
         .cluster
@@ -240,9 +245,19 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
         .as_deref()
         .and_then(|h| hex::decode(h).ok())
         .unwrap_or_default();
+    let credentials = credentials_listener.map(|l| {
+        credentials::serve(
+            l,
+            &config,
+            control.clone() as Arc<dyn ControlPlane>,
+            metadata_key.clone(),
+            &instance_arn,
+        )
+    });
     let metadata = metadata::start(runtime.clone(), metadata_key, config.metadata_port).await;
     let ctx = Arc::new(task::TaskContext {
         metadata,
+        credentials,
         engine_arch: engine.arch.clone(),
         config: config.clone(),
         instance_arn: instance_arn.clone(),

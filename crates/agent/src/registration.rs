@@ -213,6 +213,15 @@ pub fn attributes(config: &AgentConfig, engine: &EngineInfo, first: bool) -> Vec
     ] {
         out.push(attr(cap, None));
     }
+    if config.enable_task_iam_role {
+        out.push(attr("com.amazonaws.ecs.capability.task-iam-role", None));
+    }
+    if config.enable_task_iam_role_network_host {
+        out.push(attr(
+            "com.amazonaws.ecs.capability.task-iam-role-network-host",
+            None,
+        ));
+    }
     if first {
         for (k, v) in &config.instance_attributes {
             out.push(attr(k, Some(v)));

@@ -119,6 +119,8 @@ pub struct TaskContext {
     pub registry: crate::registry_auth::RegistryCredentials,
     /// The task metadata endpoint (v3/v4), when it is serving.
     pub metadata: Option<Arc<crate::metadata::MetadataService>>,
+    /// The task IAM role credentials endpoint (`ECS_ENABLE_TASK_IAM_ROLE`).
+    pub credentials: Option<Arc<crate::credentials::CredentialsService>>,
     /// The engine's CPU architecture (for the awsvpc pause program).
     pub engine_arch: String,
     /// Bounds how many containers are being created and started at once
@@ -218,6 +220,8 @@ pub struct TaskActor<R: ContainerRuntime> {
     stop: Option<(String, Option<String>)>,
     containers: Vec<ContainerState>,
     resources_ready: bool,
+    /// The task has a task role and its credentials are being served (or it has none).
+    credentials_ready: bool,
     pull_started: Option<f64>,
     pull_stopped: Option<f64>,
     execution_stopped: Option<f64>,
@@ -239,7 +243,7 @@ impl<R: ContainerRuntime> TaskActor<R> {
         desired: DesiredTask,
         adopted: Vec<(String, ContainerId)>,
     ) -> Self {
-        let (mut plan, stop) = match plan_task(&desired, &ctx.config, &ctx.instance_arn) {
+        let (mut plan, mut stop) = match plan_task(&desired, &ctx.config, &ctx.instance_arn) {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some((e.0, Some("TaskFailedToStart".to_string())))),
         };
@@ -252,6 +256,33 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 };
                 for (k, v) in md.env_for(&desired.task_arn, &c.name, mode) {
                     c.spec.env.insert(k, v);
+                }
+            }
+        }
+        let task_role = desired
+            .overrides
+            .task_role_arn
+            .clone()
+            .or_else(|| desired.task_definition.task_role_arn.clone());
+        if let (Some(plan), Some(_)) = (plan.as_mut(), &task_role) {
+            match &ctx.credentials {
+                Some(creds) => {
+                    for c in plan.containers.iter_mut() {
+                        let mode = if c.spec.network_mode == berth_runtime::NetworkMode::None {
+                            TaskNetworkMode::None
+                        } else {
+                            plan.network_mode
+                        };
+                        if let Some((k, v)) = creds.env_for(&desired.task_arn, mode) {
+                            c.spec.env.insert(k, v);
+                        }
+                    }
+                }
+                None => {
+                    stop = stop.or(Some((
+                        "ResourceInitializationError: the task has a task role, but this container instance serves no task role credentials (ECS_ENABLE_TASK_IAM_ROLE is not true)".into(),
+                        Some("TaskFailedToStart".into()),
+                    )));
                 }
             }
         }
@@ -297,6 +328,7 @@ impl<R: ContainerRuntime> TaskActor<R> {
             stop,
             containers,
             resources_ready: adopted_any,
+            credentials_ready: task_role.is_none(),
             pull_started: None,
             pull_stopped: None,
             execution_stopped: None,
@@ -496,6 +528,9 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 self.report();
                 if self.stop_all().await {
                     self.known = TaskKnown::Stopped;
+                    if let Some(creds) = &self.ctx.credentials {
+                        creds.remove(&self.desired.task_arn);
+                    }
                     self.execution_stopped = Some(epoch_secs(SystemTime::now()));
                     self.stopped_at = Some(Instant::now());
                     tracing::info!(task = %self.arn(), reason = ?self.stop.as_ref().map(|s| &s.0), "task stopped");
@@ -507,6 +542,27 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 return;
             }
             self.report();
+            if !self.credentials_ready {
+                match self.fetch_credentials().await {
+                    Ok(()) => self.credentials_ready = true,
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(task = %self.arn(), error = %e, "cannot get the task role credentials yet; retrying");
+                        self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                        return;
+                    }
+                    Err(e) if self.known == TaskKnown::Pending => {
+                        self.fail(format!(
+                            "ResourceInitializationError: unable to get the credentials of the task role: {e}"
+                        ));
+                        continue;
+                    }
+                    // An adopted running task keeps running; its containers go without.
+                    Err(e) => {
+                        tracing::warn!(task = %self.arn(), error = %e, "the control plane gives no task role credentials");
+                        self.credentials_ready = true;
+                    }
+                }
+            }
             if !self.resources_ready {
                 match self.create_resources().await {
                     Ok(()) => self.resources_ready = true,
@@ -653,6 +709,14 @@ impl<R: ContainerRuntime> TaskActor<R> {
             Deps::Ready
         } else {
             Deps::Wait
+        }
+    }
+
+    /// Gets the task role's credentials from the control plane and serves them.
+    async fn fetch_credentials(&self) -> Result<(), crate::control::ControlPlaneError> {
+        match &self.ctx.credentials {
+            Some(creds) => creds.fetch(&self.desired.task_arn).await,
+            None => Ok(()),
         }
     }
 

@@ -56,6 +56,11 @@ pub struct ServerArgs {
     /// long; a shorter lease fails over faster but renews more often (every third of it).
     #[arg(long, env = "BERTH_LEADER_LEASE", default_value_t = 6, value_parser = clap::value_parser!(u64).range(2..=300))]
     pub leader_lease: u64,
+    /// The berth role of task IAM role credentials (tasks with a `taskRoleArn`): one role for
+    /// all (`readonly`, the default, or `admin`), or per IAM role name,
+    /// `NAME=ROLE[,NAME=ROLE…][,*=ROLE]`.
+    #[arg(long, env = "BERTH_TASK_ROLE_ACCESS", default_value = "readonly")]
+    pub task_role_access: berth_control_plane::task_credentials::TaskRoleAccess,
 }
 
 async fn open_store(
@@ -367,6 +372,7 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     );
     println!("  aws ecs create-cluster --cluster-name default --endpoint-url {endpoint}");
     let _ = app.endpoint.set(endpoint.clone());
+    let _ = app.task_roles.set(args.task_role_access.clone());
     if let Some(h) = args.registry_host.as_deref().filter(|h| !h.is_empty()) {
         let host = h.split_once("://").map_or(h, |(_, rest)| rest);
         if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {

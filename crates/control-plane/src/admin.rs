@@ -66,6 +66,7 @@ pub async fn create_key(
         role: role.as_str().to_string(),
         created_at: now_epoch(),
         description: description.to_string(),
+        session: None,
     };
     app.repo
         .commit(Txn::new().put(keys::access_key(&id), to_bytes(&rec)))
@@ -97,8 +98,10 @@ pub async fn dispatch(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiEr
                 .repo
                 .list::<AccessKeyRecord>(keys::ACCESS_KEYS)
                 .await?;
+            // Temporary credentials (task roles) are not keys an operator manages.
             let list: Vec<AccessKey> = recs
                 .into_iter()
+                .filter(|r| r.value.session.is_none())
                 .map(|r| AccessKey {
                     access_key_id: r.value.access_key_id,
                     secret_access_key: None,
@@ -126,7 +129,10 @@ pub async fn dispatch(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiEr
                     "The specified access key does not exist.",
                 ));
             };
-            let admins = recs.iter().filter(|r| r.value.role == "admin").count();
+            let admins = recs
+                .iter()
+                .filter(|r| r.value.role == "admin" && r.value.session.is_none())
+                .count();
             if target.value.role == "admin" && admins <= 1 {
                 return Err(ApiError::invalid_parameter(
                     "The last admin access key cannot be deleted.",

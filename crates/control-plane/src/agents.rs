@@ -262,7 +262,7 @@ pub async fn desired_state(
     Ok(out)
 }
 
-fn instance_id_of(arn: &str) -> Option<&str> {
+pub(crate) fn instance_id_of(arn: &str) -> Option<&str> {
     if arn.starts_with("arn:") {
         match berth_core::Arn::parse(arn)?.ecs_resource()? {
             (berth_core::ResourceKind::ContainerInstance, rest) => rest.rsplit('/').next(),

@@ -41,6 +41,8 @@ pub struct App {
     /// Cancelled when the server starts shutting down, so long-lived responses (Live Tail
     /// streams) end instead of holding the graceful shutdown open.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Which berth role task IAM role credentials get (`--task-role-access`; default readonly).
+    pub task_roles: std::sync::OnceLock<crate::task_credentials::TaskRoleAccess>,
 }
 
 impl App {
@@ -74,6 +76,7 @@ impl App {
             registry: std::sync::OnceLock::new(),
             replicas: crate::replicas::Replicas::default(),
             closing: tokio_util::sync::CancellationToken::new(),
+            task_roles: std::sync::OnceLock::new(),
         });
         app.keys.reload(&app.repo).await?;
         Ok(app)
@@ -160,12 +163,54 @@ pub struct Ctx {
 /// `auth/keys/` (so keys made through any replica take effect everywhere).
 #[derive(Default, Clone)]
 pub struct KeyCache {
-    inner: Arc<RwLock<HashMap<String, (String, Role)>>>,
+    inner: Arc<RwLock<HashMap<String, KeyEntry>>>,
+}
+
+/// One key as the signature check needs it.
+#[derive(Clone)]
+struct KeyEntry {
+    secret: String,
+    role: Role,
+    /// Temporary credentials only.
+    session: Option<Arc<Session>>,
+}
+
+/// The temporary part of a key (see [`crate::records::SessionRecord`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub token: String,
+    pub expires_at: f64,
+    pub principal_arn: String,
+}
+
+impl KeyEntry {
+    fn of(rec: &AccessKeyRecord) -> Option<Self> {
+        Some(KeyEntry {
+            secret: rec.secret_access_key.clone(),
+            role: rec.role.parse::<Role>().ok()?,
+            session: rec.session.as_ref().map(|s| {
+                Arc::new(Session {
+                    token: s.token.clone(),
+                    expires_at: s.expires_at,
+                    principal_arn: s.principal_arn.clone(),
+                })
+            }),
+        })
+    }
 }
 
 impl KeyCache {
     pub fn lookup(&self, akid: &str) -> Option<(String, Role)> {
-        self.inner.read().ok()?.get(akid).cloned()
+        self.inner
+            .read()
+            .ok()?
+            .get(akid)
+            .map(|e| (e.secret.clone(), e.role))
+    }
+
+    /// The session of a temporary key (None for a long-lived key or an unknown one).
+    pub fn session(&self, akid: &str) -> Option<Arc<Session>> {
+        self.inner.read().ok()?.get(akid)?.session.clone()
     }
 
     pub fn len(&self) -> usize {
@@ -188,11 +233,8 @@ impl KeyCache {
     }
 
     fn apply(&self, rec: &AccessKeyRecord) {
-        if let (Ok(role), Ok(mut m)) = (rec.role.parse::<Role>(), self.inner.write()) {
-            m.insert(
-                rec.access_key_id.clone(),
-                (rec.secret_access_key.clone(), role),
-            );
+        if let (Some(entry), Ok(mut m)) = (KeyEntry::of(rec), self.inner.write()) {
+            m.insert(rec.access_key_id.clone(), entry);
         }
     }
 
@@ -202,8 +244,8 @@ impl KeyCache {
         let recs = repo.list::<AccessKeyRecord>(keys::ACCESS_KEYS).await?;
         let mut fresh = HashMap::new();
         for r in recs {
-            if let Ok(role) = r.value.role.parse::<Role>() {
-                fresh.insert(r.value.access_key_id, (r.value.secret_access_key, role));
+            if let Some(entry) = KeyEntry::of(&r.value) {
+                fresh.insert(r.value.access_key_id, entry);
             }
         }
         if let Ok(mut m) = self.inner.write() {

@@ -22,6 +22,7 @@ pub mod replicas;
 pub mod repo;
 pub mod server;
 pub mod service_scheduler;
+pub mod task_credentials;
 pub mod wire;
 
 pub use app::App;

@@ -68,6 +68,26 @@ pub struct AccessKeyRecord {
     pub created_at: f64,
     #[serde(default)]
     pub description: String,
+    /// Set on temporary credentials (task IAM role credentials, see `task_credentials`):
+    /// requests must carry this token, and the key stops working at `expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionRecord>,
+}
+
+/// What makes an access key temporary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    /// `X-Amz-Security-Token` the signed requests must carry.
+    pub token: String,
+    /// Epoch seconds after which the key is refused (ExpiredTokenException).
+    pub expires_at: f64,
+    /// The caller's ARN: `arn:aws:sts::<account>:assumed-role/<role name>/<task id>`.
+    pub principal_arn: String,
+    /// The IAM role the credentials stand for.
+    pub role_arn: String,
+    /// The task they were issued to.
+    pub task_arn: String,
 }
 
 pub fn tags_to_wire(tags: &[Tag]) -> Vec<ecs::Tag> {

@@ -5,6 +5,7 @@ use crate::app::{App, Ctx, Principal};
 use crate::error::{ApiError, JSON_CONTENT_TYPE};
 use crate::records::AccessKeyRecord;
 use crate::repo::{keys, to_bytes};
+use crate::wire::now_epoch;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -79,11 +80,55 @@ fn authenticate(
         SystemTime::now(),
     )
     .map_err(auth_error)?;
+    let arn = match app.keys.session(&v.access_key_id) {
+        None => v.principal_arn(&app.scope.account),
+        Some(session) => {
+            check_session(
+                &session,
+                session_token(uri, headers).as_deref(),
+                now_epoch(),
+            )?;
+            session.principal_arn.clone()
+        }
+    };
     Ok(Principal {
-        arn: v.principal_arn(&app.scope.account),
+        arn,
         access_key_id: v.access_key_id,
         role: v.role,
     })
+}
+
+/// The session token a request carries: the `X-Amz-Security-Token` header, or the query
+/// parameter of that name in a presigned URL.
+fn session_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("x-amz-security-token") {
+        return v.to_str().ok().map(str::to_owned);
+    }
+    let query = uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "X-Amz-Security-Token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A temporary key is good only with its own session token and before it expires (the AWS
+/// errors for each case).
+fn check_session(
+    session: &crate::app::Session,
+    token: Option<&str>,
+    now: f64,
+) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let matches = token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(session.token.as_bytes())));
+    if !matches {
+        return Err(auth_error(berth_auth::AuthError::UnrecognizedClient));
+    }
+    if now >= session.expires_at {
+        return Err(ApiError::new(
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ));
+    }
+    Ok(())
 }
 
 fn auth_error(e: berth_auth::AuthError) -> ApiError {
@@ -180,6 +225,9 @@ async fn handle(
         crate::admin::TARGET_PREFIX => crate::admin::dispatch(&ctx, op, &body).await,
         berth_agent_api::TARGET_PREFIX if op == berth_agent_api::POLL_OPERATION => {
             crate::agents::poll(&ctx, &body).await
+        }
+        berth_agent_api::TARGET_PREFIX if op == berth_agent_api::TASK_CREDENTIALS_OPERATION => {
+            crate::task_credentials::get_task_role_credentials(&ctx, &body).await
         }
         crate::logs::TARGET_PREFIX => crate::logs::dispatch(&ctx, op, &body).await,
         crate::ecr::TARGET_PREFIX => crate::ecr::dispatch(&ctx, op, &body).await,

@@ -70,6 +70,10 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                     if let Err(e) = purge_deleted_task_definitions(&ctx).await {
                         tracing::warn!(error = %e.message, "task-definition purge failed");
                     }
+                    if let Err(e) = crate::task_credentials::collect_expired_credentials(&ctx).await
+                    {
+                        tracing::warn!(error = %e.message, "expired-credentials collection failed");
+                    }
                 }
             };
             crate::leader::as_leader(&app, work).await;

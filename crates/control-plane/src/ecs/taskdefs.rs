@@ -319,6 +319,9 @@ fn required_attributes(
     }
     if req.task_role_arn.is_some() {
         set.insert("com.amazonaws.ecs.capability.task-iam-role".to_string());
+        if mode == NetworkMode::Host {
+            set.insert("com.amazonaws.ecs.capability.task-iam-role-network-host".to_string());
+        }
     }
     let exec_role = req.execution_role_arn.is_some();
     for c in req.container_definitions.as_deref().unwrap_or_default() {
