@@ -639,3 +639,100 @@ def test_gpu_instance_registers_gpus_and_tasks_get_them_as_device_requests(up, t
                            timeout=60)
         assert p.returncode != 0
         assert "ECS_ENABLE_GPU_SUPPORT is true" in p.stderr + p.stdout, p.stderr[-2000:]
+
+
+def test_task_role_credentials_from_169_254_170_2(up, tmp_path):
+    """ECS_ENABLE_TASK_IAM_ROLE: a task with a taskRoleArn lands on the agent that serves task
+    credentials; its containers (bridge and host mode) read them from
+    http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; the aws CLI's own container
+    credential provider resolves them from the same URI and signs requests with them (readonly by
+    default: a write is refused, naming the assumed role); the session token is required; a
+    stopped task's credentials are no longer served."""
+    import os
+
+    c = up.cluster
+    with ExtraAgent(up, tmp_path, name="iamagent",
+                    extra_env={"ECS_ENABLE_TASK_IAM_ROLE": "true",
+                               "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST": "true"}) as agent:
+        inst = up.aws("ecs", "describe-container-instances", "--cluster", c,
+                      "--container-instances", agent.instance)["containerInstances"][0]
+        names = {a["name"] for a in inst["attributes"]}
+        assert "com.amazonaws.ecs.capability.task-iam-role" in names
+        assert "com.amazonaws.ecs.capability.task-iam-role-network-host" in names
+        role = "arn:aws:iam::000000000000:role/app-reader"
+        script = ("echo $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; echo ==; "
+                  "wget -qO- http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; echo; echo ==; sleep 300")
+        for family, mode in (("roled", "bridge"), ("roledhost", "host")):
+            td = register(up, family, [{"name": "app", "image": IMAGE, "memory": 16, "command": ["sh", "-c", script]}],
+                          tmp_path, taskRoleArn=role, networkMode=mode)
+            assert {"name": "com.amazonaws.ecs.capability.task-iam-role"} in td["requiresAttributes"]
+        arns = []
+        for family in ("roled", "roledhost"):
+            t = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", family)["tasks"][0]
+            # Only the IAM-enabled agent can take it.
+            assert t["containerInstanceArn"] == agent.instance, t
+            arns.append(t["taskArn"])
+        for arn in arns:
+            wait(up, "tasks-running", c, arn)
+        docs = []
+        for arn in arns:
+            rid = describe(up, c, arn)["containers"][0]["runtimeId"]
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                out = docker("logs", rid).stdout
+                if out.count("==") >= 2:
+                    break
+                time.sleep(0.5)
+            uri, doc = [p.strip() for p in out.split("==")][:2]
+            assert uri.startswith("/v2/credentials/") and len(uri) > 40, out
+            d = json.loads(doc)
+            assert d["RoleArn"] == role and d["AccessKeyId"].startswith("ASIA"), d
+            assert d["SecretAccessKey"] and len(d["Token"]) > 100 and d["Expiration"].endswith("Z"), d
+            docs.append((arn, uri, d))
+
+        # The aws CLI's container provider fetches from the same URI and signs with the result.
+        arn, uri, d = docs[0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=uri, AWS_DEFAULT_REGION="us-east-1",
+                   AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_PAGER="")
+        out = up.aws("ecs", "describe-tasks", "--cluster", c, "--tasks", arn, env=env)
+        assert out["tasks"][0]["taskArn"] == arn
+        p = up.aws("ecs", "create-cluster", "--cluster-name", "from-a-task", env=env, check=False)
+        task_id = arn.rsplit("/", 1)[1]
+        assert p.returncode != 0 and "AccessDeniedException" in p.stderr, p.stderr
+        assert f"assumed-role/app-reader/{task_id}" in p.stderr, p.stderr
+
+        # The key without its session token, or with another, is refused.
+        import botocore.exceptions
+        no_token = up.client("ecs", akid=d["AccessKeyId"], secret=d["SecretAccessKey"])
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            no_token.list_clusters()
+        assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+        wrong = up.client("ecs", akid=d["AccessKeyId"], secret=d["SecretAccessKey"],
+                          aws_session_token=docs[1][2]["Token"])
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            wrong.list_clusters()
+        assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+        good = up.client("ecs", akid=d["AccessKeyId"], secret=d["SecretAccessKey"], aws_session_token=d["Token"])
+        assert good.list_clusters()["clusterArns"]
+        # Temporary keys are not operator keys.
+        listed = json.loads(subprocess.run([str(agent.bin), "keys", "list", "--endpoint", up.endpoint],
+                                           capture_output=True, text=True, env=up.env(), check=True,
+                                           timeout=30).stdout)
+        assert all(not k["accessKeyId"].startswith("ASIA") for k in listed["accessKeys"]), listed
+
+        # Stopped: the endpoint forgets the task's credentials.
+        for arn, _, _ in docs:
+            up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
+        for arn, _, _ in docs:
+            wait(up, "tasks-stopped", c, arn)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://169.254.170.2{docs[0][1]}", timeout=5)
+            except urllib.error.HTTPError as err:
+                assert err.code == 400
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("credentials still served after the task stopped")
