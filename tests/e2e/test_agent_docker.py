@@ -721,6 +721,22 @@ def test_task_role_credentials_from_169_254_170_2(up, tmp_path):
                                            timeout=30).stdout)
         assert all(not k["accessKeyId"].startswith("ASIA") for k in listed["accessKeys"]), listed
 
+        # A role given only as a RunTask override needs the capability too, and is served.
+        register(up, "unroled", [{"name": "app", "image": IMAGE, "memory": 16, "command": ["sh", "-c", script]}],
+                 tmp_path)
+        for _ in range(3):
+            t = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "unroled",
+                       "--overrides", json.dumps({"taskRoleArn": role}))["tasks"][0]
+            assert t["containerInstanceArn"] == agent.instance, t
+            assert t["overrides"]["taskRoleArn"] == role
+            docs.append((t["taskArn"], None, None))
+        wait(up, "tasks-running", c, docs[-1][0])
+        rid = describe(up, c, docs[-1][0])["containers"][0]["runtimeId"]
+        deadline = time.time() + 30
+        while time.time() < deadline and docker("logs", rid).stdout.count("==") < 2:
+            time.sleep(0.5)
+        assert json.loads(docker("logs", rid).stdout.split("==")[1])["RoleArn"] == role
+
         # Stopped: the endpoint forgets the task's credentials.
         for arn, _, _ in docs:
             up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)

@@ -503,6 +503,21 @@ pub(crate) fn requirements_for_placement(l: &Launch) -> placement::TaskRequireme
                 })
             })
             .collect();
+    // A role given only as an override needs what a role in the definition needs.
+    if l.td.task_role_arn.is_none() && l.overrides.task_role_arn.is_some() {
+        let mut need = vec!["com.amazonaws.ecs.capability.task-iam-role"];
+        if l.td.network_mode == Some(ecs::NetworkMode::Host) {
+            need.push("com.amazonaws.ecs.capability.task-iam-role-network-host");
+        }
+        for name in need {
+            if !t.required_attributes.iter().any(|a| a.name == name) {
+                t.required_attributes.push(placement::Attribute {
+                    name: name.to_string(),
+                    value: None,
+                });
+            }
+        }
+    }
     t.launch_type = if l.launch_type == "EXTERNAL" {
         placement::LaunchType::External
     } else {
