@@ -230,6 +230,10 @@ async fn handle(
             crate::task_credentials::get_task_role_credentials(&ctx, &body).await
         }
         crate::logs::TARGET_PREFIX => crate::logs::dispatch(&ctx, op, &body).await,
+        crate::secrets::SECRETS_MANAGER_PREFIX => {
+            crate::secrets::dispatch_secrets_manager(&ctx, op, &body).await
+        }
+        crate::secrets::SSM_PREFIX => crate::secrets::dispatch_ssm(&ctx, op, &body).await,
         crate::ecr::TARGET_PREFIX => crate::ecr::dispatch(&ctx, op, &body).await,
         _ => Err(ApiError::unknown_operation(target)),
     };

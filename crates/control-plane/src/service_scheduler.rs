@@ -70,6 +70,9 @@ pub fn spawn(app: Arc<App>) -> tokio::task::JoinHandle<()> {
                     if let Err(e) = purge_deleted_task_definitions(&ctx).await {
                         tracing::warn!(error = %e.message, "task-definition purge failed");
                     }
+                    if let Err(e) = crate::secrets::purge_deleted_secrets(&ctx).await {
+                        tracing::warn!(error = %e.message, "secret purge failed");
+                    }
                     if let Err(e) = crate::task_credentials::collect_expired_credentials(&ctx).await
                     {
                         tracing::warn!(error = %e.message, "expired-credentials collection failed");
