@@ -484,33 +484,56 @@ def test_missing_host_source_path_is_created(up, tmp_path):
     up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
 
 
-def test_secrets_fail_the_task_clearly(up, tmp_path):
-    """berth has no secrets store: a task definition with `secrets` must not run without them."""
+def test_secrets_from_secrets_manager_and_ssm_become_environment(up, tmp_path):
+    """`secrets` in a container definition: whole secrets, one key of a JSON secret, another
+    staging label, SSM parameters by name and ARN (SecureString decrypted) arrive as environment
+    variables; a secret that does not exist stops the task before anything runs, with ECS's
+    ResourceInitializationError."""
     c = up.cluster
-    register(up, "secret", [{"name": "s", "image": IMAGE, "memory": 32, "command": ["sleep", "300"],
-                             "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:000000000000:secret:db"}]}],
-             tmp_path)
-    # As in ECS, the definition requires the secrets capability, which berth's agent does not
-    # advertise: RunTask cannot place it.
-    out = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "secret")
-    assert out["tasks"] == [] and out["failures"][0]["reason"] == "ATTRIBUTE", out
-    # Forced onto an instance anyway (the attribute put by hand): the agent fails the task
-    # rather than run it without its secrets.
-    arns = up.aws("ecs", "list-container-instances", "--cluster", c)["containerInstanceArns"]
-    inst = [i["containerInstanceArn"] for i in up.aws("ecs", "describe-container-instances", "--cluster", c,
-                                                      "--container-instances", *arns)["containerInstances"] if i["agentConnected"]][0]
-    attr = "ecs.capability.secrets.asm.environment-variables"
-    up.aws("ecs", "put-attributes", "--cluster", c, "--attributes", f"name={attr},targetId={inst}")
-    try:
-        out = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "secret")
-    finally:
-        up.aws("ecs", "delete-attributes", "--cluster", c, "--attributes", f"name={attr},targetId={inst}")
-    arn = out["tasks"][0]["taskArn"]
-    wait(up, "tasks-stopped", c, arn)
-    t = describe(up, c, arn)
-    assert t["stopCode"] == "TaskFailedToStart"
-    assert t["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets"), t["stoppedReason"]
-    assert "DB_PASSWORD" in t["stoppedReason"]
+    arn = up.aws("secretsmanager", "create-secret", "--name", "e2e/db",
+                 "--secret-string", json.dumps({"user": "app", "password": "pw1"}))["ARN"]
+    up.aws("secretsmanager", "put-secret-value", "--secret-id", "e2e/db",
+           "--secret-string", json.dumps({"user": "app", "password": "pw2"}))
+    up.aws("ssm", "put-parameter", "--name", "/e2e/host", "--value", "db.internal", "--type", "String", "--overwrite")
+    up.aws("ssm", "put-parameter", "--name", "e2e-token", "--value", "t0ken", "--type", "SecureString", "--overwrite")
+    secrets = [
+        {"name": "DB_JSON", "valueFrom": arn},
+        {"name": "DB_PASSWORD", "valueFrom": f"{arn}:password::"},
+        {"name": "OLD_PASSWORD", "valueFrom": f"{arn[:-7]}:password:AWSPREVIOUS:"},
+        {"name": "DB_HOST", "valueFrom": "/e2e/host"},
+        {"name": "TOKEN", "valueFrom": "arn:aws:ssm:us-east-1:000000000000:parameter/e2e-token"},
+    ]
+    td = register(up, "secret", [{"name": "s", "image": IMAGE, "memory": 32, "secrets": secrets,
+                                  "environment": [{"name": "PLAIN", "value": "p"}],
+                                  "command": ["sh", "-c", "env | sort; echo ==; sleep 300"]}], tmp_path)
+    assert {"name": "ecs.capability.secrets.asm.environment-variables"} in td["requiresAttributes"]
+    arn_task = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "secret")["tasks"][0]["taskArn"]
+    wait(up, "tasks-running", c, arn_task)
+    rid = describe(up, c, arn_task)["containers"][0]["runtimeId"]
+    deadline = time.time() + 30
+    while time.time() < deadline and "==" not in docker("logs", rid).stdout:
+        time.sleep(0.3)
+    env = dict(line.split("=", 1) for line in docker("logs", rid).stdout.split("==")[0].splitlines() if "=" in line)
+    assert json.loads(env["DB_JSON"]) == {"user": "app", "password": "pw2"}, env
+    assert env["DB_PASSWORD"] == "pw2" and env["OLD_PASSWORD"] == "pw1", env
+    assert env["DB_HOST"] == "db.internal" and env["TOKEN"] == "t0ken" and env["PLAIN"] == "p", env
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", arn_task)
+
+    # Missing: the task stops before its container exists.
+    for family, value_from, expect in (
+        ("nosecret", arn[:-6] + "zzzzzz", "ResourceNotFoundException"),
+        ("noparam", "/e2e/missing", "invalid ssm parameters: /e2e/missing"),
+        ("nokey", f"{arn}:nokey::", "did not contain json key nokey"),
+    ):
+        register(up, family, [{"name": "s", "image": IMAGE, "memory": 32, "command": ["sleep", "300"],
+                               "secrets": [{"name": "X", "valueFrom": value_from}]}], tmp_path)
+        t_arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", family)["tasks"][0]["taskArn"]
+        wait(up, "tasks-stopped", c, t_arn)
+        t = describe(up, c, t_arn)
+        assert t["stopCode"] == "TaskFailedToStart", t
+        assert t["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets"), t["stoppedReason"]
+        assert expect in t["stoppedReason"], t["stoppedReason"]
+        assert "runtimeId" not in t["containers"][0], t
 
 
 def test_agent_killed_disconnects_and_comes_back(tmp_path):

@@ -248,6 +248,30 @@ pub trait ControlPlane: Send + Sync + 'static {
             message: "this control plane issues no task role credentials".into(),
         })
     }
+
+    /// Secrets Manager's `GetSecretValue`: the `SecretString` (None for a binary secret).
+    async fn get_secret_value(
+        &self,
+        _secret_id: &str,
+        _version_stage: Option<&str>,
+        _version_id: Option<&str>,
+    ) -> Result<Option<String>, ControlPlaneError> {
+        Err(ControlPlaneError::Rejected {
+            status: 400,
+            code: "UnsupportedOperation".into(),
+            message: "this control plane has no Secrets Manager".into(),
+        })
+    }
+
+    /// SSM's `GetParameters` for one parameter, decrypted: its value, or None when it does
+    /// not exist.
+    async fn get_parameter(&self, _name: &str) -> Result<Option<String>, ControlPlaneError> {
+        Err(ControlPlaneError::Rejected {
+            status: 400,
+            code: "UnsupportedOperation".into(),
+            message: "this control plane has no Parameter Store".into(),
+        })
+    }
 }
 
 /// [`ControlPlane`] over HTTP: SigV4-signed awsJson calls through `berth-client`, trying each
@@ -454,6 +478,48 @@ impl ControlPlane for HttpControlPlane {
             )
             .await?;
         from_value(v)
+    }
+
+    async fn get_secret_value(
+        &self,
+        secret_id: &str,
+        version_stage: Option<&str>,
+        version_id: Option<&str>,
+    ) -> Result<Option<String>, ControlPlaneError> {
+        let mut body = json!({ "SecretId": secret_id });
+        if let Some(s) = version_stage {
+            body["VersionStage"] = s.into();
+        }
+        if let Some(v) = version_id {
+            body["VersionId"] = v.into();
+        }
+        let v = self
+            .call_service(
+                "secretsmanager",
+                false,
+                "secretsmanager.GetSecretValue",
+                &body,
+            )
+            .await?;
+        Ok(v.get("SecretString")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+
+    async fn get_parameter(&self, name: &str) -> Result<Option<String>, ControlPlaneError> {
+        let v = self
+            .call_service(
+                "ssm",
+                false,
+                "AmazonSSM.GetParameters",
+                &json!({ "Names": [name], "WithDecryption": true }),
+            )
+            .await?;
+        Ok(v.get("Parameters")
+            .and_then(|p| p.get(0))
+            .and_then(|p| p.get("Value"))
+            .and_then(Value::as_str)
+            .map(str::to_owned))
     }
 }
 

@@ -76,6 +76,7 @@ pub mod pause;
 pub mod registration;
 pub mod registry_auth;
 pub mod reporter;
+pub mod secrets;
 pub mod sim;
 pub mod spec;
 pub mod task;
@@ -258,6 +259,7 @@ pub async fn run_with<R: ContainerRuntime, C: ControlPlane + awslogs::LogSink>(
     let ctx = Arc::new(task::TaskContext {
         metadata,
         credentials,
+        secrets: secrets::SecretStores(control.clone() as Arc<dyn ControlPlane>),
         engine_arch: engine.arch.clone(),
         config: config.clone(),
         instance_arn: instance_arn.clone(),

@@ -210,6 +210,8 @@ pub fn attributes(config: &AgentConfig, engine: &EngineInfo, first: bool) -> Vec
         "ecs.capability.container-ordering",
         "ecs.capability.task-eni",
         "ecs.capability.docker-plugin.local",
+        "ecs.capability.secrets.asm.environment-variables",
+        "ecs.capability.secrets.ssm.environment-variables",
     ] {
         out.push(attr(cap, None));
     }

@@ -94,6 +94,9 @@ pub struct ContainerPlan {
     pub cpu_units: i64,
     /// Hard memory limit in MiB (else the reservation), for the metadata endpoint's `Limits`.
     pub memory_mib: Option<i64>,
+    /// `secrets`: (variable name, `valueFrom`), resolved from Secrets Manager / SSM by the
+    /// actor before the container is created.
+    pub secrets: Vec<(String, String)>,
     /// What to create.
     pub spec: ContainerSpec,
 }
@@ -268,25 +271,32 @@ pub fn plan_task(
             .name
             .clone()
             .ok_or_else(|| fail("a container definition has no name"))?;
-        // Secrets need a secrets store (Secrets Manager / SSM Parameter Store) berth does not
-        // have: fail the task the way ECS does when it cannot fetch them, never run without.
-        let secret_names: Vec<String> = def
-            .secrets
+        // Log-driver secrets (`secretOptions`) are not resolved: fail the task the way ECS does
+        // when it cannot fetch secrets, never run without them.
+        let log_secrets: Vec<String> = def
+            .log_configuration
             .iter()
-            .flatten()
+            .flat_map(|l| l.secret_options.iter().flatten())
             .filter_map(|s| s.name.clone())
-            .chain(
-                def.log_configuration
-                    .iter()
-                    .flat_map(|l| l.secret_options.iter().flatten())
-                    .filter_map(|s| s.name.clone()),
-            )
             .collect();
-        if !secret_names.is_empty() {
+        if !log_secrets.is_empty() {
             return Err(PlanError(format!(
-                "ResourceInitializationError: unable to pull secrets or registry auth: container {name} has secrets ({}), and berth has no secrets store to resolve them from",
-                secret_names.join(", ")
+                "ResourceInitializationError: unable to pull secrets or registry auth: container {name} has log configuration secretOptions ({}), which berth does not support",
+                log_secrets.join(", ")
             )));
+        }
+        let mut secrets = Vec::new();
+        for s in def.secrets.iter().flatten() {
+            match (&s.name, &s.value_from) {
+                (Some(n), Some(v)) if !n.is_empty() && !v.is_empty() => {
+                    secrets.push((n.clone(), v.clone()))
+                }
+                _ => {
+                    return Err(fail(format!(
+                        "container {name} has a secret without name or valueFrom"
+                    )))
+                }
+            }
         }
         let image = def
             .image
@@ -581,6 +591,7 @@ pub fn plan_task(
             depends_on.push((dep.clone(), cond));
         }
         containers.push(ContainerPlan {
+            secrets,
             cpu_units: i64::from(cpu),
             memory_mib: ov
                 .and_then(|o| o.memory)
@@ -952,10 +963,24 @@ mod tests {
     }
 
     #[test]
-    fn secrets_fail_the_task_clearly() {
+    fn secrets_are_planned_and_log_secrets_fail_the_task_clearly() {
+        let arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:db";
         let t = desired(
             json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i",
-                "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:000000000000:secret:db"}]}]}),
+                "secrets": [{"name": "DB_PASSWORD", "valueFrom": arn}, {"name": "HOST", "valueFrom": "/app/host"}]}]}),
+            json!({}),
+        );
+        let plan = plan_task(&t, &AgentConfig::default(), "arn:ci").unwrap();
+        assert_eq!(
+            plan.containers[0].secrets,
+            vec![
+                ("DB_PASSWORD".to_string(), arn.to_string()),
+                ("HOST".to_string(), "/app/host".to_string())
+            ]
+        );
+        let t = desired(
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "i",
+                "logConfiguration": {"logDriver": "json-file", "secretOptions": [{"name": "TOKEN", "valueFrom": arn}]}}]}),
             json!({}),
         );
         let err = plan_task(&t, &AgentConfig::default(), "arn:ci").unwrap_err();
@@ -964,6 +989,6 @@ mod tests {
                 .starts_with("ResourceInitializationError: unable to pull secrets"),
             "{err}"
         );
-        assert!(err.0.contains("DB_PASSWORD"), "{err}");
+        assert!(err.0.contains("TOKEN"), "{err}");
     }
 }

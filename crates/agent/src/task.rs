@@ -119,6 +119,8 @@ pub struct TaskContext {
     pub registry: crate::registry_auth::RegistryCredentials,
     /// The task metadata endpoint (v3/v4), when it is serving.
     pub metadata: Option<Arc<crate::metadata::MetadataService>>,
+    /// Where task `secrets` are read from (the control plane's Secrets Manager and SSM).
+    pub secrets: crate::secrets::SecretStores,
     /// The task IAM role credentials endpoint (`ECS_ENABLE_TASK_IAM_ROLE`).
     pub credentials: Option<Arc<crate::credentials::CredentialsService>>,
     /// The engine's CPU architecture (for the awsvpc pause program).
@@ -222,6 +224,8 @@ pub struct TaskActor<R: ContainerRuntime> {
     resources_ready: bool,
     /// The task has a task role and its credentials are being served (or it has none).
     credentials_ready: bool,
+    /// The containers' `secrets` are in their environment (or they have none, or they exist).
+    secrets_ready: bool,
     pull_started: Option<f64>,
     pull_stopped: Option<f64>,
     execution_stopped: Option<f64>,
@@ -329,6 +333,7 @@ impl<R: ContainerRuntime> TaskActor<R> {
             containers,
             resources_ready: adopted_any,
             credentials_ready: task_role.is_none(),
+            secrets_ready: adopted_any,
             pull_started: None,
             pull_stopped: None,
             execution_stopped: None,
@@ -563,6 +568,20 @@ impl<R: ContainerRuntime> TaskActor<R> {
                     }
                 }
             }
+            if !self.secrets_ready {
+                match self.resolve_secrets().await {
+                    Ok(()) => self.secrets_ready = true,
+                    Err(e) if e.transient => {
+                        tracing::warn!(task = %self.arn(), reason = %e.reason, "cannot fetch the task's secrets yet; retrying");
+                        self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                        return;
+                    }
+                    Err(e) => {
+                        self.fail(e.reason);
+                        continue;
+                    }
+                }
+            }
             if !self.resources_ready {
                 match self.create_resources().await {
                     Ok(()) => self.resources_ready = true,
@@ -710,6 +729,24 @@ impl<R: ContainerRuntime> TaskActor<R> {
         } else {
             Deps::Wait
         }
+    }
+
+    /// Fetches every container's `secrets` and puts them in its environment.
+    async fn resolve_secrets(&mut self) -> Result<(), crate::secrets::SecretError> {
+        let Some(plan) = self.plan.as_mut() else {
+            return Ok(());
+        };
+        let control = self.ctx.secrets.0.as_ref();
+        for c in plan.containers.iter_mut() {
+            for (name, value_from) in &c.secrets {
+                let value = crate::secrets::fetch(control, value_from).await?;
+                c.spec.env.insert(name.clone(), value);
+            }
+        }
+        for (plan_c, state) in plan.containers.iter().zip(self.containers.iter_mut()) {
+            state.plan = plan_c.clone();
+        }
+        Ok(())
     }
 
     /// Gets the task role's credentials from the control plane and serves them.
