@@ -221,12 +221,8 @@ impl CredentialsService {
 
 /// The document the SDKs read (ECS's field names, RFC 3339 expiration).
 pub fn credentials_json(c: &TaskCredentials) -> serde_json::Value {
-    let expiration = UNIX_EPOCH + Duration::from_secs_f64(c.expiration.max(0.0));
     // Whole seconds, as STS and the ECS agent print it.
-    let mut exp = crate::metadata::rfc3339(expiration);
-    if let Some(dot) = exp.find('.') {
-        exp.replace_range(dot..exp.len() - 1, "");
-    }
+    let exp = berth_core::time::rfc3339_epoch(c.expiration, 0);
     json!({
         "RoleArn": c.role_arn,
         "AccessKeyId": c.access_key_id,

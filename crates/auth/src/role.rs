@@ -118,6 +118,9 @@ pub const AGENT_OPERATIONS: &[(&str, &str)] = &[
     // Secrets and parameters injected into containers.
     ("secretsmanager", "GetSecretValue"),
     ("ssm", "GetParameters"),
+    // Task environment files (`environmentFiles`) from S3.
+    ("s3", "GetObject"),
+    ("s3", "GetBucketLocation"),
 ];
 
 /// Operation-name prefixes the `readonly` role may call on any service.

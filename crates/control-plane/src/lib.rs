@@ -20,6 +20,7 @@ pub mod records;
 pub mod registry;
 pub mod replicas;
 pub mod repo;
+pub mod s3;
 pub mod secrets;
 pub mod server;
 pub mod service_scheduler;

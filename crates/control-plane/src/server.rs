@@ -21,13 +21,16 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", post(api))
+        .route("/", post(api).get(crate::s3::root).head(crate::s3::root))
         .route("/_berth/health", get(health))
         .route("/_berth/reset", post(reset))
         .route("/metrics", get(metrics))
         .route("/v2", any(crate::registry::handle))
         .route("/v2/", any(crate::registry::handle))
         .route("/v2/{*path}", any(crate::registry::handle))
+        .route("/{bucket}", any(crate::s3::bucket))
+        .route("/{bucket}/", any(crate::s3::bucket))
+        .route("/{bucket}/{*key}", any(crate::s3::object))
         .fallback(not_found)
         .with_state(app)
 }
@@ -63,7 +66,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 }
 
 /// Verifies the signature; returns the caller.
-fn authenticate(
+pub(crate) fn authenticate(
     app: &App,
     method: &Method,
     uri: &Uri,

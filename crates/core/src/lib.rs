@@ -5,6 +5,7 @@
 pub mod arn;
 pub mod lifecycle;
 pub mod names;
+pub mod time;
 pub mod units;
 
 pub use arn::{Arn, ResourceKind};

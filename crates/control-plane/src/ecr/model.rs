@@ -579,6 +579,12 @@ pub async fn collect_garbage(app: &App) -> Result<berth_registry::GcReport, ApiE
             keep.insert(d);
         }
     }
+    // S3 objects keep their content blobs too.
+    for d in crate::s3::referenced_blobs(app).await? {
+        if let Ok(d) = d.parse::<Digest>() {
+            keep.insert(d);
+        }
+    }
     let report = tokio::task::spawn_blocking(move || store.gc(&keep, GC_GRACE, UPLOAD_TTL))
         .await
         .map_err(|e| ApiError::server(format!("garbage collection task failed: {e}")))?
