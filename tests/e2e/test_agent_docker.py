@@ -536,6 +536,56 @@ def test_secrets_from_secrets_manager_and_ssm_become_environment(up, tmp_path):
         assert "runtimeId" not in t["containers"][0], t
 
 
+def test_environment_files_from_s3(up, tmp_path):
+    """`environmentFiles` (S3 object ARNs, in the definition or a RunTask override) become the
+    container's environment: `environment` wins over the files, the first file over later ones;
+    a file that does not exist stops the task before its container exists."""
+    c = up.cluster
+    s3 = up.client("s3")
+    s3.create_bucket(Bucket="e2e-env")
+    s3.put_object(Bucket="e2e-env", Key="base.env", Body=b"# shared\nA=from-file\nB=base\nURL=http://x/?a=1&b=2\n")
+    s3.put_object(Bucket="e2e-env", Key="more.env", Body=b"B=more\nC=more\n")
+    s3.put_object(Bucket="e2e-env", Key="override.env", Body=b"O=override\n")
+    files = [{"value": "arn:aws:s3:::e2e-env/base.env", "type": "s3"},
+             {"value": "arn:aws:s3:::e2e-env/more.env", "type": "s3"}]
+    td = register(up, "envfiles", [{"name": "e", "image": IMAGE, "memory": 32, "environmentFiles": files,
+                                    "environment": [{"name": "A", "value": "from-definition"}],
+                                    "command": ["sh", "-c", "env | sort; echo ==; sleep 300"]}], tmp_path)
+    assert {"name": "ecs.capability.env-files.s3"} in td["requiresAttributes"]
+
+    def env_of(task_arn):
+        wait(up, "tasks-running", c, task_arn)
+        rid = describe(up, c, task_arn)["containers"][0]["runtimeId"]
+        deadline = time.time() + 30
+        while time.time() < deadline and "==" not in docker("logs", rid).stdout:
+            time.sleep(0.3)
+        out = docker("logs", rid).stdout.split("==")[0]
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "envfiles")["tasks"][0]["taskArn"]
+    env = env_of(arn)
+    assert env["A"] == "from-definition" and env["B"] == "base" and env["C"] == "more", env
+    assert env["URL"] == "http://x/?a=1&b=2", env
+    over = {"containerOverrides": [{"name": "e", "environmentFiles": [
+        {"value": "arn:aws:s3:::e2e-env/override.env", "type": "s3"}]}]}
+    arn2 = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "envfiles",
+                  "--overrides", json.dumps(over))["tasks"][0]["taskArn"]
+    env2 = env_of(arn2)
+    assert env2["O"] == "override" and "B" not in env2 and env2["A"] == "from-definition", env2
+    for a in (arn, arn2):
+        up.aws("ecs", "stop-task", "--cluster", c, "--task", a)
+
+    register(up, "envmissing", [{"name": "e", "image": IMAGE, "memory": 32, "command": ["sleep", "300"],
+                                 "environmentFiles": [{"value": "arn:aws:s3:::e2e-env/nope.env", "type": "s3"}]}],
+             tmp_path)
+    t_arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "envmissing")["tasks"][0]["taskArn"]
+    wait(up, "tasks-stopped", c, t_arn)
+    t = describe(up, c, t_arn)
+    assert t["stopCode"] == "TaskFailedToStart", t
+    assert t["stoppedReason"].startswith("ResourceInitializationError: failed to download env files"), t
+    assert "nope.env" in t["stoppedReason"] and "NoSuchKey" in t["stoppedReason"], t["stoppedReason"]
+
+
 def test_agent_killed_disconnects_and_comes_back(tmp_path):
     """SIGKILL the agent (control plane `berth server`, agent `berth agent`): agentConnected goes
     false within the disconnect window while the task's container keeps running; a new agent

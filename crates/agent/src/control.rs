@@ -272,6 +272,15 @@ pub trait ControlPlane: Send + Sync + 'static {
             message: "this control plane has no Parameter Store".into(),
         })
     }
+
+    /// S3's `GetObject`: the object's bytes.
+    async fn get_object(&self, _bucket: &str, _key: &str) -> Result<Vec<u8>, ControlPlaneError> {
+        Err(ControlPlaneError::Rejected {
+            status: 400,
+            code: "UnsupportedOperation".into(),
+            message: "this control plane has no S3".into(),
+        })
+    }
 }
 
 /// [`ControlPlane`] over HTTP: SigV4-signed awsJson calls through `berth-client`, trying each
@@ -344,6 +353,17 @@ impl HttpControlPlane {
         target: &str,
         body: &Value,
     ) -> Result<Value, ControlPlaneError> {
+        self.failover(long, |c| c.call(signing_name, target, body))
+            .await
+    }
+
+    /// Runs `f` against each endpoint in turn (starting with the one that last worked) until
+    /// one answers; an answer the control plane refused (4xx) is final.
+    async fn failover<'a, T, F, Fut>(&'a self, long: bool, f: F) -> Result<T, ControlPlaneError>
+    where
+        F: Fn(&'a berth_client::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, berth_client::ClientError>>,
+    {
         let pool = if long {
             &self.poll_clients
         } else {
@@ -354,7 +374,7 @@ impl HttpControlPlane {
         for i in 0..pool.len() {
             let idx = (start + i) % pool.len();
             let client = &pool[idx];
-            match client.call(signing_name, target, body).await {
+            match f(client).await {
                 Ok(v) => {
                     self.current.store(idx, Ordering::Relaxed);
                     return Ok(v);
@@ -504,6 +524,25 @@ impl ControlPlane for HttpControlPlane {
         Ok(v.get("SecretString")
             .and_then(Value::as_str)
             .map(str::to_owned))
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, ControlPlaneError> {
+        // S3 paths keep unreserved characters and `/`, everything else percent-encoded.
+        const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~')
+            .remove(b'/');
+        let path = format!(
+            "/{bucket}/{}",
+            percent_encoding::utf8_percent_encode(key, SET)
+        );
+        self.failover(false, |c| {
+            let path = path.clone();
+            async move { c.send("s3", "GET", &path, None, Vec::new()).await }
+        })
+        .await
     }
 
     async fn get_parameter(&self, name: &str) -> Result<Option<String>, ControlPlaneError> {

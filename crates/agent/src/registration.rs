@@ -212,6 +212,7 @@ pub fn attributes(config: &AgentConfig, engine: &EngineInfo, first: bool) -> Vec
         "ecs.capability.docker-plugin.local",
         "ecs.capability.secrets.asm.environment-variables",
         "ecs.capability.secrets.ssm.environment-variables",
+        "ecs.capability.env-files.s3",
     ] {
         out.push(attr(cap, None));
     }

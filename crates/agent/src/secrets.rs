@@ -1,6 +1,11 @@
-//! Task `secrets`: environment variables whose values the agent fetches from Secrets Manager or
-//! SSM Parameter Store (the control plane serves both) before it creates the container, as
-//! ECS's agent does with the task execution role; berth's agent uses its own key.
+//! Task `secrets` and `environmentFiles`: environment variables the agent fetches from the
+//! control plane before it creates the container, as ECS's agent does with the task execution
+//! role; berth's agent uses its own key.
+//!
+//! Environment files are S3 objects (`arn:aws:s3:::<bucket>/<key>`) in Docker's env-file form:
+//! `NAME=VALUE` lines (the value verbatim, no quote handling), `#` comments and blank lines
+//! skipped. A variable set by `environment` wins over the files, and the first file that sets a
+//! variable wins over later ones; `secrets` win over both.
 //!
 //! `valueFrom` is, as in ECS:
 //! - a Secrets Manager secret ARN (full, or without the random suffix), optionally followed by
@@ -157,9 +162,93 @@ pub async fn fetch(control: &dyn ControlPlane, value_from: &str) -> Result<Strin
     }
 }
 
+/// The (bucket, key) of an S3 object ARN.
+pub fn s3_object(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (_partition, service, _region, _account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if service != "s3" {
+        return None;
+    }
+    resource
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+}
+
+/// The variables of an env file, in file order.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (!k.is_empty() && !k.contains(char::is_whitespace))
+                .then(|| (k.to_string(), v.trim_end_matches('\r').to_string()))
+        })
+        .collect()
+}
+
+/// Downloads one environment file and returns its variables.
+pub async fn fetch_env_file(
+    control: &dyn ControlPlane,
+    arn: &str,
+) -> Result<Vec<(String, String)>, SecretError> {
+    let fail = |transient: bool, why: String| SecretError {
+        transient,
+        reason: format!("ResourceInitializationError: failed to download env files: {why}"),
+    };
+    let (bucket, key) =
+        s3_object(arn).ok_or_else(|| fail(false, format!("{arn} is not an S3 object ARN")))?;
+    let bytes = control.get_object(bucket, key).await.map_err(|e| {
+        fail(
+            transient(&e),
+            format!(
+                "unable to download env file with key '{key}' from bucket '{bucket}': {}",
+                describe(&e)
+            ),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        fail(
+            false,
+            format!("env file with key '{key}' from bucket '{bucket}' is not UTF-8 text"),
+        )
+    })?;
+    Ok(parse_env_file(&text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_files() {
+        assert_eq!(
+            s3_object("arn:aws:s3:::bucket/dir/app.env"),
+            Some(("bucket", "dir/app.env"))
+        );
+        assert_eq!(s3_object("arn:aws:s3:::bucket"), None);
+        assert_eq!(s3_object("arn:aws:ssm:::bucket/x"), None);
+        let vars = parse_env_file("# c\n\nA=1\n  B = two \nC=\"q\"\r\nNOEQ\nD=x=y\nbad name=1\n");
+        let want: Vec<(String, String)> =
+            [("A", "1"), ("B ", " two "), ("C", "\"q\""), ("D", "x=y")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        // `B ` has a space in its name: skipped, as Docker refuses it.
+        assert_eq!(
+            vars,
+            want.into_iter()
+                .filter(|(k, _)| k != "B ")
+                .collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn value_from_forms() {

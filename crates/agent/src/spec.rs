@@ -97,6 +97,9 @@ pub struct ContainerPlan {
     /// `secrets`: (variable name, `valueFrom`), resolved from Secrets Manager / SSM by the
     /// actor before the container is created.
     pub secrets: Vec<(String, String)>,
+    /// `environmentFiles` (the override's, else the definition's): S3 object ARNs, read by the
+    /// actor before the container is created.
+    pub environment_files: Vec<String>,
     /// What to create.
     pub spec: ContainerSpec,
 }
@@ -284,6 +287,21 @@ pub fn plan_task(
                 "ResourceInitializationError: unable to pull secrets or registry auth: container {name} has log configuration secretOptions ({}), which berth does not support",
                 log_secrets.join(", ")
             )));
+        }
+        let env_files = overrides
+            .get(&name)
+            .and_then(|o| o.environment_files.as_ref())
+            .or(def.environment_files.as_ref());
+        let mut environment_files = Vec::new();
+        for f in env_files.into_iter().flatten() {
+            match (f.type_.map(|t| t.as_str()), f.value.as_deref()) {
+                (Some("s3"), Some(v)) if !v.is_empty() => environment_files.push(v.to_string()),
+                _ => {
+                    return Err(fail(format!(
+                        "container {name} has an environment file that is not an S3 object ARN of type s3"
+                    )))
+                }
+            }
         }
         let mut secrets = Vec::new();
         for s in def.secrets.iter().flatten() {
@@ -592,6 +610,7 @@ pub fn plan_task(
         }
         containers.push(ContainerPlan {
             secrets,
+            environment_files,
             cpu_units: i64::from(cpu),
             memory_mib: ov
                 .and_then(|o| o.memory)

@@ -731,13 +731,20 @@ impl<R: ContainerRuntime> TaskActor<R> {
         }
     }
 
-    /// Fetches every container's `secrets` and puts them in its environment.
+    /// Fetches every container's `environmentFiles` and `secrets` and puts them in its
+    /// environment (`environment` wins over the files, the first file over later ones, secrets
+    /// over all).
     async fn resolve_secrets(&mut self) -> Result<(), crate::secrets::SecretError> {
         let Some(plan) = self.plan.as_mut() else {
             return Ok(());
         };
         let control = self.ctx.secrets.0.as_ref();
         for c in plan.containers.iter_mut() {
+            for arn in &c.environment_files {
+                for (k, v) in crate::secrets::fetch_env_file(control, arn).await? {
+                    c.spec.env.entry(k).or_insert(v);
+                }
+            }
             for (name, value_from) in &c.secrets {
                 let value = crate::secrets::fetch(control, value_from).await?;
                 c.spec.env.insert(name.clone(), value);

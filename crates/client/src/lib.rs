@@ -217,7 +217,7 @@ impl Client {
             .region(&self.region)
             .name(name)
             .time(SystemTime::now())
-            .settings(SigningSettings::default())
+            .settings(signing_settings(name))
             .build()
             .map_err(|e| ClientError::Signing(e.to_string()))?
             .into();
@@ -241,8 +241,44 @@ impl Client {
     }
 }
 
-/// The AWS error envelope of a failed answer.
+/// SigV4 settings for `service`: S3 encodes the path once, doesn't normalize it, and wants the
+/// payload hash in `x-amz-content-sha256`; every other service uses the defaults.
+fn signing_settings(service: &str) -> SigningSettings {
+    let mut s = SigningSettings::default();
+    if service == "s3" {
+        s.percent_encoding_mode = aws_sigv4::http_request::PercentEncodingMode::Single;
+        s.uri_path_normalization_mode = aws_sigv4::http_request::UriPathNormalizationMode::Disabled;
+        s.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    }
+    s
+}
+
+/// The text of `<name>…</name>` in an XML error body (S3's errors).
+fn xml_field(body: &str, name: &str) -> Option<String> {
+    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(
+        body[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// The AWS error envelope of a failed answer (JSON, or S3's XML).
 fn api_error(status: u16, body: &[u8]) -> ClientError {
+    if let Some(text) = std::str::from_utf8(body)
+        .ok()
+        .filter(|t| t.trim_start().starts_with('<'))
+    {
+        return ClientError::Api {
+            status,
+            code: xml_field(text, "Code").unwrap_or_else(|| "HttpError".into()),
+            message: xml_field(text, "Message").unwrap_or_default(),
+        };
+    }
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let code = v["__type"]
         .as_str()
