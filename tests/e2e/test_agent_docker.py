@@ -788,6 +788,20 @@ def test_task_role_credentials_from_169_254_170_2(up, tmp_path):
         assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
         good = up.client("ecs", akid=d["AccessKeyId"], secret=d["SecretAccessKey"], aws_session_token=d["Token"])
         assert good.list_clusters()["clusterArns"]
+        # Task credentials can't mint credentials (for another task, say): only agents may.
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+        body = json.dumps({"cluster": c, "containerInstanceArn": agent.instance, "taskArn": docs[1][0]}).encode()
+        req = botocore.awsrequest.AWSRequest(method="POST", url=up.endpoint + "/", data=body, headers={
+            "X-Amz-Target": "BerthAgent_20261122.GetTaskRoleCredentials",
+            "Content-Type": "application/x-amz-json-1.1"})
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(d["AccessKeyId"], d["SecretAccessKey"], d["Token"]),
+                                "ecs", "us-east-1").add_auth(req)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(req.url, data=body, headers=dict(req.headers), method="POST"),
+                                   timeout=10)
+        assert err.value.code == 400 and b"AccessDeniedException" in err.value.read()
         # Temporary keys are not operator keys.
         listed = json.loads(subprocess.run([str(agent.bin), "keys", "list", "--endpoint", up.endpoint],
                                            capture_output=True, text=True, env=up.env(), check=True,

@@ -60,6 +60,8 @@ def test_buckets_objects_and_listing(berth, tmp_path):
     grouped = s3.list_objects_v2(Bucket="env-files", Delimiter="/")
     assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["app/", "other/"] and "Contents" not in grouped
 
+    empty = s3.list_objects_v2(Bucket="env-files", MaxKeys=0)
+    assert empty["KeyCount"] == 0 and not empty["IsTruncated"]
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.delete_bucket(Bucket="env-files")
     assert e.value.response["Error"]["Code"] == "BucketNotEmpty"
@@ -68,6 +70,9 @@ def test_buckets_objects_and_listing(berth, tmp_path):
         s3.delete_object(Bucket="env-files", Key=k)
     s3.delete_bucket(Bucket="env-files")
     assert s3.list_buckets()["Buckets"] == []
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket="env-files", Key="late", Body=b"x")
+    assert e.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
 def test_s3_requests_are_signed_and_authorized(berth):

@@ -72,6 +72,10 @@ def test_secret_lifecycle_with_versions_and_stages(berth):
     assert berth.aws("secretsmanager", "get-secret-value", "--secret-id", "prod/db")["SecretString"] == "v2"
     berth.aws("secretsmanager", "delete-secret", "--secret-id", "prod/db", "--force-delete-without-recovery")
     assert "ResourceNotFoundException" in aws_error(berth, "secretsmanager", "describe-secret", "--secret-id", "prod/db")
+    # A secret named like another's full ARN (name + suffix) doesn't shadow it.
+    x = sm.create_secret(Name="x", SecretString="the x")["ARN"]
+    sm.create_secret(Name="x-" + x.rsplit("-", 1)[1], SecretString="the impostor")
+    assert sm.get_secret_value(SecretId=x)["SecretString"] == "the x"
     # The name is free again, with a new ARN.
     again = berth.aws("secretsmanager", "create-secret", "--name", "prod/db", "--secret-string", "v3")
     assert again["ARN"] != arn
@@ -104,6 +108,11 @@ def test_parameters_versions_paths_and_secure_strings(berth):
     assert "ValidationException" in aws_error(berth, "ssm", "put-parameter", "--name", "/aws/x", "--value", "1",
                                               "--type", "String")
 
+    # One-level names with a leading slash: the ARN berth returns names them again.
+    berth.aws("ssm", "put-parameter", "--name", "/top", "--value", "t", "--type", "String")
+    top_arn = berth.aws("ssm", "get-parameter", "--name", "/top")["Parameter"]["ARN"]
+    assert top_arn.endswith(":parameter/top")
+    assert berth.aws("ssm", "get-parameter", "--name", top_arn)["Parameter"]["Name"] == "/top"
     ssm = berth.client("ssm")
     got = ssm.get_parameters(Names=["/app/prod/db-host", "/missing", "plain"], WithDecryption=True)
     assert sorted(x["Name"] for x in got["Parameters"]) == ["/app/prod/db-host", "plain"]

@@ -133,8 +133,18 @@ impl CredentialsService {
         })
     }
 
-    /// Fetches (or renews) a task's credentials from the control plane and serves them.
+    /// Fetches a task's credentials from the control plane and serves them.
     pub async fn fetch(&self, task_arn: &str) -> Result<(), ControlPlaneError> {
+        self.get(task_arn, false).await
+    }
+
+    /// Renews a task's credentials if they are still served (a task that stopped meanwhile
+    /// stays forgotten).
+    async fn renew(&self, task_arn: &str) -> Result<(), ControlPlaneError> {
+        self.get(task_arn, true).await
+    }
+
+    async fn get(&self, task_arn: &str, only_if_served: bool) -> Result<(), ControlPlaneError> {
         let credentials = self
             .control
             .task_credentials(&TaskCredentialsRequest {
@@ -145,6 +155,9 @@ impl CredentialsService {
             .await?;
         let id = self.id_for(task_arn);
         if let Ok(mut m) = self.entries.write() {
+            if only_if_served && !m.contains_key(&id) {
+                return Ok(());
+            }
             m.insert(
                 id,
                 Entry {
@@ -195,18 +208,19 @@ impl CredentialsService {
                 tokio::time::sleep(REFRESH_EVERY).await;
                 let Some(svc) = weak.upgrade() else { return };
                 for task_arn in svc.due(now_epoch()) {
-                    match svc.fetch(&task_arn).await {
+                    match svc.renew(&task_arn).await {
                         Ok(()) => {
                             tracing::debug!(task = %task_arn, "task role credentials renewed")
                         }
-                        // The control plane no longer gives them (the task stopped): forget.
-                        Err(ControlPlaneError::Rejected { code, message, .. }) => {
-                            tracing::info!(task = %task_arn, %code, %message, "task role credentials not renewed");
-                            svc.remove(&task_arn);
+                        // Unreachable, busy, throttled: keep serving the current ones, try again
+                        // next round.
+                        Err(e) if e.is_retryable() => {
+                            tracing::warn!(task = %task_arn, error = %e, "task role credentials renewal failed; retrying")
                         }
-                        // Unreachable: keep serving the current ones, try again next round.
+                        // The control plane no longer gives them (the task stopped): forget.
                         Err(e) => {
-                            tracing::warn!(task = %task_arn, error = %e, "task role credentials renewal failed")
+                            tracing::info!(task = %task_arn, error = %e, "task role credentials not renewed");
+                            svc.remove(&task_arn);
                         }
                     }
                 }
@@ -412,6 +426,9 @@ mod tests {
         assert_eq!(doc["Token"], "t");
         assert_eq!(doc["Expiration"], "2027-01-15T08:00:00Z");
         svc.remove(task);
+        assert!(svc.lookup(id).is_none());
+        // A renewal that finishes after the task stopped doesn't bring them back.
+        svc.renew(task).await.unwrap();
         assert!(svc.lookup(id).is_none());
         assert!(svc
             .fetch("arn:aws:ecs:us-east-1:0:task/default/gone")

@@ -224,8 +224,11 @@ pub struct TaskActor<R: ContainerRuntime> {
     resources_ready: bool,
     /// The task has a task role and its credentials are being served (or it has none).
     credentials_ready: bool,
-    /// The containers' `secrets` are in their environment (or they have none, or they exist).
+    /// The environment files and `secrets` of the containers still to be created are in their
+    /// environment.
     secrets_ready: bool,
+    /// Some of the task's containers existed when the actor started (an agent restart).
+    adopted: bool,
     pull_started: Option<f64>,
     pull_stopped: Option<f64>,
     execution_stopped: Option<f64>,
@@ -333,7 +336,8 @@ impl<R: ContainerRuntime> TaskActor<R> {
             containers,
             resources_ready: adopted_any,
             credentials_ready: task_role.is_none(),
-            secrets_ready: adopted_any,
+            secrets_ready: false,
+            adopted: adopted_any,
             pull_started: None,
             pull_stopped: None,
             execution_stopped: None,
@@ -555,13 +559,13 @@ impl<R: ContainerRuntime> TaskActor<R> {
                         self.retry_at = Some(Instant::now() + Duration::from_secs(5));
                         return;
                     }
-                    Err(e) if self.known == TaskKnown::Pending => {
+                    Err(e) if !self.adopted => {
                         self.fail(format!(
                             "ResourceInitializationError: unable to get the credentials of the task role: {e}"
                         ));
                         continue;
                     }
-                    // An adopted running task keeps running; its containers go without.
+                    // An adopted task keeps running; its containers go without.
                     Err(e) => {
                         tracing::warn!(task = %self.arn(), error = %e, "the control plane gives no task role credentials");
                         self.credentials_ready = true;
@@ -735,23 +739,19 @@ impl<R: ContainerRuntime> TaskActor<R> {
     /// environment (`environment` wins over the files, the first file over later ones, secrets
     /// over all).
     async fn resolve_secrets(&mut self) -> Result<(), crate::secrets::SecretError> {
-        let Some(plan) = self.plan.as_mut() else {
-            return Ok(());
-        };
         let control = self.ctx.secrets.0.as_ref();
-        for c in plan.containers.iter_mut() {
-            for arn in &c.environment_files {
+        // Only containers still to be created (adopted ones already have their environment).
+        for c in self.containers.iter_mut().filter(|c| c.id.is_none()) {
+            let plan = &mut c.plan;
+            for arn in &plan.environment_files {
                 for (k, v) in crate::secrets::fetch_env_file(control, arn).await? {
-                    c.spec.env.entry(k).or_insert(v);
+                    plan.spec.env.entry(k).or_insert(v);
                 }
             }
-            for (name, value_from) in &c.secrets {
+            for (name, value_from) in &plan.secrets {
                 let value = crate::secrets::fetch(control, value_from).await?;
-                c.spec.env.insert(name.clone(), value);
+                plan.spec.env.insert(name.clone(), value);
             }
-        }
-        for (plan_c, state) in plan.containers.iter().zip(self.containers.iter_mut()) {
-            state.plan = plan_c.clone();
         }
         Ok(())
     }

@@ -146,6 +146,8 @@ pub const READONLY_DENIED: &[(&str, &str)] = &[
     ("kms", "GetParametersForImport"),
     ("sts", "GetSessionToken"),
     ("sts", "GetFederationToken"),
+    // berth's agent channel: task role credentials are for agents only.
+    ("berth", "GetTaskRoleCredentials"),
 ];
 
 /// The IAM service prefix (`ecs`, `ecr`, `logs` …) for either an `X-Amz-Target` prefix such

@@ -208,9 +208,13 @@ impl KeyCache {
             .map(|e| (e.secret.clone(), e.role))
     }
 
-    /// The session of a temporary key (None for a long-lived key or an unknown one).
-    pub fn session(&self, akid: &str) -> Option<Arc<Session>> {
-        self.inner.read().ok()?.get(akid)?.session.clone()
+    /// Secret, role and (for a temporary key) session, read together.
+    pub fn lookup_full(&self, akid: &str) -> Option<(String, Role, Option<Arc<Session>>)> {
+        self.inner
+            .read()
+            .ok()?
+            .get(akid)
+            .map(|e| (e.secret.clone(), e.role, e.session.clone()))
     }
 
     pub fn len(&self) -> usize {

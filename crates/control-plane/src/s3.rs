@@ -50,6 +50,11 @@ fn object_key(bucket: &str, key: &str) -> String {
 pub struct BucketRecord {
     pub name: String,
     pub created_at: f64,
+    /// Set by DeleteBucket while it checks the bucket is empty: PutObject refuses such a
+    /// bucket, and its commit compares the bucket's revision, so no object lands in a bucket
+    /// being deleted.
+    #[serde(default)]
+    pub deleting: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -378,6 +383,7 @@ async fn create_bucket(app: &App, bucket: &str) -> Result<Response, S3Error> {
     let rec = BucketRecord {
         name: bucket.to_string(),
         created_at: now_epoch(),
+        deleting: false,
     };
     let key = bucket_key(bucket);
     let txn = Txn::new()
@@ -399,11 +405,42 @@ async fn create_bucket(app: &App, bucket: &str) -> Result<Response, S3Error> {
 
 async fn delete_bucket(app: &App, bucket: &str) -> Result<Response, S3Error> {
     let key = bucket_key(bucket);
-    let Some(rec) = app.repo.get_arc::<BucketRecord>(&key).await? else {
+    let Some(rec) = app.repo.get::<BucketRecord>(&key).await? else {
         return Err(S3Error::no_such_bucket(bucket));
+    };
+    // First mark it: a PutObject that read the bucket before this fails its commit.
+    let mut marked = rec.value.clone();
+    marked.deleting = true;
+    let guard = |revision| Compare::ModRevision {
+        key: key.clone(),
+        revision,
+    };
+    let Some(rev) = app
+        .repo
+        .commit(
+            Txn::new()
+                .when(guard(rec.revision))
+                .put(key.clone(), to_bytes(&marked)),
+        )
+        .await?
+    else {
+        return Err(S3Error::new(
+            StatusCode::CONFLICT,
+            "OperationAborted",
+            "A conflicting conditional operation is currently in progress against this resource. Please try again.",
+        ));
     };
     let prefix = object_key(bucket, "");
     if app.repo.count(&prefix, Some(1)).await? > 0 {
+        let mut back = marked;
+        back.deleting = false;
+        app.repo
+            .commit(
+                Txn::new()
+                    .when(guard(rev))
+                    .put(key.clone(), to_bytes(&back)),
+            )
+            .await?;
         return Err(S3Error::new(
             StatusCode::CONFLICT,
             "BucketNotEmpty",
@@ -411,13 +448,9 @@ async fn delete_bucket(app: &App, bucket: &str) -> Result<Response, S3Error> {
         )
         .on(bucket));
     }
-    let txn = Txn::new()
-        .when(Compare::ModRevision {
-            key: key.clone(),
-            revision: rec.revision,
-        })
-        .delete(key);
-    app.repo.commit(txn).await?;
+    app.repo
+        .commit(Txn::new().when(guard(rev)).delete(key.clone()))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -489,7 +522,11 @@ async fn list_objects(
     let mut prefixes: Vec<String> = Vec::new();
     let mut truncated = false;
     let mut last = String::new();
-    for r in &records {
+    // max-keys=0 asks for nothing: an empty, complete answer.
+    for r in records
+        .iter()
+        .take(if max_keys == 0 { 0 } else { usize::MAX })
+    {
         let o = r.value.as_ref();
         if after.as_deref().is_some_and(|a| o.key.as_str() <= a) {
             continue;
@@ -672,9 +709,14 @@ async fn put_object(
             "x-amz-content-sha256 STREAMING-* (aws-chunked uploads)",
         ));
     }
-    if !bucket_exists(app, bucket).await? {
-        return Err(S3Error::no_such_bucket(bucket));
-    }
+    let bucket_rev = match app
+        .repo
+        .get_arc::<BucketRecord>(&bucket_key(bucket))
+        .await?
+    {
+        Some(b) if !b.value.deleting => b.revision,
+        _ => return Err(S3Error::no_such_bucket(bucket)),
+    };
     let digest = Digest::of(&body);
     if declared.len() == 64 && !declared.eq_ignore_ascii_case(digest.hex()) {
         return Err(S3Error::new(
@@ -724,9 +766,16 @@ async fn put_object(
         last_modified: now_epoch(),
         metadata,
     };
-    app.repo
-        .commit(Txn::new().put(object_key(bucket, key), to_bytes(&rec)))
-        .await?;
+    // The bucket must be the one read above (not deleted or being deleted since).
+    let txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: bucket_key(bucket),
+            revision: bucket_rev,
+        })
+        .put(object_key(bucket, key), to_bytes(&rec));
+    if app.repo.commit(txn).await?.is_none() {
+        return Err(S3Error::no_such_bucket(bucket));
+    }
     let mut r = StatusCode::OK.into_response();
     set(&mut r, "etag", &format!("\"{etag}\""));
     Ok(r)

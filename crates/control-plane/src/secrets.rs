@@ -352,18 +352,20 @@ async fn resolve_secret(ctx: &Ctx, id: &str) -> Result<Option<SecretRecord>, Api
     else {
         return Ok(None);
     };
-    // A partial ARN is the full one without its `-XXXXXX` suffix.
-    if let Some(s) = ctx.app.repo.get::<SecretRecord>(&secret_key(rest)).await? {
-        let arn = &s.value.arn;
-        if arn == id || (arn.len() == id.len() + 7 && arn.starts_with(id)) {
-            return Ok(Some(s.value));
-        }
-    }
+    // A full ARN ends in `-XXXXXX` after the name: try that reading first, so a secret whose
+    // name happens to end like a suffix can't stand in for another one.
     if let Some((name, _)) = rest.rsplit_once('-') {
         if let Some(s) = ctx.app.repo.get::<SecretRecord>(&secret_key(name)).await? {
             if s.value.arn == id {
                 return Ok(Some(s.value));
             }
+        }
+    }
+    // A partial ARN is the full one without its suffix.
+    if let Some(s) = ctx.app.repo.get::<SecretRecord>(&secret_key(rest)).await? {
+        let arn = &s.value.arn;
+        if arn == id || (arn.len() == id.len() + 7 && arn.starts_with(id)) {
+            return Ok(Some(s.value));
         }
     }
     Ok(None)
@@ -739,8 +741,18 @@ async fn list_secrets(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiEr
         }
         filters.push((key, f.values.unwrap_or_default()));
     }
+    // The token is the (creation time, name) of the last secret returned.
     let after = match &req.next_token {
-        Some(t) => Some(page_after(t, "InvalidNextTokenException")?),
+        Some(t) => {
+            let raw = page_after(t, "InvalidNextTokenException")?;
+            let (at, name) = raw
+                .split_once('|')
+                .and_then(|(a, n)| Some((a.parse::<f64>().ok()?, n.to_string())))
+                .ok_or_else(|| {
+                    ApiError::new("InvalidNextTokenException", "The NextToken is not valid.")
+                })?;
+            Some((at, name))
+        }
         None => None,
     };
     let include_deleted = req.include_planned_deletion.unwrap_or(false);
@@ -758,20 +770,23 @@ async fn list_secrets(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiEr
                 .all(|(k, vals)| vals.iter().any(|v| filter_matches(s, k, v)))
         })
         .collect();
-    // Newest first by default (AWS sorts by creation date).
-    all.sort_by(|a, b| {
-        b.created_at
-            .total_cmp(&a.created_at)
-            .then(a.name.cmp(&b.name))
-    });
-    if req.sort_order.as_deref() == Some("asc") {
-        all.reverse();
-    }
+    // Newest first by default (AWS sorts by creation date), ties by name.
+    let asc = req.sort_order.as_deref() == Some("asc");
+    let order = |a: (f64, &str), b: (f64, &str)| {
+        let by_time = if asc {
+            a.0.total_cmp(&b.0)
+        } else {
+            b.0.total_cmp(&a.0)
+        };
+        by_time.then(a.1.cmp(b.1))
+    };
+    all.sort_by(|a, b| order((a.created_at, &a.name), (b.created_at, &b.name)));
+    // Resume after the token's place in the order, even if that secret is gone.
     let start = match &after {
-        Some(name) => all
+        Some((at, name)) => all
             .iter()
-            .position(|s| &s.name == name)
-            .map_or(0, |i| i + 1),
+            .position(|s| order((s.created_at, &s.name), (*at, name)).is_gt())
+            .unwrap_or(all.len()),
         None => 0,
     };
     let page: Vec<_> = all.iter().skip(start).take(max as usize).collect();
@@ -780,7 +795,7 @@ async fn list_secrets(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiEr
     });
     if start + page.len() < all.len() {
         if let Some(last) = page.last() {
-            resp["NextToken"] = page_token(&last.name).into();
+            resp["NextToken"] = page_token(&format!("{}|{}", last.created_at, last.name)).into();
         }
     }
     Ok(resp)
@@ -934,24 +949,34 @@ fn check_parameter_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A parameter reference: name or ARN, with an optional `:version` selector.
+/// A parameter reference: name or ARN, with an optional `:version` selector. The ARN of a
+/// hierarchical name (`/a/b`) is `…:parameter/a/b`; of a one-level name it is `…:parameter/x`
+/// for both `x` and `/x`: such an ARN comes back as `arn:x`, which [`parameter_names`] expands.
 fn parameter_ref(arg: &str) -> (String, Option<String>) {
     let name = match arg.strip_prefix("arn:") {
-        Some(_) => berth_core::Arn::parse(arg)
-            .and_then(|a| a.resource.strip_prefix("parameter"))
-            .map(|n| {
-                if n.starts_with("/") && n[1..].contains('/') {
-                    n.to_string()
-                } else {
-                    n.trim_start_matches('/').to_string()
-                }
-            })
-            .unwrap_or_else(|| arg.to_string()),
+        Some(_) => match berth_core::Arn::parse(arg)
+            .filter(|a| a.service == "ssm")
+            .and_then(|a| a.resource.strip_prefix("parameter/"))
+        {
+            Some(n) if n.contains('/') => format!("/{n}"),
+            Some(n) => format!("arn:{n}"),
+            // Not a parameter ARN: names nothing (and has no selector).
+            None => return (arg.to_string(), None),
+        },
         None => arg.to_string(),
     };
     match name.rsplit_once(':') {
-        Some((n, sel)) if !sel.is_empty() => (n.to_string(), Some(sel.to_string())),
+        Some((n, sel)) if !sel.is_empty() && n != "arn" => (n.to_string(), Some(sel.to_string())),
         _ => (name, None),
+    }
+}
+
+/// The stored names a reference's name part may be: itself, or for a one-level ARN (`arn:x`,
+/// from [`parameter_ref`]) both `x` and `/x`.
+fn parameter_names(name: &str) -> Vec<String> {
+    match name.strip_prefix("arn:") {
+        Some(n) => vec![n.to_string(), format!("/{n}")],
+        None => vec![name.to_string()],
     }
 }
 
@@ -1080,15 +1105,21 @@ async fn lookup_parameter(
     arg: &str,
 ) -> Result<Option<(ParameterRecord, ParameterVersion, Option<String>)>, ApiError> {
     let (name, selector) = parameter_ref(arg);
-    let Some(p) = ctx
-        .app
-        .repo
-        .get::<ParameterRecord>(&parameter_key(&name))
-        .await?
-    else {
+    let mut found = None;
+    for n in parameter_names(&name) {
+        if let Some(p) = ctx
+            .app
+            .repo
+            .get::<ParameterRecord>(&parameter_key(&n))
+            .await?
+        {
+            found = Some(p.value);
+            break;
+        }
+    }
+    let Some(p) = found else {
         return Ok(None);
     };
-    let p = p.value;
     let v = match &selector {
         None => p.versions.last().cloned(),
         Some(sel) => match sel.parse::<i64>() {
@@ -1107,13 +1138,18 @@ async fn get_parameter(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiE
     })?;
     let (p, v, sel) = match lookup_parameter(ctx, &name).await? {
         Some(found) => found,
-        None if parameter_ref(&name).1.is_some() => {
-            return Err(ApiError::new(
-                "ParameterVersionNotFound",
-                format!("Systems Manager could not find version {} of {}. Verify the version and try again.", parameter_ref(&name).1.unwrap_or_default(), parameter_ref(&name).0),
-            ))
+        None => {
+            return Err(match parameter_ref(&name) {
+                (pname, Some(version)) => ApiError::new(
+                    "ParameterVersionNotFound",
+                    format!(
+                        "Systems Manager could not find version {version} of {}. Verify the version and try again.",
+                        pname.trim_start_matches("arn:")
+                    ),
+                ),
+                (_, None) => parameter_not_found(),
+            })
         }
-        None => return Err(parameter_not_found()),
     };
     let decrypt = req.with_decryption.unwrap_or(false);
     Ok(serde_json::json!({"Parameter": parameter_json(ctx, &p, &v, sel.as_deref(), decrypt)}))
@@ -1198,8 +1234,13 @@ async fn get_parameters_by_path(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Va
 }
 
 async fn delete_one_parameter(ctx: &Ctx, name: &str) -> Result<bool, ApiError> {
-    let key = parameter_key(name);
-    modify::<ParameterRecord, _>(ctx, &key, |cur| Ok((None, cur.is_some()))).await
+    for n in parameter_names(name) {
+        let key = parameter_key(&n);
+        if modify::<ParameterRecord, _>(ctx, &key, |cur| Ok((None, cur.is_some()))).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn delete_parameter(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiError> {
@@ -1317,9 +1358,15 @@ mod tests {
             parameter_ref("arn:aws:ssm:us-east-1:000000000000:parameter/a/b"),
             ("/a/b".into(), None)
         );
+        let (one, sel) = parameter_ref("arn:aws:ssm:us-east-1:000000000000:parameter/plain:2");
+        assert_eq!(sel.as_deref(), Some("2"));
         assert_eq!(
-            parameter_ref("arn:aws:ssm:us-east-1:000000000000:parameter/plain"),
-            ("plain".into(), None)
+            parameter_names(&one),
+            vec!["plain".to_string(), "/plain".to_string()]
+        );
+        assert_eq!(
+            parameter_ref("arn:aws:ssm:us-east-1:000000000000:parameterX").0,
+            "arn:aws:ssm:us-east-1:000000000000:parameterX"
         );
     }
 

@@ -73,7 +73,13 @@ pub(crate) fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Principal, ApiError> {
-    let lookup = |akid: &str| app.keys.lookup(akid);
+    // The session is read with the secret, so a key removed in between can't pass as long-lived.
+    let session = std::cell::RefCell::new(None);
+    let lookup = |akid: &str| {
+        let (secret, role, s) = app.keys.lookup_full(akid)?;
+        *session.borrow_mut() = s;
+        Some((secret, role))
+    };
     let v = berth_auth::verify(
         method.as_str(),
         uri,
@@ -83,7 +89,7 @@ pub(crate) fn authenticate(
         SystemTime::now(),
     )
     .map_err(auth_error)?;
-    let arn = match app.keys.session(&v.access_key_id) {
+    let arn = match session.into_inner() {
         None => v.principal_arn(&app.scope.account),
         Some(session) => {
             check_session(

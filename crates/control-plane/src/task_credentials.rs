@@ -9,8 +9,10 @@
 //! `arn:aws:sts::<account>:assumed-role/<role name>/<task id>`.
 //!
 //! Invariants:
-//! - Only the agent of the instance the task is placed on gets credentials, and only while the
-//!   task has not stopped.
+//! - Only `agent` (and `admin`) keys get credentials, never temporary ones; the task must be
+//!   placed on the container instance the request names and must not have stopped. Agent keys
+//!   are not bound to one instance: any agent key can ask for any placed task (keep agent keys
+//!   as secret as admin keys).
 //! - Each call issues a new key (the agent refreshes before expiry); expired keys are refused
 //!   (`ExpiredTokenException`) and deleted by the leader's maintenance pass.
 
@@ -122,6 +124,22 @@ fn session_token() -> String {
 }
 
 pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    // Agents ask for their tasks (admins may do anything); never a task's own credentials.
+    if !matches!(ctx.principal.role, Role::Agent | Role::Admin)
+        || ctx
+            .app
+            .keys
+            .lookup_full(&ctx.principal.access_key_id)
+            .is_some_and(|(_, _, s)| s.is_some())
+    {
+        return Err(ApiError::new(
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: berth:GetTaskRoleCredentials",
+                ctx.principal.arn
+            ),
+        ));
+    }
     let req: TaskCredentialsRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))?;
     let cluster = crate::ecs::cluster_arg(Some(&req.cluster))?;

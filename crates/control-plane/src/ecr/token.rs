@@ -44,8 +44,12 @@ fn mac(secret: &str, payload: &str) -> Option<HmacSha256> {
 
 /// Mints a token for `access_key_id` valid for `ttl_secs`; returns it and its expiry.
 pub fn issue(app: &App, access_key_id: &str, ttl_secs: u64) -> Option<(String, u64)> {
-    let (secret, _) = app.keys.lookup(access_key_id)?;
-    let exp = now() + ttl_secs;
+    let (secret, _, session) = app.keys.lookup_full(access_key_id)?;
+    // A temporary key's token ends when the key does.
+    let exp = match session {
+        Some(s) => (now() + ttl_secs).min(s.expires_at as u64),
+        None => now() + ttl_secs,
+    };
     let payload = serde_json::to_vec(&Payload {
         k: access_key_id.to_string(),
         e: exp,
@@ -73,12 +77,12 @@ pub fn verify(app: &App, token: &str) -> Result<(String, Role), TokenError> {
         .decode(payload)
         .map_err(|_| TokenError::Invalid)?;
     let p: Payload = serde_json::from_slice(&raw).map_err(|_| TokenError::Invalid)?;
-    let (secret, role) = app.keys.lookup(&p.k).ok_or(TokenError::Invalid)?;
+    let (secret, role, session) = app.keys.lookup_full(&p.k).ok_or(TokenError::Invalid)?;
     mac(&secret, payload)
         .ok_or(TokenError::Invalid)?
         .verify_slice(&tag)
         .map_err(|_| TokenError::Invalid)?;
-    if now() >= p.e {
+    if now() >= p.e || session.is_some_and(|s| now() as f64 >= s.expires_at) {
         return Err(TokenError::Expired);
     }
     Ok((p.k, role))
