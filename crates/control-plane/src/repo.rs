@@ -443,6 +443,27 @@ impl Repo {
         Ok(r.kvs.len())
     }
 
+    /// Deletes each key that is still at the revision it was read at (one written since is
+    /// kept); returns the keys deleted. For the periodic collections of expired records.
+    pub async fn delete_unchanged(
+        &self,
+        items: impl IntoIterator<Item = (String, Revision)>,
+    ) -> Result<Vec<String>, ApiError> {
+        let mut deleted = Vec::new();
+        for (key, revision) in items {
+            let txn = Txn::new()
+                .when(berth_store::Compare::ModRevision {
+                    key: key.clone(),
+                    revision,
+                })
+                .delete(key.clone());
+            if self.commit(txn).await?.is_some() {
+                deleted.push(key);
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Commits `txn`; `Ok(None)` when a compare failed (someone else wrote first: re-read, retry).
     /// Inside leader-only work (`leader::as_leader`) the leader's fence is added first, and a
     /// commit that fails on it is `Err(leader::deposed())`.

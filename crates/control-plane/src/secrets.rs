@@ -871,19 +871,7 @@ pub async fn purge_deleted_secrets(ctx: &Ctx) -> Result<usize, ApiError> {
                 .then(|| (s.key.clone(), s.revision))
         })
         .await?;
-    let mut n = 0;
-    for (key, revision) in due {
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision,
-            })
-            .delete(key);
-        if ctx.app.repo.commit(txn).await?.is_some() {
-            n += 1;
-        }
-    }
-    Ok(n)
+    Ok(ctx.app.repo.delete_unchanged(due).await?.len())
 }
 
 /// Runs one Secrets Manager operation.

@@ -544,18 +544,7 @@ pub async fn collect_stopped_tasks(ctx: &Ctx) -> Result<usize, ApiError> {
             .then_some((t.key, t.revision))
         })
         .await?;
-    let mut n = 0;
-    for (key, revision) in expired {
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision,
-            })
-            .delete(key);
-        if ctx.app.repo.commit(txn).await?.is_some() {
-            n += 1;
-        }
-    }
+    let n = ctx.app.repo.delete_unchanged(expired).await?.len();
     if n > 0 {
         tracing::info!(tasks = n, "stopped tasks collected");
     }

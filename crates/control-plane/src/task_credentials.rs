@@ -23,7 +23,7 @@ use crate::repo::{keys, to_bytes, Versioned};
 use crate::wire::now_epoch;
 use berth_agent_api::{TaskCredentials, TaskCredentialsRequest};
 use berth_auth::Role;
-use berth_store::{Compare, Txn};
+use berth_store::Txn;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -233,22 +233,16 @@ pub async fn collect_expired_credentials(ctx: &Ctx) -> Result<usize, ApiError> {
                 .session
                 .as_ref()
                 .is_some_and(|s| s.expires_at < cutoff)
-                .then(|| (k.key.clone(), k.revision, k.value.access_key_id.clone()))
+                .then(|| (k.key.clone(), k.revision))
         })
         .await?;
-    let mut n = 0;
-    for (key, revision, id) in expired {
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision,
-            })
-            .delete(key);
-        if ctx.app.repo.commit(txn).await?.is_some() {
-            ctx.app.keys.remove(&id);
-            n += 1;
-        }
+    let deleted = ctx.app.repo.delete_unchanged(expired).await?;
+    for key in &deleted {
+        ctx.app
+            .keys
+            .remove(key.trim_start_matches(keys::ACCESS_KEYS));
     }
+    let n = deleted.len();
     if n > 0 {
         tracing::info!(keys = n, "expired task credentials deleted");
     }
