@@ -159,3 +159,71 @@ def test_registry_host_flag_on_server(tmp_path):
         assert ecr.get_authorization_token()["authorizationData"][0]["proxyEndpoint"] == "https://registry.example"
     finally:
         b2.stop()
+
+
+def test_private_registry_image_with_repository_credentials(up, tmp_path):
+    """`repositoryCredentials`: an image in another registry that requires a login (here a second
+    berth server's registry) is pulled with the user name and password kept in a Secrets Manager
+    secret; without them the pull is refused, and a secret without both fields stops the task."""
+    other = Berth(tmp_path / "other")
+    other.start()
+    name = "private-" + uuid.uuid4().hex[:8]
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker")}
+    (tmp_path / "docker").mkdir()
+
+    def d(*args, check=True, input=None):
+        p = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, input=input, timeout=300)
+        if check:
+            assert p.returncode == 0, f"docker {args}: {p.stderr}"
+        return p
+
+    host = f"127.0.0.1:{other.port}"
+    image = f"{host}/{name}:v1"
+    c = up.cluster
+    try:
+        other.aws("ecr", "create-repository", "--repository-name", name)
+        ctx = tmp_path / "img"
+        ctx.mkdir()
+        (ctx / "marker").write_text(name + "\n")
+        (ctx / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY marker /marker\n")
+        d("build", "-q", "-t", image, str(ctx))
+        password = aws_text(other, "ecr", "get-login-password")
+        d("login", "--username", "AWS", "--password-stdin", host, input=password)
+        d("push", image)
+        d("logout", host)
+        d("rmi", image)
+
+        creds = up.aws("secretsmanager", "create-secret", "--name", f"{name}/registry",
+                       "--secret-string", json.dumps({"username": "AWS", "password": password}))["ARN"]
+        td = register(up, name, [{"name": "app", "image": image, "command": ["sleep", "300"], "memory": 32,
+                                  "repositoryCredentials": {"credentialsParameter": creds}}], tmp_path)
+        assert {"name": "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager"} \
+            in td["requiresAttributes"]
+        arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", name)["tasks"][0]["taskArn"]
+        wait(up, "tasks-running", c, arn)
+        cid = describe(up, c, arn)["containers"][0]["runtimeId"]
+        assert docker("exec", cid, "cat", "/marker").stdout.strip() == name
+        up.aws("ecs", "stop-task", "--cluster", c, "--task", arn)
+        d("rmi", "-f", image, check=False)
+
+        # Without the credentials the other registry refuses the pull.
+        register(up, name + "-nocreds", [{"name": "app", "image": image, "memory": 32}], tmp_path)
+        arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", name + "-nocreds")["tasks"][0]["taskArn"]
+        wait(up, "tasks-stopped", c, arn)
+        t = describe(up, c, arn)
+        reason = t["containers"][0].get("reason", "") + " " + t.get("stoppedReason", "")
+        assert t["stopCode"] == "TaskFailedToStart" and "CannotPullContainerError" in reason, t
+
+        # A secret that is not {"username", "password"}.
+        bad = up.aws("secretsmanager", "create-secret", "--name", f"{name}/bad",
+                     "--secret-string", json.dumps({"user": "AWS"}))["ARN"]
+        register(up, name + "-bad", [{"name": "app", "image": image, "memory": 32,
+                                      "repositoryCredentials": {"credentialsParameter": bad}}], tmp_path)
+        arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", name + "-bad")["tasks"][0]["taskArn"]
+        wait(up, "tasks-stopped", c, arn)
+        t = describe(up, c, arn)
+        assert t["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets or registry auth"), t
+        assert "username and password" in t["stoppedReason"], t["stoppedReason"]
+    finally:
+        d("rmi", "-f", image, check=False)
+        other.stop()

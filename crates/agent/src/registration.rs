@@ -213,6 +213,7 @@ pub fn attributes(config: &AgentConfig, engine: &EngineInfo, first: bool) -> Vec
         "ecs.capability.secrets.asm.environment-variables",
         "ecs.capability.secrets.ssm.environment-variables",
         "ecs.capability.env-files.s3",
+        "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
     ] {
         out.push(attr(cap, None));
     }

@@ -162,6 +162,55 @@ pub async fn fetch(control: &dyn ControlPlane, value_from: &str) -> Result<Strin
     }
 }
 
+/// The registry credentials of a private image (`repositoryCredentials`): a Secrets Manager secret
+/// (ARN, or partial ARN) whose value is `{"username": …, "password": …}`, as ECS expects.
+pub async fn fetch_registry_auth(
+    control: &dyn ControlPlane,
+    secret: &str,
+    image: &str,
+) -> Result<berth_runtime::RegistryAuth, SecretError> {
+    let fail = |transient: bool, why: String| {
+        SecretError {
+        transient,
+        reason: format!(
+            "{PREFIX}: unable to retrieve secret from asm: service call has been retried 1 time(s): {why}"
+        ),
+    }
+    };
+    let value = control
+        .get_secret_value(secret, None, None)
+        .await
+        .map_err(|e| {
+            fail(
+                transient(&e),
+                format!(
+                    "failed to fetch secret {secret} from secrets manager: {}",
+                    describe(&e)
+                ),
+            )
+        })?
+        .ok_or_else(|| fail(false, format!("secret {secret} has no SecretString")))?;
+    let doc: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
+    let field = |k: &str| {
+        doc.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    match (field("username"), field("password")) {
+        (Some(username), Some(password)) => Ok(berth_runtime::RegistryAuth {
+            username,
+            password,
+            server: crate::registry_auth::image_registry_host(image)
+                .unwrap_or("https://index.docker.io/v1/")
+                .to_string(),
+        }),
+        _ => Err(fail(
+            false,
+            format!("private repository credentials in secret {secret} are not a JSON object with username and password"),
+        )),
+    }
+}
+
 /// The (bucket, key) of an S3 object ARN.
 pub fn s3_object(arn: &str) -> Option<(&str, &str)> {
     let rest = arn.strip_prefix("arn:")?;

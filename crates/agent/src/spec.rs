@@ -100,6 +100,11 @@ pub struct ContainerPlan {
     /// `environmentFiles` (the override's, else the definition's): S3 object ARNs, read by the
     /// actor before the container is created.
     pub environment_files: Vec<String>,
+    /// `repositoryCredentials.credentialsParameter`: the Secrets Manager secret holding the
+    /// image registry's user name and password.
+    pub repository_credentials: Option<String>,
+    /// The credentials read from it, once the actor has (used for this image's pull).
+    pub pull_auth: Option<berth_runtime::RegistryAuth>,
     /// What to create.
     pub spec: ContainerSpec,
 }
@@ -611,6 +616,12 @@ pub fn plan_task(
         containers.push(ContainerPlan {
             secrets,
             environment_files,
+            repository_credentials: def
+                .repository_credentials
+                .as_ref()
+                .and_then(|r| r.credentials_parameter.clone())
+                .filter(|p| !p.is_empty()),
+            pull_auth: None,
             cpu_units: i64::from(cpu),
             memory_mib: ov
                 .and_then(|o| o.memory)

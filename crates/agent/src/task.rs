@@ -752,6 +752,10 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 let value = crate::secrets::fetch(control, value_from).await?;
                 plan.spec.env.insert(name.clone(), value);
             }
+            if let Some(secret) = &plan.repository_credentials {
+                plan.pull_auth =
+                    Some(crate::secrets::fetch_registry_auth(control, secret, &plan.image).await?);
+            }
         }
         Ok(())
     }
@@ -870,7 +874,17 @@ impl<R: ContainerRuntime> TaskActor<R> {
                 continue;
             }
             tracing::info!(task = %self.arn(), %image, "pulling image");
-            let outcome = match self.ctx.registry.for_image(image).await {
+            // A container's repositoryCredentials, else berth's registry token (if it's ours).
+            let private = self
+                .containers
+                .iter()
+                .find(|c| &c.plan.image == image && c.plan.pull_auth.is_some())
+                .and_then(|c| c.plan.pull_auth.clone());
+            let auth = match private {
+                Some(a) => Ok(Some(a)),
+                None => self.ctx.registry.for_image(image).await,
+            };
+            let outcome = match auth {
                 Ok(auth) => {
                     self.ctx
                         .pulls
