@@ -107,6 +107,8 @@ fn system_ctx(app: &Arc<App>) -> Ctx {
 
 pub async fn run_once(ctx: &Ctx) -> Result<(), ApiError> {
     let services = ctx.app.repo.list::<ServiceRecord>(keys::SERVICES).await?;
+    // Each cluster's instances are read once per pass and shared by its services.
+    let mut views: HashMap<String, Arc<ClusterView>> = HashMap::new();
     for s in services
         .into_iter()
         .filter(|s| s.value.status != "INACTIVE")
@@ -115,11 +117,64 @@ pub async fn run_once(ctx: &Ctx) -> Result<(), ApiError> {
             // Deposed mid-pass: the rest is the new leader's (and would be fenced off anyway).
             break;
         }
-        if let Err(e) = reconcile_service(ctx, s.value, s.revision).await {
+        let view = match views.get(&s.value.cluster) {
+            Some(v) => v.clone(),
+            None => match cluster_view(ctx, &s.value.cluster).await {
+                Ok(v) => {
+                    let v = Arc::new(v);
+                    views.insert(s.value.cluster.clone(), v.clone());
+                    v
+                }
+                Err(e) => {
+                    tracing::warn!(code = %e.code, error = %e.message, "cluster instances unreadable; services skipped this pass");
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = reconcile_service(ctx, s.value, s.revision, &view).await {
             tracing::warn!(code = %e.code, error = %e.message, "service reconcile failed");
         }
     }
     Ok(())
+}
+
+/// A cluster's container instances as every service of one scheduler pass sees them. Built once
+/// per pass: per service it cost O(instances) each time, O(services × instances) a pass.
+struct ClusterView {
+    records: Vec<Arc<ContainerInstanceRecord>>,
+    /// The scheduler's view of each record (same order), eligible for any DAEMON: a DAEMON
+    /// service with placement constraints narrows `daemon_eligible` itself.
+    instances: Vec<sched::Instance>,
+}
+
+async fn cluster_view(ctx: &Ctx, cluster: &str) -> Result<ClusterView, ApiError> {
+    let records: Vec<Arc<ContainerInstanceRecord>> = ctx
+        .app
+        .repo
+        .scan(
+            &keys::instances_in(cluster),
+            |i: Versioned<Arc<ContainerInstanceRecord>>| {
+                (i.value.status != "INACTIVE").then_some(i.value)
+            },
+        )
+        .await?;
+    let connected = ctx
+        .app
+        .agents
+        .connected_many(records.iter().map(|i| i.id.as_str()));
+    let lost_after = lost_after();
+    let instances = records
+        .iter()
+        .zip(connected)
+        .map(|(i, connected)| sched::Instance {
+            id: i.id.clone(),
+            active: i.status == "ACTIVE",
+            connected,
+            daemon_eligible: true,
+            lost: ctx.app.agents.lost(&i.id, lost_after),
+        })
+        .collect();
+    Ok(ClusterView { records, instances })
 }
 
 fn to_sched_deployment(d: &DeploymentRecord) -> sched::Deployment {
@@ -223,21 +278,16 @@ pub(crate) async fn group_tasks(
     Ok(found.into_iter().map(|(_, t)| t).collect())
 }
 
-async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Result<(), ApiError> {
+async fn reconcile_service(
+    ctx: &Ctx,
+    svc: ServiceRecord,
+    revision: i64,
+    view: &ClusterView,
+) -> Result<(), ApiError> {
     let now = now_epoch();
     let cluster = svc.cluster.clone();
     let group = format!("service:{}", svc.name);
     let task_recs = group_tasks(ctx, &cluster, &group).await?;
-    let inst_recs: Vec<Arc<ContainerInstanceRecord>> = ctx
-        .app
-        .repo
-        .scan(
-            &keys::instances_in(&cluster),
-            |i: Versioned<Arc<ContainerInstanceRecord>>| {
-                (i.value.status != "INACTIVE").then_some(i.value)
-            },
-        )
-        .await?;
     let mut tds = HashMap::new();
     let mut tasks = Vec::with_capacity(task_recs.len());
     for t in &task_recs {
@@ -287,28 +337,28 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
             }
         }
     }
-    // Only DAEMON services need each instance's placement view (for memberOf eligibility).
+    // Only DAEMON services with constraints need each instance's placement view (memberOf
+    // eligibility); everyone else uses the pass's shared view as it is.
     let daemon = svc.scheduling_strategy == "DAEMON";
-    let connected = ctx
-        .app
-        .agents
-        .connected_many(inst_recs.iter().map(|i| i.id.as_str()));
-    let instances: Vec<sched::Instance> = inst_recs
-        .iter()
-        .zip(connected)
-        .map(|(i, connected)| sched::Instance {
-            id: i.id.clone(),
-            active: i.status == "ACTIVE",
-            connected,
-            daemon_eligible: !daemon || {
-                let view = tasks::snapshot_instance(ctx, i);
-                expressions
-                    .iter()
-                    .all(|x| x.matches(&berth_placement::InstanceView::new(&view)))
-            },
-            lost: ctx.app.agents.lost(&i.id, lost_after()),
-        })
-        .collect();
+    let narrowed: Vec<sched::Instance>;
+    let instances: &[sched::Instance] = if daemon && !expressions.is_empty() {
+        narrowed = view
+            .records
+            .iter()
+            .zip(&view.instances)
+            .map(|(rec, base)| {
+                let snapshot = tasks::snapshot_instance(ctx, rec);
+                let placement_view = berth_placement::InstanceView::new(&snapshot);
+                sched::Instance {
+                    daemon_eligible: expressions.iter().all(|x| x.matches(&placement_view)),
+                    ..base.clone()
+                }
+            })
+            .collect();
+        &narrowed
+    } else {
+        &view.instances
+    };
     let service = sched::Service {
         name: svc.name.clone(),
         scheduling: if svc.scheduling_strategy == "DAEMON" {
@@ -349,7 +399,7 @@ async fn reconcile_service(ctx: &Ctx, svc: ServiceRecord, revision: i64) -> Resu
     let plan = sched::reconcile(&sched::Input {
         service: &service,
         tasks: &tasks,
-        instances: &instances,
+        instances,
         now,
         new_deployment_id: &new_id,
     });

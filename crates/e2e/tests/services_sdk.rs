@@ -880,3 +880,77 @@ async fn control_plane_restart_during_rolling_deployment() {
     );
     s2.crash();
 }
+
+#[tokio::test]
+async fn daemon_constraints_narrow_the_instances_a_pass_shares() {
+    // Two DAEMON services in one cluster (so one scheduler pass serves both from the same
+    // instance view): one everywhere, one only where its memberOf expression holds.
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster()
+        .cluster_name("dc")
+        .send()
+        .await
+        .unwrap();
+    let a = SimAgent::start(&s, "dc", "us-east-1a", 1024, 1024).await;
+    let _b = SimAgent::start(&s, "dc", "us-east-1b", 1024, 1024).await;
+    td(&ecs, "everywhere", "busybox").await;
+    td(&ecs, "only-a", "busybox").await;
+    ecs.create_service()
+        .cluster("dc")
+        .service_name("everywhere")
+        .task_definition("everywhere")
+        .scheduling_strategy(SchedulingStrategy::Daemon)
+        .send()
+        .await
+        .unwrap();
+    ecs.create_service()
+        .cluster("dc")
+        .service_name("only-a")
+        .task_definition("only-a")
+        .scheduling_strategy(SchedulingStrategy::Daemon)
+        .placement_constraints(
+            aws_sdk_ecs::types::PlacementConstraint::builder()
+                .r#type(aws_sdk_ecs::types::PlacementConstraintType::MemberOf)
+                .expression("attribute:ecs.availability-zone == us-east-1a")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(20, || async {
+            service(&ecs, "dc", "everywhere").await.running_count() == 2
+                && service(&ecs, "dc", "only-a").await.running_count() == 1
+        })
+        .await
+    );
+    let on_a = ecs
+        .list_tasks()
+        .cluster("dc")
+        .service_name("only-a")
+        .container_instance(&a.instance_arn)
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .len();
+    assert_eq!(
+        on_a, 1,
+        "the constrained daemon runs on the us-east-1a instance"
+    );
+    // It stays at one: later passes don't add it to the other instance.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let svc = service(&ecs, "dc", "only-a").await;
+    assert_eq!(svc.running_count(), 1);
+    // The other instance is not eligible, so one task is the whole target: the rollout completes.
+    assert!(
+        eventually(20, || async {
+            service(&ecs, "dc", "only-a").await.deployments()[0].rollout_state()
+                == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed)
+        })
+        .await,
+        "{:?}",
+        service(&ecs, "dc", "only-a").await.deployments()
+    );
+}
