@@ -519,16 +519,33 @@ async fn reconcile_service(
                 .any(|e| &e.message == m && now - e.created_at < REPEAT_EVENT_AFTER)
         })
         .collect();
+    // A DAEMON service's desiredCount is ECS's to keep: one per eligible instance (0 once it
+    // is draining).
+    let daemon_desired = daemon.then(|| {
+        if svc.status == "ACTIVE" {
+            instances
+                .iter()
+                .filter(|i| i.active && i.daemon_eligible && !i.lost)
+                .count() as u32
+        } else {
+            0
+        }
+    });
+    let desired_changed = daemon_desired.is_some_and(|d| d != svc.desired_count);
     if !changed_deployments
         && fresh_events.is_empty()
         && !plan.inactive
         && plan.completed_task_definition.is_none()
+        && !desired_changed
     {
         return Ok(());
     }
     let key = keys::service(&cluster, &svc.name);
     let mut rec = svc.clone();
     rec.deployments = deployments;
+    if let Some(d) = daemon_desired {
+        rec.desired_count = d;
+    }
     if let Some(primary) = rec.deployments.iter().find(|d| d.status == "PRIMARY") {
         rec.task_definition = primary.task_definition.clone();
     }

@@ -514,14 +514,17 @@ async fn daemon_one_task_per_instance() {
         .unwrap();
     assert!(
         eventually(20, || async {
-            service(&ecs, "d", "mon").await.running_count() == 2
+            let s = service(&ecs, "d", "mon").await;
+            s.running_count() == 2 && s.desired_count() == 2
         })
-        .await
+        .await,
+        "ECS keeps a DAEMON's desiredCount at its eligible instances"
     );
     let c = SimAgent::start(&s, "d", "us-east-1c", 1024, 1024).await;
     assert!(
         eventually(20, || async {
-            service(&ecs, "d", "mon").await.running_count() == 3
+            let s = service(&ecs, "d", "mon").await;
+            s.running_count() == 3 && s.desired_count() == 3
         })
         .await,
         "a new instance gets one"
@@ -557,6 +560,13 @@ async fn daemon_one_task_per_instance() {
         .task_arns()
         .len();
     assert_eq!(per_instance, 2);
+    assert!(
+        eventually(20, || async {
+            service(&ecs, "d", "mon").await.desired_count() == 2
+        })
+        .await,
+        "a draining instance no longer counts"
+    );
 }
 
 #[tokio::test]
@@ -943,6 +953,7 @@ async fn daemon_constraints_narrow_the_instances_a_pass_shares() {
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let svc = service(&ecs, "dc", "only-a").await;
     assert_eq!(svc.running_count(), 1);
+    assert_eq!(svc.desired_count(), 1);
     // The other instance is not eligible, so one task is the whole target: the rollout completes.
     assert!(
         eventually(20, || async {
