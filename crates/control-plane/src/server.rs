@@ -371,3 +371,42 @@ pub async fn serve(
     let _ = scheduler.await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(expires_at: f64) -> crate::app::Session {
+        crate::app::Session {
+            token: "the-token".into(),
+            expires_at,
+            principal_arn: "arn:aws:sts::000000000000:assumed-role/app/t".into(),
+        }
+    }
+
+    #[test]
+    fn temporary_keys_need_their_token_and_time() {
+        let s = session(1000.0);
+        assert!(check_session(&s, Some("the-token"), 999.0).is_ok());
+        let missing = check_session(&s, None, 999.0).unwrap_err();
+        assert_eq!(missing.code, "UnrecognizedClientException");
+        let other = check_session(&s, Some("another-token"), 999.0).unwrap_err();
+        assert_eq!(other.code, "UnrecognizedClientException");
+        let expired = check_session(&s, Some("the-token"), 1000.0).unwrap_err();
+        assert_eq!(expired.code, "ExpiredTokenException");
+        assert_eq!(expired.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn session_tokens_come_from_the_header_or_a_presigned_query() {
+        let mut h = HeaderMap::new();
+        let uri: Uri = "/?X-Amz-Security-Token=q%2Btoken&x=1".parse().unwrap();
+        assert_eq!(session_token(&uri, &h).as_deref(), Some("q+token"));
+        h.insert("x-amz-security-token", HeaderValue::from_static("h-token"));
+        assert_eq!(session_token(&uri, &h).as_deref(), Some("h-token"));
+        assert_eq!(
+            session_token(&"/".parse().unwrap(), &HeaderMap::new()),
+            None
+        );
+    }
+}
