@@ -158,3 +158,45 @@ def test_secret_values_need_a_key_that_may_read_them(berth):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         berth.client("secretsmanager", akid=ag_id, secret=ag_secret).create_secret(Name="x", SecretString="y")
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_describe_parameters_and_secret_tags_as_terraform_reads_them(berth):
+    """What Terraform's aws_ssm_parameter and aws_secretsmanager_secret read besides the values:
+    DescribeParameters (ParameterFilters Name Equals, Path, Type; legacy Filters), and a secret's
+    tags (TagResource/UntagResource) and resource policy (none: berth's key roles decide)."""
+    ssm = berth.client("ssm")
+    ssm.put_parameter(Name="/tf/db/host", Value="h", Type="String", Description="the host")
+    ssm.put_parameter(Name="/tf/db/password", Value="p", Type="SecureString", Tier="Advanced")
+    ssm.put_parameter(Name="/tf/deep/x/y", Value="y", Type="StringList")
+    ssm.put_parameter(Name="tfplain", Value="v", Type="String", Tags=[{"Key": "team", "Value": "web"}])
+
+    def names(**kw):
+        return [p["Name"] for p in ssm.describe_parameters(**kw)["Parameters"]]
+
+    one = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": ["/tf/db/host"]}])
+    p = one["Parameters"][0]
+    assert [x["Name"] for x in one["Parameters"]] == ["/tf/db/host"]
+    assert p["Description"] == "the host" and p["Type"] == "String" and p["Version"] == 1 and p["Tier"] == "Standard"
+    assert p["ARN"].endswith(":parameter/tf/db/host") and p["DataType"] == "text" and "KeyId" not in p
+    sec = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": ["/tf/db/password"]}])["Parameters"][0]
+    assert sec["KeyId"] == "alias/aws/ssm" and sec["Tier"] == "Advanced"
+    assert names(ParameterFilters=[{"Key": "Path", "Values": ["/tf/db"]}]) == ["/tf/db/host", "/tf/db/password"]
+    assert names(ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": ["/tf"]}]) == [
+        "/tf/db/host", "/tf/db/password", "/tf/deep/x/y"]
+    assert names(ParameterFilters=[{"Key": "Type", "Values": ["SecureString"]}]) == ["/tf/db/password"]
+    assert names(ParameterFilters=[{"Key": "tag:team", "Values": ["web"]}]) == ["tfplain"]
+    assert names(Filters=[{"Key": "Name", "Values": ["/tf/db"]}]) == ["/tf/db/host", "/tf/db/password"]
+    pages = ssm.get_paginator("describe_parameters").paginate(PaginationConfig={"PageSize": 1}).build_full_result()
+    assert [x["Name"] for x in pages["Parameters"]] == ["/tf/db/host", "/tf/db/password", "/tf/deep/x/y", "tfplain"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ssm.describe_parameters(ParameterFilters=[{"Key": "Path", "Option": "Equals", "Values": ["/tf"]}])
+    assert e.value.response["Error"]["Code"] == "InvalidFilterOption"
+
+    sm = berth.client("secretsmanager")
+    arn = sm.create_secret(Name="tf/secret", SecretString="s", Tags=[{"Key": "a", "Value": "1"}])["ARN"]
+    sm.tag_resource(SecretId=arn, Tags=[{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "3"}])
+    assert sorted((t["Key"], t["Value"]) for t in sm.describe_secret(SecretId=arn)["Tags"]) == [("a", "2"), ("b", "3")]
+    sm.untag_resource(SecretId="tf/secret", TagKeys=["a"])
+    assert sm.describe_secret(SecretId=arn)["Tags"] == [{"Key": "b", "Value": "3"}]
+    pol = sm.get_resource_policy(SecretId=arn)
+    assert pol["ARN"] == arn and "ResourcePolicy" not in pol

@@ -90,6 +90,9 @@ pub struct ParameterRecord {
     pub versions: Vec<ParameterVersion>,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// Standard or Advanced (the last PutParameter's).
+    #[serde(default)]
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -858,6 +861,53 @@ async fn restore_secret(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, Api
     Ok(serde_json::json!({"ARN": s.arn, "Name": s.name}))
 }
 
+/// GetResourcePolicy: berth keeps no resource policies (its key roles decide access), so there is
+/// never one to return.
+async fn get_resource_policy(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let req: SecretIdIn = parse(body)?;
+    let id = secret_id(req.secret_id)?;
+    let s = resolve_secret(ctx, &id).await?.ok_or_else(sm_not_found)?;
+    Ok(serde_json::json!({"ARN": s.arn, "Name": s.name}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagSecretIn {
+    secret_id: Option<String>,
+    tags: Option<Vec<WireTag>>,
+    tag_keys: Option<Vec<String>>,
+}
+
+/// TagResource (add or replace tags) and UntagResource (remove keys).
+async fn tag_secret(ctx: &Ctx, body: &[u8], add: bool) -> Result<serde_json::Value, ApiError> {
+    let req: TagSecretIn = parse(body)?;
+    let id = secret_id(req.secret_id)?;
+    let found = resolve_secret(ctx, &id).await?.ok_or_else(sm_not_found)?;
+    let new_tags = tags_of(req.tags)?;
+    let remove = req.tag_keys.unwrap_or_default();
+    modify::<SecretRecord, _>(ctx, &secret_key(&found.name), |cur| {
+        let mut s = cur
+            .filter(|c| c.arn == found.arn)
+            .ok_or_else(sm_not_found)?;
+        if add {
+            for (k, v) in &new_tags {
+                match s.tags.iter_mut().find(|(tk, _)| tk == k) {
+                    Some(t) => t.1 = v.clone(),
+                    None => s.tags.push((k.clone(), v.clone())),
+                }
+            }
+            if s.tags.len() > 50 {
+                return Err(sm_invalid("You can attach at most 50 tags."));
+            }
+        } else {
+            s.tags.retain(|(k, _)| !remove.contains(k));
+        }
+        Ok((Some(s), ()))
+    })
+    .await?;
+    Ok(serde_json::json!({}))
+}
+
 /// Deletes secrets whose recovery window has passed (leader maintenance).
 pub async fn purge_deleted_secrets(ctx: &Ctx) -> Result<usize, ApiError> {
     let now = now_epoch();
@@ -889,6 +939,9 @@ pub async fn dispatch_secrets_manager(
         "ListSecrets" => list_secrets(ctx, body).await?,
         "DeleteSecret" => delete_secret(ctx, body).await?,
         "RestoreSecret" => restore_secret(ctx, body).await?,
+        "GetResourcePolicy" => get_resource_policy(ctx, body).await?,
+        "TagResource" => tag_secret(ctx, body, true).await?,
+        "UntagResource" => tag_secret(ctx, body, false).await?,
         _ => {
             return Err(ApiError::unknown_operation(&format!(
                 "{SECRETS_MANAGER_PREFIX}.{op}"
@@ -1058,8 +1111,10 @@ async fn put_parameter(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiE
                 description: None,
                 versions: Vec::new(),
                 tags: tags.clone(),
+                tier: None,
             },
         };
+        p.tier = Some(tier.clone());
         let last = p.versions.last();
         let type_ = req
             .type_
@@ -1259,6 +1314,199 @@ async fn delete_parameters(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, 
     Ok(serde_json::json!({"DeletedParameters": deleted, "InvalidParameters": invalid}))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeParametersIn {
+    filters: Option<Vec<LegacyFilter>>,
+    parameter_filters: Option<Vec<StringFilter>>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LegacyFilter {
+    key: Option<String>,
+    values: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StringFilter {
+    key: Option<String>,
+    option: Option<String>,
+    values: Option<Vec<String>>,
+}
+
+/// The KMS key a SecureString reports (there is no KMS: the AWS-managed key's alias).
+const DEFAULT_KEY_ID: &str = "alias/aws/ssm";
+
+/// Whether parameter `p` (current version `v`) passes one ParameterFilters entry.
+fn passes(
+    p: &ParameterRecord,
+    v: &ParameterVersion,
+    key: &str,
+    option: &str,
+    values: &[String],
+) -> bool {
+    let key_id = (v.type_ == "SecureString").then_some(DEFAULT_KEY_ID);
+    let text = |field: Option<&str>| {
+        values.iter().any(|x| match (option, field) {
+            (_, None) => false,
+            ("BeginsWith", Some(f)) => f.starts_with(x.as_str()),
+            ("Contains", Some(f)) => f.contains(x.as_str()),
+            (_, Some(f)) => f == x,
+        })
+    };
+    match key {
+        "Name" => {
+            // Names match with or without the leading slash.
+            let bare = p.name.trim_start_matches('/');
+            values.iter().any(|x| {
+                let x = x.trim_start_matches('/');
+                match option {
+                    "BeginsWith" => bare.starts_with(x),
+                    "Contains" => bare.contains(x),
+                    _ => bare == x,
+                }
+            })
+        }
+        "Type" => text(Some(&v.type_)),
+        "KeyId" => text(key_id),
+        "Tier" => text(Some(p.tier.as_deref().unwrap_or("Standard"))),
+        "DataType" => text(Some(&v.data_type)),
+        "Path" => values.iter().any(|x| {
+            let prefix = if x.ends_with('/') {
+                x.clone()
+            } else {
+                format!("{x}/")
+            };
+            p.name
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| option == "Recursive" || !rest.contains('/'))
+        }),
+        k => match k.strip_prefix("tag:") {
+            Some(tag) => p
+                .tags
+                .iter()
+                .any(|(tk, tv)| tk == tag && (values.is_empty() || values.contains(tv))),
+            // Labels are not kept.
+            None => false,
+        },
+    }
+}
+
+async fn describe_parameters(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let req: DescribeParametersIn = parse(body)?;
+    let legacy = req.filters.unwrap_or_default();
+    let modern = req.parameter_filters.unwrap_or_default();
+    if !legacy.is_empty() && !modern.is_empty() {
+        return Err(validation(
+            "You can use either Filters or ParameterFilters in a single request, but not both.",
+        ));
+    }
+    // Both forms as (key, option, values); legacy Name filters match prefixes.
+    let mut filters: Vec<(String, String, Vec<String>)> = Vec::new();
+    for f in legacy {
+        let key = f.key.unwrap_or_default();
+        if !["Name", "Type", "KeyId"].contains(&key.as_str()) {
+            return Err(ApiError::new(
+                "InvalidFilterKey",
+                format!("The filter key {key} is not valid."),
+            ));
+        }
+        let option = if key == "Name" {
+            "BeginsWith"
+        } else {
+            "Equals"
+        };
+        filters.push((key, option.into(), f.values.unwrap_or_default()));
+    }
+    for f in modern {
+        let key = f.key.unwrap_or_default();
+        let known = ["Name", "Type", "KeyId", "Path", "Label", "Tier", "DataType"]
+            .contains(&key.as_str())
+            || key.strip_prefix("tag:").is_some_and(|t| !t.is_empty());
+        if !known {
+            return Err(ApiError::new(
+                "InvalidFilterKey",
+                format!("The filter key {key} is not valid."),
+            ));
+        }
+        let option = f.option.unwrap_or_else(|| {
+            if key == "Path" {
+                "OneLevel".into()
+            } else {
+                "Equals".into()
+            }
+        });
+        let allowed: &[&str] = match key.as_str() {
+            "Path" => &["Recursive", "OneLevel"],
+            "Name" => &["Equals", "BeginsWith", "Contains"],
+            k if k.starts_with("tag:") => &["Equals"],
+            _ => &["Equals", "BeginsWith"],
+        };
+        if !allowed.contains(&option.as_str()) {
+            return Err(ApiError::new(
+                "InvalidFilterOption",
+                format!(
+                    "The filter option {option} is not valid for key {key}. Valid options: {}.",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        filters.push((key, option, f.values.unwrap_or_default()));
+    }
+    let max = req.max_results.unwrap_or(50);
+    if !(1..=50).contains(&max) {
+        return Err(validation(
+            "1 validation error detected: Value at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 50",
+        ));
+    }
+    let after = match &req.next_token {
+        Some(t) => Some(page_after(t, "InvalidNextToken")?),
+        None => None,
+    };
+    let all = ctx.app.repo.list_arc::<ParameterRecord>(PARAMETERS).await?;
+    let matching: Vec<(&ParameterRecord, &ParameterVersion)> = all
+        .iter()
+        .filter_map(|r| Some((r.value.as_ref(), r.value.versions.last()?)))
+        .filter(|(p, _)| after.as_ref().is_none_or(|a| p.name.as_str() > a.as_str()))
+        .filter(|(p, v)| filters.iter().all(|(k, o, vals)| passes(p, v, k, o, vals)))
+        .collect();
+    let page: Vec<_> = matching.iter().take(max as usize).collect();
+    let meta: Vec<serde_json::Value> = page
+        .iter()
+        .map(|(p, v)| {
+            let mut m = serde_json::json!({
+                "Name": p.name,
+                "ARN": parameter_arn(ctx, &p.name),
+                "Type": v.type_,
+                "LastModifiedDate": v.modified_at,
+                "LastModifiedUser": v.modified_by,
+                "Version": v.version,
+                "Tier": p.tier.as_deref().unwrap_or("Standard"),
+                "Policies": [],
+                "DataType": v.data_type,
+            });
+            if let Some(d) = &p.description {
+                m["Description"] = d.clone().into();
+            }
+            if v.type_ == "SecureString" {
+                m["KeyId"] = DEFAULT_KEY_ID.into();
+            }
+            m
+        })
+        .collect();
+    let mut resp = serde_json::json!({ "Parameters": meta });
+    if matching.len() > page.len() {
+        if let Some((p, _)) = page.last() {
+            resp["NextToken"] = page_token(&p.name).into();
+        }
+    }
+    Ok(resp)
+}
+
 /// Runs one SSM operation.
 pub async fn dispatch_ssm(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let out = match op {
@@ -1268,6 +1516,7 @@ pub async fn dispatch_ssm(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, A
         "GetParametersByPath" => get_parameters_by_path(ctx, body).await?,
         "DeleteParameter" => delete_parameter(ctx, body).await?,
         "DeleteParameters" => delete_parameters(ctx, body).await?,
+        "DescribeParameters" => describe_parameters(ctx, body).await?,
         _ => return Err(ApiError::unknown_operation(&format!("{SSM_PREFIX}.{op}"))),
     };
     encode(&out)
