@@ -200,3 +200,21 @@ def test_describe_parameters_and_secret_tags_as_terraform_reads_them(berth):
     assert sm.describe_secret(SecretId=arn)["Tags"] == [{"Key": "b", "Value": "3"}]
     pol = sm.get_resource_policy(SecretId=arn)
     assert pol["ARN"] == arn and "ResourcePolicy" not in pol
+
+
+def test_parameter_tags(berth):
+    ssm = berth.client("ssm")
+    ssm.put_parameter(Name="/tagged/p", Value="v", Type="String", Tags=[{"Key": "a", "Value": "1"}])
+    ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId="/tagged/p",
+                             Tags=[{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "3"}])
+    tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId="/tagged/p")["TagList"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("a", "2"), ("b", "3")]
+    ssm.remove_tags_from_resource(ResourceType="Parameter", ResourceId="/tagged/p", TagKeys=["a"])
+    assert ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId="/tagged/p")["TagList"] == [
+        {"Key": "b", "Value": "3"}]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId="/nope")
+    assert e.value.response["Error"]["Code"] == "InvalidResourceId"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ssm.list_tags_for_resource(ResourceType="Document", ResourceId="x")
+    assert e.value.response["Error"]["Code"] == "InvalidResourceType"

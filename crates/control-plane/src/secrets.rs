@@ -1507,6 +1507,73 @@ async fn describe_parameters(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value
     Ok(resp)
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResourceTagsIn {
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    tags: Option<Vec<WireTag>>,
+    tag_keys: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum TagOp {
+    List,
+    Add,
+    Remove,
+}
+
+/// ListTagsForResource / AddTagsToResource / RemoveTagsFromResource for parameters (the only
+/// resource type berth keeps).
+async fn parameter_tags(ctx: &Ctx, body: &[u8], op: TagOp) -> Result<serde_json::Value, ApiError> {
+    let req: ResourceTagsIn = parse(body)?;
+    if req.resource_type.as_deref() != Some("Parameter") {
+        return Err(ApiError::new(
+            "InvalidResourceType",
+            "The resource type is not valid: berth keeps tags on parameters only (ResourceType Parameter).",
+        ));
+    }
+    let arg = req.resource_id.unwrap_or_default();
+    let Some((p, _, _)) = lookup_parameter(ctx, &arg).await? else {
+        return Err(ApiError::new(
+            "InvalidResourceId",
+            "The resource ID is not valid. Verify the ID and try again.",
+        ));
+    };
+    if op == TagOp::List {
+        return Ok(serde_json::json!({ "TagList": wire_tags(&p.tags) }));
+    }
+    let add = tags_of(req.tags)?;
+    let remove = req.tag_keys.unwrap_or_default();
+    modify::<ParameterRecord, _>(ctx, &parameter_key(&p.name), |cur| {
+        let mut rec = cur.ok_or_else(|| {
+            ApiError::new(
+                "InvalidResourceId",
+                "The resource ID is not valid. Verify the ID and try again.",
+            )
+        })?;
+        if op == TagOp::Add {
+            for (k, v) in &add {
+                match rec.tags.iter_mut().find(|(tk, _)| tk == k) {
+                    Some(t) => t.1 = v.clone(),
+                    None => rec.tags.push((k.clone(), v.clone())),
+                }
+            }
+            if rec.tags.len() > 50 {
+                return Err(ApiError::new(
+                    "TooManyTagsError",
+                    "The Targets parameter includes too many tags.",
+                ));
+            }
+        } else {
+            rec.tags.retain(|(k, _)| !remove.contains(k));
+        }
+        Ok((Some(rec), ()))
+    })
+    .await?;
+    Ok(serde_json::json!({}))
+}
+
 /// Runs one SSM operation.
 pub async fn dispatch_ssm(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let out = match op {
@@ -1517,6 +1584,9 @@ pub async fn dispatch_ssm(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, A
         "DeleteParameter" => delete_parameter(ctx, body).await?,
         "DeleteParameters" => delete_parameters(ctx, body).await?,
         "DescribeParameters" => describe_parameters(ctx, body).await?,
+        "ListTagsForResource" => parameter_tags(ctx, body, TagOp::List).await?,
+        "AddTagsToResource" => parameter_tags(ctx, body, TagOp::Add).await?,
+        "RemoveTagsFromResource" => parameter_tags(ctx, body, TagOp::Remove).await?,
         _ => return Err(ApiError::unknown_operation(&format!("{SSM_PREFIX}.{op}"))),
     };
     encode(&out)
