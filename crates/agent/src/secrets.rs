@@ -111,41 +111,18 @@ pub async fn fetch(control: &dyn ControlPlane, value_from: &str) -> Result<Strin
             version_stage,
             version_id,
         } => {
-            let fail = |transient: bool, why: String| {
-                SecretError {
-                transient,
-                reason: format!(
-                    "{PREFIX}: unable to retrieve secret from asm: service call has been retried 1 time(s): {why}"
-                ),
-            }
-            };
-            let value = control
-                .get_secret_value(
-                    &secret_id,
-                    version_stage.as_deref(),
-                    version_id.as_deref(),
-                )
-                .await
-                .map_err(|e| {
-                    fail(
-                        transient(&e),
-                        format!(
-                            "failed to fetch secret {secret_id} from secrets manager: {}",
-                            describe(&e)
-                        ),
-                    )
-                })?
-                .ok_or_else(|| {
-                    fail(
-                        false,
-                        format!("secret {secret_id} has no SecretString (binary secrets cannot be environment variables)"),
-                    )
-                })?;
+            let value = secret_string(
+                control,
+                &secret_id,
+                version_stage.as_deref(),
+                version_id.as_deref(),
+            )
+            .await?;
             let Some(key) = json_key else {
                 return Ok(value);
             };
             let doc: serde_json::Value = serde_json::from_str(&value).map_err(|_| {
-                fail(
+                asm_error(
                     false,
                     format!("retrieved secret from Secrets Manager is not a JSON object, so it has no json key {key}"),
                 )
@@ -153,13 +130,50 @@ pub async fn fetch(control: &dyn ControlPlane, value_from: &str) -> Result<Strin
             match doc.get(&key) {
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
                 Some(other) => Ok(other.to_string()),
-                None => Err(fail(
+                None => Err(asm_error(
                     false,
                     format!("retrieved secret from Secrets Manager did not contain json key {key}"),
                 )),
             }
         }
     }
+}
+
+/// A Secrets Manager failure as the task's stoppedReason (ECS's words).
+fn asm_error(transient: bool, why: String) -> SecretError {
+    SecretError {
+        transient,
+        reason: format!(
+            "{PREFIX}: unable to retrieve secret from asm: service call has been retried 1 time(s): {why}"
+        ),
+    }
+}
+
+/// A secret's `SecretString` (a binary secret can't be used by a task).
+async fn secret_string(
+    control: &dyn ControlPlane,
+    secret_id: &str,
+    version_stage: Option<&str>,
+    version_id: Option<&str>,
+) -> Result<String, SecretError> {
+    control
+        .get_secret_value(secret_id, version_stage, version_id)
+        .await
+        .map_err(|e| {
+            asm_error(
+                transient(&e),
+                format!(
+                    "failed to fetch secret {secret_id} from secrets manager: {}",
+                    describe(&e)
+                ),
+            )
+        })?
+        .ok_or_else(|| {
+            asm_error(
+                false,
+                format!("secret {secret_id} has no SecretString (binary secrets cannot be used by a task)"),
+            )
+        })
 }
 
 /// The registry credentials of a private image (`repositoryCredentials`): a Secrets Manager secret
@@ -169,27 +183,7 @@ pub async fn fetch_registry_auth(
     secret: &str,
     image: &str,
 ) -> Result<berth_runtime::RegistryAuth, SecretError> {
-    let fail = |transient: bool, why: String| {
-        SecretError {
-        transient,
-        reason: format!(
-            "{PREFIX}: unable to retrieve secret from asm: service call has been retried 1 time(s): {why}"
-        ),
-    }
-    };
-    let value = control
-        .get_secret_value(secret, None, None)
-        .await
-        .map_err(|e| {
-            fail(
-                transient(&e),
-                format!(
-                    "failed to fetch secret {secret} from secrets manager: {}",
-                    describe(&e)
-                ),
-            )
-        })?
-        .ok_or_else(|| fail(false, format!("secret {secret} has no SecretString")))?;
+    let value = secret_string(control, secret, None, None).await?;
     let doc: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
     let field = |k: &str| {
         doc.get(k)
@@ -204,7 +198,7 @@ pub async fn fetch_registry_auth(
                 .unwrap_or("https://index.docker.io/v1/")
                 .to_string(),
         }),
-        _ => Err(fail(
+        _ => Err(asm_error(
             false,
             format!("private repository credentials in secret {secret} are not a JSON object with username and password"),
         )),
