@@ -76,6 +76,24 @@ def describe(b, cluster, arn):
     return b.aws("ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn)["tasks"][0]
 
 
+def output_sections(b, cluster, arn, sections):
+    """The output of the task's first container, split at `==` lines, once it has printed
+    `sections` of them (or after 30 s)."""
+    rid = describe(b, cluster, arn)["containers"][0]["runtimeId"]
+    deadline = time.time() + 30
+    out = docker("logs", rid).stdout
+    while time.time() < deadline and out.count("==") < sections:
+        time.sleep(0.3)
+        out = docker("logs", rid).stdout
+    return [p.strip() for p in out.split("==")]
+
+
+def printed_env(b, cluster, arn):
+    """The variables a container printed with `env` before its first `==` line."""
+    head = output_sections(b, cluster, arn, 1)[0]
+    return dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+
+
 def test_seed_flow_run_list_describe_stop(up, tmp_path):
     c = up.cluster
     register(up, "sleep360", [{"name": "sleep", "image": IMAGE, "command": ["sleep", "360"], "essential": True, "memory": 64}], tmp_path)
@@ -405,13 +423,8 @@ def test_task_metadata_endpoint_v4_and_v3(up, tmp_path):
     arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "meta")["tasks"][0]["taskArn"]
     wait(up, "tasks-running", c, arn)
     rid = describe(up, c, arn)["containers"][0]["runtimeId"]
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        out = docker("logs", rid).stdout
-        if out.count("==") >= 5:
-            break
-        time.sleep(0.5)
-    parts = [p.strip() for p in out.split("==")]
+    parts = output_sections(up, c, arn, 5)
+    out = "==".join(parts)
     task, cont, task3, stats, task_stats, uri = parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
     assert arn in task, out
     tj = json.loads(task)
@@ -509,11 +522,7 @@ def test_secrets_from_secrets_manager_and_ssm_become_environment(up, tmp_path):
     assert {"name": "ecs.capability.secrets.asm.environment-variables"} in td["requiresAttributes"]
     arn_task = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "secret")["tasks"][0]["taskArn"]
     wait(up, "tasks-running", c, arn_task)
-    rid = describe(up, c, arn_task)["containers"][0]["runtimeId"]
-    deadline = time.time() + 30
-    while time.time() < deadline and "==" not in docker("logs", rid).stdout:
-        time.sleep(0.3)
-    env = dict(line.split("=", 1) for line in docker("logs", rid).stdout.split("==")[0].splitlines() if "=" in line)
+    env = printed_env(up, c, arn_task)
     assert json.loads(env["DB_JSON"]) == {"user": "app", "password": "pw2"}, env
     assert env["DB_PASSWORD"] == "pw2" and env["OLD_PASSWORD"] == "pw1", env
     assert env["DB_HOST"] == "db.internal" and env["TOKEN"] == "t0ken" and env["PLAIN"] == "p", env
@@ -555,12 +564,7 @@ def test_environment_files_from_s3(up, tmp_path):
 
     def env_of(task_arn):
         wait(up, "tasks-running", c, task_arn)
-        rid = describe(up, c, task_arn)["containers"][0]["runtimeId"]
-        deadline = time.time() + 30
-        while time.time() < deadline and "==" not in docker("logs", rid).stdout:
-            time.sleep(0.3)
-        out = docker("logs", rid).stdout.split("==")[0]
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return printed_env(up, c, task_arn)
 
     arn = up.aws("ecs", "run-task", "--cluster", c, "--task-definition", "envfiles")["tasks"][0]["taskArn"]
     env = env_of(arn)
@@ -749,14 +753,9 @@ def test_task_role_credentials_from_169_254_170_2(up, tmp_path):
             wait(up, "tasks-running", c, arn)
         docs = []
         for arn in arns:
-            rid = describe(up, c, arn)["containers"][0]["runtimeId"]
-            deadline = time.time() + 30
-            while time.time() < deadline:
-                out = docker("logs", rid).stdout
-                if out.count("==") >= 2:
-                    break
-                time.sleep(0.5)
-            uri, doc = [p.strip() for p in out.split("==")][:2]
+            sections = output_sections(up, c, arn, 2)
+            out = "==".join(sections)
+            uri, doc = sections[:2]
             assert uri.startswith("/v2/credentials/") and len(uri) > 40, out
             d = json.loads(doc)
             assert d["RoleArn"] == role and d["AccessKeyId"].startswith("ASIA"), d
@@ -818,11 +817,7 @@ def test_task_role_credentials_from_169_254_170_2(up, tmp_path):
             assert t["overrides"]["taskRoleArn"] == role
             docs.append((t["taskArn"], None, None))
         wait(up, "tasks-running", c, docs[-1][0])
-        rid = describe(up, c, docs[-1][0])["containers"][0]["runtimeId"]
-        deadline = time.time() + 30
-        while time.time() < deadline and docker("logs", rid).stdout.count("==") < 2:
-            time.sleep(0.5)
-        assert json.loads(docker("logs", rid).stdout.split("==")[1])["RoleArn"] == role
+        assert json.loads(output_sections(up, c, docs[-1][0], 2)[1])["RoleArn"] == role
 
         # Stopped: the endpoint forgets the task's credentials.
         for arn, _, _ in docs:

@@ -19,6 +19,16 @@ BASE_IMAGE = "berth-test/busybox:latest"
 pytestmark = pytest.mark.skipif(not docker_ok(), reason="Docker engine not reachable")
 
 
+def private_docker(env):
+    """`docker …` with `env` (a private DOCKER_CONFIG, so logins stay in the test)."""
+    def d(*args, check=True, input=None):
+        p = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, input=input, timeout=300)
+        if check:
+            assert p.returncode == 0, f"docker {args}: {p.stderr}"
+        return p
+    return d
+
+
 def wait_registered(b, cluster):
     ecs = b.client("ecs")
     deadline = time.time() + 60
@@ -70,11 +80,7 @@ def test_task_image_is_pulled_from_berth_with_agent_credentials(up, tmp_path):
     env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker")}
     (tmp_path / "docker").mkdir()
 
-    def d(*args, check=True, input=None):
-        p = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, input=input, timeout=300)
-        if check:
-            assert p.returncode == 0, f"docker {args}: {p.stderr}"
-        return p
+    d = private_docker(env)
 
     try:
         d("build", "-q", "-t", f"{uri}:v1", str(ctx))
@@ -171,11 +177,7 @@ def test_private_registry_image_with_repository_credentials(up, tmp_path):
     env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker")}
     (tmp_path / "docker").mkdir()
 
-    def d(*args, check=True, input=None):
-        p = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, input=input, timeout=300)
-        if check:
-            assert p.returncode == 0, f"docker {args}: {p.stderr}"
-        return p
+    d = private_docker(env)
 
     host = f"127.0.0.1:{other.port}"
     image = f"{host}/{name}:v1"
