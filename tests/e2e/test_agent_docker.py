@@ -807,6 +807,25 @@ def test_task_role_credentials_from_169_254_170_2(up, tmp_path):
                                            timeout=30).stdout)
         assert all(not k["accessKeyId"].startswith("ASIA") for k in listed["accessKeys"]), listed
 
+        # An agent restart adopts the running task and serves its credentials under the same URI.
+        def served(uri):
+            try:
+                with urllib.request.urlopen(f"http://169.254.170.2{uri}", timeout=5) as r:
+                    return json.loads(r.read())
+            except (urllib.error.URLError, ConnectionError):
+                return None
+
+        assert served(docs[0][1])["RoleArn"] == role
+        agent.stop()
+        assert served(docs[0][1]) is None
+        agent.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and not served(docs[0][1]):
+            time.sleep(0.5)
+        again = served(docs[0][1])
+        assert again and again["RoleArn"] == role, agent.log_path.read_text()[-3000:]
+        assert describe(up, c, docs[0][0])["lastStatus"] == "RUNNING"
+
         # A role given only as a RunTask override needs the capability too, and is served.
         register(up, "unroled", [{"name": "app", "image": IMAGE, "memory": 16, "command": ["sh", "-c", script]}],
                  tmp_path)
