@@ -869,6 +869,62 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn registry_garbage_collection_keeps_the_blobs_objects_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = App::new(
+            Arc::new(berth_store::MemoryStore::new()),
+            berth_core::Scope::new("us-east-1", "000000000000"),
+            false,
+        )
+        .await
+        .unwrap();
+        app.open_registry(dir.path()).unwrap();
+        let store = crate::ecr::model::blob_store(&app).unwrap();
+        let kept = bytes::Bytes::from_static(b"A=1\n");
+        let orphan = bytes::Bytes::from_static(b"nobody names me");
+        let (kd, od) = (Digest::of(&kept), Digest::of(&orphan));
+        store.put_bytes("s3", &kd, kept).await.unwrap();
+        store.put_bytes("s3", &od, orphan).await.unwrap();
+        let rec = ObjectRecord {
+            key: "app.env".into(),
+            size: 4,
+            etag: String::new(),
+            digest: kd.to_string(),
+            content_type: "text/plain".into(),
+            last_modified: 0.0,
+            metadata: BTreeMap::new(),
+        };
+        app.repo
+            .commit(Txn::new().put(object_key("b", "app.env"), to_bytes(&rec)))
+            .await
+            .unwrap();
+        // Both blobs older than the collector's grace period.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for d in [&kd, &od] {
+            let path = dir
+                .path()
+                .join("blobs/sha256")
+                .join(&d.hex()[..2])
+                .join(d.hex());
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        crate::ecr::model::collect_garbage(&app).await.unwrap();
+        assert!(
+            store.stat(&kd).await.unwrap().is_some(),
+            "an object's blob stays"
+        );
+        assert!(
+            store.stat(&od).await.unwrap().is_none(),
+            "an unnamed old blob goes"
+        );
+    }
+
     #[test]
     fn xml_is_escaped() {
         let mut s = String::new();
