@@ -18,10 +18,11 @@
 //! With `BERTH_CREDENTIALS_ADDRESS` set to another address the containers get
 //! `AWS_CONTAINER_CREDENTIALS_FULL_URI` instead.
 
+use crate::now_epoch;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -29,9 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use berth_agent_api::{TaskCredentials, TaskCredentialsRequest};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
-use sha2::Sha256;
 
 use crate::config::{AgentConfig, ECS_CREDENTIALS_ADDRESS};
 use crate::control::{ControlPlane, ControlPlaneError};
@@ -76,13 +75,6 @@ impl std::fmt::Debug for CredentialsService {
     }
 }
 
-fn now_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 impl CredentialsService {
     /// A service whose containers reach it at `address`.
     pub fn new(
@@ -106,12 +98,10 @@ impl CredentialsService {
 
     /// The credentials id of a task.
     pub fn id_for(&self, task_arn: &str) -> String {
-        let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) else {
-            return String::new();
-        };
-        mac.update(b"berth-task-credentials-v1\0");
-        mac.update(task_arn.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        crate::metadata::keyed_id(
+            &self.key,
+            &[b"berth-task-credentials-v1\0", task_arn.as_bytes()],
+        )
     }
 
     /// The variable that points a container of a task in `mode` at its credentials, or `None`
@@ -168,12 +158,6 @@ impl CredentialsService {
             );
         }
         Ok(())
-    }
-
-    /// Whether a task's credentials are being served.
-    pub fn has(&self, task_arn: &str) -> bool {
-        let id = self.id_for(task_arn);
-        self.entries.read().is_ok_and(|m| m.contains_key(&id))
     }
 
     /// Stops serving a task's credentials (the task stopped).

@@ -94,6 +94,14 @@ pub use control::{
     ControlPlane, ControlPlaneError, FakeControlPlane, HttpControlPlane, TaskStateChange,
 };
 
+/// Now, in epoch seconds (the wire's timestamps).
+pub(crate) fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

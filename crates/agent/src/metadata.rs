@@ -175,15 +175,15 @@ impl MetadataService {
 
     /// The path token of one container.
     pub fn token(&self, task_arn: &str, container: &str) -> String {
-        let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) else {
-            return String::new();
-        };
-        mac.update(b"berth-task-metadata-v1\0");
-        mac.update(task_arn.as_bytes());
-        mac.update(b"\0");
-        mac.update(container.as_bytes());
-        let bytes = mac.finalize().into_bytes();
-        hex::encode(&bytes[..16])
+        keyed_id(
+            &self.key,
+            &[
+                b"berth-task-metadata-v1\0",
+                task_arn.as_bytes(),
+                b"\0",
+                container.as_bytes(),
+            ],
+        )
     }
 
     /// The variables ECS injects into a container of a task in `mode`.
@@ -244,6 +244,18 @@ impl MetadataService {
         let (task, container) = inner.tokens.get(token)?;
         Some((inner.tasks.get(task)?.clone(), container.clone()))
     }
+}
+
+/// An unguessable id for a path (the metadata and credentials endpoints): 16 bytes of the HMAC
+/// of `parts` under the agent's persisted key, in hex — the same after a restart.
+pub(crate) fn keyed_id(key: &[u8], parts: &[&[u8]]) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
+        return String::new();
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// Which document version.

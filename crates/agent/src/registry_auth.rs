@@ -9,8 +9,9 @@
 //! (`127.0.0.1`, `localhost`, `::1`) with the same port are the same registry. Images of any
 //! other registry are pulled as before, without credentials.
 
+use crate::now_epoch;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use berth_runtime::RegistryAuth;
 
@@ -85,13 +86,6 @@ pub fn same_registry(a: &str, b: &str) -> bool {
     let (ha, pa) = split_port(a);
     let (hb, pb) = split_port(b);
     pa == pb && is_loopback(ha) && is_loopback(hb)
-}
-
-fn now_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Gets and caches registry credentials from the control plane.

@@ -207,19 +207,8 @@ pub async fn fetch_registry_auth(
 
 /// The (bucket, key) of an S3 object ARN.
 pub fn s3_object(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:")?;
-    let mut parts = rest.splitn(5, ':');
-    let (_partition, service, _region, _account, resource) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if service != "s3" {
-        return None;
-    }
-    resource
+    let arn = berth_core::Arn::parse(arn).filter(|a| a.service == "s3")?;
+    arn.resource
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
 }

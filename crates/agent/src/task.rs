@@ -254,44 +254,36 @@ impl<R: ContainerRuntime> TaskActor<R> {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some((e.0, Some("TaskFailedToStart".to_string())))),
         };
-        if let (Some(plan), Some(md)) = (plan.as_mut(), ctx.metadata.as_ref()) {
+        let task_role = desired
+            .overrides
+            .task_role_arn
+            .clone()
+            .or_else(|| desired.task_definition.task_role_arn.clone());
+        // The variables ECS injects: metadata URIs, and the task role's credentials URI.
+        let credentials = ctx.credentials.as_ref().filter(|_| task_role.is_some());
+        if let Some(plan) = plan.as_mut() {
             for c in plan.containers.iter_mut() {
                 let mode = if c.spec.network_mode == berth_runtime::NetworkMode::None {
                     TaskNetworkMode::None
                 } else {
                     plan.network_mode
                 };
-                for (k, v) in md.env_for(&desired.task_arn, &c.name, mode) {
+                if let Some(md) = &ctx.metadata {
+                    for (k, v) in md.env_for(&desired.task_arn, &c.name, mode) {
+                        c.spec.env.insert(k, v);
+                    }
+                }
+                if let Some((k, v)) = credentials.and_then(|cr| cr.env_for(&desired.task_arn, mode))
+                {
                     c.spec.env.insert(k, v);
                 }
             }
         }
-        let task_role = desired
-            .overrides
-            .task_role_arn
-            .clone()
-            .or_else(|| desired.task_definition.task_role_arn.clone());
-        if let (Some(plan), Some(_)) = (plan.as_mut(), &task_role) {
-            match &ctx.credentials {
-                Some(creds) => {
-                    for c in plan.containers.iter_mut() {
-                        let mode = if c.spec.network_mode == berth_runtime::NetworkMode::None {
-                            TaskNetworkMode::None
-                        } else {
-                            plan.network_mode
-                        };
-                        if let Some((k, v)) = creds.env_for(&desired.task_arn, mode) {
-                            c.spec.env.insert(k, v);
-                        }
-                    }
-                }
-                None => {
-                    stop = stop.or(Some((
-                        "ResourceInitializationError: the task has a task role, but this container instance serves no task role credentials (ECS_ENABLE_TASK_IAM_ROLE is not true)".into(),
-                        Some("TaskFailedToStart".into()),
-                    )));
-                }
-            }
+        if task_role.is_some() && ctx.credentials.is_none() {
+            stop = stop.or(Some((
+                "ResourceInitializationError: the task has a task role, but this container instance serves no task role credentials (ECS_ENABLE_TASK_IAM_ROLE is not true)".into(),
+                Some("TaskFailedToStart".into()),
+            )));
         }
         let pause_id = adopted
             .iter()

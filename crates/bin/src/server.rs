@@ -136,7 +136,7 @@ async fn bootstrap_keys(app: &App, data_dir: &Path) -> anyhow::Result<Option<Str
         let known = app
             .keys
             .lookup(id)
-            .is_some_and(|(s, role)| &s == secret && role == Role::Admin);
+            .is_some_and(|(s, role, _)| &s == secret && role == Role::Admin);
         if !known {
             admin::create_key(
                 app,
@@ -188,7 +188,7 @@ async fn local_agent_key(app: &App, data_dir: &Path) -> anyhow::Result<(String, 
         if app
             .keys
             .lookup(&id)
-            .is_some_and(|(s, role)| s == secret && role == Role::Agent)
+            .is_some_and(|(s, role, _)| s == secret && role == Role::Agent)
         {
             return Ok((id, secret));
         }
@@ -246,6 +246,7 @@ async fn run_local_agent(
     let ctx = berth_control_plane::app::Ctx {
         app: app.clone(),
         principal: berth_control_plane::app::Principal {
+            temporary: false,
             access_key_id: "berth-up".into(),
             role: Role::Admin,
             arn: app.scope.root_principal(),

@@ -222,18 +222,9 @@ pub async fn desired_state(
             continue;
         };
         let t = t.value;
-        let td = match berth_core::arn::TaskDefinitionRef::parse(&t.task_definition_arn) {
-            Some(r) => ctx
-                .app
-                .repo
-                .get_arc::<crate::records::TaskDefinitionRecord>(&keys::task_definition(
-                    &r.family,
-                    r.revision.unwrap_or(0),
-                ))
-                .await?
-                .map(|r| r.value.definition.clone()),
-            None => None,
-        };
+        let td = crate::ecs::taskdefs::by_arn(ctx, &t.task_definition_arn)
+            .await?
+            .map(|r| r.definition.clone());
         let Some(task_definition) = td else {
             tracing::warn!(task = %t.id, td = %t.task_definition_arn, "task definition of a live task is gone");
             continue;

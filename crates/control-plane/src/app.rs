@@ -1,6 +1,6 @@
 //! Shared server state and the per-request context.
 
-use crate::records::AccessKeyRecord;
+use crate::records::{AccessKeyRecord, SessionRecord};
 use crate::repo::{keys, Repo};
 use berth_auth::Role;
 use berth_core::Scope;
@@ -151,6 +151,8 @@ pub struct Principal {
     pub access_key_id: String,
     pub role: Role,
     pub arn: String,
+    /// Signed with temporary credentials (a task role's).
+    pub temporary: bool,
 }
 
 /// What every handler gets.
@@ -172,15 +174,7 @@ struct KeyEntry {
     secret: String,
     role: Role,
     /// Temporary credentials only.
-    session: Option<Arc<Session>>,
-}
-
-/// The temporary part of a key (see [`crate::records::SessionRecord`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Session {
-    pub token: String,
-    pub expires_at: f64,
-    pub principal_arn: String,
+    session: Option<Arc<SessionRecord>>,
 }
 
 impl KeyEntry {
@@ -188,28 +182,14 @@ impl KeyEntry {
         Some(KeyEntry {
             secret: rec.secret_access_key.clone(),
             role: rec.role.parse::<Role>().ok()?,
-            session: rec.session.as_ref().map(|s| {
-                Arc::new(Session {
-                    token: s.token.clone(),
-                    expires_at: s.expires_at,
-                    principal_arn: s.principal_arn.clone(),
-                })
-            }),
+            session: rec.session.clone().map(Arc::new),
         })
     }
 }
 
 impl KeyCache {
-    pub fn lookup(&self, akid: &str) -> Option<(String, Role)> {
-        self.inner
-            .read()
-            .ok()?
-            .get(akid)
-            .map(|e| (e.secret.clone(), e.role))
-    }
-
     /// Secret, role and (for a temporary key) session, read together.
-    pub fn lookup_full(&self, akid: &str) -> Option<(String, Role, Option<Arc<Session>>)> {
+    pub fn lookup(&self, akid: &str) -> Option<(String, Role, Option<Arc<SessionRecord>>)> {
         self.inner
             .read()
             .ok()?

@@ -273,6 +273,15 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, S3Error> {
     })
 }
 
+/// Sub-resources (`?acl`, `?uploads`, …) berth doesn't serve answer NotImplemented rather than
+/// being taken for the plain operation.
+fn refuse_subresources(q: &HashMap<String, String>, names: &[&str]) -> Result<(), S3Error> {
+    match names.iter().find(|n| q.contains_key(**n)) {
+        Some(sub) => Err(S3Error::not_implemented(&format!("?{sub}"))),
+        None => Ok(()),
+    }
+}
+
 /// `GET /`: ListBuckets.
 pub async fn root(
     State(app): State<Arc<App>>,
@@ -331,12 +340,10 @@ pub async fn bucket(
             other => other,
         };
         authorize(&a, &method, &uri, &headers, &body, action)?;
-        if let Some(sub) = ["acl", "policy", "versioning", "tagging", "uploads", "delete", "cors", "lifecycle", "website", "encryption"]
-            .iter()
-            .find(|s| q.contains_key(**s))
-        {
-            return Err(S3Error::not_implemented(&format!("?{sub}")));
-        }
+        refuse_subresources(
+            &q,
+            &["acl", "policy", "versioning", "tagging", "uploads", "delete", "cors", "lifecycle", "website", "encryption"],
+        )?;
         match op {
             "CreateBucket" => create_bucket(&a, &bucket).await,
             "DeleteBucket" => delete_bucket(&a, &bucket).await,
@@ -464,11 +471,6 @@ fn url_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
 
-fn page_token(key: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(key)
-}
-
 async fn list_objects(
     app: &App,
     bucket: &str,
@@ -497,15 +499,8 @@ async fn list_objects(
     // Where to start: the continuation token (v2) or marker/start-after (keys after it).
     let after = if v2 {
         match q.get("continuation-token") {
-            Some(t) => {
-                use base64::Engine;
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(t)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| invalid("The continuation token provided is incorrect"))?;
-                Some(raw)
-            }
+            Some(t) => crate::ecs::decode_token(Some(t))
+                .map_err(|_| invalid("The continuation token provided is incorrect"))?,
             None => q.get("start-after").cloned(),
         }
     } else {
@@ -593,7 +588,11 @@ async fn list_objects(
     );
     if truncated {
         if v2 {
-            tag(&mut out, "NextContinuationToken", &page_token(&last));
+            tag(
+                &mut out,
+                "NextContinuationToken",
+                &crate::ecs::encode_token(&last),
+            );
         } else {
             tag(&mut out, "NextMarker", &enc(&last));
         }
@@ -646,21 +645,19 @@ pub async fn object(
         let body = read_body(body, limit).await?;
         let action = if op == "HeadObject" { "GetObject" } else { op };
         authorize(&a, &method, &uri, &headers, &body, action)?;
-        if let Some(sub) = [
-            "uploads",
-            "uploadId",
-            "acl",
-            "tagging",
-            "versionId",
-            "retention",
-            "legal-hold",
-            "attributes",
-        ]
-        .iter()
-        .find(|s| q.contains_key(**s))
-        {
-            return Err(S3Error::not_implemented(&format!("?{sub}")));
-        }
+        refuse_subresources(
+            &q,
+            &[
+                "uploads",
+                "uploadId",
+                "acl",
+                "tagging",
+                "versionId",
+                "retention",
+                "legal-hold",
+                "attributes",
+            ],
+        )?;
         if key.is_empty() || key.len() > 1024 {
             return Err(S3Error::new(
                 StatusCode::BAD_REQUEST,

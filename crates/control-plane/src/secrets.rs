@@ -294,18 +294,10 @@ fn wire_tags(tags: &[(String, String)]) -> Vec<WireTag> {
         .collect()
 }
 
-fn page_token(name: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
-}
-
-fn page_after(token: &str, code: &'static str) -> Result<String, ApiError> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::new(code, "The NextToken is not valid."))
+/// Decodes a `NextToken` (the ECS handlers' opaque form, `ecs::encode_token`), with the
+/// service's own error code for a bad one.
+fn page_after(token: Option<&str>, code: &'static str) -> Result<Option<String>, ApiError> {
+    crate::ecs::decode_token(token).map_err(|_| ApiError::new(code, "The NextToken is not valid."))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -747,7 +739,7 @@ async fn list_secrets(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiEr
     // The token is the (creation time, name) of the last secret returned.
     let after = match &req.next_token {
         Some(t) => {
-            let raw = page_after(t, "InvalidNextTokenException")?;
+            let raw = page_after(Some(t), "InvalidNextTokenException")?.unwrap_or_default();
             let (at, name) = raw
                 .split_once('|')
                 .and_then(|(a, n)| Some((a.parse::<f64>().ok()?, n.to_string())))
@@ -798,7 +790,8 @@ async fn list_secrets(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiEr
     });
     if start + page.len() < all.len() {
         if let Some(last) = page.last() {
-            resp["NextToken"] = page_token(&format!("{}|{}", last.created_at, last.name)).into();
+            resp["NextToken"] =
+                crate::ecs::encode_token(&format!("{}|{}", last.created_at, last.name)).into();
         }
     }
     Ok(resp)
@@ -1239,10 +1232,7 @@ async fn get_parameters_by_path(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Va
             "1 validation error detected: Value at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10",
         ));
     }
-    let after = match &req.next_token {
-        Some(t) => Some(page_after(t, "InvalidNextToken")?),
-        None => None,
-    };
+    let after = page_after(req.next_token.as_deref(), "InvalidNextToken")?;
     let prefix = if path.ends_with('/') {
         path.clone()
     } else {
@@ -1255,23 +1245,21 @@ async fn get_parameters_by_path(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Va
         .repo
         .list_arc::<ParameterRecord>(&parameter_key(&prefix))
         .await?;
-    let matching: Vec<_> = all
+    let matching: Vec<(String, &ParameterRecord)> = all
         .iter()
-        .map(|v| &v.value)
+        .map(|v| v.value.as_ref())
         .filter(|p| recursive || !p.name[prefix.len()..].contains('/'))
-        .filter(|p| after.as_ref().is_none_or(|a| p.name.as_str() > a.as_str()))
+        .map(|p| (p.name.clone(), p))
         .collect();
-    let page: Vec<_> = matching.iter().take(max as usize).collect();
+    let (page, next) = crate::ecs::paginate(matching, after.as_deref(), max as usize, false);
     let mut resp = serde_json::json!({
         "Parameters": page
             .iter()
             .filter_map(|p| p.versions.last().map(|v| parameter_json(ctx, p, v, None, decrypt)))
             .collect::<Vec<_>>(),
     });
-    if matching.len() > page.len() {
-        if let Some(last) = page.last() {
-            resp["NextToken"] = page_token(&last.name).into();
-        }
+    if let Some(t) = next {
+        resp["NextToken"] = t.into();
     }
     Ok(resp)
 }
@@ -1463,18 +1451,15 @@ async fn describe_parameters(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value
             "1 validation error detected: Value at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 50",
         ));
     }
-    let after = match &req.next_token {
-        Some(t) => Some(page_after(t, "InvalidNextToken")?),
-        None => None,
-    };
+    let after = page_after(req.next_token.as_deref(), "InvalidNextToken")?;
     let all = ctx.app.repo.list_arc::<ParameterRecord>(PARAMETERS).await?;
-    let matching: Vec<(&ParameterRecord, &ParameterVersion)> = all
+    let matching: Vec<(String, (&ParameterRecord, &ParameterVersion))> = all
         .iter()
         .filter_map(|r| Some((r.value.as_ref(), r.value.versions.last()?)))
-        .filter(|(p, _)| after.as_ref().is_none_or(|a| p.name.as_str() > a.as_str()))
         .filter(|(p, v)| filters.iter().all(|(k, o, vals)| passes(p, v, k, o, vals)))
+        .map(|(p, v)| (p.name.clone(), (p, v)))
         .collect();
-    let page: Vec<_> = matching.iter().take(max as usize).collect();
+    let (page, next) = crate::ecs::paginate(matching, after.as_deref(), max as usize, false);
     let meta: Vec<serde_json::Value> = page
         .iter()
         .map(|(p, v)| {
@@ -1499,10 +1484,8 @@ async fn describe_parameters(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value
         })
         .collect();
     let mut resp = serde_json::json!({ "Parameters": meta });
-    if matching.len() > page.len() {
-        if let Some((p, _)) = page.last() {
-            resp["NextToken"] = page_token(&p.name).into();
-        }
+    if let Some(t) = next {
+        resp["NextToken"] = t.into();
     }
     Ok(resp)
 }

@@ -76,7 +76,7 @@ pub(crate) fn authenticate(
     // The session is read with the secret, so a key removed in between can't pass as long-lived.
     let session = std::cell::RefCell::new(None);
     let lookup = |akid: &str| {
-        let (secret, role, s) = app.keys.lookup_full(akid)?;
+        let (secret, role, s) = app.keys.lookup(akid)?;
         *session.borrow_mut() = s;
         Some((secret, role))
     };
@@ -89,14 +89,11 @@ pub(crate) fn authenticate(
         SystemTime::now(),
     )
     .map_err(auth_error)?;
-    let arn = match session.into_inner() {
+    let session = session.into_inner();
+    let arn = match &session {
         None => v.principal_arn(&app.scope.account),
         Some(session) => {
-            check_session(
-                &session,
-                session_token(uri, headers).as_deref(),
-                now_epoch(),
-            )?;
+            check_session(session, session_token(uri, headers).as_deref(), now_epoch())?;
             session.principal_arn.clone()
         }
     };
@@ -104,6 +101,7 @@ pub(crate) fn authenticate(
         arn,
         access_key_id: v.access_key_id,
         role: v.role,
+        temporary: session.is_some(),
     })
 }
 
@@ -122,7 +120,7 @@ fn session_token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
 /// A temporary key is good only with its own session token and before it expires (the AWS
 /// errors for each case).
 fn check_session(
-    session: &crate::app::Session,
+    session: &crate::records::SessionRecord,
     token: Option<&str>,
     now: f64,
 ) -> Result<(), ApiError> {
@@ -376,11 +374,13 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    fn session(expires_at: f64) -> crate::app::Session {
-        crate::app::Session {
+    fn session(expires_at: f64) -> crate::records::SessionRecord {
+        crate::records::SessionRecord {
             token: "the-token".into(),
             expires_at,
             principal_arn: "arn:aws:sts::000000000000:assumed-role/app/t".into(),
+            role_arn: "arn:aws:iam::000000000000:role/app".into(),
+            task_arn: "arn:aws:ecs:us-east-1:000000000000:task/default/t".into(),
         }
     }
 

@@ -95,6 +95,7 @@ fn system_ctx(app: &Arc<App>) -> Ctx {
     Ctx {
         app: app.clone(),
         principal: Principal {
+            temporary: false,
             access_key_id: "ecs-service-scheduler".into(),
             role: berth_auth::Role::Admin,
             arn: format!(
@@ -228,15 +229,9 @@ async fn task_definition(
     if let Some(td) = cache.get(arn) {
         return Ok(td.clone());
     }
-    let td = match berth_core::arn::TaskDefinitionRef::parse(arn) {
-        Some(r) => ctx
-            .app
-            .repo
-            .get::<TaskDefinitionRecord>(&keys::task_definition(&r.family, r.revision.unwrap_or(0)))
-            .await?
-            .map(|r| r.value.definition),
-        None => None,
-    };
+    let td = crate::ecs::taskdefs::by_arn(ctx, arn)
+        .await?
+        .map(|r| r.definition.clone());
     cache.insert(arn.to_string(), td.clone());
     Ok(td)
 }

@@ -18,7 +18,7 @@
 
 use crate::app::Ctx;
 use crate::error::ApiError;
-use crate::records::{AccessKeyRecord, SessionRecord, TaskDefinitionRecord, TaskRecord};
+use crate::records::{AccessKeyRecord, SessionRecord, TaskRecord};
 use crate::repo::{keys, to_bytes, Versioned};
 use crate::wire::now_epoch;
 use berth_agent_api::{TaskCredentials, TaskCredentialsRequest};
@@ -125,13 +125,7 @@ fn session_token() -> String {
 
 pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     // Agents ask for their tasks (admins may do anything); never a task's own credentials.
-    if !matches!(ctx.principal.role, Role::Agent | Role::Admin)
-        || ctx
-            .app
-            .keys
-            .lookup_full(&ctx.principal.access_key_id)
-            .is_some_and(|(_, _, s)| s.is_some())
-    {
+    if !matches!(ctx.principal.role, Role::Agent | Role::Admin) || ctx.principal.temporary {
         return Err(ApiError::new(
             "AccessDeniedException",
             format!(
@@ -163,8 +157,9 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
     }
     let role_arn = match task.overrides.task_role_arn.clone() {
         Some(r) => r,
-        None => task_definition_role(ctx, &task.task_definition_arn)
+        None => crate::ecs::taskdefs::by_arn(ctx, &task.task_definition_arn)
             .await?
+            .and_then(|r| r.definition.task_role_arn.clone())
             .ok_or_else(|| ApiError::invalid_parameter("The task has no task role."))?,
     };
     let name = role_name(&role_arn).ok_or_else(|| {
@@ -176,6 +171,16 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
         .get()
         .map_or(Role::ReadOnly, |a| a.role_for(&role_arn));
     let now = now_epoch();
+    let session = SessionRecord {
+        token: session_token(),
+        expires_at: now + CREDENTIALS_TTL_SECONDS,
+        principal_arn: format!(
+            "arn:aws:sts::{}:assumed-role/{name}/{id}",
+            ctx.app.scope.account
+        ),
+        role_arn: role_arn.clone(),
+        task_arn: ctx.app.scope.task_arn(&cluster, &id),
+    };
     let rec = AccessKeyRecord {
         access_key_id: temporary_key_id()?,
         secret_access_key: berth_auth::generate_secret_access_key()
@@ -183,16 +188,7 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
         role: role.as_str().to_string(),
         created_at: now,
         description: format!("task role credentials of {}", req.task_arn),
-        session: Some(SessionRecord {
-            token: session_token(),
-            expires_at: now + CREDENTIALS_TTL_SECONDS,
-            principal_arn: format!(
-                "arn:aws:sts::{}:assumed-role/{name}/{id}",
-                ctx.app.scope.account
-            ),
-            role_arn: role_arn.clone(),
-            task_arn: ctx.app.scope.task_arn(&cluster, &id),
-        }),
+        session: Some(session.clone()),
     };
     ctx.app
         .repo
@@ -200,7 +196,6 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
         .await?;
     ctx.app.keys.insert(&rec);
     tracing::debug!(task = %id, role = %role_arn, access = %role, "task role credentials issued");
-    let session = rec.session.unwrap_or_else(|| unreachable!("set above"));
     crate::wire::encode(&TaskCredentials {
         role_arn,
         access_key_id: rec.access_key_id,
@@ -208,18 +203,6 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
         session_token: session.token,
         expiration: session.expires_at,
     })
-}
-
-async fn task_definition_role(ctx: &Ctx, td_arn: &str) -> Result<Option<String>, ApiError> {
-    let Some(r) = berth_core::arn::TaskDefinitionRef::parse(td_arn) else {
-        return Ok(None);
-    };
-    Ok(ctx
-        .app
-        .repo
-        .get_arc::<TaskDefinitionRecord>(&keys::task_definition(&r.family, r.revision.unwrap_or(0)))
-        .await?
-        .and_then(|r| r.value.definition.task_role_arn.clone()))
 }
 
 /// Deletes temporary keys that expired more than a minute ago (leader maintenance).

@@ -66,7 +66,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let app = App::new(Arc::new(MemoryStore::new()), Scope::new("us-east-1", "000000000000"), false).await.unwrap();
-            let ctx = Ctx { app, principal: Principal { access_key_id: "AKIATEST".into(), role: Role::Admin, arn: "arn:aws:iam::000000000000:user/AKIATEST".into() } };
+            let ctx = Ctx { app, principal: Principal { access_key_id: "AKIATEST".into(), role: Role::Admin, arn: "arn:aws:iam::000000000000:user/AKIATEST".into(), temporary: false } };
             // Something stored that bad input must not change.
             ecs::dispatch(&ctx, Operation::CreateCluster, br#"{"clusterName":"keep","tags":[{"key":"k","value":"v"}]}"#).await.unwrap();
             let before = ecs::dispatch(&ctx, Operation::DescribeClusters, br#"{"clusters":["keep"],"include":["TAGS","SETTINGS"]}"#).await.unwrap();

@@ -903,6 +903,7 @@ async fn deleted_task_definitions_are_purged_once_unreferenced() {
     let ctx = berth_control_plane::app::Ctx {
         app: s.app.clone(),
         principal: berth_control_plane::app::Principal {
+            temporary: false,
             access_key_id: "t".into(),
             role: berth_auth::Role::Admin,
             arn: "arn:aws:iam::000000000000:root".into(),

@@ -44,7 +44,7 @@ fn mac(secret: &str, payload: &str) -> Option<HmacSha256> {
 
 /// Mints a token for `access_key_id` valid for `ttl_secs`; returns it and its expiry.
 pub fn issue(app: &App, access_key_id: &str, ttl_secs: u64) -> Option<(String, u64)> {
-    let (secret, _, session) = app.keys.lookup_full(access_key_id)?;
+    let (secret, _, session) = app.keys.lookup(access_key_id)?;
     // A temporary key's token ends when the key does.
     let exp = match session {
         Some(s) => (now() + ttl_secs).min(s.expires_at as u64),
@@ -77,7 +77,7 @@ pub fn verify(app: &App, token: &str) -> Result<(String, Role), TokenError> {
         .decode(payload)
         .map_err(|_| TokenError::Invalid)?;
     let p: Payload = serde_json::from_slice(&raw).map_err(|_| TokenError::Invalid)?;
-    let (secret, role, session) = app.keys.lookup_full(&p.k).ok_or(TokenError::Invalid)?;
+    let (secret, role, session) = app.keys.lookup(&p.k).ok_or(TokenError::Invalid)?;
     mac(&secret, payload)
         .ok_or(TokenError::Invalid)?
         .verify_slice(&tag)

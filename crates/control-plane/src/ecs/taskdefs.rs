@@ -450,6 +450,23 @@ fn unable_to_describe() -> ApiError {
     client("Unable to describe task definition.")
 }
 
+/// The stored revision a task's task-definition ARN names (shared, not copied), if it still
+/// exists. Unlike [`resolve`], a reference without a revision names nothing.
+pub(crate) async fn by_arn(
+    ctx: &Ctx,
+    arn: &str,
+) -> Result<Option<std::sync::Arc<TaskDefinitionRecord>>, ApiError> {
+    let Some(r) = TaskDefinitionRef::parse(arn) else {
+        return Ok(None);
+    };
+    Ok(ctx
+        .app
+        .repo
+        .get_arc::<TaskDefinitionRecord>(&keys::task_definition(&r.family, r.revision.unwrap_or(0)))
+        .await?
+        .map(|v| v.value))
+}
+
 /// Resolves `family`, `family:revision` or an ARN. A bare family means its latest ACTIVE revision.
 pub(crate) async fn resolve(
     ctx: &Ctx,
