@@ -211,17 +211,9 @@ pub async fn desired_state(
     ctx: &Ctx,
     inst: &ContainerInstanceRecord,
 ) -> Result<Vec<DesiredTask>, ApiError> {
-    let mut out = Vec::with_capacity(inst.tasks.len());
-    for placed in &inst.tasks {
-        let Some(t) = ctx
-            .app
-            .repo
-            .get_arc::<TaskRecord>(&keys::task(&inst.cluster, &placed.task_id))
-            .await?
-        else {
-            continue;
-        };
-        let t = t.value;
+    let live = crate::ecs::tasks::live_on_instance(ctx, &inst.cluster, &inst.id).await?;
+    let mut out = Vec::with_capacity(live.len());
+    for t in live {
         let td = crate::ecs::taskdefs::by_arn(ctx, &t.task_definition_arn)
             .await?
             .map(|r| r.definition.clone());

@@ -4,7 +4,9 @@
 //!
 //! Tasks (`ecs/tasks/<cluster>/<id>`) are indexed by desired status (`RUNNING` or `STOPPED`),
 //! alone and together with each of family, group (`service:<name>` for service tasks),
-//! container instance and startedBy. Terms are `|`-separated; no ECS name contains `|`, and the
+//! container instance and startedBy; and tasks that still hold resources on their instance (not
+//! yet STOPPED, whatever their desired status) by instance: what the instance's agent must run
+//! or stop, and what its `held` counters add up. Terms are `|`-separated; no ECS name contains `|`, and the
 //! cache separates a term from the key it lists, so one term never sees another's keys.
 
 use crate::records::TaskRecord;
@@ -45,6 +47,10 @@ pub mod term {
     pub fn started_by(cluster: &str, desired: &str, started_by: &str) -> String {
         format!("{cluster}|{desired}|b|{started_by}")
     }
+    /// Tasks on an instance that are not STOPPED yet (`TaskRecord::hold` is some).
+    pub fn live(cluster: &str, instance_id: &str) -> String {
+        format!("{cluster}|live|{instance_id}")
+    }
 }
 
 fn task_terms(e: &Entry) -> Vec<String> {
@@ -62,6 +68,9 @@ fn task_terms(e: &Entry) -> Vec<String> {
     ];
     if let Some(s) = &t.started_by {
         terms.push(term::started_by(c, d, s));
+    }
+    if t.is_live() {
+        terms.push(term::live(c, &t.container_instance_id));
     }
     terms
 }

@@ -124,20 +124,191 @@ pub struct AttributeRecord {
     pub value: Option<String>,
 }
 
-/// A task that holds resources on an instance: from placement until the agent reports STOPPED.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlacedTask {
-    pub task_id: String,
+/// A task listed on an instance record by records written before berth kept [`HeldRecord`]
+/// counters: read only, folded into `held` when such a record is decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LegacyPlacedTask {
     pub group: String,
-    pub family: String,
-    #[serde(default)]
-    pub service: Option<String>,
-    /// PENDING until the agent reports RUNNING (for running/pendingTasksCount).
     pub running: bool,
     pub resources: ResourcesRecord,
 }
 
+/// What one live task holds on its instance (see [`TaskRecord::hold`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskHold {
+    pub group: String,
+    /// It has reported RUNNING (runningTasksCount); otherwise it is pending.
+    pub running: bool,
+    /// CPU, memory and GPUs (by count, and the ids assigned to it), its TCP host ports (static
+    /// and those its containers were bound to) and UDP host ports.
+    pub resources: ResourcesRecord,
+}
+
+/// Everything the live tasks on an instance hold, from placement until the agent reports each
+/// STOPPED: the sum of their [`TaskHold`]s, kept in the instance record as counters so that a
+/// placement rewrites a record of constant size, whatever else runs there. Every change of a
+/// task's hold is applied here in the same transaction as the task record (`remove` the old
+/// hold, `add` the new one), so `held` always equals the sum over the instance's live tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRecord {
+    #[serde(default)]
+    pub cpu: i64,
+    #[serde(default)]
+    pub memory: i64,
+    #[serde(default)]
+    pub gpu: i64,
+    /// GPU ids assigned to tasks (each to at most one task).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_ids: Vec<String>,
+    /// TCP host ports, sorted, once per task holding each (a port can briefly be held twice: a
+    /// dynamic port Docker reuses before the old task's STOPPED report arrives).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports_udp: Vec<u16>,
+    #[serde(default)]
+    pub running: u32,
+    #[serde(default)]
+    pub pending: u32,
+    /// Live tasks per task group (`service:<name>`, `family:<family>`, …), none at zero.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub groups: std::collections::BTreeMap<String, u32>,
+}
+
+fn insert_sorted<T: Ord + Clone>(into: &mut Vec<T>, items: &[T]) {
+    for x in items {
+        let at = into.partition_point(|y| y < x);
+        into.insert(at, x.clone());
+    }
+}
+
+fn remove_each<T: Ord>(from: &mut Vec<T>, items: &[T]) {
+    for x in items {
+        if let Ok(at) = from.binary_search(x) {
+            from.remove(at);
+        }
+    }
+}
+
+impl HeldRecord {
+    /// Counts a task's hold.
+    pub fn add(&mut self, h: &TaskHold) {
+        let r = &h.resources;
+        self.cpu += r.cpu;
+        self.memory += r.memory;
+        self.gpu += r.gpu;
+        insert_sorted(&mut self.gpu_ids, &r.gpu_ids);
+        insert_sorted(&mut self.ports, &r.ports);
+        insert_sorted(&mut self.ports_udp, &r.ports_udp);
+        if h.running {
+            self.running += 1;
+        } else {
+            self.pending += 1;
+        }
+        *self.groups.entry(h.group.clone()).or_default() += 1;
+    }
+
+    /// Stops counting a task's hold (the exact inverse of [`HeldRecord::add`]).
+    pub fn remove(&mut self, h: &TaskHold) {
+        let r = &h.resources;
+        self.cpu -= r.cpu;
+        self.memory -= r.memory;
+        self.gpu -= r.gpu;
+        remove_each(&mut self.gpu_ids, &r.gpu_ids);
+        remove_each(&mut self.ports, &r.ports);
+        remove_each(&mut self.ports_udp, &r.ports_udp);
+        let n = if h.running {
+            &mut self.running
+        } else {
+            &mut self.pending
+        };
+        *n = n.saturating_sub(1);
+        if let Some(c) = self.groups.get_mut(&h.group) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.groups.remove(&h.group);
+            }
+        }
+    }
+
+    /// Replaces a task's hold `before` with `after` (either may be none: placed, stopped).
+    /// Returns whether anything changed.
+    pub fn replace(&mut self, before: Option<&TaskHold>, after: Option<&TaskHold>) -> bool {
+        if before == after {
+            return false;
+        }
+        if let Some(b) = before {
+            self.remove(b);
+        }
+        if let Some(a) = after {
+            self.add(a);
+        }
+        true
+    }
+
+    /// Live tasks on the instance.
+    pub fn tasks(&self) -> u32 {
+        self.running + self.pending
+    }
+}
+
+/// The stored form of [`ContainerInstanceRecord`], which also reads records written before
+/// `held` existed (their tasks listed one by one).
+#[derive(Deserialize)]
+struct StoredInstance {
+    id: String,
+    cluster: String,
+    #[serde(default)]
+    ec2_instance_id: Option<String>,
+    status: String,
+    #[serde(default)]
+    status_reason: Option<String>,
+    registered_at: f64,
+    registered: ResourcesRecord,
+    #[serde(default)]
+    attributes: Vec<AttributeRecord>,
+    #[serde(default)]
+    version_info: Option<ecs::VersionInfo>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    generation: u64,
+    version: i64,
+    #[serde(default)]
+    held: HeldRecord,
+    #[serde(default)]
+    tasks: Vec<LegacyPlacedTask>,
+}
+
+impl From<StoredInstance> for ContainerInstanceRecord {
+    fn from(s: StoredInstance) -> Self {
+        let mut held = s.held;
+        for t in s.tasks {
+            held.add(&TaskHold {
+                group: t.group,
+                running: t.running,
+                resources: t.resources,
+            });
+        }
+        Self {
+            id: s.id,
+            cluster: s.cluster,
+            ec2_instance_id: s.ec2_instance_id,
+            status: s.status,
+            status_reason: s.status_reason,
+            registered_at: s.registered_at,
+            registered: s.registered,
+            attributes: s.attributes,
+            version_info: s.version_info,
+            tags: s.tags,
+            generation: s.generation,
+            version: s.version,
+            held,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "StoredInstance")]
 pub struct ContainerInstanceRecord {
     pub id: String,
     pub cluster: String,
@@ -160,27 +331,26 @@ pub struct ContainerInstanceRecord {
     pub generation: u64,
     /// ECS's `version` field: bumped on every change of the record.
     pub version: i64,
-    /// The tasks holding resources here.
+    /// What the live tasks here hold (their list is the tasks index's `live` term).
     #[serde(default)]
-    pub tasks: Vec<PlacedTask>,
+    pub held: HeldRecord,
 }
 
 impl ContainerInstanceRecord {
     pub fn remaining(&self) -> ResourcesRecord {
+        let h = &self.held;
         let mut r = self.registered.clone();
-        for t in &self.tasks {
-            r.cpu -= t.resources.cpu;
-            r.memory -= t.resources.memory;
-            r.gpu -= t.resources.gpu;
-            r.gpu_ids.retain(|g| !t.resources.gpu_ids.contains(g));
-            r.ports.extend(&t.resources.ports);
-            r.ports_udp.extend(&t.resources.ports_udp);
-        }
+        r.cpu -= h.cpu;
+        r.memory -= h.memory;
+        r.gpu -= h.gpu;
+        r.gpu_ids.retain(|g| h.gpu_ids.binary_search(g).is_err());
         // With GPUs by id, only ids can be handed out: never count more GPUs than free ids
         // (e.g. tasks placed by count before the instance re-registered its ids).
         if !self.registered.gpu_ids.is_empty() {
             r.gpu = r.gpu.min(r.gpu_ids.len() as i64);
         }
+        r.ports.extend(&h.ports);
+        r.ports_udp.extend(&h.ports_udp);
         r.ports.sort_unstable();
         r.ports.dedup();
         r.ports_udp.sort_unstable();
@@ -188,10 +358,10 @@ impl ContainerInstanceRecord {
         r
     }
     pub fn running_tasks(&self) -> usize {
-        self.tasks.iter().filter(|t| t.running).count()
+        self.held.running as usize
     }
     pub fn pending_tasks(&self) -> usize {
-        self.tasks.iter().filter(|t| !t.running).count()
+        self.held.pending as usize
     }
 }
 
@@ -289,6 +459,44 @@ pub struct TaskRecord {
     pub network_configuration: Option<ecs::NetworkConfiguration>,
 }
 
+impl TaskRecord {
+    /// Whether it still holds resources on its instance (not STOPPED yet).
+    pub fn is_live(&self) -> bool {
+        !matches!(self.last_status.as_str(), "STOPPED" | "DELETED")
+    }
+
+    /// What the task holds on its instance: from placement until it is STOPPED. Its TCP host
+    /// ports are the static ones plus every host port its containers were bound to.
+    pub fn hold(&self) -> Option<TaskHold> {
+        if !self.is_live() {
+            return None;
+        }
+        let mut resources = self.resources.clone();
+        resources.gpu_ids = self
+            .containers
+            .iter()
+            .flat_map(|c| c.gpu_ids.iter().cloned())
+            .collect();
+        resources.gpu_ids.sort_unstable();
+        resources.ports.extend(
+            self.containers
+                .iter()
+                .flat_map(|c| c.network_bindings.iter())
+                .filter(|b| b.protocol != Some(ecs::TransportProtocol::Udp))
+                .filter_map(|b| b.host_port.and_then(|p| u16::try_from(p).ok())),
+        );
+        resources.ports.sort_unstable();
+        resources.ports.dedup();
+        resources.ports_udp.sort_unstable();
+        resources.ports_udp.dedup();
+        Some(TaskHold {
+            group: self.group.clone(),
+            running: self.started_at.is_some(),
+            resources,
+        })
+    }
+}
+
 /// RunTask idempotency: a clientToken remembers what it started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientTokenRecord {
@@ -381,42 +589,47 @@ pub struct ServiceRecord {
 mod tests {
     use super::*;
 
-    fn placed(gpu: i64, ids: &[&str]) -> PlacedTask {
-        PlacedTask {
-            task_id: "t".into(),
-            group: "g".into(),
-            family: "f".into(),
-            service: None,
-            running: true,
+    fn hold(group: &str, running: bool, gpu: i64, ids: &[&str], ports: &[u16]) -> TaskHold {
+        TaskHold {
+            group: group.into(),
+            running,
             resources: ResourcesRecord {
+                cpu: 128,
+                memory: 256,
                 gpu,
                 gpu_ids: ids.iter().map(|s| s.to_string()).collect(),
-                ..Default::default()
+                ports: ports.to_vec(),
+                ports_udp: vec![],
             },
         }
     }
 
-    #[test]
-    fn remaining_gpus_are_the_free_ids_and_never_more() {
-        let mut inst = ContainerInstanceRecord {
+    fn instance(registered: ResourcesRecord) -> ContainerInstanceRecord {
+        ContainerInstanceRecord {
             id: "i".into(),
             cluster: "c".into(),
             ec2_instance_id: None,
             status: "ACTIVE".into(),
             status_reason: None,
             registered_at: 0.0,
-            registered: ResourcesRecord {
-                gpu: 3,
-                gpu_ids: vec!["a".into(), "b".into(), "c".into()],
-                ..Default::default()
-            },
+            registered,
             attributes: vec![],
             version_info: None,
             tags: vec![],
             generation: 0,
             version: 1,
-            tasks: vec![placed(1, &["b"])],
-        };
+            held: HeldRecord::default(),
+        }
+    }
+
+    #[test]
+    fn remaining_gpus_are_the_free_ids_and_never_more() {
+        let mut inst = instance(ResourcesRecord {
+            gpu: 3,
+            gpu_ids: vec!["a".into(), "b".into(), "c".into()],
+            ..Default::default()
+        });
+        inst.held.add(&hold("g", true, 1, &["b"], &[]));
         let r = inst.remaining();
         assert_eq!(
             (r.gpu, r.gpu_ids.clone()),
@@ -424,10 +637,118 @@ mod tests {
         );
         // A task holding GPUs by count only (placed before the ids were registered): the count
         // drops, and never above the ids that are still free.
-        inst.tasks.push(placed(1, &[]));
+        inst.held.add(&hold("g", true, 1, &[], &[]));
         let r = inst.remaining();
         assert_eq!(r.gpu, 1);
-        inst.tasks.push(placed(0, &["a", "c"]));
+        inst.held.add(&hold("g", true, 0, &["a", "c"], &[]));
         assert_eq!(inst.remaining().gpu, 0);
+    }
+
+    #[test]
+    fn held_counters_add_and_remove_exactly() {
+        let mut inst = instance(ResourcesRecord {
+            cpu: 1024,
+            memory: 2048,
+            ports: vec![22],
+            ..Default::default()
+        });
+        let a = hold("service:web", false, 0, &[], &[80]);
+        let b = hold("service:web", false, 0, &[], &[32768]);
+        // A dynamic port Docker reused before the old holder's STOPPED report arrived.
+        let c = hold("family:batch", true, 0, &[], &[32768]);
+        for h in [&a, &b, &c] {
+            assert!(inst.held.replace(None, Some(h)));
+        }
+        let r = inst.remaining();
+        assert_eq!((r.cpu, r.memory), (1024 - 3 * 128, 2048 - 3 * 256));
+        assert_eq!(r.ports, vec![22, 80, 32768]);
+        assert_eq!((inst.running_tasks(), inst.pending_tasks()), (1, 2));
+        assert_eq!(inst.held.groups.get("service:web"), Some(&2));
+        // a reports RUNNING: pending moves to running, nothing else changes.
+        let a_running = TaskHold {
+            running: true,
+            ..a.clone()
+        };
+        assert!(!inst.held.replace(Some(&a), Some(&a)));
+        assert!(inst.held.replace(Some(&a), Some(&a_running)));
+        assert_eq!((inst.running_tasks(), inst.pending_tasks()), (2, 1));
+        // b stops: c still holds the reused port.
+        inst.held.replace(Some(&b), None);
+        assert_eq!(inst.remaining().ports, vec![22, 80, 32768]);
+        inst.held.replace(Some(&c), None);
+        inst.held.replace(Some(&a_running), None);
+        assert_eq!(inst.held, HeldRecord::default());
+        assert_eq!(inst.remaining(), inst.registered);
+    }
+
+    #[test]
+    fn records_listing_their_tasks_are_read_into_counters() {
+        let legacy = serde_json::json!({
+            "id": "i", "cluster": "c", "status": "ACTIVE", "registered_at": 0.0,
+            "registered": {"cpu": 1024, "memory": 2048, "ports": [22], "ports_udp": []},
+            "generation": 3, "version": 4,
+            "tasks": [
+                {"task_id": "t1", "group": "service:web", "family": "web", "service": "web",
+                 "running": true,
+                 "resources": {"cpu": 256, "memory": 512, "ports": [80, 32768], "ports_udp": []}},
+                {"task_id": "t2", "group": "family:web", "family": "web", "running": false,
+                 "resources": {"cpu": 128, "memory": 128, "ports": [], "ports_udp": [53]}}
+            ]
+        });
+        let inst: ContainerInstanceRecord = serde_json::from_value(legacy).unwrap();
+        let r = inst.remaining();
+        assert_eq!((r.cpu, r.memory), (1024 - 384, 2048 - 640));
+        assert_eq!((r.ports, r.ports_udp), (vec![22, 80, 32768], vec![53]));
+        assert_eq!((inst.running_tasks(), inst.pending_tasks()), (1, 1));
+        // Written back in the new form, and read again the same.
+        let again: ContainerInstanceRecord =
+            serde_json::from_slice(&serde_json::to_vec(&inst).unwrap()).unwrap();
+        assert_eq!(again.held, inst.held);
+        assert!(!serde_json::to_string(&inst).unwrap().contains("\"tasks\""));
+    }
+
+    #[test]
+    fn a_task_holds_its_bound_host_ports_and_gpus_until_stopped() {
+        let mut t = TaskRecord {
+            group: "service:web".into(),
+            last_status: "PENDING".into(),
+            resources: ResourcesRecord {
+                cpu: 256,
+                memory: 512,
+                gpu: 1,
+                ports: vec![80],
+                ..Default::default()
+            },
+            containers: vec![ContainerRecord {
+                gpu_ids: vec!["g1".into()],
+                network_bindings: vec![
+                    ecs::NetworkBinding {
+                        host_port: Some(32768),
+                        protocol: Some(ecs::TransportProtocol::Tcp),
+                        ..Default::default()
+                    },
+                    ecs::NetworkBinding {
+                        host_port: Some(80),
+                        ..Default::default()
+                    },
+                    ecs::NetworkBinding {
+                        host_port: Some(5353),
+                        protocol: Some(ecs::TransportProtocol::Udp),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let h = t.hold().unwrap();
+        assert_eq!(h.resources.ports, vec![80, 32768]);
+        assert_eq!(h.resources.gpu_ids, vec!["g1".to_string()]);
+        assert!(!h.running);
+        t.started_at = Some(1.0);
+        t.last_status = "RUNNING".into();
+        assert!(t.hold().unwrap().running);
+        t.last_status = "STOPPED".into();
+        assert_eq!(t.hold(), None);
     }
 }

@@ -279,7 +279,7 @@ pub async fn describe_status(ctx: &crate::app::Ctx) -> Result<serde_json::Value,
                 "status": i.status,
                 "agentConnected": app.agents.connected(&i.id),
                 "lastSeenSecondsAgo": app.agents.last_seen_age(&i.id),
-                "runningTasks": i.tasks.len(),
+                "runningTasks": i.held.tasks(),
             }));
         }
     }

@@ -61,12 +61,10 @@ fn cluster(n: usize) -> ClusterSnapshot {
             c.remaining.tcp_ports = vec![22, 2375, 2376, 51678, 51679];
             // Some existing tasks: a few services per instance.
             for s in 0..4 {
-                c.tasks.push(TaskInfo::new(
-                    format!("service:svc{}", (i + s) % 50),
-                    format!("svc{}", (i + s) % 50),
-                ));
+                c.tasks
+                    .push(TaskInfo::new(format!("service:svc{}", (i + s) % 50)));
             }
-            c.tasks.push(TaskInfo::new("service:web", "web"));
+            c.tasks.push(TaskInfo::new("service:web"));
             c.running_tasks_count = c.tasks.len() as u32;
             c
         })

@@ -211,7 +211,7 @@ impl<'a> ClusterIndex<'a> {
             spread_counts: SpreadCounts::default(),
         };
         for (i, inst) in insts.iter().enumerate() {
-            idx.add_groups(i, inst.tasks.iter().map(|t| t.group.as_str()));
+            idx.add_groups(i, inst.tasks.iter().map(|t| (t.group.as_str(), t.count)));
         }
         idx
     }
@@ -229,13 +229,13 @@ impl<'a> ClusterIndex<'a> {
     }
 
     /// Adds the groups of instance `i`'s tasks (its `inst_groups` must be empty).
-    fn add_groups<'g>(&mut self, i: usize, groups: impl Iterator<Item = &'g str>) {
+    fn add_groups<'g>(&mut self, i: usize, groups: impl Iterator<Item = (&'g str, u32)>) {
         let mut mine: Vec<(u32, u32)> = Vec::new();
-        for name in groups {
+        for (name, n) in groups.filter(|&(_, n)| n > 0) {
             let g = self.group_id(name);
             match mine.iter_mut().find(|(x, _)| *x == g) {
-                Some((_, c)) => *c += 1,
-                None => mine.push((g, 1)),
+                Some((_, c)) => *c += n,
+                None => mine.push((g, n)),
             }
         }
         for &(g, c) in &mine {
@@ -360,7 +360,7 @@ impl<'a> ClusterIndex<'a> {
         self.udp_used[i] = sorted(&inst.remaining.udp_ports);
         self.running[i] = inst.running_tasks_count;
         self.remove_groups(i);
-        self.add_groups(i, inst.tasks.iter().map(|t| t.group.as_str()));
+        self.add_groups(i, inst.tasks.iter().map(|t| (t.group.as_str(), t.count)));
     }
 
     /// Sets only instance `i`'s agent connectivity (it changes with time, not with the record).

@@ -94,25 +94,27 @@ pub struct Resources {
     pub udp_ports: Vec<u16>,
 }
 
-/// A task already on an instance, as far as placement cares.
+/// Tasks already on an instance, as far as placement cares: how many of one task group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskInfo {
     /// The task group: `service:<name>` for service tasks, `family:<family>` by default for
     /// standalone tasks, or whatever `group` RunTask was given.
     pub group: String,
-    /// The task-definition family.
-    pub family: String,
-    /// The service that started it, if any.
-    pub service_name: Option<String>,
+    /// How many tasks of the group (several entries of one group add up).
+    pub count: u32,
 }
 
 impl TaskInfo {
-    /// A task in `group` of `family`, not part of a service.
-    pub fn new(group: impl Into<String>, family: impl Into<String>) -> Self {
+    /// One task in `group`.
+    pub fn new(group: impl Into<String>) -> Self {
+        Self::many(group, 1)
+    }
+
+    /// `count` tasks in `group`.
+    pub fn many(group: impl Into<String>, count: u32) -> Self {
         Self {
             group: group.into(),
-            family: family.into(),
-            service_name: None,
+            count,
         }
     }
 }
@@ -140,7 +142,8 @@ pub struct ContainerInstance {
     pub remaining: Resources,
     /// `runningTasksCount`.
     pub running_tasks_count: u32,
-    /// The tasks on the instance (running and pending) that count for groups and spread.
+    /// The tasks on the instance (running and pending) that count for groups and spread, by
+    /// group.
     pub tasks: Vec<TaskInfo>,
 }
 
@@ -230,11 +233,12 @@ impl<'a> InstanceView<'a> {
         u64::from(self.instance.running_tasks_count) + self.extra_groups.len() as u64
     }
 
-    /// Every task group on the instance (with repeats).
+    /// Every task group on the instance (repeats possible).
     pub fn groups(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.instance
             .tasks
             .iter()
+            .filter(|t| t.count > 0)
             .map(|t| t.group.as_str())
             .chain(self.extra_groups.iter().copied())
     }

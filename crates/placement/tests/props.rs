@@ -271,7 +271,7 @@ fn charge(c: &mut ContainerInstance, r: &PlacementRequest) {
     c.remaining.gpu -= r.task.gpu;
     c.remaining.tcp_ports.extend(&r.task.tcp_ports);
     c.remaining.udp_ports.extend(&r.task.udp_ports);
-    c.tasks.push(TaskInfo::new(r.task.group.clone(), "web"));
+    c.tasks.push(TaskInfo::new(r.task.group.clone()));
     c.running_tasks_count += 1;
 }
 

@@ -317,7 +317,7 @@ pub async fn register(
                     tags: tags.clone(),
                     generation: 1,
                     version: 1,
-                    tasks: vec![],
+                    held: Default::default(),
                 }
             }
         };
@@ -398,7 +398,7 @@ pub async fn deregister(
                 ))
             }
         };
-        if !inst.value.tasks.is_empty() && !req.force.unwrap_or(false) {
+        if inst.value.held.tasks() > 0 && !req.force.unwrap_or(false) {
             return Err(ApiError::invalid_parameter(
                 "Found running tasks on the instance. Use the force option to deregister it.",
             ));
@@ -409,8 +409,8 @@ pub async fn deregister(
         });
         // Forced: its tasks are orphaned; berth marks them stopped so nothing waits on them.
         let now = now_epoch();
-        for placed in &inst.value.tasks {
-            let tkey = keys::task(&cluster, &placed.task_id);
+        for live in super::tasks::live_on_instance(ctx, &cluster, &id).await? {
+            let tkey = keys::task(&cluster, &live.id);
             if let Some(mut t) = repo.get::<TaskRecord>(&tkey).await? {
                 t.value.desired_status = "STOPPED".into();
                 t.value.last_status = "STOPPED".into();
@@ -430,7 +430,7 @@ pub async fn deregister(
                     .put(tkey, to_bytes(&t.value));
             }
         }
-        inst.value.tasks.clear();
+        inst.value.held = Default::default();
         inst.value.status = "INACTIVE".into();
         inst.value.version += 1;
         inst.value.generation += 1;

@@ -3,7 +3,8 @@
 //!
 //! desiredStatus is written here by the API (RunTask/StopTask); lastStatus only by the agent's
 //! reports, and only forward (`TaskStatus::can_become`). A task holds its resources on its
-//! instance (the instance record's `tasks`) from placement until the agent reports STOPPED; every
+//! instance (counted in the instance record's `held`, changed in the same transaction as the task)
+//! from placement until the agent reports STOPPED; every
 //! change to what an instance should run bumps the instance's generation, which wakes its agent.
 
 use super::instances::{active_cluster, instance_id};
@@ -12,7 +13,7 @@ use crate::app::Ctx;
 use crate::error::ApiError;
 use crate::indexes::term;
 use crate::records::{
-    tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord, PlacedTask,
+    tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord,
     ResourcesRecord, TaskRecord,
 };
 use crate::repo::{contention, keys, to_bytes, MAX_ATTEMPTS};
@@ -70,15 +71,32 @@ pub(crate) fn snapshot_instance(
         remaining: res(&i.remaining()),
         running_tasks_count: i.running_tasks() as u32,
         tasks: i
-            .tasks
+            .held
+            .groups
             .iter()
-            .map(|t| placement::TaskInfo {
-                group: t.group.clone(),
-                family: t.family.clone(),
-                service_name: t.service.clone(),
-            })
+            .map(|(g, n)| placement::TaskInfo::many(g.clone(), *n))
             .collect(),
     }
+}
+
+/// The tasks that hold resources on an instance (placed, not STOPPED yet), in key order,
+/// through the tasks index's `live` term.
+pub(crate) async fn live_on_instance(
+    ctx: &Ctx,
+    cluster: &str,
+    instance_id: &str,
+) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
+    ctx.app
+        .repo
+        .index_all(
+            crate::indexes::TASKS,
+            &term::live(cluster, instance_id),
+            &keys::tasks_in(cluster),
+            |_, t: &Arc<TaskRecord>| {
+                (t.container_instance_id == instance_id && t.is_live()).then(|| t.clone())
+            },
+        )
+        .await
 }
 
 fn placement_error(e: placement::PlacementError) -> ApiError {
@@ -577,28 +595,25 @@ fn container_gpus(td: &ecs::TaskDefinition, overrides: &ecs::TaskOverride) -> Ve
 }
 
 /// Picks the task's GPUs from those still free on the instance (placement has checked the
-/// count), hands each container its share, and returns them all. Nothing when the instance
-/// registered a bare GPU count rather than ids.
+/// count) and hands each container its share (the task then holds them: `TaskRecord::hold`).
+/// Nothing when the instance registered a bare GPU count rather than ids.
 fn assign_gpus(
     td: &ecs::TaskDefinition,
     overrides: &ecs::TaskOverride,
     inst: &ContainerInstanceRecord,
     task: &mut TaskRecord,
-) -> Vec<String> {
+) {
     let wants = container_gpus(td, overrides);
     if wants.is_empty() {
-        return Vec::new();
+        return;
     }
     let mut free = inst.remaining().gpu_ids.into_iter();
-    let mut all = Vec::new();
     for (name, n) in wants {
         let ids: Vec<String> = free.by_ref().take(n).collect();
-        all.extend(ids.iter().cloned());
         if let Some(c) = task.containers.iter_mut().find(|c| c.name == name) {
             c.gpu_ids = ids;
         }
     }
-    all
 }
 
 /// Places and commits `count` tasks (or the explicit `targets` for StartTask), retrying on
@@ -669,16 +684,8 @@ pub(crate) async fn launch(
                         now,
                         client_token.as_ref().map(|(t, _)| t.clone()),
                     );
-                    let mut resources = l.resources.clone();
-                    resources.gpu_ids = assign_gpus(&l.td, &l.overrides, inst, &mut task);
-                    inst.tasks.push(PlacedTask {
-                        task_id: task.id.clone(),
-                        group: l.group.clone(),
-                        family: l.family.clone(),
-                        service: l.group.strip_prefix("service:").map(str::to_string),
-                        running: false,
-                        resources,
-                    });
+                    assign_gpus(&l.td, &l.overrides, inst, &mut task);
+                    inst.held.replace(None, task.hold().as_ref());
                     tasks.push(task);
                 }
                 let mut txn = Txn::new();
@@ -1164,43 +1171,22 @@ pub(crate) async fn apply_report(
             revision: t.revision,
         });
         let mut publish = None;
-        let running_now = t.value.last_status == "RUNNING";
-        let stopped_now = t.value.last_status == "STOPPED";
-        let ports_now: Vec<u16> = t
-            .value
-            .containers
-            .iter()
-            .flat_map(|c| c.network_bindings.iter())
-            .filter(|b| b.protocol != Some(ecs::TransportProtocol::Udp))
-            .filter_map(|b| b.host_port.and_then(|p| u16::try_from(p).ok()))
-            .collect();
-        if changed_status || !ports_now.is_empty() {
+        // What the task holds on its instance moved (it started, was bound to host ports, or
+        // stopped): the instance's counters move with it, in the same transaction.
+        let (held_before, held_after) = (before.hold(), t.value.hold());
+        if held_before != held_after {
             let ikey = keys::instance(cluster, &t.value.container_instance_id);
-            if let Some(mut inst) = repo.get::<ContainerInstanceRecord>(&ikey).await? {
-                let mut dirty = false;
-                if stopped_now {
-                    let n = inst.value.tasks.len();
-                    inst.value.tasks.retain(|p| p.task_id != id);
-                    if inst.value.tasks.len() != n {
+            match repo.get::<ContainerInstanceRecord>(&ikey).await? {
+                // A force-deregistered instance let go of everything its tasks held.
+                Some(inst) if inst.value.status == "INACTIVE" => {}
+                Some(mut inst) => {
+                    inst.value
+                        .held
+                        .replace(held_before.as_ref(), held_after.as_ref());
+                    if held_after.is_none() {
                         inst.value.generation += 1;
                         publish = Some((inst.value.id.clone(), inst.value.generation));
-                        dirty = true;
                     }
-                } else if let Some(p) = inst.value.tasks.iter_mut().find(|p| p.task_id == id) {
-                    if running_now && !p.running {
-                        p.running = true;
-                        dirty = true;
-                    }
-                    let mut ports = t.value.resources.ports.clone();
-                    ports.extend(&ports_now);
-                    ports.sort_unstable();
-                    ports.dedup();
-                    if p.resources.ports != ports {
-                        p.resources.ports = ports;
-                        dirty = true;
-                    }
-                }
-                if dirty {
                     inst.value.version += 1;
                     txn = txn
                         .when(Compare::ModRevision {
@@ -1209,6 +1195,7 @@ pub(crate) async fn apply_report(
                         })
                         .put(ikey, to_bytes(&inst.value));
                 }
+                None => {}
             }
         }
         txn = txn.put(tkey.clone(), to_bytes(&t.value));

@@ -19,12 +19,7 @@ pub fn inst(i: usize, az: &str, cpu: i64, mem: i64) -> ContainerInstance {
 
 pub fn with_tasks(mut c: ContainerInstance, group: &str, n: usize) -> ContainerInstance {
     for _ in 0..n {
-        c.tasks.push(TaskInfo::new(
-            group,
-            group
-                .trim_start_matches("family:")
-                .trim_start_matches("service:"),
-        ));
+        c.tasks.push(TaskInfo::new(group));
     }
     c.running_tasks_count += n as u32;
     c
