@@ -7,7 +7,7 @@
 
 use crate::app::Ctx;
 use crate::error::ApiError;
-use crate::records::{ContainerInstanceRecord, TaskRecord};
+use crate::records::ContainerInstanceRecord;
 use crate::repo::keys;
 use berth_agent_api::{
     DesiredTask, PollRequest, PollResponse, DISCONNECTED_AFTER_SECONDS, MAX_WAIT_SECONDS,
