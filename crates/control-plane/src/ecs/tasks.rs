@@ -13,8 +13,8 @@ use crate::app::Ctx;
 use crate::error::ApiError;
 use crate::indexes::term;
 use crate::records::{
-    tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord,
-    ResourcesRecord, TaskRecord,
+    tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord, ResourcesRecord,
+    TaskRecord,
 };
 use crate::repo::{contention, keys, to_bytes, MAX_ATTEMPTS};
 use crate::wire::now_epoch;
