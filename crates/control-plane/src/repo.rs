@@ -119,7 +119,7 @@ fn decode_entry<T: Record>(e: &Entry) -> Result<Versioned<Arc<T>>, ApiError> {
     })
 }
 
-fn owned<T: Clone>(v: Versioned<Arc<T>>) -> Versioned<T> {
+pub(crate) fn owned<T: Clone>(v: Versioned<Arc<T>>) -> Versioned<T> {
     Versioned {
         key: v.key,
         value: Arc::unwrap_or_clone(v.value),

@@ -1167,3 +1167,198 @@ async fn gpus_are_assigned_by_id_and_never_shared() {
         .to_vec();
     assert_eq!(trainer, vec!["GPU-a", "GPU-b"]);
 }
+
+/// An instance's remaining CPU, MEMORY and PORTS and its running/pending counts, as
+/// DescribeContainerInstances shows them.
+async fn instance_usage(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    instance: &str,
+) -> (i32, i32, Vec<String>, i32, i32) {
+    let d = ecs
+        .describe_container_instances()
+        .cluster(cluster)
+        .container_instances(instance)
+        .send()
+        .await
+        .unwrap();
+    let ci = &d.container_instances()[0];
+    let r = |name: &str| {
+        ci.remaining_resources()
+            .iter()
+            .find(|r| r.name() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    let mut ports = r("PORTS").string_set_value().to_vec();
+    ports.sort();
+    (
+        r("CPU").integer_value(),
+        r("MEMORY").integer_value(),
+        ports,
+        ci.running_tasks_count(),
+        ci.pending_tasks_count(),
+    )
+}
+
+/// The instance record keeps counters of what its live tasks hold (not a list of them): after any
+/// sequence of placements, state reports (host ports bound and re-bound, a dynamic port reused
+/// by a second task before the first one's STOPPED report), duplicate reports and stops, each
+/// instance's remainingResources and task counts equal what the tasks DescribeTasks shows add up
+/// to, and its agent is sent exactly its live tasks.
+#[tokio::test]
+async fn held_counters_always_equal_the_sum_of_the_live_tasks() {
+    use aws_sdk_ecs::types::{DesiredStatus, NetworkBinding, TransportProtocol};
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    let ag = agent(&s);
+    ecs.create_cluster().cluster_name("h").send().await.unwrap();
+    let mut insts = Vec::new();
+    for az in ["us-east-1a", "us-east-1b", "us-east-1c"] {
+        insts.push(register(&ecs, "h", az, 4096, 8192, &[]).await);
+    }
+    register_td(&ecs, "held", 64).await;
+    // A small deterministic generator (xorshift): the same sequence on every run.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut arns: Vec<String> = Vec::new();
+    for step in 0..80 {
+        let action = if arns.is_empty() { 0 } else { next(6) };
+        match action {
+            0 => {
+                let out = ecs
+                    .run_task()
+                    .cluster("h")
+                    .task_definition("held")
+                    .count(1 + next(3) as i32)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(out.failures().is_empty(), "{:?}", out.failures());
+                arns.extend(
+                    out.tasks()
+                        .iter()
+                        .map(|t| t.task_arn().unwrap().to_string()),
+                );
+            }
+            1 | 2 => {
+                // RUNNING (again, possibly), bound to a host port from a small range so that
+                // ports repeat across tasks and reports.
+                let arn = &arns[next(arns.len() as u64) as usize];
+                let port = 32768 + next(4) as i32;
+                ecs.submit_task_state_change()
+                    .cluster("h")
+                    .task(arn)
+                    .status("RUNNING")
+                    .containers(
+                        ContainerStateChange::builder()
+                            .container_name("app")
+                            .status("RUNNING")
+                            .network_bindings(
+                                NetworkBinding::builder()
+                                    .container_port(80)
+                                    .host_port(port)
+                                    .protocol(TransportProtocol::Tcp)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            3 => {
+                let arn = &arns[next(arns.len() as u64) as usize];
+                ecs.stop_task().cluster("h").task(arn).send().await.unwrap();
+            }
+            _ => {
+                // STOPPED (again, possibly).
+                let arn = &arns[next(arns.len() as u64) as usize];
+                ecs.submit_task_state_change()
+                    .cluster("h")
+                    .task(arn)
+                    .status("STOPPED")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        if step % 10 != 9 {
+            continue;
+        }
+        // Expected, from the tasks themselves.
+        let tasks = ecs
+            .describe_tasks()
+            .cluster("h")
+            .set_tasks(Some(arns.clone()))
+            .send()
+            .await
+            .unwrap()
+            .tasks()
+            .to_vec();
+        for inst in &insts {
+            let live: Vec<_> = tasks
+                .iter()
+                .filter(|t| t.container_instance_arn() == Some(inst.as_str()))
+                .filter(|t| t.last_status() != Some("STOPPED"))
+                .collect();
+            let mut ports: Vec<String> = live
+                .iter()
+                .flat_map(|t| t.containers()[0].network_bindings())
+                .map(|b| b.host_port().unwrap().to_string())
+                .chain(["22".to_string()])
+                .collect();
+            ports.sort();
+            ports.dedup();
+            let running = live.iter().filter(|t| t.started_at().is_some()).count() as i32;
+            let n = live.len() as i32;
+            assert_eq!(
+                instance_usage(&ecs, "h", inst).await,
+                (4096 - 128 * n, 8192 - 64 * n, ports, running, n - running),
+                "step {step}, instance {inst}"
+            );
+            let mut sent: Vec<String> = poll(&ag, "h", inst, 0, 0)
+                .await
+                .tasks
+                .into_iter()
+                .map(|t| t.task_arn)
+                .collect();
+            let mut want: Vec<String> = live
+                .iter()
+                .map(|t| t.task_arn().unwrap().to_string())
+                .collect();
+            sent.sort();
+            want.sort();
+            assert_eq!(sent, want, "step {step}: the agent is sent its live tasks");
+        }
+    }
+    // Everything stops: every instance is back to what it registered.
+    for arn in &arns {
+        ecs.submit_task_state_change()
+            .cluster("h")
+            .task(arn)
+            .status("STOPPED")
+            .send()
+            .await
+            .unwrap();
+    }
+    for inst in &insts {
+        assert_eq!(
+            instance_usage(&ecs, "h", inst).await,
+            (4096, 8192, vec!["22".to_string()], 0, 0)
+        );
+    }
+    let listed = ecs
+        .list_tasks()
+        .cluster("h")
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert!(!listed.task_arns().is_empty());
+}

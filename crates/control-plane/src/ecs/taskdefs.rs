@@ -479,13 +479,15 @@ pub(crate) async fn resolve(
     match r.revision {
         Some(rev) => repo.get(&keys::task_definition(&r.family, rev)).await,
         None => {
+            // Shared records: only the one found is copied, however many revisions there are.
             let all = repo
-                .list::<TaskDefinitionRecord>(&keys::task_definitions_of(&r.family))
+                .list_arc::<TaskDefinitionRecord>(&keys::task_definitions_of(&r.family))
                 .await?;
             Ok(all
                 .into_iter()
                 .rev()
-                .find(|t| t.value.definition.status == Some(ecs::TaskDefinitionStatus::Active)))
+                .find(|t| t.value.definition.status == Some(ecs::TaskDefinitionStatus::Active))
+                .map(crate::repo::owned))
         }
     }
 }
