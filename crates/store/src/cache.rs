@@ -95,15 +95,24 @@ pub struct Index {
     pub terms: IndexTerms,
 }
 
-/// Separates an index term from the key in the index's composite entries.
-const SEP: char = '\u{0}';
+/// One index's entries: per term, its keys in key order (a key's one allocation is shared by all
+/// its terms). A term is hashed once per lookup and its keys are compared only with each other, so
+/// a write costs O(terms × log keys-per-term) short comparisons, not comparisons of long
+/// `term + key` strings against the whole index.
+type TermKeys = std::collections::HashMap<String, BTreeSet<Arc<str>>>;
 
-fn composite(term: &str, key: &str) -> String {
-    let mut c = String::with_capacity(term.len() + 1 + key.len());
-    c.push_str(term);
-    c.push(SEP);
-    c.push_str(key);
-    c
+/// The terms of `e` under each index (empty where the key is outside an index's prefix).
+fn terms_of(specs: &[Index], key: &str, e: &Entry) -> Vec<Vec<String>> {
+    specs
+        .iter()
+        .map(|spec| {
+            if key.starts_with(&spec.prefix) {
+                (spec.terms)(e)
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -113,8 +122,8 @@ struct Mirror {
     synced: bool,
     revision: Revision,
     map: BTreeMap<String, Entry>,
-    /// Per [`Index`] (same order as `Shared::indexes`): `term \0 key` for every indexed key.
-    indexed: Vec<BTreeSet<String>>,
+    /// Per [`Index`] (same order as `Shared::indexes`): every term's keys.
+    indexed: Vec<TermKeys>,
     /// The most recent changes, oldest first: (revision, key), at most [`CHANGE_LOG`].
     changes: VecDeque<(Revision, String)>,
     /// `changes` holds every change with a revision above this one.
@@ -139,29 +148,33 @@ impl Mirror {
         self.changes_floor = floor;
     }
 
-    fn unindex(&mut self, specs: &[Index], key: &str) {
-        if specs.is_empty() {
-            return;
-        }
-        let Some(old) = self.map.get(key) else { return };
-        for (spec, set) in specs.iter().zip(self.indexed.iter_mut()) {
-            if key.starts_with(&spec.prefix) {
-                for t in (spec.terms)(old) {
-                    set.remove(&composite(&t, key));
+    /// Moves `key` from the terms `old` to the terms `new` (per index, as [`terms_of`] gives
+    /// them): only the terms that differ are touched, so a write that leaves a record's terms as
+    /// they were (most state reports) costs no index work.
+    fn reindex(&mut self, key: &str, old: &[Vec<String>], new: &[Vec<String>]) {
+        let mut shared: Option<Arc<str>> = None;
+        for (i, sets) in self.indexed.iter_mut().enumerate() {
+            let (o, n) = (
+                old.get(i).map_or(&[][..], Vec::as_slice),
+                new.get(i).map_or(&[][..], Vec::as_slice),
+            );
+            for t in o.iter().filter(|t| !n.contains(t)) {
+                if let Some(keys) = sets.get_mut(t.as_str()) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        sets.remove(t.as_str());
+                    }
                 }
             }
-        }
-    }
-
-    fn index(&mut self, specs: &[Index], key: &str) {
-        if specs.is_empty() {
-            return;
-        }
-        let Some(e) = self.map.get(key) else { return };
-        for (spec, set) in specs.iter().zip(self.indexed.iter_mut()) {
-            if key.starts_with(&spec.prefix) {
-                for t in (spec.terms)(e) {
-                    set.insert(composite(&t, key));
+            for t in n.iter().filter(|t| !o.contains(t)) {
+                let k = shared.get_or_insert_with(|| Arc::from(key)).clone();
+                match sets.get_mut(t.as_str()) {
+                    Some(keys) => {
+                        keys.insert(k);
+                    }
+                    None => {
+                        sets.insert(t.clone(), BTreeSet::from([k]));
+                    }
                 }
             }
         }
@@ -226,21 +239,19 @@ impl View<'_> {
         &'s self,
         name: &str,
         term: &str,
-        start_after: Option<&str>,
+        start_after: Option<&'s str>,
     ) -> Option<impl Iterator<Item = &'s Entry> + 's> {
         let at = self.specs.iter().position(|s| s.name == name)?;
-        let set = &self.mirror.indexed[at];
-        let head = composite(term, "");
-        let skip = head.len();
+        let keys = self.mirror.indexed[at].get(term);
         let lower = match start_after {
-            Some(a) => Bound::Excluded(composite(term, a)),
-            None => Bound::Included(head.clone()),
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
         };
         let map = &self.mirror.map;
         Some(
-            set.range::<String, _>((lower, Bound::Unbounded))
-                .take_while(move |c| c.starts_with(&head))
-                .filter_map(move |c| map.get(&c[skip..])),
+            keys.into_iter()
+                .flat_map(move |k| k.range::<str, _>((lower, Bound::Unbounded)))
+                .filter_map(move |k| map.get(&**k)),
         )
     }
 }
@@ -275,7 +286,7 @@ impl CachedStore {
         let shared = Arc::new(Shared {
             inner,
             mirror: RwLock::new(Mirror {
-                indexed: vec![BTreeSet::new(); indexes.len()],
+                indexed: vec![TermKeys::new(); indexes.len()],
                 ..Mirror::default()
             }),
             indexes,
@@ -353,7 +364,7 @@ impl Shared {
         m.synced = false;
         m.map.clear();
         m.reset_changes(Revision::MAX);
-        m.indexed.iter_mut().for_each(BTreeSet::clear);
+        m.indexed.iter_mut().for_each(TermKeys::clear);
     }
 
     fn install(&self, snap: Snapshot) {
@@ -376,14 +387,18 @@ impl Shared {
                 synced: true,
                 revision: snap.revision,
                 map,
-                indexed: vec![BTreeSet::new(); self.indexes.len()],
+                indexed: vec![TermKeys::new(); self.indexes.len()],
                 changes: VecDeque::new(),
                 changes_floor: snap.revision,
             };
             if !self.indexes.is_empty() {
-                let keys: Vec<String> = mirror.map.keys().cloned().collect();
-                for k in &keys {
-                    mirror.index(&self.indexes, k);
+                let terms: Vec<(String, Vec<Vec<String>>)> = mirror
+                    .map
+                    .iter()
+                    .map(|(k, e)| (k.clone(), terms_of(&self.indexes, k, e)))
+                    .collect();
+                for (k, t) in &terms {
+                    mirror.reindex(k, &[], t);
                 }
             }
             let mut m = self.mirror.write().unwrap_or_else(|e| e.into_inner());
@@ -401,24 +416,25 @@ impl Shared {
             for ev in events {
                 top = top.max(ev.kv.mod_revision);
                 m.log_change(ev.kv.mod_revision, &ev.kv.key);
-                m.unindex(specs, &ev.kv.key);
+                let old = match (specs.is_empty(), m.map.get(&ev.kv.key)) {
+                    (false, Some(e)) => terms_of(specs, &ev.kv.key, e),
+                    _ => Vec::new(),
+                };
                 match ev.kind {
                     EventKind::Put => {
                         let key = ev.kv.key.clone();
-                        // A second copy of the key only when there are indexes to update.
-                        let reindex = (!specs.is_empty()).then(|| key.clone());
-                        m.map.insert(
-                            key,
-                            Entry {
-                                kv: ev.kv,
-                                decoded: OnceLock::new(),
-                            },
-                        );
-                        if let Some(k) = reindex {
-                            m.index(specs, &k);
+                        let entry = Entry {
+                            kv: ev.kv,
+                            decoded: OnceLock::new(),
+                        };
+                        if !specs.is_empty() {
+                            let new = terms_of(specs, &key, &entry);
+                            m.reindex(&key, &old, &new);
                         }
+                        m.map.insert(key, entry);
                     }
                     EventKind::Delete => {
+                        m.reindex(&ev.kv.key, &old, &[]);
                         m.map.remove(&ev.kv.key);
                     }
                 }
