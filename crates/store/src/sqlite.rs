@@ -14,6 +14,14 @@
 //! outcome). Reads run on `spawn_blocking` with a small pool of read connections; WAL lets them
 //! proceed concurrently with the writer. Watches read recent events from an in-memory ring and
 //! older ones from the `events` table.
+//!
+//! Checkpoints (copying the WAL back into the database file, with its fsync) run mostly on a
+//! second thread with its own connection, at most every [`CHECKPOINT_EVERY`] while there are
+//! writes, instead of inside the commit that crosses SQLite's auto-checkpoint threshold: the
+//! writer seldom stalls behind one (they were an eighth of the server's CPU under RunTask load,
+//! all of it on the writer's serial path), and a page written many times between checkpoints is
+//! copied once. The writer still checkpoints when the WAL passes [`WRITER_CHECKPOINT_PAGES`]: by
+//! then little is left to copy, and finishing is what lets the WAL start over.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -38,6 +46,14 @@ const MAX_BATCH: usize = 128;
 const DB_FETCH_WINDOW: Revision = 512;
 /// Read connections kept open for reuse.
 const MAX_IDLE_READERS: usize = 4;
+/// The background checkpointer runs at most this often (and only after writes).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// WAL pages after which the writer checkpoints itself (SQLite's auto-checkpoint; 1,000 by
+/// default). Under a steady stream of writes the background checkpoints never finish the WAL
+/// (the writer keeps appending), and only a finished checkpoint lets the next write start the
+/// WAL over: the writer's own checkpoint, with the WAL already mostly copied, is short, and
+/// bounds the WAL to about this many pages.
+const WRITER_CHECKPOINT_PAGES: i64 = 4096;
 
 /// Tuning knobs for [`SqliteStore::open_with`].
 #[derive(Debug, Clone)]
@@ -226,6 +242,21 @@ impl SqliteStore {
             revision: AtomicI64::new(revision),
             compact: AtomicI64::new(compact),
         });
+        // Checkpoints are mostly the checkpointer thread's (see the module docs).
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(backend("configure"))?;
+        let ckpt_conn = Connection::open(&path).map_err(backend("open checkpointer"))?;
+        ckpt_conn
+            .busy_timeout(opts.busy_timeout)
+            .map_err(backend("configure checkpointer"))?;
+        ckpt_conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(backend("configure checkpointer"))?;
+        let (ckpt_tx, ckpt_rx) = mpsc::sync_channel(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("berth-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(ckpt_conn, ckpt_rx))
+            .map_err(|e| StoreError::Backend(format!("spawn sqlite checkpoint thread: {e}")))?;
         let (notify_tx, notify_rx) = watch::channel(revision);
         let (req_tx, req_rx) = mpsc::channel();
         let mut writer = Writer {
@@ -235,6 +266,7 @@ impl SqliteStore {
             revision,
             compact,
             history: opts.history_revisions.max(1),
+            checkpoint: Some((ckpt_tx, checkpointer)),
         };
         let handle = std::thread::Builder::new()
             .name("berth-sqlite-writer".into())
@@ -524,6 +556,43 @@ struct Writer {
     revision: Revision,
     compact: Revision,
     history: i64,
+    /// Wakes the checkpointer after commits (coalesced), and its thread, joined on exit.
+    checkpoint: Option<(mpsc::SyncSender<()>, JoinHandle<()>)>,
+}
+
+/// The checkpointer thread: after each wake-up (some commit happened), a PASSIVE checkpoint
+/// (never blocks the writer or readers), then a pause, so that checkpoints come at most every
+/// [`CHECKPOINT_EVERY`]. Ends when the writer drops its sender; the last connection to close
+/// checkpoints what is left.
+fn checkpoint_loop(conn: Connection, wake: mpsc::Receiver<()>) {
+    let mut pending = false;
+    loop {
+        if !pending && wake.recv().is_err() {
+            return;
+        }
+        pending = false;
+        let done: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            });
+        match done {
+            Ok((_, wal, copied)) => tracing::trace!(wal, copied, "sqlite checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed; retrying later"),
+        }
+        // Pause, remembering commits made meanwhile; leave at once when the writer is gone.
+        let until = std::time::Instant::now() + CHECKPOINT_EVERY;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match wake.recv_timeout(left) {
+                Ok(()) => pending = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -537,6 +606,16 @@ impl Writer {
                 }
             }
             self.run_batch(batch);
+            if let Some((wake, _)) = &self.checkpoint {
+                // Full: a wake-up is already pending, which covers this commit too.
+                let _ = wake.try_send(());
+            }
+        }
+        if let Some((wake, thread)) = self.checkpoint.take() {
+            drop(wake);
+            if thread.join().is_err() {
+                tracing::error!("sqlite checkpoint thread panicked");
+            }
         }
         tracing::debug!("sqlite writer thread exiting");
     }
