@@ -151,21 +151,11 @@ pub struct TaskHold {
 /// hold, `add` the new one), so `held` always equals the sum over the instance's live tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRecord {
+    /// CPU, memory and GPUs by count; GPU ids (each held by at most one task); TCP and UDP host
+    /// ports, sorted, once per task holding each (a port can briefly be held twice: a dynamic
+    /// port Docker reuses before the old task's STOPPED report arrives).
     #[serde(default)]
-    pub cpu: i64,
-    #[serde(default)]
-    pub memory: i64,
-    #[serde(default)]
-    pub gpu: i64,
-    /// GPU ids assigned to tasks (each to at most one task).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gpu_ids: Vec<String>,
-    /// TCP host ports, sorted, once per task holding each (a port can briefly be held twice: a
-    /// dynamic port Docker reuses before the old task's STOPPED report arrives).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<u16>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports_udp: Vec<u16>,
+    pub resources: ResourcesRecord,
     #[serde(default)]
     pub running: u32,
     #[serde(default)]
@@ -193,13 +183,13 @@ fn remove_each<T: Ord>(from: &mut Vec<T>, items: &[T]) {
 impl HeldRecord {
     /// Counts a task's hold.
     pub fn add(&mut self, h: &TaskHold) {
-        let r = &h.resources;
-        self.cpu += r.cpu;
-        self.memory += r.memory;
-        self.gpu += r.gpu;
-        insert_sorted(&mut self.gpu_ids, &r.gpu_ids);
-        insert_sorted(&mut self.ports, &r.ports);
-        insert_sorted(&mut self.ports_udp, &r.ports_udp);
+        let (r, mine) = (&h.resources, &mut self.resources);
+        mine.cpu += r.cpu;
+        mine.memory += r.memory;
+        mine.gpu += r.gpu;
+        insert_sorted(&mut mine.gpu_ids, &r.gpu_ids);
+        insert_sorted(&mut mine.ports, &r.ports);
+        insert_sorted(&mut mine.ports_udp, &r.ports_udp);
         if h.running {
             self.running += 1;
         } else {
@@ -210,13 +200,13 @@ impl HeldRecord {
 
     /// Stops counting a task's hold (the exact inverse of [`HeldRecord::add`]).
     pub fn remove(&mut self, h: &TaskHold) {
-        let r = &h.resources;
-        self.cpu -= r.cpu;
-        self.memory -= r.memory;
-        self.gpu -= r.gpu;
-        remove_each(&mut self.gpu_ids, &r.gpu_ids);
-        remove_each(&mut self.ports, &r.ports);
-        remove_each(&mut self.ports_udp, &r.ports_udp);
+        let (r, mine) = (&h.resources, &mut self.resources);
+        mine.cpu -= r.cpu;
+        mine.memory -= r.memory;
+        mine.gpu -= r.gpu;
+        remove_each(&mut mine.gpu_ids, &r.gpu_ids);
+        remove_each(&mut mine.ports, &r.ports);
+        remove_each(&mut mine.ports_udp, &r.ports_udp);
         let n = if h.running {
             &mut self.running
         } else {
@@ -338,7 +328,7 @@ pub struct ContainerInstanceRecord {
 
 impl ContainerInstanceRecord {
     pub fn remaining(&self) -> ResourcesRecord {
-        let h = &self.held;
+        let h = &self.held.resources;
         let mut r = self.registered.clone();
         r.cpu -= h.cpu;
         r.memory -= h.memory;

@@ -73,13 +73,13 @@ async fn register_td(ecs: &aws_sdk_ecs::Client, family: &str, memory: i32) {
         .unwrap();
 }
 
-/// An instance's `remainingResources` value for `name` (CPU, MEMORY).
-async fn remaining_resource(
+/// An instance's remaining CPU, MEMORY and PORTS and its running/pending counts, as
+/// DescribeContainerInstances shows them.
+async fn instance_usage(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     instance: &str,
-    name: &str,
-) -> i32 {
+) -> (i32, i32, Vec<String>, i32, i32) {
     let d = ecs
         .describe_container_instances()
         .cluster(cluster)
@@ -87,12 +87,38 @@ async fn remaining_resource(
         .send()
         .await
         .unwrap();
-    d.container_instances()[0]
-        .remaining_resources()
-        .iter()
-        .find(|r| r.name() == Some(name))
-        .unwrap()
-        .integer_value()
+    let ci = &d.container_instances()[0];
+    let r = |name: &str| {
+        ci.remaining_resources()
+            .iter()
+            .find(|r| r.name() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    let mut ports = r("PORTS").string_set_value().to_vec();
+    ports.sort();
+    (
+        r("CPU").integer_value(),
+        r("MEMORY").integer_value(),
+        ports,
+        ci.running_tasks_count(),
+        ci.pending_tasks_count(),
+    )
+}
+
+/// An instance's `remainingResources` value for `name` (CPU, MEMORY).
+async fn remaining_resource(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    instance: &str,
+    name: &str,
+) -> i32 {
+    let (cpu, memory, ..) = instance_usage(ecs, cluster, instance).await;
+    match name {
+        "CPU" => cpu,
+        "MEMORY" => memory,
+        other => panic!("no integer resource {other}"),
+    }
 }
 
 fn agent(s: &TestServer) -> berth_client::Client {
@@ -177,18 +203,12 @@ async fn run_task_lifecycle_with_a_simulated_agent() {
         .send()
         .await
         .unwrap();
-    let ci = &d.container_instances()[0];
-    let remaining = |name: &str| {
-        ci.remaining_resources()
-            .iter()
-            .find(|r| r.name() == Some(name))
-            .unwrap()
-            .integer_value()
-    };
-    assert_eq!(remaining("CPU"), 2048 - 128);
-    assert_eq!(remaining("MEMORY"), 4096 - 64);
-    assert_eq!(ci.pending_tasks_count(), 1);
-    assert!(ci.agent_connected());
+    assert!(d.container_instances()[0].agent_connected());
+    let (cpu, memory, _, running, pending) = instance_usage(&ecs, "c", &inst).await;
+    assert_eq!(
+        (cpu, memory, running, pending),
+        (2048 - 128, 4096 - 64, 0, 1)
+    );
 
     // The agent reports RUNNING.
     ecs.submit_task_state_change()
@@ -1168,37 +1188,15 @@ async fn gpus_are_assigned_by_id_and_never_shared() {
     assert_eq!(trainer, vec!["GPU-a", "GPU-b"]);
 }
 
-/// An instance's remaining CPU, MEMORY and PORTS and its running/pending counts, as
-/// DescribeContainerInstances shows them.
-async fn instance_usage(
-    ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    instance: &str,
-) -> (i32, i32, Vec<String>, i32, i32) {
-    let d = ecs
-        .describe_container_instances()
+/// The agent's report that a task is STOPPED (no container details).
+async fn report_stopped(ecs: &aws_sdk_ecs::Client, cluster: &str, task: &str) {
+    ecs.submit_task_state_change()
         .cluster(cluster)
-        .container_instances(instance)
+        .task(task)
+        .status("STOPPED")
         .send()
         .await
         .unwrap();
-    let ci = &d.container_instances()[0];
-    let r = |name: &str| {
-        ci.remaining_resources()
-            .iter()
-            .find(|r| r.name() == Some(name))
-            .unwrap()
-            .clone()
-    };
-    let mut ports = r("PORTS").string_set_value().to_vec();
-    ports.sort();
-    (
-        r("CPU").integer_value(),
-        r("MEMORY").integer_value(),
-        ports,
-        ci.running_tasks_count(),
-        ci.pending_tasks_count(),
-    )
 }
 
 /// The instance record keeps counters of what its live tasks hold (not a list of them): after any
@@ -1279,13 +1277,7 @@ async fn held_counters_always_equal_the_sum_of_the_live_tasks() {
             _ => {
                 // STOPPED (again, possibly).
                 let arn = &arns[next(arns.len() as u64) as usize];
-                ecs.submit_task_state_change()
-                    .cluster("h")
-                    .task(arn)
-                    .status("STOPPED")
-                    .send()
-                    .await
-                    .unwrap();
+                report_stopped(&ecs, "h", arn).await;
             }
         }
         if step % 10 != 9 {
@@ -1339,13 +1331,7 @@ async fn held_counters_always_equal_the_sum_of_the_live_tasks() {
     }
     // Everything stops: every instance is back to what it registered.
     for arn in &arns {
-        ecs.submit_task_state_change()
-            .cluster("h")
-            .task(arn)
-            .status("STOPPED")
-            .send()
-            .await
-            .unwrap();
+        report_stopped(&ecs, "h", arn).await;
     }
     for inst in &insts {
         assert_eq!(
