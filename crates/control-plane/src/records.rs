@@ -256,7 +256,7 @@ struct StoredInstance {
     registered_at: f64,
     registered: ResourcesRecord,
     #[serde(default)]
-    attributes: Vec<AttributeRecord>,
+    attributes: std::sync::Arc<Vec<AttributeRecord>>,
     #[serde(default)]
     version_info: Option<ecs::VersionInfo>,
     #[serde(default)]
@@ -311,7 +311,8 @@ pub struct ContainerInstanceRecord {
     pub registered_at: f64,
     pub registered: ResourcesRecord,
     #[serde(default)]
-    pub attributes: Vec<AttributeRecord>,
+    /// Shared: a placement copies the record to change its counters, never its attributes.
+    pub attributes: std::sync::Arc<Vec<AttributeRecord>>,
     #[serde(default)]
     pub version_info: Option<ecs::VersionInfo>,
     #[serde(default)]
@@ -603,7 +604,7 @@ mod tests {
             status_reason: None,
             registered_at: 0.0,
             registered,
-            attributes: vec![],
+            attributes: Default::default(),
             version_info: None,
             tags: vec![],
             generation: 0,

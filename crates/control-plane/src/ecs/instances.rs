@@ -286,12 +286,13 @@ pub async fn register(
                     .filter(|a| is_custom(&a.name))
                     .cloned()
                     .collect();
-                r.attributes = attributes
+                let mut attrs: Vec<AttributeRecord> = attributes
                     .iter()
                     .filter(|a| !is_custom(&a.name))
                     .cloned()
                     .collect();
-                merge_attributes(&mut r.attributes, custom)?;
+                merge_attributes(&mut attrs, custom)?;
+                r.attributes = attrs.into();
                 r.version_info = req.version_info.clone().or(r.version_info);
                 r.ec2_instance_id = ec2_instance_id.clone().or(r.ec2_instance_id);
                 r.version += 1;
@@ -312,7 +313,7 @@ pub async fn register(
                     status_reason: None,
                     registered_at: now,
                     registered: registered.clone(),
-                    attributes: attrs,
+                    attributes: attrs.into(),
                     version_info: req.version_info.clone(),
                     tags: tags.clone(),
                     generation: 1,
@@ -648,7 +649,7 @@ async fn edit_attributes(
                 format!("Could not find {target_id}."),
             ));
         };
-        edit(&mut inst.value.attributes)?;
+        edit(std::sync::Arc::make_mut(&mut inst.value.attributes))?;
         inst.value.version += 1;
         let txn = Txn::new()
             .when(Compare::ModRevision {
@@ -744,7 +745,7 @@ pub async fn list_attributes(
     let mut items = Vec::new();
     for r in all.into_iter().filter(|r| r.value.status != "INACTIVE") {
         let arn = ctx.app.scope.container_instance_arn(&cluster, &r.value.id);
-        for a in &r.value.attributes {
+        for a in r.value.attributes.iter() {
             if req.attribute_name.as_deref().is_some_and(|n| n != a.name) {
                 continue;
             }
