@@ -6,8 +6,9 @@
 //! alone and together with each of family, group (`service:<name>` for service tasks),
 //! container instance and startedBy; and tasks that still hold resources on their instance (not
 //! yet STOPPED, whatever their desired status) by instance: what the instance's agent must run
-//! or stop, and what its `held` counters add up. Terms are `|`-separated; no ECS name contains `|`, and the
-//! cache separates a term from the key it lists, so one term never sees another's keys.
+//! or stop, and what its `held` counters add up. Terms are `|`-separated; no ECS name contains
+//! `|`, and the cache separates a term from the key it lists, so one term never sees another's
+//! keys.
 
 use crate::records::TaskRecord;
 use crate::repo::keys;

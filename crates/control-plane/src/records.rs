@@ -297,25 +297,22 @@ impl From<StoredInstance> for ContainerInstanceRecord {
     }
 }
 
+/// Read through `StoredInstance` (which says what may be absent and folds the old task lists);
+/// written as declared here.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(from = "StoredInstance")]
 pub struct ContainerInstanceRecord {
     pub id: String,
     pub cluster: String,
-    #[serde(default)]
     pub ec2_instance_id: Option<String>,
     /// ACTIVE, DRAINING or INACTIVE (deregistered).
     pub status: String,
-    #[serde(default)]
     pub status_reason: Option<String>,
     pub registered_at: f64,
     pub registered: ResourcesRecord,
-    #[serde(default)]
     /// Shared: a placement copies the record to change its counters, never its attributes.
     pub attributes: std::sync::Arc<Vec<AttributeRecord>>,
-    #[serde(default)]
     pub version_info: Option<ecs::VersionInfo>,
-    #[serde(default)]
     pub tags: Vec<Tag>,
     /// Bumped whenever the desired state of the instance's tasks changes (the agent channel's
     /// generation: agents ignore answers older than what they applied).
@@ -323,7 +320,6 @@ pub struct ContainerInstanceRecord {
     /// ECS's `version` field: bumped on every change of the record.
     pub version: i64,
     /// What the live tasks here hold (their list is the tasks index's `live` term).
-    #[serde(default)]
     pub held: HeldRecord,
 }
 

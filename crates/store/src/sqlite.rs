@@ -246,12 +246,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(backend("configure"))?;
         let ckpt_conn = Connection::open(&path).map_err(backend("open checkpointer"))?;
-        ckpt_conn
-            .busy_timeout(opts.busy_timeout)
-            .map_err(backend("configure checkpointer"))?;
-        ckpt_conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(backend("configure checkpointer"))?;
+        configure(&ckpt_conn, opts.busy_timeout).map_err(backend("configure checkpointer"))?;
         let (ckpt_tx, ckpt_rx) = mpsc::sync_channel(1);
         let checkpointer = std::thread::Builder::new()
             .name("berth-sqlite-checkpoint".into())

@@ -1176,10 +1176,9 @@ pub(crate) async fn apply_report(
         let (held_before, held_after) = (before.hold(), t.value.hold());
         if held_before != held_after {
             let ikey = keys::instance(cluster, &t.value.container_instance_id);
+            // A force-deregistered (INACTIVE) instance let go of everything its tasks held.
             match repo.get::<ContainerInstanceRecord>(&ikey).await? {
-                // A force-deregistered instance let go of everything its tasks held.
-                Some(inst) if inst.value.status == "INACTIVE" => {}
-                Some(mut inst) => {
+                Some(mut inst) if inst.value.status != "INACTIVE" => {
                     inst.value
                         .held
                         .replace(held_before.as_ref(), held_after.as_ref());
@@ -1195,7 +1194,7 @@ pub(crate) async fn apply_report(
                         })
                         .put(ikey, to_bytes(&inst.value));
                 }
-                None => {}
+                _ => {}
             }
         }
         txn = txn.put(tkey.clone(), to_bytes(&t.value));
