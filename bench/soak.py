@@ -5,9 +5,11 @@ One run (release build, `bench/soak.sh`): `berth server` (SQLite, fsync on) popu
 `berth-loadgen populate` with `--instances`/`--tasks` (default 1,000 / 10,000), then for
 `--minutes` (default 10) rounds of the read operations (ListClusters, DescribeClusters,
 DescribeTaskDefinition, ListTaskDefinitions, DescribeTasks, ListTasks), each driven for
-`--op-seconds` at `--concurrency` with SigV4-signed requests. After every round: control-plane RSS,
-requests served and errors. Reads only, so the data set (and the memory it needs) is constant: any
-growth is a leak in the request path, the caches or the indexes.
+`--op-seconds` at `--concurrency` with SigV4-signed requests, and one write that keeps the data set
+the same size (PutAttributes: one of 8 values of one attribute on one of 100 instances, so every
+write is a durable commit, a watch-cache update and an attribute-index change). After every round:
+control-plane RSS, requests served and errors. The data set (and the memory it needs) is constant:
+any growth is a leak in the request path, the write path, the caches or the indexes.
 
 Run: bench/soak.sh [--minutes 10] [--concurrency 8]
 """
@@ -22,7 +24,7 @@ import api  # noqa: E402
 from berthbench import machine_facts, table  # noqa: E402
 
 OPS = ["ListClusters", "DescribeClusters", "DescribeTaskDefinition", "ListTaskDefinitions",
-       "DescribeTasks", "ListTasks"]
+       "DescribeTasks", "ListTasks", "PutAttributes"]
 
 
 def main():

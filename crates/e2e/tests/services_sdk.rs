@@ -965,3 +965,85 @@ async fn daemon_constraints_narrow_the_instances_a_pass_shares() {
         service(&ecs, "dc", "only-a").await.deployments()
     );
 }
+
+/// How many tasks each agent's instance runs, by DescribeContainerInstances.
+async fn running_per_instance(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    agents: &[SimAgent],
+) -> Vec<i32> {
+    let arns: Vec<String> = agents.iter().map(|a| a.instance_arn.clone()).collect();
+    let out = ecs
+        .describe_container_instances()
+        .cluster(cluster)
+        .set_container_instances(Some(arns.clone()))
+        .send()
+        .await
+        .unwrap();
+    arns.iter()
+        .map(|arn| {
+            out.container_instances()
+                .iter()
+                .find(|i| i.container_instance_arn() == Some(arn.as_str()))
+                .map(|i| i.running_tasks_count())
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A launch larger than one ordered placement walk (64 tasks) is placed and committed in chunks:
+/// every task is placed, the default spread (zone, then instance) stays exact across chunks,
+/// and a launch the cluster can hold only in part starts what fits and says why the rest could
+/// not be placed.
+#[tokio::test]
+async fn a_large_launch_is_placed_in_chunks() {
+    let s = TestServer::start().await;
+    let ecs = s.ecs();
+    ecs.create_cluster().cluster_name("big").send().await.unwrap();
+    let mut agents = Vec::new();
+    for az in ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1b"] {
+        agents.push(SimAgent::start(&s, "big", az, 65536, 65536).await);
+    }
+    td(&ecs, "big", "busybox").await;
+    ecs.create_service()
+        .cluster("big")
+        .service_name("big")
+        .task_definition("big")
+        .desired_count(300)
+        .send()
+        .await
+        .unwrap();
+    assert!(stable(&ecs, "big", "big", 90).await);
+    assert_eq!(running_per_instance(&ecs, "big", &agents).await, vec![75; 4]);
+
+    // Room for 2 × 50 tasks of 32 MiB: 100 of 150 start, and the service says why not the rest.
+    ecs.create_cluster().cluster_name("small").send().await.unwrap();
+    let small = vec![
+        SimAgent::start(&s, "small", "us-east-1a", 65536, 1600).await,
+        SimAgent::start(&s, "small", "us-east-1b", 65536, 1600).await,
+    ];
+    ecs.create_service()
+        .cluster("small")
+        .service_name("over")
+        .task_definition("big")
+        .desired_count(150)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(60, || async {
+            let svc = service(&ecs, "small", "over").await;
+            svc.running_count() == 100
+                && svc.events().iter().any(|e| {
+                    e.message().is_some_and(|m| {
+                        m.starts_with("(service over) was unable to place a task")
+                            && m.contains("insufficient memory")
+                    })
+                })
+        })
+        .await,
+        "{:?}",
+        service(&ecs, "small", "over").await
+    );
+    assert_eq!(running_per_instance(&ecs, "small", &small).await, vec![50, 50]);
+}

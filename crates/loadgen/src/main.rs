@@ -321,15 +321,26 @@ async fn poll_all(c: &Client, cluster: &str, arns: &[String], concurrency: usize
     .await
 }
 
-/// The request body of one operation (`i` varies names for writes).
-fn body(op: &str, cluster: &str, task_arns: &[String], i: u64) -> Result<Value> {
+/// The request body of one operation (`i` varies names for writes). `arns`: the tasks
+/// DescribeTasks describes, the container instances PutAttributes writes to.
+fn body(op: &str, cluster: &str, arns: &[String], i: u64) -> Result<Value> {
     Ok(match op {
         "ListClusters" => json!({}),
         "DescribeClusters" => json!({"clusters": [cluster]}),
         "DescribeTaskDefinition" => json!({"taskDefinition": FAMILY}),
         "ListTaskDefinitions" => json!({}),
         "ListTasks" => json!({"cluster": cluster}),
-        "DescribeTasks" => json!({"cluster": cluster, "tasks": task_arns}),
+        "DescribeTasks" => json!({"cluster": cluster, "tasks": arns}),
+        // A write that leaves the data set as large as it was: one of 8 values of one attribute
+        // on one of the listed instances (a soak's memory must not grow with its writes).
+        "PutAttributes" => {
+            let Some(target) = arns.get(i as usize % arns.len().max(1)) else {
+                bail!("no container instances to put attributes on");
+            };
+            json!({"cluster": cluster, "attributes": [{
+                "name": "bench.soak", "value": format!("v{}", i % 8),
+                "targetType": "container-instance", "targetId": target}]})
+        }
         "RegisterTaskDefinition" => task_definition(&format!("bench-w{}", i % 50)),
         "RunTask" => json!({"cluster": cluster, "taskDefinition": FAMILY, "count": 1}),
         "RunTask10" => json!({"cluster": cluster, "taskDefinition": FAMILY, "count": 10}),
@@ -353,24 +364,26 @@ async fn load(
     concurrency: usize,
     label: &str,
 ) -> Result<()> {
-    // DescribeTasks describes 100 existing tasks (the most ECS allows per call).
-    let task_arns: Vec<String> = if op == "DescribeTasks" {
-        let v = call(
-            c,
-            "ListTasks",
-            &json!({"cluster": cluster, "maxResults": 100}),
-        )
-        .await?;
-        v["taskArns"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        vec![]
+    // DescribeTasks describes 100 existing tasks (the most ECS allows per call); PutAttributes
+    // writes to 100 existing instances.
+    let listed = match op {
+        "DescribeTasks" => Some(("ListTasks", "taskArns")),
+        "PutAttributes" => Some(("ListContainerInstances", "containerInstanceArns")),
+        _ => None,
+    };
+    let task_arns: Vec<String> = match listed {
+        Some((list_op, member)) => {
+            let v = call(c, list_op, &json!({"cluster": cluster, "maxResults": 100})).await?;
+            v[member]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        None => vec![],
     };
     if op == "DescribeTasks" && task_arns.is_empty() {
         bail!("no tasks to describe");

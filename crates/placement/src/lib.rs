@@ -67,6 +67,7 @@ pub use engine::{
 pub use error::{EcsErrorKind, PlacementError};
 pub use filters::{FilterStage, StageCounts, STAGE_COUNT};
 pub use index::ClusterIndex;
+pub use ordered::ORDERED_MAX_COUNT;
 pub use metric::{
     ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome,
     StageCheck, StepRecord,

@@ -43,7 +43,7 @@ use crate::strategy::{Scorer, MAX_KEYS};
 /// Calls placing at most this many tasks take the ordered walk; larger ones (a service
 /// scheduler placing hundreds at once) the exhaustive one, whose per-step cost does not grow
 /// with the number of instances already used by the call.
-pub(crate) const ORDERED_MAX_COUNT: u32 = 64;
+pub const ORDERED_MAX_COUNT: u32 = 64;
 
 /// `random` first draws this many instances uniformly before walking (see `place_ordered`).
 const RANDOM_PROBES: usize = 32;

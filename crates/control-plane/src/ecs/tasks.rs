@@ -618,12 +618,75 @@ fn assign_gpus(
 
 /// Places and commits `count` tasks (or the explicit `targets` for StartTask), retrying on
 /// concurrent changes to any instance it used. Returns the created tasks and the failures.
+///
+/// A launch of more than [`placement::ORDERED_MAX_COUNT`] tasks (the service scheduler starting
+/// a large service) is placed and committed in chunks of that size: each chunk takes the
+/// ordered walk, whose cost does not grow with the cluster, and its tasks reach their agents
+/// while the next chunk is placed, where one call would walk every instance per task and hold
+/// every task back until the last was placed. Each chunk sees the ones before it (reads follow
+/// the store's latest revision), so spread and binpack continue where the last chunk ended. The
+/// first chunk that cannot place all its tasks ends the launch with its failures and event: the
+/// rest would meet the same cluster.
 pub(crate) async fn launch(
     ctx: &Ctx,
     l: &Launch,
     count: u32,
     req_constraints: Vec<placement::PlacementConstraint>,
     req_strategies: Vec<placement::PlacementStrategy>,
+    targets: Option<Vec<String>>,
+    client_token: Option<(String, String)>,
+) -> Result<Launched, ApiError> {
+    const CHUNK: u32 = placement::ORDERED_MAX_COUNT;
+    if targets.is_some() || client_token.is_some() || count <= CHUNK {
+        return launch_once(
+            ctx,
+            l,
+            count,
+            &req_constraints,
+            &req_strategies,
+            targets,
+            client_token,
+        )
+        .await;
+    }
+    let mut all = Launched {
+        tasks: Vec::with_capacity(count as usize),
+        failures: Vec::new(),
+        event: None,
+    };
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        let chunk =
+            match launch_once(ctx, l, n, &req_constraints, &req_strategies, None, None).await {
+                Ok(c) => c,
+                // Nothing launched yet: the caller sees the error as it is.
+                Err(e) if all.tasks.is_empty() => return Err(e),
+                // Some chunks are committed: report them (the caller's next pass starts the rest).
+                Err(e) => {
+                    tracing::warn!(cluster = %l.cluster, group = %l.group, launched = all.tasks.len(), wanted = count, code = %e.code, error = %e.message, "launch ended early");
+                    break;
+                }
+            };
+        left -= n;
+        all.tasks.extend(chunk.tasks);
+        let short = !chunk.failures.is_empty();
+        all.failures.extend(chunk.failures);
+        all.event = chunk.event;
+        if short {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// One placement call and its commit (see [`launch`]).
+async fn launch_once(
+    ctx: &Ctx,
+    l: &Launch,
+    count: u32,
+    req_constraints: &[placement::PlacementConstraint],
+    req_strategies: &[placement::PlacementStrategy],
     targets: Option<Vec<String>>,
     client_token: Option<(String, String)>,
 ) -> Result<Launched, ApiError> {
@@ -654,8 +717,8 @@ pub(crate) async fn launch(
             }
         }
         let mut preq = placement::PlacementRequest::new(requirements_for_placement(l), count);
-        preq.constraints = req_constraints.clone();
-        preq.strategies = req_strategies.clone();
+        preq.constraints = req_constraints.to_vec();
+        preq.strategies = req_strategies.to_vec();
         preq.seed = rand::random();
         let now = now_epoch();
         // Place on the cluster's long-lived index (see `placement_cache`) and prepare the commit:
