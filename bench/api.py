@@ -150,7 +150,12 @@ def fakecloud_target():
     help_text = subprocess.run([str(FAKECLOUD), "--help"], capture_output=True, text=True).stdout
     args = [str(FAKECLOUD)]
     args += ["--port", str(port)] if "--port" in help_text else ["--addr", f"127.0.0.1:{port}"]
-    env = {"FAKECLOUD_PORT": str(port), "PORT": str(port)}
+    # fakecloud runs RunTask's containers itself when it finds a container CLI: each task spawns
+    # `docker` processes (an image pull, which fails here: there is no registry) on the cores the
+    # bench shares. berth's RunTask places and records the task; its agents run containers
+    # elsewhere. So fakecloud is compared as the in-memory emulator the issue names: a CLI that
+    # does not exist turns its container runtime off (FAKECLOUD_CONTAINER_CLI is its override).
+    env = {"FAKECLOUD_PORT": str(port), "PORT": str(port), "FAKECLOUD_CONTAINER_CLI": "/nonexistent/docker"}
     return Target("fakecloud", args, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/_fakecloud/health", env=env).start()
 
 

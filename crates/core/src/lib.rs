@@ -82,6 +82,18 @@ impl Scope {
     }
 }
 
+/// A new-format ECS resource id whose order is its creation order: 32 lowercase hex characters,
+/// like [`resource_id`], of which the first 12 are the milliseconds since the Unix epoch (as in a
+/// UUIDv7) and the other 20 are random. For tasks: the store keeps records in key order, so a new
+/// task's key lands beside the last one's instead of on a random page of the key index (fewer
+/// pages written per commit), and ListTasks answers in the order tasks were created.
+pub fn time_ordered_id(unix_millis: u64, random: [u8; 10]) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&(unix_millis & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
+    bytes[6..].copy_from_slice(&random);
+    resource_id(bytes)
+}
+
 /// A new-format ECS resource id: 32 lowercase hex characters (task, container instance).
 pub fn resource_id(random: [u8; 16]) -> String {
     let mut s = String::with_capacity(32);
@@ -90,4 +102,24 @@ pub fn resource_id(random: [u8; 16]) -> String {
         s.push(char::from_digit((b & 0xf) as u32, 16).unwrap_or('0'));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_ordered_ids_sort_by_time_and_look_like_resource_ids() {
+        let a = time_ordered_id(1_765_000_000_000, [0xff; 10]);
+        let b = time_ordered_id(1_765_000_000_001, [0x00; 10]);
+        assert!(a < b, "{a} !< {b}");
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
+        assert_eq!(&a[..12], "019af232b200");
+        assert_eq!(&a[12..], "ffffffffffffffffffff");
+        // Past 2^48 ms (year 10889) the clock wraps instead of panicking.
+        assert_eq!(time_ordered_id(1 << 48, [0; 10]), "0".repeat(32));
+    }
 }

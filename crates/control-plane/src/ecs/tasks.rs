@@ -327,7 +327,7 @@ fn new_task(
     now: f64,
     client_token: Option<String>,
 ) -> TaskRecord {
-    let id = berth_core::resource_id(rand::random());
+    let id = berth_core::time_ordered_id((now * 1000.0) as u64, rand::random());
     let ovr: HashMap<&str, &ecs::ContainerOverride> = l
         .overrides
         .container_overrides
