@@ -843,11 +843,15 @@ pub async fn run_task(
             ));
         }
     }
-    let fingerprint = serde_json::to_string(&ecs::RunTaskRequest {
-        client_token: None,
-        ..req.clone()
-    })
-    .unwrap_or_default();
+    // What a retry with the same clientToken must repeat (only computed when there is one).
+    let client_token = req.client_token.clone().map(|t| {
+        let fingerprint = serde_json::to_string(&ecs::RunTaskRequest {
+            client_token: None,
+            ..req.clone()
+        })
+        .unwrap_or_default();
+        (t, fingerprint)
+    });
     let l = prepare(
         ctx,
         req.cluster.as_deref(),
@@ -876,7 +880,7 @@ pub async fn run_task(
         constraints(req.placement_constraints.as_deref()),
         strategies(req.placement_strategy.as_deref()),
         None,
-        req.client_token.clone().map(|t| (t, fingerprint)),
+        client_token,
     )
     .await?;
     Ok(ecs::RunTaskResponse {
