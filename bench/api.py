@@ -155,7 +155,10 @@ def fakecloud_target():
     # bench shares. berth's RunTask places and records the task; its agents run containers
     # elsewhere. So fakecloud is compared as the in-memory emulator the issue names: a CLI that
     # does not exist turns its container runtime off (FAKECLOUD_CONTAINER_CLI is its override).
-    env = {"FAKECLOUD_PORT": str(port), "PORT": str(port), "FAKECLOUD_CONTAINER_CLI": "/nonexistent/docker"}
+    # BENCH_FAKECLOUD_CONTAINERS=1 leaves it on, to see the difference.
+    env = {"FAKECLOUD_PORT": str(port), "PORT": str(port)}
+    if os.environ.get("BENCH_FAKECLOUD_CONTAINERS") != "1":
+        env["FAKECLOUD_CONTAINER_CLI"] = "/nonexistent/docker"
     return Target("fakecloud", args, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/_fakecloud/health", env=env).start()
 
 

@@ -115,7 +115,9 @@ mod tests {
         assert!(a < b, "{a} !< {b}");
         for id in [&a, &b] {
             assert_eq!(id.len(), 32);
-            assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(id
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         }
         assert_eq!(&a[..12], "019af232b200");
         assert_eq!(&a[12..], "ffffffffffffffffffff");

@@ -999,7 +999,11 @@ async fn running_per_instance(
 async fn a_large_launch_is_placed_in_chunks() {
     let s = TestServer::start().await;
     let ecs = s.ecs();
-    ecs.create_cluster().cluster_name("big").send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name("big")
+        .send()
+        .await
+        .unwrap();
     let mut agents = Vec::new();
     for az in ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1b"] {
         agents.push(SimAgent::start(&s, "big", az, 65536, 65536).await);
@@ -1014,10 +1018,17 @@ async fn a_large_launch_is_placed_in_chunks() {
         .await
         .unwrap();
     assert!(stable(&ecs, "big", "big", 90).await);
-    assert_eq!(running_per_instance(&ecs, "big", &agents).await, vec![75; 4]);
+    assert_eq!(
+        running_per_instance(&ecs, "big", &agents).await,
+        vec![75; 4]
+    );
 
     // Room for 2 × 50 tasks of 32 MiB: 100 of 150 start, and the service says why not the rest.
-    ecs.create_cluster().cluster_name("small").send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name("small")
+        .send()
+        .await
+        .unwrap();
     let small = vec![
         SimAgent::start(&s, "small", "us-east-1a", 65536, 1600).await,
         SimAgent::start(&s, "small", "us-east-1b", 65536, 1600).await,
@@ -1045,5 +1056,8 @@ async fn a_large_launch_is_placed_in_chunks() {
         "{:?}",
         service(&ecs, "small", "over").await
     );
-    assert_eq!(running_per_instance(&ecs, "small", &small).await, vec![50, 50]);
+    assert_eq!(
+        running_per_instance(&ecs, "small", &small).await,
+        vec![50, 50]
+    );
 }

@@ -67,11 +67,11 @@ pub use engine::{
 pub use error::{EcsErrorKind, PlacementError};
 pub use filters::{FilterStage, StageCounts, STAGE_COUNT};
 pub use index::ClusterIndex;
-pub use ordered::ORDERED_MAX_COUNT;
 pub use metric::{
     ClosestMatch, Failure, InstanceExplanation, Placement, PlacementMetric, PlacementOutcome,
     StageCheck, StepRecord,
 };
+pub use ordered::ORDERED_MAX_COUNT;
 pub use query::{Expression, MAX_EXPRESSION_LEN};
 pub use request::{
     run_task_default, service_default, validate_constraints, validate_strategies, BinpackField,

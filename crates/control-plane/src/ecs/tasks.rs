@@ -657,17 +657,18 @@ pub(crate) async fn launch(
     let mut left = count;
     while left > 0 {
         let n = left.min(CHUNK);
-        let chunk =
-            match launch_once(ctx, l, n, &req_constraints, &req_strategies, None, None).await {
-                Ok(c) => c,
-                // Nothing launched yet: the caller sees the error as it is.
-                Err(e) if all.tasks.is_empty() => return Err(e),
-                // Some chunks are committed: report them (the caller's next pass starts the rest).
-                Err(e) => {
-                    tracing::warn!(cluster = %l.cluster, group = %l.group, launched = all.tasks.len(), wanted = count, code = %e.code, error = %e.message, "launch ended early");
-                    break;
-                }
-            };
+        let chunk = match launch_once(ctx, l, n, &req_constraints, &req_strategies, None, None)
+            .await
+        {
+            Ok(c) => c,
+            // Nothing launched yet: the caller sees the error as it is.
+            Err(e) if all.tasks.is_empty() => return Err(e),
+            // Some chunks are committed: report them (the caller's next pass starts the rest).
+            Err(e) => {
+                tracing::warn!(cluster = %l.cluster, group = %l.group, launched = all.tasks.len(), wanted = count, code = %e.code, error = %e.message, "launch ended early");
+                break;
+            }
+        };
         left -= n;
         all.tasks.extend(chunk.tasks);
         let short = !chunk.failures.is_empty();
