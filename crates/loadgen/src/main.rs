@@ -371,7 +371,7 @@ async fn load(
         "PutAttributes" => Some(("ListContainerInstances", "containerInstanceArns")),
         _ => None,
     };
-    let task_arns: Vec<String> = match listed {
+    let arns: Vec<String> = match listed {
         Some((list_op, member)) => {
             let v = call(c, list_op, &json!({"cluster": cluster, "maxResults": 100})).await?;
             v[member]
@@ -385,10 +385,10 @@ async fn load(
         }
         None => vec![],
     };
-    if op == "DescribeTasks" && task_arns.is_empty() {
+    if op == "DescribeTasks" && arns.is_empty() {
         bail!("no tasks to describe");
     }
-    body(op, cluster, &task_arns, 0)?;
+    body(op, cluster, &arns, 0)?;
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let counter = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
@@ -398,7 +398,7 @@ async fn load(
             c.clone(),
             cluster.to_string(),
             op.to_string(),
-            task_arns.clone(),
+            arns.clone(),
             counter.clone(),
         );
         workers.push(tokio::spawn(async move {

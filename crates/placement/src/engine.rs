@@ -12,8 +12,8 @@ use crate::request::{
 };
 use crate::rng::StepRng;
 
-/// The most tasks one placement call accepts (RunTask itself allows 10; the service scheduler
-/// may place more at once).
+/// The most tasks one placement call accepts (RunTask itself allows 10; a placement dry-run may
+/// ask for more at once).
 pub const MAX_COUNT: u32 = 100_000;
 
 pub(crate) const RANDOM_SALT: u64 = 0x5EED_0F7A_5C00;

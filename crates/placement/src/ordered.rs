@@ -40,9 +40,9 @@ use crate::request::{PlacementRequest, Strategy};
 use crate::rng::StepRng;
 use crate::strategy::{Scorer, MAX_KEYS};
 
-/// Calls placing at most this many tasks take the ordered walk; larger ones (a service
-/// scheduler placing hundreds at once) the exhaustive one, whose per-step cost does not grow
-/// with the number of instances already used by the call.
+/// Calls placing at most this many tasks take the ordered walk; larger ones the exhaustive one,
+/// whose per-step cost does not grow with the number of instances already used by the call. (The
+/// control plane launches a large service in calls of this size.)
 pub const ORDERED_MAX_COUNT: u32 = 64;
 
 /// `random` first draws this many instances uniformly before walking (see `place_ordered`).
