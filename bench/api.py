@@ -10,7 +10,7 @@
    against a control plane holding the issue's scale, with p50/p99 against its targets.
 3. Memory: control-plane RSS after populating 1,000 instances / 10,000 tasks.
 
-Run: bench/api.sh [--seconds 10] [--concurrency 16] [--skip-scale] [--only berth]
+Run: bench/api.sh [--seconds 10] [--concurrency 16] [--skip-scale] [--only berth] [--ops RunTask,...]
 """
 
 import argparse
@@ -185,7 +185,10 @@ def main():
     ap.add_argument("--scale-concurrency", default="4,16",
                     help="comma-separated concurrencies for the at-scale latency table")
     ap.add_argument("--only", default="berth,fakecloud,moto")
+    ap.add_argument("--ops", default=",".join(READS + WRITES),
+                    help="comma-separated operations for the comparison (default: all eight)")
     a = ap.parse_args()
+    ops = [op for op in READS + WRITES if op in a.ops.split(",")]
     print(f"machine: {machine_facts()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     results = {}
@@ -196,7 +199,7 @@ def main():
             t = makers[name]()
             took = t.populate(a.instances, a.tasks, keepalive=(name == "berth"))
             print(f"{name}: populated {a.instances} instances / {a.tasks} tasks in {took:.1f}s", flush=True)
-            for op in READS + WRITES:
+            for op in ops:
                 r = t.load(op, a.seconds, a.concurrency)
                 results[(name, op)] = r
                 print(f"  {name} {op}: {fmt(r['rps'], 0)}/s p50 {fmt(r['p50_ms'], 2)} ms p99 {fmt(r['p99_ms'], 2)} ms"
@@ -207,7 +210,7 @@ def main():
             if t:
                 t.close()
     rows = []
-    for op in READS + WRITES:
+    for op in ops:
         b = results.get(("berth", op), {})
         row = [op, f"{fmt(b.get('rps', float('nan')), 0)} ({fmt(b.get('p99_ms', float('nan')), 1)} ms)"]
         for ref in ("fakecloud", "moto"):
