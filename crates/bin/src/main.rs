@@ -101,8 +101,8 @@ fn init_tracing() {
 /// (`madvise(MADV_DONTNEED)`) as soon as more than 128 KiB is free there. The SQLite writer frees
 /// and reallocates its per-statement buffers many times per commit, so under write load a
 /// twentieth of the server's time went to those calls and the TLB shootdowns they cause on the
-/// other core (BENCHMARKS.md, "glibc trim threshold"). Keeping up to 4 MiB free per heap stops
-/// that; RSS at 1,000 instances / 10,000 tasks is unchanged (it is not free memory at the top).
+/// other core (BENCHMARKS.md, API load, "glibc's trim threshold"). Keeping up to 4 MiB free per
+/// heap stops that; RSS at 1,000 instances / 10,000 tasks is unchanged.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it is called before any other thread runs.

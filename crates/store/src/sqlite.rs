@@ -49,7 +49,7 @@ const MAX_IDLE_READERS: usize = 4;
 /// The background checkpointer runs at most this often (and only after writes). Pages rewritten
 /// by many commits in between (instance records, B-tree interior pages, `meta`) are copied once:
 /// at 250 ms rather than 50, RunTask throughput is about 8 % higher, p99 about 1 ms longer
-/// (BENCHMARKS.md, "checkpoint interval").
+/// (BENCHMARKS.md, API load, "Checkpoint interval").
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// WAL pages after which the writer checkpoints itself (SQLite's auto-checkpoint; 1,000 by
 /// default). Under a steady stream of writes the background checkpoints never finish the WAL
