@@ -1,4 +1,4 @@
-//! Durable [`StateStore`] on a single SQLite file (WAL mode; every answered write is fsynced).
+//! Durable [`StateStore`] on a single SQLite file (WAL mode, `synchronous=FULL`).
 //!
 //! Layout:
 //! - `kv(key BLOB PRIMARY KEY, value, create_rev, mod_rev, version)`: the current state. Keys are
@@ -14,26 +14,6 @@
 //! outcome). Reads run on `spawn_blocking` with a small pool of read connections; WAL lets them
 //! proceed concurrently with the writer. Watches read recent events from an in-memory ring and
 //! older ones from the `events` table.
-//!
-//! **Commit, then sync, pipelined.** The writer commits with `synchronous=NORMAL` (SQLite writes
-//! the WAL frames but does not fsync them) and hands the batch to a third thread, the syncer,
-//! which fsyncs the WAL file once for every batch committed before it started and only then
-//! publishes them (ring, revision, watchers) and answers their callers. Meanwhile the writer
-//! applies the next batch: the disk's flush and the next batch's SQL overlap instead of taking
-//! turns. Invariants:
-//! - nothing is answered, published or returned by a read before the WAL holding it is synced
-//!   (reads on pooled connections, which can see a commit before its sync, wait for it:
-//!   `SqliteStore::durable`), so an answered write is exactly as durable as under
-//!   `synchronous=FULL`;
-//! - batches are published in commit order, each sync covering all earlier commits;
-//! - a failed sync stops the store (every later request fails, watches end): what SQLite holds
-//!   may no longer match the disk, and retrying an fsync is not safe;
-//! - without WAL mode (a filesystem that refuses it) commits stay `FULL` and the syncer only
-//!   publishes.
-//!
-//! Under RunTask load at concurrency 64 this is 10–28 % more throughput; at 16, where the
-//! writer is not the bottleneck, it is the same (BENCHMARKS.md, API load, "Commit and sync
-//! pipelined").
 //!
 //! Checkpoints (copying the WAL back into the database file, with its fsync) run mostly on a
 //! second thread with its own connection, at most every [`CHECKPOINT_EVERY`] while there are
@@ -122,19 +102,10 @@ struct Shared {
     busy_timeout: Duration,
     readers: Mutex<Vec<Connection>>,
     ring: Mutex<EventLog>,
-    /// Latest committed and durable revision: what readers, watchers and callers see.
+    /// Latest committed revision.
     revision: AtomicI64,
-    /// Latest committed compact revision of the `events` table (durable, as `revision`).
+    /// Latest committed compact revision of the `events` table.
     compact: AtomicI64,
-    /// Set when syncing the WAL failed: what is in the database can no longer be trusted to
-    /// be on disk, so the store answers every later request with this error (as PostgreSQL
-    /// stops on a failed fsync; retrying one is not safe).
-    failed: Mutex<Option<String>>,
-    /// Tests: held to keep the syncer from syncing; set to make its next sync fail.
-    #[cfg(test)]
-    sync_gate: Mutex<()>,
-    #[cfg(test)]
-    fail_sync: std::sync::atomic::AtomicBool,
 }
 
 enum Request {
@@ -177,19 +148,14 @@ fn row_to_kv(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
     })
 }
 
-/// WAL mode and `synchronous`; true if the database is in WAL mode. `own_sync`: the caller
-/// syncs the WAL itself after each commit (the writer's [`Syncer`]), so SQLite's commit does not
-/// (`NORMAL`); only ever asked for in WAL mode, where `NORMAL` keeps the database consistent.
-fn configure(conn: &Connection, busy_timeout: Duration, own_sync: bool) -> rusqlite::Result<bool> {
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    let wal = mode.eq_ignore_ascii_case("wal");
-    if !wal {
+    if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "sqlite store: WAL mode unavailable");
     }
-    let sync = if own_sync && wal { "NORMAL" } else { "FULL" };
-    conn.pragma_update(None, "synchronous", sync)?;
-    Ok(wal)
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
 }
 
 /// Take an exclusive advisory lock on `<path>.lock` so two store instances (in this or another
@@ -264,9 +230,7 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let lock = lock_file(&path)?;
         let conn = Connection::open(&path).map_err(backend("open"))?;
-        // The schema is made under FULL; the writer's commits then leave the WAL's fsync to
-        // the syncer thread (see the module docs).
-        let wal = configure(&conn, opts.busy_timeout, false).map_err(backend("configure"))?;
+        configure(&conn, opts.busy_timeout).map_err(backend("configure"))?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("create schema"))?;
         let revision = read_meta(&conn, "revision").map_err(backend("read revision"))?;
@@ -280,53 +244,27 @@ impl SqliteStore {
             ring: Mutex::new(EventLog::new(revision, opts.memory_events)),
             revision: AtomicI64::new(revision),
             compact: AtomicI64::new(compact),
-            failed: Mutex::new(None),
-            #[cfg(test)]
-            sync_gate: Mutex::new(()),
-            #[cfg(test)]
-            fail_sync: Default::default(),
         });
         // Checkpoints are mostly the checkpointer thread's (see the module docs).
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
             .map_err(backend("configure"))?;
         let ckpt_conn = Connection::open(&path).map_err(backend("open checkpointer"))?;
-        configure(&ckpt_conn, opts.busy_timeout, false)
-            .map_err(backend("configure checkpointer"))?;
+        configure(&ckpt_conn, opts.busy_timeout).map_err(backend("configure checkpointer"))?;
         let (ckpt_tx, ckpt_rx) = mpsc::sync_channel(1);
         let checkpointer = std::thread::Builder::new()
             .name("berth-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(ckpt_conn, ckpt_rx))
             .map_err(|e| StoreError::Backend(format!("spawn sqlite checkpoint thread: {e}")))?;
         let (notify_tx, notify_rx) = watch::channel(revision);
-        let wal_file = if wal {
-            configure(&conn, opts.busy_timeout, true).map_err(backend("configure"))?;
-            let mut p = path.as_os_str().to_owned();
-            p.push("-wal");
-            Some(PathBuf::from(p))
-        } else {
-            None
-        };
-        let syncer = Syncer {
-            wal_path: wal_file,
-            wal: None,
-            synced: revision,
-            shared: shared.clone(),
-            notify: notify_tx,
-        };
-        let (done_tx, done_rx) = mpsc::channel();
-        let syncer = std::thread::Builder::new()
-            .name("berth-sqlite-sync".into())
-            .spawn(move || syncer.run(done_rx))
-            .map_err(|e| StoreError::Backend(format!("spawn sqlite sync thread: {e}")))?;
         let (req_tx, req_rx) = mpsc::channel();
         let mut writer = Writer {
             conn,
             shared: shared.clone(),
+            notify: notify_tx,
             revision,
             compact,
             history: opts.history_revisions.max(1),
             checkpoint: Some((ckpt_tx, checkpointer)),
-            syncer: Some((done_tx, syncer)),
         };
         let handle = std::thread::Builder::new()
             .name("berth-sqlite-writer".into())
@@ -346,22 +284,6 @@ impl SqliteStore {
     /// The database file this store was opened on.
     pub fn path(&self) -> &Path {
         &self.inner.shared.path
-    }
-
-    /// A pooled read connection sees every commit, also those the syncer has not made durable
-    /// yet: a read that `observed` a revision answers once that revision is on disk, so it never
-    /// returns a write a crash could still undo.
-    async fn durable<T>(&self, (value, observed): (T, Revision)) -> Result<T> {
-        if self.inner.shared.revision.load(Ordering::Acquire) < observed {
-            let mut rx = self.inner.notify.clone();
-            rx.wait_for(|r| *r >= observed)
-                .await
-                .map_err(|_| stopped())?;
-        }
-        match self.inner.shared.failure() {
-            Some(e) => Err(StoreError::Backend(e)),
-            None => Ok(value),
-        }
     }
 
     fn send(&self, req: Request) -> Result<()> {
@@ -384,11 +306,6 @@ impl Drop for Inner {
 }
 
 impl Shared {
-    /// Why the store stopped, if it did.
-    fn failure(&self) -> Option<String> {
-        lock(&self.failed).clone()
-    }
-
     /// Run `f` on a pooled read connection off the async runtime.
     async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T>
     where
@@ -449,27 +366,20 @@ fn range_rows(
 impl StateStore for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_owned();
-        let read = self
-            .inner
+        self.inner
             .shared
             .read(move |conn| {
-                let tx = conn.transaction().map_err(backend("get begin"))?;
-                let revision = read_meta(&tx, "revision").map_err(backend("get"))?;
-                let kv = tx
-                    .prepare_cached(
-                        "SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key = ?1",
-                    )
-                    .and_then(|mut s| s.query_row([key.as_bytes()], row_to_kv).optional())
-                    .map_err(backend("get"))?;
-                Ok((kv, revision))
+                conn.prepare_cached(
+                    "SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key = ?1",
+                )
+                .and_then(|mut s| s.query_row([key.as_bytes()], row_to_kv).optional())
+                .map_err(backend("get"))
             })
-            .await?;
-        self.durable(read).await
+            .await
     }
 
     async fn range(&self, req: RangeRequest) -> Result<RangeResult> {
-        let read = self
-            .inner
+        self.inner
             .shared
             .read(move |conn| {
                 let tx = conn.transaction().map_err(backend("range begin"))?;
@@ -486,23 +396,18 @@ impl StateStore for SqliteStore {
                     kvs.truncate(l);
                 }
                 drop(tx);
-                Ok((
-                    RangeResult {
-                        kvs,
-                        more,
-                        revision,
-                    },
+                Ok(RangeResult {
+                    kvs,
+                    more,
                     revision,
-                ))
+                })
             })
-            .await?;
-        self.durable(read).await
+            .await
     }
 
     async fn snapshot(&self, prefixes: &[String]) -> Result<Snapshot> {
         let prefixes = prefixes.to_vec();
-        let read = self
-            .inner
+        self.inner
             .shared
             .read(move |conn| {
                 let tx = conn.transaction().map_err(backend("snapshot begin"))?;
@@ -513,10 +418,9 @@ impl StateStore for SqliteStore {
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(backend("snapshot"))?;
                 drop(tx);
-                Ok((Snapshot { revision, ranges }, revision))
+                Ok(Snapshot { revision, ranges })
             })
-            .await?;
-        self.durable(read).await
+            .await
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome> {
@@ -646,35 +550,12 @@ enum Applied {
 struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
-    /// Latest committed revision (durable only once the syncer has synced it).
+    notify: watch::Sender<Revision>,
     revision: Revision,
     compact: Revision,
     history: i64,
     /// Wakes the checkpointer after commits (coalesced), and its thread, joined on exit.
     checkpoint: Option<(mpsc::SyncSender<()>, JoinHandle<()>)>,
-    /// Hands committed batches to the syncer, and its thread, joined on exit.
-    syncer: Option<(mpsc::Sender<Committed>, JoinHandle<()>)>,
-}
-
-/// A batch the writer committed, on its way to the syncer.
-struct Committed {
-    batch: Vec<Request>,
-    applied: Vec<Applied>,
-    /// The writer's revision and compact revision after this batch.
-    revision: Revision,
-    compact: Revision,
-}
-
-/// Makes committed batches durable and then visible: one fsync of the WAL covers every batch
-/// committed before it started, while the writer goes on with the next ones.
-struct Syncer {
-    /// The WAL to sync (None when the database is not in WAL mode: SQLite's commit synced).
-    wal_path: Option<PathBuf>,
-    wal: Option<std::fs::File>,
-    /// The last revision known to be on disk.
-    synced: Revision,
-    shared: Arc<Shared>,
-    notify: watch::Sender<Revision>,
 }
 
 /// The checkpointer thread: after each wake-up (some commit happened), a PASSIVE checkpoint
@@ -715,11 +596,6 @@ fn checkpoint_loop(conn: Connection, wake: mpsc::Receiver<()>) {
 impl Writer {
     fn run(&mut self, rx: mpsc::Receiver<Request>) {
         while let Ok(first) = rx.recv() {
-            if let Some(e) = self.shared.failure() {
-                tracing::error!(error = %e, "sqlite writer stopping: the WAL could not be synced");
-                fail_all(vec![first], &e);
-                break;
-            }
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -733,12 +609,6 @@ impl Writer {
                 let _ = wake.try_send(());
             }
         }
-        if let Some((done, thread)) = self.syncer.take() {
-            drop(done);
-            if thread.join().is_err() {
-                tracing::error!("sqlite sync thread panicked");
-            }
-        }
         if let Some((wake, thread)) = self.checkpoint.take() {
             drop(wake);
             if thread.join().is_err() {
@@ -750,19 +620,7 @@ impl Writer {
 
     fn run_batch(&mut self, batch: Vec<Request>) {
         match self.apply_batch(&batch) {
-            Ok(applied) => {
-                let committed = Committed {
-                    batch,
-                    applied,
-                    revision: self.revision,
-                    compact: self.compact,
-                };
-                if let Some((done, _)) = &self.syncer {
-                    if let Err(mpsc::SendError(c)) = done.send(committed) {
-                        fail_all(c.batch, "sqlite sync thread has stopped");
-                    }
-                }
-            }
+            Ok(applied) => self.publish(batch, applied),
             Err(e) if batch.len() > 1 => {
                 // Don't let one failing request fail its neighbours: retry each on its own.
                 tracing::warn!(error = %e, size = batch.len(), "sqlite batch failed; retrying singly");
@@ -772,7 +630,16 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "sqlite write failed");
-                fail_all(batch, &e.to_string());
+                for req in batch {
+                    match req {
+                        Request::Txn(_, reply) => {
+                            let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                        }
+                        Request::Wipe(reply) => {
+                            let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                        }
+                    }
+                }
             }
         }
     }
@@ -822,90 +689,9 @@ impl Writer {
         self.compact = compact;
         Ok(applied)
     }
-}
 
-/// Answers every request of `batch` with a backend error.
-fn fail_all(batch: Vec<Request>, e: &str) {
-    for req in batch {
-        match req {
-            Request::Txn(_, reply) => {
-                let _ = reply.send(Err(StoreError::Backend(e.to_string())));
-            }
-            Request::Wipe(reply) => {
-                let _ = reply.send(Err(StoreError::Backend(e.to_string())));
-            }
-        }
-    }
-}
-
-impl Syncer {
-    /// Each round takes every batch committed so far, syncs the WAL once (unless they changed
-    /// nothing since the last sync) and publishes them in commit order.
-    fn run(mut self, rx: mpsc::Receiver<Committed>) {
-        while let Ok(first) = rx.recv() {
-            let mut done = vec![first];
-            done.extend(rx.try_iter());
-            let need = done.iter().map(|c| c.revision).max().unwrap_or(self.synced);
-            if let Err(e) = self.sync(need) {
-                let e = format!("sqlite WAL sync failed: {e}");
-                tracing::error!(error = %e, "sqlite store stopped: committed writes may not be on disk");
-                *lock(&self.shared.failed) = Some(e.clone());
-                // Dropping the notifier ends every watch and wakes readers waiting for this sync.
-                drop(self);
-                for c in done.into_iter().chain(rx.iter()) {
-                    fail_all(c.batch, &e);
-                }
-                return;
-            }
-            for c in done {
-                self.publish(c);
-            }
-        }
-    }
-
-    /// Makes every commit up to `revision` durable.
-    fn sync(&mut self, revision: Revision) -> std::io::Result<()> {
-        if revision <= self.synced {
-            return Ok(());
-        }
-        #[cfg(test)]
-        {
-            let _gate = lock(&self.shared.sync_gate);
-            if self.shared.fail_sync.load(Ordering::Acquire) {
-                return Err(std::io::Error::other("injected sync failure"));
-            }
-        }
-        if let Some(path) = &self.wal_path {
-            // SQLite keeps the WAL file while the writer's connection is open (and restarts it
-            // in place), so one descriptor serves; checked each time all the same, as the sync
-            // must reach the file SQLite wrote.
-            use std::os::unix::fs::MetadataExt;
-            let current = std::fs::metadata(path)?.ino();
-            if self
-                .wal
-                .as_ref()
-                .map(|f| f.metadata().map(|m| m.ino()))
-                .transpose()?
-                != Some(current)
-            {
-                self.wal = Some(std::fs::File::open(path)?);
-            }
-            if let Some(f) = &self.wal {
-                f.sync_data()?;
-            }
-        }
-        self.synced = revision;
-        Ok(())
-    }
-
-    /// Make a durable batch visible to watchers and readers, then answer its callers.
-    fn publish(&mut self, c: Committed) {
-        let Committed {
-            batch,
-            applied,
-            revision,
-            compact,
-        } = c;
+    /// Make committed changes visible to watchers, then answer the callers.
+    fn publish(&mut self, batch: Vec<Request>, applied: Vec<Applied>) {
         {
             let mut ring = lock(&self.shared.ring);
             for a in &applied {
@@ -920,10 +706,10 @@ impl Syncer {
                     Applied::Wipe { revision } => ring.wipe(*revision),
                 }
             }
-            self.shared.revision.store(revision, Ordering::Release);
-            self.shared.compact.store(compact, Ordering::Release);
+            self.shared.revision.store(self.revision, Ordering::Release);
+            self.shared.compact.store(self.compact, Ordering::Release);
         }
-        self.notify.send_replace(revision);
+        self.notify.send_replace(self.revision);
         for (req, a) in batch.into_iter().zip(applied) {
             match (req, a) {
                 (Request::Txn(_, reply), Applied::Txn { outcome, .. }) => {
@@ -1058,103 +844,4 @@ fn apply_txn(tx: &Connection, txn: &Txn, rev: &mut Revision) -> rusqlite::Result
         outcome: TxnOutcome::Committed { revision: next },
         events,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::{FutureExt, StreamExt};
-
-    fn open(dir: &tempfile::TempDir) -> SqliteStore {
-        SqliteStore::open(dir.path().join("s.db")).unwrap()
-    }
-
-    /// A write is answered, and seen by readers of the database and by watchers, only once the
-    /// WAL holding it is synced.
-    #[tokio::test]
-    async fn nothing_is_answered_or_read_before_the_wal_is_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(&dir);
-        s.txn(Txn::new().put("a", "1")).await.unwrap();
-        let mut watch = s.watch("", 1).await.unwrap();
-        let gate = lock(&s.inner.shared.sync_gate);
-        let write = tokio::spawn({
-            let s = s.clone();
-            async move { s.txn(Txn::new().put("b", "2")).await }
-        });
-        // Committed to SQLite (a fresh connection sees it), not yet synced.
-        let conn = Connection::open(dir.path().join("s.db")).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while read_meta(&conn, "revision").unwrap() < 2 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the writer did not commit"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let read = tokio::spawn({
-            let s = s.clone();
-            async move { s.get("b").await }
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!write.is_finished(), "answered before the sync");
-        assert!(!read.is_finished(), "a read returned an unsynced write");
-        assert_eq!(s.current_revision().await.unwrap(), 1);
-        assert!(
-            watch.next().now_or_never().is_none(),
-            "a watcher saw an unsynced write"
-        );
-        drop(gate);
-        assert_eq!(
-            write.await.unwrap().unwrap(),
-            TxnOutcome::Committed { revision: 2 }
-        );
-        assert_eq!(read.await.unwrap().unwrap().unwrap().value, b"2");
-        assert_eq!(watch.next().await.unwrap().unwrap().kv.key, "b");
-    }
-
-    /// After a failed sync nothing can be trusted to be on disk: that write and every later
-    /// request fail, watches end, and the revision never shows the unsynced write.
-    #[tokio::test]
-    async fn a_failed_wal_sync_stops_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(&dir);
-        s.txn(Txn::new().put("a", "1")).await.unwrap();
-        let mut watch = s.watch("", 1).await.unwrap();
-        s.inner.shared.fail_sync.store(true, Ordering::Release);
-        let e = s.txn(Txn::new().put("b", "2")).await.unwrap_err();
-        assert!(e.to_string().contains("sync failed"), "{e}");
-        assert_eq!(s.current_revision().await.unwrap(), 1);
-        assert!(s.txn(Txn::new().put("c", "3")).await.is_err());
-        assert!(s.get("a").await.is_err());
-        let end = tokio::time::timeout(Duration::from_secs(5), watch.next()).await;
-        assert!(
-            matches!(end, Ok(None) | Ok(Some(Err(_)))),
-            "the watch goes on: {end:?}"
-        );
-    }
-
-    /// Reopened, the store has every answered write (the syncer syncs the file SQLite wrote).
-    #[tokio::test]
-    async fn answered_writes_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = open(&dir);
-            for i in 0..50 {
-                s.txn(Txn::new().put(format!("k{i:02}"), vec![b'x'; 3000]))
-                    .await
-                    .unwrap();
-            }
-        }
-        let s = open(&dir);
-        assert_eq!(s.current_revision().await.unwrap(), 50);
-        let r = s
-            .range(RangeRequest {
-                prefix: "k".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(r.kvs.len(), 50);
-    }
 }
