@@ -116,6 +116,21 @@ class Target:
                     "first_error": p.stderr.strip()[-300:]}
         return json.loads(p.stdout.strip().splitlines()[-1])
 
+    def metrics(self):
+        """berth's /metrics as {series: value} (sums and counts only), or {} for the others."""
+        if self.name != "berth":
+            return {}
+        try:
+            text = urllib.request.urlopen(self.endpoint + "/metrics", timeout=5).read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if not line.startswith("#") and ("_sum" in line or "_count" in line or "_total" in line):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
+
     def rss_mib(self):
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -168,6 +183,30 @@ def moto_target():
                   f"http://127.0.0.1:{port}/moto-api/").start()
 
 
+def time_split(before, after, op):
+    """Where berth's server time went during one op (from its /metrics): the mean request, the
+    mean store transaction in it, and the SQLite writer's queue, group size, apply and commit."""
+    if not before or not after:
+        return ""
+    d = lambda k: after.get(k, 0.0) - before.get(k, 0.0)  # noqa: E731
+    target = f'target="AmazonEC2ContainerServiceV20141113.{op.removesuffix("10")}"'
+    req_n = d(f"berth_api_request_duration_seconds_count{{{target}}}")
+    txn = [k for k in after if k.startswith("berth_store_operation_duration_seconds_count{op=\"txn\"")]
+    txn_n = sum(d(k) for k in txn)
+    txn_s = sum(d(k.replace("_count{", "_sum{")) for k in txn)
+    commits, txns = d("berth_sqlite_commits_total"), d("berth_sqlite_transactions_total")
+    if not req_n:
+        return ""
+    us = lambda s, n: s / n * 1e6 if n else float("nan")  # noqa: E731
+    out = f"server: request {us(d(f'berth_api_request_duration_seconds_sum{{{target}}}'), req_n):.0f} us"
+    if txn_n:
+        out += (f"; {txn_n / req_n:.2f} store txns per request, {us(txn_s, txn_n):.0f} us each"
+                f" (queue {us(d('berth_sqlite_queue_seconds_total'), txns):.0f} us; groups of {txns / commits:.1f}:"
+                f" apply {us(d('berth_sqlite_apply_seconds_total'), commits):.0f} us, commit"
+                f" {us(d('berth_sqlite_commit_seconds_total'), commits):.0f} us per group)") if commits else ""
+    return out
+
+
 def fmt(x, nd=1):
     return "n/a" if x != x else f"{x:,.{nd}f}"
 
@@ -200,10 +239,14 @@ def main():
             took = t.populate(a.instances, a.tasks, keepalive=(name == "berth"))
             print(f"{name}: populated {a.instances} instances / {a.tasks} tasks in {took:.1f}s", flush=True)
             for op in ops:
+                before = t.metrics()
                 r = t.load(op, a.seconds, a.concurrency)
                 results[(name, op)] = r
+                where = time_split(before, t.metrics(), op)
                 print(f"  {name} {op}: {fmt(r['rps'], 0)}/s p50 {fmt(r['p50_ms'], 2)} ms p99 {fmt(r['p99_ms'], 2)} ms"
                       f" errors {r['errors']}" + (f" ({r.get('first_error')})" if r["errors"] else ""), flush=True)
+                if where:
+                    print(f"    {where}", flush=True)
         except Exception as e:  # a reference that can't run is reported, not fatal
             print(f"{name}: could not run: {e}", flush=True)
         finally:

@@ -476,6 +476,25 @@ def test_metrics(berth):
     assert "berth_api_request_duration_seconds_bucket" in text
 
 
+def test_metrics_show_the_sqlite_writers_group_commits(berth):
+    def scrape():
+        with urllib.request.urlopen(berth.endpoint + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("berth_sqlite_")}
+
+    before = scrape()
+    ecs = berth.client("ecs")
+    for i in range(5):
+        ecs.create_cluster(clusterName=f"metrics-{i}")
+    after = scrape()
+    assert after["berth_sqlite_transactions_total"] >= before["berth_sqlite_transactions_total"] + 5
+    assert after["berth_sqlite_commits_total"] > before["berth_sqlite_commits_total"]
+    assert after["berth_sqlite_transactions_total"] >= after["berth_sqlite_commits_total"]
+    for name in ("queue", "apply", "commit"):
+        assert after[f"berth_sqlite_{name}_seconds_total"] > before[f"berth_sqlite_{name}_seconds_total"], name
+
+
 def test_health(berth):
     with urllib.request.urlopen(berth.endpoint + "/_berth/health", timeout=5) as r:
         body = json.loads(r.read())

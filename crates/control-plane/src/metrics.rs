@@ -1,9 +1,12 @@
 //! Prometheus metrics (`GET /metrics`, OpenMetrics text): API requests by target and outcome,
 //! request latency, agent polls held, service-scheduler passes; for HA: leadership (is_leader,
 //! leader changes, fenced commits), state-store operation latency ([`InstrumentedStore`]) and
-//! watch lag (a replica's own heartbeat from commit to its watch).
+//! watch lag (a replica's own heartbeat from commit to its watch); the SQLite writer's group
+//! commits and where a write's time goes ([`SqliteWriterCollector`]).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -36,6 +39,44 @@ pub static STORE_OPS: std::sync::LazyLock<Family<StoreOpLabels, Histogram>> =
     std::sync::LazyLock::new(|| {
         Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00005, 2.0, 18)))
     });
+
+/// The SQLite writer's counters (`berth_store::writer_stats`), read at each scrape. Per commit:
+/// `transactions / commits` is the mean group size; per transaction, queue and (through the
+/// group) apply and commit time. All zero on etcd.
+#[derive(Debug)]
+pub struct SqliteWriterCollector;
+
+impl Collector for SqliteWriterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = berth_store::writer_stats();
+        let counts = [
+            (
+                "sqlite_commits",
+                "SQLite group commits by the store's writer",
+                s.commits,
+            ),
+            (
+                "sqlite_transactions",
+                "Store transactions carried by those commits",
+                s.txns,
+            ),
+        ];
+        for (name, help, v) in counts {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let seconds = [
+            ("sqlite_queue_seconds", "Time store transactions waited for their group commit to start, summed over transactions", s.queue_seconds),
+            ("sqlite_apply_seconds", "Time the writer spent applying groups before COMMIT", s.apply_seconds),
+            ("sqlite_commit_seconds", "Time the writer spent in COMMIT (writing and syncing the WAL)", s.commit_seconds),
+        ];
+        for (name, help, v) in seconds {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -111,6 +152,7 @@ impl Default for Metrics {
             "State-store operation latency by operation and outcome",
             STORE_OPS.clone(),
         );
+        registry.register_collector(Box::new(SqliteWriterCollector));
         Self {
             registry,
             requests,

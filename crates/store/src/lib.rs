@@ -21,7 +21,7 @@ pub mod sqlite;
 
 pub use cache::{CachedStore, Index as CacheIndex, CHANGE_LOG};
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{writer_stats, SqliteOptions, SqliteStore, WriterStats};
 
 /// A store-wide revision. 0 means "before anything was written" / "key absent".
 pub type Revision = i64;
