@@ -407,10 +407,15 @@ pub(crate) async fn prepare(
     let cluster = cluster_arg(cluster_arg_v)?;
     active_cluster(ctx, &cluster).await?;
     let td_arg = td_arg.unwrap_or_default();
-    let td_rec = taskdefs::resolve(ctx, td_arg)
+    // The resolved record is this call's own copy: take its definition and tags, no second copy.
+    let crate::records::TaskDefinitionRecord {
+        definition: td,
+        tags: td_tags,
+        ..
+    } = taskdefs::resolve(ctx, td_arg)
         .await?
-        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?;
-    let td = td_rec.value.definition.clone();
+        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
+        .value;
     if td.status != Some(ecs::TaskDefinitionStatus::Active) {
         return Err(ApiError::client(format!(
             "TaskDefinition is inactive: {}",
@@ -464,7 +469,7 @@ pub(crate) async fn prepare(
     let family = td.family.clone().unwrap_or_default();
     let mut tag_list = tagging::validate(tags.as_deref().unwrap_or_default())?;
     if propagate == Some(ecs::PropagateTags::TaskDefinition) {
-        let mut merged = td_rec.value.tags.clone();
+        let mut merged = td_tags;
         tagging::merge(&mut merged, tag_list)?;
         tag_list = merged;
     }
