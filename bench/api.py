@@ -200,10 +200,11 @@ def time_split(before, after, op):
     us = lambda s, n: s / n * 1e6 if n else float("nan")  # noqa: E731
     out = f"server: request {us(d(f'berth_api_request_duration_seconds_sum{{{target}}}'), req_n):.0f} us"
     if txn_n:
-        out += (f"; {txn_n / req_n:.2f} store txns per request, {us(txn_s, txn_n):.0f} us each"
-                f" (queue {us(d('berth_sqlite_queue_seconds_total'), txns):.0f} us; groups of {txns / commits:.1f}:"
+        out += f"; {txn_n / req_n:.2f} store txns per request, {us(txn_s, txn_n):.0f} us each"
+    if txn_n and commits:
+        out += (f" (queue {us(d('berth_sqlite_queue_seconds_total'), txns):.0f} us; groups of {txns / commits:.1f}:"
                 f" apply {us(d('berth_sqlite_apply_seconds_total'), commits):.0f} us, commit"
-                f" {us(d('berth_sqlite_commit_seconds_total'), commits):.0f} us per group)") if commits else ""
+                f" {us(d('berth_sqlite_commit_seconds_total'), commits):.0f} us per group)")
     return out
 
 

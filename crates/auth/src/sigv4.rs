@@ -432,8 +432,9 @@ fn identity(access_key_id: &str, secret: String) -> Identity {
 /// canonical request aws-sigv4 builds for it, byte for byte (the property test
 /// `sdk_shaped_requests_verify_through_the_direct_path` signs such requests with aws-sigv4 and
 /// checks them here). Built directly into one buffer: aws-sigv4's header map and formatting were
-/// most of the cost of verifying a small read (a fifth of its CPU). The signing key and the final HMAC are aws-sigv4's.
-/// `None` when the request is not of that shape (the caller signs it with aws-sigv4).
+/// most of the cost of verifying a small read (a fifth of its CPU). The signing key and the final
+/// HMAC are aws-sigv4's. `None` when the request is not of that shape (the caller signs it with
+/// aws-sigv4).
 fn direct_signature(
     method: &str,
     path_and_query: &str,

@@ -49,33 +49,33 @@ pub struct SqliteWriterCollector;
 impl Collector for SqliteWriterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = berth_store::writer_stats();
-        let counts = [
-            (
-                "sqlite_commits",
-                "SQLite group commits by the store's writer",
-                s.commits,
-            ),
-            (
-                "sqlite_transactions",
-                "Store transactions carried by those commits",
-                s.txns,
-            ),
-        ];
-        for (name, help, v) in counts {
-            let c = ConstCounter::new(v);
-            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
-        }
-        let seconds = [
-            ("sqlite_queue_seconds", "Time store transactions waited for their group commit to start, summed over transactions", s.queue_seconds),
-            ("sqlite_apply_seconds", "Time the writer spent applying groups before COMMIT", s.apply_seconds),
-            ("sqlite_commit_seconds", "Time the writer spent in COMMIT (writing and syncing the WAL)", s.commit_seconds),
-        ];
-        for (name, help, v) in seconds {
-            let c = ConstCounter::new(v);
-            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
-        }
-        Ok(())
+        let help = "SQLite group commits by the store's writer";
+        counter(&mut encoder, "sqlite_commits", help, s.commits)?;
+        let help = "Store transactions carried by those commits";
+        counter(&mut encoder, "sqlite_transactions", help, s.txns)?;
+        let help = "Time store transactions waited for their group commit to start, summed over transactions";
+        counter(&mut encoder, "sqlite_queue_seconds", help, s.queue_seconds)?;
+        let help = "Time the writer spent applying groups before COMMIT";
+        counter(&mut encoder, "sqlite_apply_seconds", help, s.apply_seconds)?;
+        let help = "Time the writer spent in COMMIT (writing and syncing the WAL)";
+        counter(
+            &mut encoder,
+            "sqlite_commit_seconds",
+            help,
+            s.commit_seconds,
+        )
     }
+}
+
+/// Encodes one counter read at scrape time.
+fn counter<N: prometheus_client::encoding::EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: N,
+) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
 }
 
 pub struct Metrics {
