@@ -85,7 +85,7 @@ where
     }
 }
 
-impl<S: std::hash::BuildHasher> KeyLookup for std::collections::HashMap<String, (String, Role), S> {
+impl<S: std::hash::BuildHasher> KeyLookup for HashMap<String, (String, Role), S> {
     fn lookup(&self, access_key_id: &str) -> Option<(String, Role)> {
         self.get(access_key_id).cloned()
     }
@@ -890,7 +890,7 @@ mod tests {
             region: "eu-west-3",
             service: "ecs",
         };
-        let at = crate::time::parse_amz_date("20261206T171500Z").unwrap();
+        let at = parse_amz_date("20261206T171500Z").unwrap();
         let signed = [
             ("amz-sdk-request", "attempt=1; max=3"),
             ("content-type", "application/x-amz-json-1.1"),

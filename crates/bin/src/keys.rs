@@ -2,7 +2,7 @@
 //! (signed with an admin key, so it works the same against any replica).
 
 use crate::remote::RemoteArgs;
-use berth_control_plane::admin::TARGET_PREFIX;
+use berth_svc_admin::TARGET_PREFIX;
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]

@@ -3,7 +3,7 @@
 
 use crate::remote::RemoteArgs;
 use anyhow::bail;
-use berth_control_plane::admin::TARGET_PREFIX;
+use berth_svc_admin::TARGET_PREFIX;
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]

@@ -3,12 +3,15 @@
 use crate::DataDirArg;
 use anyhow::{bail, Context};
 use berth_auth::Role;
-use berth_control_plane::leader::{self, Leadership};
-use berth_control_plane::metrics::InstrumentedStore;
-use berth_control_plane::{admin, replicas, App};
 use berth_core::Scope;
+use berth_server::{ControlPlane, ControlPlaneConfig};
+use berth_service::leader::{self, Leadership};
+use berth_service::metrics::{InstrumentedStore, Metrics};
+use berth_service::Principal;
 use berth_store::{MemoryStore, SqliteStore, StateStore};
 use berth_store_etcd::{EtcdOptions, EtcdStore};
+use berth_svc_admin::{self as admin, Admin};
+use berth_svc_ecs::{replicas, Ecs};
 use clap::Args;
 use std::path::Path;
 use std::sync::Arc;
@@ -60,7 +63,7 @@ pub struct ServerArgs {
     /// all (`readonly`, the default, or `admin`), or per IAM role name,
     /// `NAME=ROLE[,NAME=ROLE…][,*=ROLE]`.
     #[arg(long, env = "BERTH_TASK_ROLE_ACCESS", default_value = "readonly")]
-    pub task_role_access: berth_control_plane::task_credentials::TaskRoleAccess,
+    pub task_role_access: berth_svc_ecs::task_credentials::TaskRoleAccess,
 }
 
 async fn open_store(
@@ -123,7 +126,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Makes sure an admin key exists; on first start creates it (from BERTH_ROOT_* or generated) and
 /// writes it to DATA_DIR/credentials. Returns a message to print once, if a key was created.
-async fn bootstrap_keys(app: &App, data_dir: &Path) -> anyhow::Result<Option<String>> {
+async fn bootstrap_keys(app: &Admin, data_dir: &Path) -> anyhow::Result<Option<String>> {
     let from_env = match (
         std::env::var("BERTH_ROOT_ACCESS_KEY_ID"),
         std::env::var("BERTH_ROOT_SECRET_ACCESS_KEY"),
@@ -181,7 +184,7 @@ async fn bootstrap_keys(app: &App, data_dir: &Path) -> anyhow::Result<Option<Str
 
 /// The local agent's key for `berth up`: reused from DATA_DIR/credentials (profile `berth-agent`)
 /// when the control plane still knows it, else created (role `agent`) and saved there.
-async fn local_agent_key(app: &App, data_dir: &Path) -> anyhow::Result<(String, String)> {
+async fn local_agent_key(app: &Admin, data_dir: &Path) -> anyhow::Result<(String, String)> {
     let creds_path = data_dir.join("credentials");
     if let Ok(Some((id, secret))) = berth_auth::read_credentials_profile(&creds_path, "berth-agent")
     {
@@ -208,13 +211,14 @@ async fn local_agent_key(app: &App, data_dir: &Path) -> anyhow::Result<(String, 
 
 /// Runs the all-in-one local agent until `stop` flips; reports (and survives) a missing Docker.
 async fn run_local_agent(
-    app: Arc<App>,
+    admin: Arc<Admin>,
+    ecs: Arc<Ecs>,
     data_dir: std::path::PathBuf,
     endpoint: String,
     region: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let (key, secret) = match local_agent_key(&app, &data_dir).await {
+    let (key, secret) = match local_agent_key(&admin, &data_dir).await {
         Ok(k) => k,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "no local agent");
@@ -243,17 +247,17 @@ async fn run_local_agent(
     }
     let cluster = config.cluster.clone();
     // All-in-one: the local agent's cluster exists (CreateCluster is idempotent).
-    let ctx = berth_control_plane::app::Ctx {
-        app: app.clone(),
-        principal: berth_control_plane::app::Principal {
+    let ctx = berth_svc_ecs::Ctx {
+        principal: Principal {
             temporary: false,
             access_key_id: "berth-up".into(),
             role: Role::Admin,
-            arn: app.scope.root_principal(),
+            arn: ecs.scope.root_principal(),
         },
+        app: ecs,
     };
     let body = serde_json::json!({ "clusterName": cluster }).to_string();
-    if let Err(e) = berth_control_plane::ecs::dispatch(
+    if let Err(e) = berth_svc_ecs::ecs::dispatch(
         &ctx,
         berth_ecs_api::ecs::Operation::CreateCluster,
         body.as_bytes(),
@@ -294,10 +298,8 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     };
     let (store, store_desc, etcd) = open_store(&args.store, &data_dir, etcd_user).await?;
     let scope = Scope::new(&args.region, &args.account_id);
-    let app = App::new(store, scope, args.allow_reset)
-        .await
-        .map_err(|e| anyhow::anyhow!("loading state: {e}"))?;
     let node = format!("{}@{}", std::process::id(), args.listen);
+    let metrics = Arc::new(Metrics::default());
     let presence = etcd.as_ref().map(|etcd| {
         Arc::new(EtcdPresence(berth_store_etcd::Presence::new(
             etcd,
@@ -305,16 +307,16 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
             replicas::PRESENCE_TTL,
         ))) as Arc<dyn replicas::Presence>
     });
-    if let Some(etcd) = etcd {
+    let leadership = if let Some(etcd) = etcd {
         // Several replicas share one etcd: every replica serves the API; the elected leader runs
-        // the service scheduler, its commits fenced by the leader key's create revision.
-        // Leadership is lost (and the scheduler stops) before the lease can expire, so two
-        // leaders never act at once; a stalled deposed leader's late commits fail on the fence.
+        // the leader-only background tasks (the service scheduler …), its commits fenced by the
+        // leader key's create revision. Leadership is lost (and those tasks stop) before the
+        // lease can expire, so two leaders never act at once; a stalled deposed leader's late
+        // commits fail on the fence.
         let node = node.clone();
         let lease = std::time::Duration::from_secs(args.leader_lease);
         let (tx, rx) = tokio::sync::watch::channel(Leadership::follower());
-        app.set_leadership(rx);
-        let metrics_app = app.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let election = berth_store_etcd::LeaderElection::new(&etcd);
             loop {
@@ -322,13 +324,13 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
                     Ok(guard) => {
                         tracing::info!(node = %node, token = guard.fencing_token(), "elected leader: running the service scheduler");
                         let _ = tx.send(Leadership::elected(guard.fence()));
-                        metrics_app.metrics.is_leader.set(1);
-                        metrics_app.metrics.leader_changes.inc();
+                        metrics.is_leader.set(1);
+                        metrics.leader_changes.inc();
                         let mut lost = guard.subscribe();
                         let _ = lost.wait_for(|leading| !*leading).await;
                         let _ = tx.send(Leadership::follower());
-                        metrics_app.metrics.is_leader.set(0);
-                        metrics_app.metrics.leader_changes.inc();
+                        metrics.is_leader.set(0);
+                        metrics.leader_changes.inc();
                         tracing::warn!(node = %node, "leadership lost: the service scheduler stops here");
                         drop(guard);
                     }
@@ -339,24 +341,41 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
                 }
             }
         });
+        Some(rx)
     } else {
-        app.metrics.is_leader.set(1);
-    }
-    app.open_logs(&data_dir.join("logs"))
-        .with_context(|| format!("opening the log store {}", data_dir.join("logs").display()))?;
-    app.open_registry(&data_dir.join("registry"))
-        .with_context(|| {
-            format!(
-                "opening the image registry {}",
-                data_dir.join("registry").display()
-            )
-        })?;
-    let first_start = bootstrap_keys(&app, &data_dir).await?;
+        metrics.is_leader.set(1);
+        None
+    };
+    let registry_host = match args.registry_host.as_deref().filter(|h| !h.is_empty()) {
+        Some(h) => {
+            let host = h.split_once("://").map_or(h, |(_, rest)| rest);
+            if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+                bail!("--registry-host {h:?}: expected [http[s]://]HOST[:PORT]");
+            }
+            Some(h.trim_end_matches('/').to_string())
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
+    let cp = ControlPlane::build(ControlPlaneConfig {
+        store,
+        scope,
+        data_dir: data_dir.clone(),
+        endpoint: endpoint.clone(),
+        registry_host,
+        task_roles: args.task_role_access.clone(),
+        allow_reset: args.allow_reset,
+        ecr_lifecycle_interval: std::time::Duration::from_secs(args.ecr_lifecycle_interval.max(1)),
+        leadership,
+        metrics,
+    })
+    .await
+    .with_context(|| format!("starting the control plane in {}", data_dir.display()))?;
+    let first_start = bootstrap_keys(&cp.admin, &data_dir).await?;
     println!("berth control plane listening on {endpoint}");
     println!(
         "  store: {store_desc}; region {}, account {}",
@@ -372,27 +391,15 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
         args.region
     );
     println!("  aws ecs create-cluster --cluster-name default --endpoint-url {endpoint}");
-    let _ = app.endpoint.set(endpoint.clone());
-    let _ = app.task_roles.set(args.task_role_access.clone());
-    if let Some(h) = args.registry_host.as_deref().filter(|h| !h.is_empty()) {
-        let host = h.split_once("://").map_or(h, |(_, rest)| rest);
-        if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
-            bail!("--registry-host {h:?}: expected [http[s]://]HOST[:PORT]");
-        }
-        let _ = app.registry_host.set(h.trim_end_matches('/').to_string());
-    }
-    berth_control_plane::ecr::lifecycle::spawn_lifecycle(
-        &app,
-        std::time::Duration::from_secs(args.ecr_lifecycle_interval.max(1)),
-    );
-    replicas::spawn(app.clone(), node, endpoint.clone(), presence);
+    replicas::spawn(cp.ecs.clone(), node, endpoint.clone(), presence);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent = all_in_one.then(|| {
         println!(
             "A local agent joins this host to the `default` cluster (ECS_CLUSTER to change it)."
         );
         tokio::spawn(run_local_agent(
-            app.clone(),
+            cp.admin.clone(),
+            cp.ecs.clone(),
             data_dir.clone(),
             endpoint.clone(),
             args.region.clone(),
@@ -401,7 +408,7 @@ pub async fn run(args: ServerArgs, all_in_one: bool) -> anyhow::Result<()> {
     });
     tracing::info!(%addr, "ready");
     let mut server_stop = stop_rx;
-    let served = berth_control_plane::serve(listener, app, async move {
+    let served = cp.serve(listener, async move {
         let _ = server_stop.wait_for(|s| *s).await;
     });
     let signal = async move {

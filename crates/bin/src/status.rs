@@ -3,7 +3,7 @@
 //! admin key; any replica answers).
 
 use crate::remote::RemoteArgs;
-use berth_control_plane::admin::TARGET_PREFIX;
+use berth_svc_admin::TARGET_PREFIX;
 use clap::Args;
 use serde_json::Value;
 

@@ -3,11 +3,11 @@
 //! changes nothing already stored.
 
 use berth_auth::Role;
-use berth_control_plane::app::{Ctx, Principal};
-use berth_control_plane::{ecs, App};
 use berth_core::Scope;
 use berth_ecs_api::ecs::Operation;
+use berth_service::Principal;
 use berth_store::MemoryStore;
+use berth_svc_ecs::{ecs, Ctx, Ecs, EcsConfig};
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -59,13 +59,39 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// The ECS service by itself, as the server builds it (watch cache with ECS's indexes), with no
+/// background tasks running.
+async fn ecs_alone() -> Arc<Ecs> {
+    let cache = berth_store::CachedStore::start_indexed(
+        Arc::new(MemoryStore::new()),
+        berth_svc_ecs::indexes::all(),
+    );
+    cache.ready().await.unwrap();
+    let store: Arc<dyn berth_store::StateStore> = Arc::new(cache.clone());
+    let leader = Arc::new(berth_service::leader::Leader::default());
+    let mut driver = berth_tasks::Driver::new(|| true);
+    Ecs::new(
+        EcsConfig {
+            store,
+            repo: berth_service::repo::Repo::cached(cache),
+            scope: Scope::new("us-east-1", "000000000000"),
+            keys: Default::default(),
+            endpoint: "http://127.0.0.1:7601".into(),
+            metrics: Arc::new(berth_service::metrics::Metrics::default()),
+            leader,
+            task_roles: Default::default(),
+        },
+        &mut driver,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
     #[test]
     fn any_body_any_operation_is_a_clean_answer(op_index in 0usize..Operation::ALL.len(), body in body()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let app = App::new(Arc::new(MemoryStore::new()), Scope::new("us-east-1", "000000000000"), false).await.unwrap();
+            let app = ecs_alone().await;
             let ctx = Ctx { app, principal: Principal { access_key_id: "AKIATEST".into(), role: Role::Admin, arn: "arn:aws:iam::000000000000:user/AKIATEST".into(), temporary: false } };
             // Something stored that bad input must not change.
             ecs::dispatch(&ctx, Operation::CreateCluster, br#"{"clusterName":"keep","tags":[{"key":"k","value":"v"}]}"#).await.unwrap();

@@ -105,8 +105,7 @@ async fn replica_service_lifecycle() {
         "{msgs:?}"
     );
     assert!(
-        msgs.iter()
-            .any(|m| *m == "(service web) has reached a steady state."),
+        msgs.contains(&"(service web) has reached a steady state."),
         "{msgs:?}"
     );
     // Spread across AZs by default: one task per instance.

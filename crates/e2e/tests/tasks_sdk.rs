@@ -260,7 +260,7 @@ async fn run_task_lifecycle_with_a_simulated_agent() {
             .await
             .unwrap()
             .task_arns(),
-        &[arn.clone()]
+        std::slice::from_ref(&arn)
     );
     assert_eq!(
         ecs.list_tasks()
@@ -770,10 +770,9 @@ async fn attributes_and_deregistration() {
 #[tokio::test]
 async fn agent_role_key_can_do_agent_things_only() {
     let s = TestServer::start().await;
-    let key =
-        berth_control_plane::admin::create_key(&s.app, berth_auth::Role::Agent, "agent", None)
-            .await
-            .unwrap();
+    let key = berth_svc_admin::create_key(&s.admin, berth_auth::Role::Agent, "agent", None)
+        .await
+        .unwrap();
     let ag = s.ecs_as(&key.access_key_id, &key.secret_access_key);
     let inst = register(&ag, "default", "us-east-1a", 1024, 1024, &[]).await;
     assert!(inst.contains(":container-instance/default/"));
@@ -920,9 +919,9 @@ async fn deleted_task_definitions_are_purged_once_unreferenced() {
         .task_definitions()
         .iter()
         .all(|t| t.status().map(|s| s.as_str()) == Some("DELETE_IN_PROGRESS")));
-    let ctx = berth_control_plane::app::Ctx {
+    let ctx = berth_svc_ecs::Ctx {
         app: s.app.clone(),
-        principal: berth_control_plane::app::Principal {
+        principal: berth_service::Principal {
             temporary: false,
             access_key_id: "t".into(),
             role: berth_auth::Role::Admin,
@@ -930,7 +929,7 @@ async fn deleted_task_definitions_are_purged_once_unreferenced() {
         },
     };
     // old:2 is unreferenced → purged; old:1 is still used by a task → kept.
-    let n = berth_control_plane::service_scheduler::purge_deleted_task_definitions(&ctx)
+    let n = berth_svc_ecs::service_scheduler::purge_deleted_task_definitions(&ctx)
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -963,7 +962,7 @@ async fn deleted_task_definitions_are_purged_once_unreferenced() {
         ecs.register_task_definition()
             .family("old")
             .container_definitions(
-                aws_sdk_ecs::types::ContainerDefinition::builder()
+                ContainerDefinition::builder()
                     .name("c")
                     .image("b")
                     .memory(8)

@@ -124,17 +124,14 @@ async fn main() -> Result<()> {
             if ids.len() < instances {
                 bail!("{} instance ids for {instances} instances", ids.len());
             }
-            populate(
-                ids,
-                &client,
-                &cli.cluster,
+            let shape = Shape {
                 instances,
                 tasks,
                 azs,
                 concurrency,
                 keepalive,
-            )
-            .await
+            };
+            populate(ids, &client, &cli.cluster, shape).await
         }
         Cmd::Load {
             op,
@@ -182,16 +179,24 @@ where
     Ok(())
 }
 
-async fn populate(
-    ids: Vec<String>,
-    c: &Client,
-    cluster: &str,
+/// What `populate` creates, and how (the `populate` subcommand's options).
+#[derive(Clone, Copy)]
+struct Shape {
     instances: usize,
     tasks: usize,
     azs: usize,
     concurrency: usize,
     keepalive: bool,
-) -> Result<()> {
+}
+
+async fn populate(ids: Vec<String>, c: &Client, cluster: &str, shape: Shape) -> Result<()> {
+    let Shape {
+        instances,
+        tasks,
+        azs,
+        concurrency,
+        keepalive,
+    } = shape;
     let started = Instant::now();
     call(c, "CreateCluster", &json!({"clusterName": cluster})).await?;
     call(c, "RegisterTaskDefinition", &task_definition(FAMILY)).await?;

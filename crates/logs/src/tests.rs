@@ -502,7 +502,7 @@ fn put_of_1000_small_events_is_fast() {
     }
     let per_batch = t.elapsed() / 10;
     assert!(
-        per_batch < std::time::Duration::from_millis(20),
+        per_batch < Duration::from_millis(20),
         "1000-event batch took {per_batch:?}"
     );
 }

@@ -65,7 +65,7 @@ impl<'a> Column<'a> {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.dict.capacity() * std::mem::size_of::<Option<&str>>()
+        self.dict.capacity() * size_of::<Option<&str>>()
             + self.ids.capacity() * 4
             + self
                 .members
@@ -113,9 +113,12 @@ pub struct ClusterIndex<'a> {
     spread_counts: SpreadCounts,
 }
 
-/// The cache behind [`ClusterIndex::spread_counts`].
+/// The group's tasks per value slot of one attribute's column, by attribute name.
+type CountsByAttribute = HashMap<String, Arc<Vec<u32>>>;
+
+/// The cache behind [`ClusterIndex::spread_counts`]: per group, [`CountsByAttribute`].
 #[derive(Debug, Default)]
-struct SpreadCounts(Mutex<HashMap<u32, HashMap<String, Arc<Vec<u32>>>>>);
+struct SpreadCounts(Mutex<HashMap<u32, CountsByAttribute>>);
 
 impl Clone for SpreadCounts {
     fn clone(&self) -> Self {

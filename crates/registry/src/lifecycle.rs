@@ -141,7 +141,7 @@ fn check_members(
     Ok(())
 }
 
-fn object<'a>(v: &'a Value) -> Result<&'a Map<String, Value>, PolicyError> {
+fn object(v: &Value) -> Result<&Map<String, Value>, PolicyError> {
     v.as_object().ok_or_else(|| {
         PolicyError(format!(
             "instance type ({}) does not match any allowed primitive type (allowed: [\"object\"])",

@@ -1163,7 +1163,7 @@ impl ContainerRuntime for FakeRuntime {
             name: spec.name.clone(),
             driver: spec.driver.clone().unwrap_or_else(|| "bridge".into()),
             labels: spec.labels.clone(),
-            subnets: vec![crate::types::NetworkSubnet {
+            subnets: vec![NetworkSubnet {
                 subnet: format!("172.{}.0.0/16", 18 + s.networks.len() % 200),
                 gateway: Some(format!("172.{}.0.1", 18 + s.networks.len() % 200)),
             }],
@@ -1209,7 +1209,7 @@ impl ContainerRuntime for FakeRuntime {
                 name: "bridge".into(),
                 driver: "bridge".into(),
                 labels: Labels::new(),
-                subnets: vec![crate::types::NetworkSubnet {
+                subnets: vec![NetworkSubnet {
                     subnet: "172.17.0.0/16".into(),
                     gateway: Some("172.17.0.1".into()),
                 }],

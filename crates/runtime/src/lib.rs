@@ -95,7 +95,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// renders [`ContainerRuntime::stats`] in Docker's shape.
     async fn stats_json(&self, id: &ContainerId) -> Result<String> {
         let s = self.stats(id).await?;
-        Ok(types::docker_stats_json(id, &s))
+        Ok(docker_stats_json(id, &s))
     }
 
     /// Makes a local image `reference` from a root filesystem tarball (`docker import`), with

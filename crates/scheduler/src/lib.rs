@@ -236,7 +236,7 @@ fn ids(tasks: &[&Task]) -> String {
         .join(" ")
 }
 
-pub fn reconcile(input: &Input) -> Plan {
+pub fn reconcile(input: &Input<'_>) -> Plan {
     let s = input.service;
     let now = input.now;
     let mut plan = Plan {
@@ -466,7 +466,13 @@ pub fn reconcile(input: &Input) -> Plan {
     plan
 }
 
-fn replica(input: &Input, plan: &mut Plan, live: &[&Task], primary: &Deployment, can_launch: bool) {
+fn replica(
+    input: &Input<'_>,
+    plan: &mut Plan,
+    live: &[&Task],
+    primary: &Deployment,
+    can_launch: bool,
+) {
     let s = input.service;
     let now = input.now;
     let name = &s.name;
@@ -574,7 +580,13 @@ fn replica(input: &Input, plan: &mut Plan, live: &[&Task], primary: &Deployment,
     }
 }
 
-fn daemon(input: &Input, plan: &mut Plan, live: &[&Task], primary: &Deployment, can_launch: bool) {
+fn daemon(
+    input: &Input<'_>,
+    plan: &mut Plan,
+    live: &[&Task],
+    primary: &Deployment,
+    can_launch: bool,
+) {
     let name = &input.service.name;
     let mut stops: Vec<&Task> = Vec::new();
     for i in input.instances.iter().filter(|i| !i.lost) {
@@ -599,7 +611,7 @@ fn daemon(input: &Input, plan: &mut Plan, live: &[&Task], primary: &Deployment, 
             .copied()
             .filter(|t| t.deployment_id != primary.id)
             .collect();
-        primaries.sort_by(|a, b| b.running.cmp(&a.running));
+        primaries.sort_by_key(|t| std::cmp::Reverse(t.running));
         stops.extend(primaries.iter().skip(1).copied());
         stops.extend(olds.iter().copied());
         // Start only once nothing of the service is left on the instance (a task being stopped

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_store::conformance::{self as c, next_event, put};
-use berth_store::{EventKind, RangeRequest, StateStore, StoreError, Txn, TxnOutcome};
+use berth_store::{
+    EventKind, PrefixedStore, RangeRequest, StateStore, StoreError, Txn, TxnOutcome,
+};
 use futures::StreamExt;
 
 use common::Etcd;
@@ -27,10 +29,31 @@ async fn etcd_conformance() {
     let Some(etcd) = Etcd::start("etcd_conformance").await else {
         return;
     };
+    run_checks(|| etcd.store()).await;
+}
+
+/// The same checks on a region's namespace of an etcd store: a [`PrefixedStore`] (each check on
+/// a fresh etcd store prefix, so the namespace is the only thing in it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_prefixed_conformance() {
+    let Some(etcd) = Etcd::start("etcd_prefixed_conformance").await else {
+        return;
+    };
+    run_checks(|| async { PrefixedStore::new(Arc::new(etcd.store().await), "regions/us-east-2/") })
+        .await;
+}
+
+/// Every conformance check (with the etcd variants below), each on a fresh store from `make`.
+async fn run_checks<S, F, Fut>(make: F)
+where
+    S: StateStore,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
     macro_rules! check {
         ($($name:ident)::+) => {{
             let started = std::time::Instant::now();
-            $($name)::+(etcd.store().await).await;
+            $($name)::+(make().await).await;
             eprintln!("conformance: {} ok ({:?})", stringify!($($name)::+), started.elapsed());
         }};
     }
@@ -338,4 +361,62 @@ async fn etcd_prefix_isolation() {
     put(&b, "z", "").await;
     assert_eq!(next_event(&mut wb2).await.kv.key, "z");
     assert!(matches!(wb.next().await, Some(Ok(ev)) if ev.kv.key == "z"));
+}
+
+/// Two regions' namespaces of one etcd store: neither sees the other's keys or events, and a
+/// namespace wipe ends only its own watches, with `Compacted` before any of the wipe's deletes
+/// (etcd delivers the wipe marker, put first in the wipe's transaction, ahead of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_prefixed_namespaces_isolated() {
+    let Some(etcd) = Etcd::start("etcd_prefixed_namespaces_isolated").await else {
+        return;
+    };
+    let shared: Arc<dyn StateStore> = Arc::new(etcd.store().await);
+    let a = PrefixedStore::new(shared.clone(), "regions/us-east-1/");
+    let b = PrefixedStore::new(shared.clone(), "regions/us-east-2/");
+    put(&a, "x", "a").await;
+    put(&a, "y", "a").await;
+    put(&*shared, "x", "home").await;
+    let start = put(&b, "x", "b").await;
+    let mut wa = a.watch("", start).await.unwrap();
+    let mut wb = b.watch("", start).await.unwrap();
+    assert_eq!(a.get("x").await.unwrap().unwrap().value, b"a");
+    assert_eq!(b.get("x").await.unwrap().unwrap().value, b"b");
+    assert_eq!(shared.get("x").await.unwrap().unwrap().value, b"home");
+    assert_eq!(
+        shared
+            .get("regions/us-east-2/x")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        b"b"
+    );
+    assert!(b.get("y").await.unwrap().is_none());
+    assert_eq!(a.range(RangeRequest::default()).await.unwrap().kvs.len(), 2);
+    let ra = put(&a, "z", "a").await;
+    let ev = next_event(&mut wa).await;
+    assert_eq!((ev.kv.key.as_str(), ev.kv.mod_revision), ("z", ra));
+    c::assert_quiet(&mut wb).await;
+
+    a.wipe().await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), wa.next()).await {
+        Ok(Some(Err(StoreError::Compacted { .. }))) => {}
+        other => panic!("expected Compacted first after the wipe, got {other:?}"),
+    }
+    assert!(a
+        .range(RangeRequest::default())
+        .await
+        .unwrap()
+        .kvs
+        .is_empty());
+    assert!(matches!(
+        a.watch("", start).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    assert_eq!(b.get("x").await.unwrap().unwrap().value, b"b");
+    assert_eq!(shared.get("x").await.unwrap().unwrap().value, b"home");
+    c::assert_quiet(&mut wb).await;
+    let rb = put(&b, "x", "b2").await;
+    assert_eq!(next_event(&mut wb).await.kv.mod_revision, rb);
 }

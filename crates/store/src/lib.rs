@@ -17,10 +17,12 @@ pub mod cache;
 pub mod conformance;
 mod hub;
 pub mod memory;
+pub mod prefixed;
 pub mod sqlite;
 
 pub use cache::{CachedStore, Index as CacheIndex, CHANGE_LOG};
 pub use memory::MemoryStore;
+pub use prefixed::PrefixedStore;
 pub use sqlite::{writer_stats, SqliteOptions, SqliteStore, WriterStats};
 
 /// A store-wide revision. 0 means "before anything was written" / "key absent".

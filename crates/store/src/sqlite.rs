@@ -626,9 +626,9 @@ fn checkpoint_loop(conn: Connection, wake: mpsc::Receiver<()>) {
             Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed; retrying later"),
         }
         // Pause, remembering commits made meanwhile; leave at once when the writer is gone.
-        let until = std::time::Instant::now() + CHECKPOINT_EVERY;
+        let until = Instant::now() + CHECKPOINT_EVERY;
         loop {
-            let left = until.saturating_duration_since(std::time::Instant::now());
+            let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }

@@ -3,14 +3,41 @@
 #![allow(dead_code)]
 
 use berth_auth::Role;
-use berth_control_plane::{admin, App};
 use berth_core::Scope;
+use berth_server::{ControlPlane, ControlPlaneConfig};
 use berth_store::{MemoryStore, StateStore};
+use berth_svc_admin as admin;
 use std::sync::Arc;
+
+/// The control plane as `berth server` builds it, on `store`, serving at `endpoint`, its log
+/// store and registry in `data_dir`.
+pub async fn control_plane(
+    store: Arc<dyn StateStore>,
+    data_dir: &std::path::Path,
+    endpoint: &str,
+) -> ControlPlane {
+    ControlPlane::build(ControlPlaneConfig {
+        store,
+        scope: Scope::new("us-east-1", "000000000000"),
+        data_dir: data_dir.to_path_buf(),
+        endpoint: endpoint.to_string(),
+        registry_host: None,
+        task_roles: Default::default(),
+        allow_reset: true,
+        ecr_lifecycle_interval: std::time::Duration::from_secs(3600),
+        leadership: None,
+        metrics: Arc::new(berth_service::metrics::Metrics::default()),
+    })
+    .await
+    .expect("control plane")
+}
 
 pub struct TestServer {
     pub endpoint: String,
-    pub app: Arc<App>,
+    /// The ECS service's state (placement cache, agents …).
+    pub app: Arc<berth_svc_ecs::Ecs>,
+    pub admin: Arc<admin::Admin>,
+    _data: tempfile::TempDir,
     pub access_key_id: String,
     pub secret: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -23,27 +50,29 @@ impl TestServer {
     }
 
     pub async fn with_store(store: Arc<dyn StateStore>) -> Self {
-        let app = App::new(store, Scope::new("us-east-1", "000000000000"), true)
-            .await
-            .expect("app");
-        let key = admin::create_key(&app, Role::Admin, "test", None)
-            .await
-            .expect("key");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let data = tempfile::tempdir().expect("data dir");
+        let cp = control_plane(store, data.path(), &endpoint).await;
+        let key = admin::create_key(&cp.admin, Role::Admin, "test", None)
+            .await
+            .expect("key");
+        let (app, admin) = (cp.ecs.clone(), cp.admin.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app2 = app.clone();
         let task = tokio::spawn(async move {
-            let _ = berth_control_plane::serve(listener, app2, async move {
-                let _ = rx.await;
-            })
-            .await;
+            let _ = cp
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await;
         });
         TestServer {
             endpoint,
             app,
+            admin,
+            _data: data,
             access_key_id: key.access_key_id,
             secret: key.secret_access_key,
             shutdown: Some(tx),
@@ -62,7 +91,7 @@ impl TestServer {
                 .expect("server did not shut down within 10 s")
                 .expect("server task panicked");
         }
-        let weak = std::sync::Arc::downgrade(&self.app);
+        let weak = Arc::downgrade(&self.app);
         drop(self);
         for _ in 0..100 {
             if weak.upgrade().is_none() {
@@ -132,15 +161,15 @@ impl SimAgent {
         dir: tempfile::TempDir,
     ) -> SimAgent {
         use berth_agent::sim::{FleetStats, SimInstance};
-        let control = std::sync::Arc::new(
+        let control = Arc::new(
             berth_agent::HttpControlPlane::new(&[endpoint.to_string()], "us-east-1", akid, secret)
                 .unwrap(),
         );
         let mut sim = SimInstance::spawn(
             &config,
             control,
-            std::sync::Arc::new(FleetStats::default()),
-            std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            Arc::new(FleetStats::default()),
+            Arc::new(tokio::sync::Semaphore::new(1)),
         );
         sim.runtime.fail_pull(
             "busybox:bad",
@@ -231,18 +260,6 @@ impl CrashableServer {
                         Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
                     }
                 };
-                let app = App::new(store, Scope::new("us-east-1", "000000000000"), true)
-                    .await
-                    .expect("app");
-                let key = match key {
-                    Some(k) => k,
-                    None => {
-                        let k = admin::create_key(&app, Role::Admin, "test", None)
-                            .await
-                            .expect("key");
-                        (k.access_key_id, k.secret_access_key)
-                    }
-                };
                 let listener = loop {
                     match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
                         Ok(l) => break l,
@@ -253,8 +270,21 @@ impl CrashableServer {
                     }
                 };
                 let addr = listener.local_addr().expect("addr");
+                // The log store and registry are not what these tests crash: a directory of their
+                // own per start, left behind like a killed process's files.
+                let data = tempfile::tempdir().expect("data dir").keep();
+                let cp = control_plane(store, &data, &format!("http://{addr}")).await;
+                let key = match key {
+                    Some(k) => k,
+                    None => {
+                        let k = admin::create_key(&cp.admin, Role::Admin, "test", None)
+                            .await
+                            .expect("key");
+                        (k.access_key_id, k.secret_access_key)
+                    }
+                };
                 tokio::spawn(async move {
-                    let _ = berth_control_plane::serve(listener, app, std::future::pending()).await;
+                    let _ = cp.serve(listener, std::future::pending()).await;
                 });
                 (format!("http://{addr}"), addr.port(), key)
             });

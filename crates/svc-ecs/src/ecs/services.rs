@@ -1,0 +1,760 @@
+//! Services: CreateService, UpdateService, DeleteService, DescribeServices, ListServices,
+//! UpdateTaskProtection, GetTaskProtection. The scheduler that keeps them running is
+//! `crate::service_scheduler` (a loop around the pure `berth-scheduler`).
+
+use super::instances::active_cluster;
+use super::tasks::task_id_of;
+use super::{cluster_arg, decode_token, max_results, paginate, tagging, taskdefs};
+use crate::state::Ctx;
+use berth_service::ApiError;
+use crate::records::{tags_to_wire, ClusterRecord, DeploymentRecord, ServiceRecord, TaskRecord};
+use crate::keys;
+use berth_service::repo::{contention, to_bytes, Versioned, MAX_ATTEMPTS};
+use berth_service::codec::now_epoch;
+use berth_ecs_api::ecs;
+use berth_store::{Compare, Txn};
+use std::sync::Arc;
+
+pub const MAX_EVENTS: usize = 100;
+
+pub(crate) fn deployment_id() -> String {
+    let n: u64 = rand::random::<u64>() % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000;
+    format!("ecs-svc/{n}")
+}
+
+fn service_not_found() -> ApiError {
+    ApiError::new("ServiceNotFoundException", "Service not found.")
+}
+
+fn not_active() -> ApiError {
+    ApiError::new("ServiceNotActiveException", "Service was not ACTIVE.")
+}
+
+pub(crate) fn service_name_of(arg: &str) -> Option<String> {
+    if arg.starts_with("arn:") {
+        match berth_core::Arn::parse(arg)?.ecs_resource()? {
+            (berth_core::ResourceKind::Service, rest) => {
+                rest.rsplit('/').next().map(str::to_string)
+            }
+            _ => None,
+        }
+    } else {
+        berth_core::names::service_name(arg)
+            .ok()
+            .map(|_| arg.to_string())
+    }
+}
+
+/// Per-deployment task counts.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    running: i32,
+    pending: i32,
+    failed: i32,
+}
+
+async fn service_tasks(
+    ctx: &Ctx,
+    cluster: &str,
+    name: &str,
+) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
+    let group = format!("service:{name}");
+    crate::service_scheduler::group_tasks(ctx, cluster, &group).await
+}
+
+fn counts_for(tasks: &[Arc<TaskRecord>], deployment: Option<&str>) -> Counts {
+    let mut c = Counts::default();
+    for t in tasks
+        .iter()
+        .filter(|t| deployment.is_none_or(|d| t.started_by.as_deref() == Some(d)))
+    {
+        if t.desired_status == "RUNNING" && t.last_status == "RUNNING" {
+            c.running += 1;
+        } else if t.desired_status == "RUNNING" && t.last_status != "STOPPED" {
+            c.pending += 1;
+        }
+        if t.last_status == "STOPPED"
+            && matches!(
+                t.stop_code.as_deref(),
+                Some("TaskFailedToStart") | Some("EssentialContainerExited")
+            )
+        {
+            c.failed += 1;
+        }
+    }
+    c
+}
+
+pub(crate) fn to_wire(
+    ctx: &Ctx,
+    s: &ServiceRecord,
+    tasks: &[Arc<TaskRecord>],
+    include_tags: bool,
+) -> ecs::Service {
+    let total = counts_for(tasks, None);
+    let deployments = s
+        .deployments
+        .iter()
+        .map(|d| {
+            let c = counts_for(tasks, Some(&d.id));
+            ecs::Deployment {
+                id: Some(d.id.clone()),
+                status: Some(d.status.clone()),
+                task_definition: Some(d.task_definition.clone()),
+                desired_count: if d.status == "PRIMARY" {
+                    s.desired_count as i32
+                } else {
+                    0
+                },
+                pending_count: c.pending,
+                running_count: c.running,
+                failed_tasks: c.failed,
+                created_at: Some(d.created_at),
+                updated_at: Some(d.updated_at),
+                launch_type: Some(if s.launch_type == "EXTERNAL" {
+                    ecs::LaunchType::External
+                } else {
+                    ecs::LaunchType::Ec2
+                }),
+                rollout_state: Some(match d.rollout_state.as_str() {
+                    "COMPLETED" => ecs::DeploymentRolloutState::Completed,
+                    "FAILED" => ecs::DeploymentRolloutState::Failed,
+                    _ => ecs::DeploymentRolloutState::InProgress,
+                }),
+                rollout_state_reason: d.rollout_state_reason.clone(),
+                network_configuration: s.network_configuration.clone(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let mut events: Vec<ecs::ServiceEvent> = s
+        .events
+        .iter()
+        .rev()
+        .take(MAX_EVENTS)
+        .map(|e| ecs::ServiceEvent {
+            id: Some(e.id.clone()),
+            created_at: Some(e.created_at),
+            message: Some(e.message.clone()),
+        })
+        .collect();
+    events.truncate(MAX_EVENTS);
+    ecs::Service {
+        service_arn: Some(ctx.app.scope.service_arn(&s.cluster, &s.name)),
+        service_name: Some(s.name.clone()),
+        cluster_arn: Some(ctx.app.scope.cluster_arn(&s.cluster)),
+        load_balancers: Some(s.load_balancers.clone()),
+        service_registries: Some(s.service_registries.clone()),
+        status: Some(s.status.clone()),
+        desired_count: s.desired_count as i32,
+        running_count: total.running,
+        pending_count: total.pending,
+        launch_type: Some(if s.launch_type == "EXTERNAL" {
+            ecs::LaunchType::External
+        } else {
+            ecs::LaunchType::Ec2
+        }),
+        task_definition: Some(s.task_definition.clone()),
+        deployment_configuration: Some(ecs::DeploymentConfiguration {
+            deployment_circuit_breaker: Some(s.circuit_breaker.clone().unwrap_or(
+                ecs::DeploymentCircuitBreaker {
+                    enable: Some(false),
+                    rollback: Some(false),
+                    ..Default::default()
+                },
+            )),
+            maximum_percent: Some(s.maximum_percent as i32),
+            minimum_healthy_percent: Some(s.minimum_healthy_percent as i32),
+            ..s.deployment_configuration.clone().unwrap_or_default()
+        }),
+        deployments: Some(deployments),
+        role_arn: s.role_arn.clone(),
+        events: Some(events),
+        created_at: Some(s.created_at),
+        placement_constraints: Some(s.placement_constraints.clone()),
+        placement_strategy: Some(s.placement_strategy.clone()),
+        network_configuration: s.network_configuration.clone(),
+        health_check_grace_period_seconds: s.health_check_grace_period_seconds,
+        scheduling_strategy: Some(if s.scheduling_strategy == "DAEMON" {
+            ecs::SchedulingStrategy::Daemon
+        } else {
+            ecs::SchedulingStrategy::Replica
+        }),
+        deployment_controller: Some(ecs::DeploymentController {
+            type_: Some(ecs::DeploymentControllerType::Ecs),
+        }),
+        tags: Some(if include_tags {
+            tags_to_wire(&s.tags)
+        } else {
+            vec![]
+        }),
+        created_by: Some(s.created_by.clone()),
+        enable_ecs_managed_tags: s.enable_ecs_managed_tags,
+        propagate_tags: Some(match s.propagate_tags.as_deref() {
+            Some("TASK_DEFINITION") => ecs::PropagateTags::TaskDefinition,
+            Some("SERVICE") => ecs::PropagateTags::Service,
+            _ => ecs::PropagateTags::None,
+        }),
+        enable_execute_command: s.enable_execute_command,
+        capacity_provider_strategy: (!s.capacity_provider_strategy.is_empty())
+            .then(|| s.capacity_provider_strategy.clone()),
+        ..Default::default()
+    }
+}
+
+fn validate_placement(
+    strategy: &[ecs::PlacementStrategy],
+    constraints: &[ecs::PlacementConstraint],
+    daemon: bool,
+) -> Result<(), ApiError> {
+    if daemon && !strategy.is_empty() {
+        return Err(ApiError::invalid_parameter(
+            "Placement strategies are not supported with the DAEMON scheduling strategy.",
+        ));
+    }
+    berth_placement::validate_strategies(&super::tasks::strategies(Some(strategy)))
+        .map_err(|e| ApiError::new(e.kind.as_str(), e.message))?;
+    berth_placement::validate_constraints(&super::tasks::constraints(Some(constraints)), &[])
+        .map_err(|e| ApiError::new(e.kind.as_str(), e.message))?;
+    Ok(())
+}
+
+fn percents(
+    cfg: Option<&ecs::DeploymentConfiguration>,
+    daemon: bool,
+) -> Result<(u32, u32), ApiError> {
+    let (dmax, dmin) = if daemon { (100, 0) } else { (200, 100) };
+    let max = cfg.and_then(|c| c.maximum_percent).unwrap_or(dmax);
+    let min = cfg.and_then(|c| c.minimum_healthy_percent).unwrap_or(dmin);
+    if !(0..=100).contains(&min) {
+        return Err(ApiError::invalid_parameter(
+            "minimumHealthyPercent must be between 0 and 100.",
+        ));
+    }
+    if max < 100 || max > 200_000 {
+        return Err(ApiError::invalid_parameter(
+            "maximumPercent must be at least 100.",
+        ));
+    }
+    Ok((max as u32, min as u32))
+}
+
+pub async fn create_service(
+    ctx: &Ctx,
+    req: ecs::CreateServiceRequest,
+) -> Result<ecs::CreateServiceResponse, ApiError> {
+    let cluster = cluster_arg(req.cluster.as_deref())?;
+    let name = req.service_name.clone().unwrap_or_default();
+    berth_core::names::service_name(&name)
+        .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+    let daemon = req.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
+    if daemon && req.desired_count.is_some() {
+        return Err(ApiError::invalid_parameter(
+            "The daemon scheduling strategy does not support a desired count for services.",
+        ));
+    }
+    let desired = if daemon {
+        0
+    } else {
+        req.desired_count.unwrap_or(0)
+    };
+    if desired < 0 {
+        return Err(ApiError::invalid_parameter(
+            "desiredCount can not be negative.",
+        ));
+    }
+    if let Some(c) = &req.deployment_controller {
+        if c.type_
+            .is_some_and(|t| t != ecs::DeploymentControllerType::Ecs)
+        {
+            return Err(ApiError::invalid_parameter(
+                "Only the ECS deployment controller is supported by berth (CODE_DEPLOY and EXTERNAL need task sets).",
+            ));
+        }
+    }
+    let launch_type = match req.launch_type {
+        None | Some(ecs::LaunchType::Ec2) => "EC2",
+        Some(ecs::LaunchType::External) => "EXTERNAL",
+        Some(other) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "Launch type {} is not supported by berth: services run on registered container instances (EC2 or EXTERNAL).",
+                other.as_str()
+            )))
+        }
+    };
+    let strategy = req.placement_strategy.clone().unwrap_or_default();
+    let constraints = req.placement_constraints.clone().unwrap_or_default();
+    validate_placement(&strategy, &constraints, daemon)?;
+    let (max, min) = percents(req.deployment_configuration.as_ref(), daemon)?;
+    let tags = tagging::validate(req.tags.as_deref().unwrap_or_default())?;
+    active_cluster(ctx, &cluster).await?;
+    let td = taskdefs::resolve(ctx, req.task_definition.as_deref().unwrap_or(""))
+        .await?
+        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
+        .value
+        .definition;
+    if td.status != Some(ecs::TaskDefinitionStatus::Active) {
+        return Err(ApiError::client(format!(
+            "TaskDefinition is inactive: {}",
+            td.task_definition_arn.clone().unwrap_or_default()
+        )));
+    }
+    let td_arn = td.task_definition_arn.clone().unwrap_or_default();
+    let repo = &ctx.app.repo;
+    let key = keys::service(&cluster, &name);
+    for _ in 0..MAX_ATTEMPTS {
+        let cluster_rec: Versioned<ClusterRecord> = active_cluster(ctx, &cluster).await?;
+        let existing = repo.get::<ServiceRecord>(&key).await?;
+        if let Some(e) = &existing {
+            if e.value.status != "INACTIVE" {
+                if req.client_token.is_some() && e.value.client_token == req.client_token {
+                    let tasks = service_tasks(ctx, &cluster, &name).await?;
+                    return Ok(ecs::CreateServiceResponse {
+                        service: Some(to_wire(ctx, &e.value, &tasks, true)),
+                    });
+                }
+                return Err(ApiError::invalid_parameter(
+                    "Creation of service was not idempotent.",
+                ));
+            }
+        }
+        let now = now_epoch();
+        let rec = ServiceRecord {
+            name: name.clone(),
+            cluster: cluster.clone(),
+            status: "ACTIVE".into(),
+            desired_count: desired as u32,
+            scheduling_strategy: if daemon {
+                "DAEMON".into()
+            } else {
+                "REPLICA".into()
+            },
+            launch_type: launch_type.into(),
+            task_definition: td_arn.clone(),
+            deployments: vec![DeploymentRecord {
+                id: deployment_id(),
+                status: "PRIMARY".into(),
+                task_definition: td_arn.clone(),
+                rollout_state: "IN_PROGRESS".into(),
+                rollout_state_reason: Some("ECS deployment in progress.".into()),
+                created_at: now,
+                updated_at: now,
+                next_launch_at: 0.0,
+                failures_seen: 0,
+            }],
+            maximum_percent: max,
+            minimum_healthy_percent: min,
+            circuit_breaker: req
+                .deployment_configuration
+                .as_ref()
+                .and_then(|c| c.deployment_circuit_breaker.clone()),
+            deployment_configuration: req.deployment_configuration.clone(),
+            placement_constraints: constraints.clone(),
+            placement_strategy: strategy.clone(),
+            network_configuration: req.network_configuration.clone(),
+            load_balancers: req.load_balancers.clone().unwrap_or_default(),
+            service_registries: req.service_registries.clone().unwrap_or_default(),
+            health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+            propagate_tags: req.propagate_tags.map(|p| p.as_str().to_string()),
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+            enable_execute_command: req.enable_execute_command,
+            tags: tags.clone(),
+            created_at: now,
+            created_by: ctx.principal.arn.clone(),
+            events: vec![],
+            last_steady_event_at: None,
+            last_completed_task_definition: None,
+            client_token: req.client_token.clone(),
+            capacity_provider_strategy: req.capacity_provider_strategy.clone().unwrap_or_default(),
+            role_arn: req.role.clone(),
+        };
+        // Invariant: creating a service rewrites the cluster record (DeleteCluster compares on it).
+        let ckey = keys::cluster(&cluster);
+        let txn = Txn::new()
+            .when(Compare::ModRevision {
+                key: key.clone(),
+                revision: existing.as_ref().map(|e| e.revision).unwrap_or(0),
+            })
+            .when(Compare::ModRevision {
+                key: ckey.clone(),
+                revision: cluster_rec.revision,
+            })
+            .put(ckey, to_bytes(&cluster_rec.value))
+            .put(key.clone(), to_bytes(&rec));
+        if repo.commit(txn).await?.is_some() {
+            tracing::info!(cluster = %cluster, service = %name, desired, "service created");
+            ctx.app.wake_scheduler();
+            return Ok(ecs::CreateServiceResponse {
+                service: Some(to_wire(ctx, &rec, &[], true)),
+            });
+        }
+    }
+    Err(contention())
+}
+
+async fn get_service(
+    ctx: &Ctx,
+    cluster: &str,
+    arg: &str,
+) -> Result<Versioned<ServiceRecord>, ApiError> {
+    let name = service_name_of(arg).ok_or_else(service_not_found)?;
+    ctx.app
+        .repo
+        .get::<ServiceRecord>(&keys::service(cluster, &name))
+        .await?
+        .ok_or_else(service_not_found)
+}
+
+pub async fn update_service(
+    ctx: &Ctx,
+    req: ecs::UpdateServiceRequest,
+) -> Result<ecs::UpdateServiceResponse, ApiError> {
+    let cluster = cluster_arg(req.cluster.as_deref())?;
+    active_cluster(ctx, &cluster).await?;
+    let arg = req.service.clone().unwrap_or_default();
+    let new_td = match req.task_definition.as_deref() {
+        Some(t) => {
+            let td = taskdefs::resolve(ctx, t)
+                .await?
+                .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
+                .value
+                .definition;
+            if td.status != Some(ecs::TaskDefinitionStatus::Active) {
+                return Err(ApiError::client(format!(
+                    "TaskDefinition is inactive: {}",
+                    td.task_definition_arn.clone().unwrap_or_default()
+                )));
+            }
+            Some(td.task_definition_arn.unwrap_or_default())
+        }
+        None => None,
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let mut s = get_service(ctx, &cluster, &arg).await?;
+        if s.value.status != "ACTIVE" {
+            return Err(not_active());
+        }
+        let daemon = s.value.scheduling_strategy == "DAEMON";
+        let v = &mut s.value;
+        if let Some(d) = req.desired_count {
+            if daemon {
+                return Err(ApiError::invalid_parameter(
+                    "The daemon scheduling strategy does not support a desired count for services.",
+                ));
+            }
+            if d < 0 {
+                return Err(ApiError::invalid_parameter(
+                    "desiredCount can not be negative.",
+                ));
+            }
+            v.desired_count = d as u32;
+        }
+        if let Some(cfg) = &req.deployment_configuration {
+            let merged = ecs::DeploymentConfiguration {
+                maximum_percent: cfg.maximum_percent.or(Some(v.maximum_percent as i32)),
+                minimum_healthy_percent: cfg
+                    .minimum_healthy_percent
+                    .or(Some(v.minimum_healthy_percent as i32)),
+                ..cfg.clone()
+            };
+            let (max, min) = percents(Some(&merged), daemon)?;
+            v.maximum_percent = max;
+            v.minimum_healthy_percent = min;
+            if cfg.deployment_circuit_breaker.is_some() {
+                v.circuit_breaker = cfg.deployment_circuit_breaker.clone();
+            }
+            v.deployment_configuration = Some(merged);
+        }
+        if let Some(c) = &req.placement_constraints {
+            validate_placement(&[], c, daemon)?;
+            v.placement_constraints = c.clone();
+        }
+        if let Some(st) = &req.placement_strategy {
+            validate_placement(st, &[], daemon)?;
+            v.placement_strategy = st.clone();
+        }
+        if req.health_check_grace_period_seconds.is_some() {
+            v.health_check_grace_period_seconds = req.health_check_grace_period_seconds;
+        }
+        if let Some(e) = req.enable_execute_command {
+            v.enable_execute_command = e;
+        }
+        if let Some(p) = req.propagate_tags {
+            v.propagate_tags = Some(p.as_str().to_string());
+        }
+        if let Some(n) = &req.network_configuration {
+            v.network_configuration = Some(n.clone());
+        }
+        if let Some(lb) = &req.load_balancers {
+            v.load_balancers = lb.clone();
+        }
+        let td_changed = new_td.as_ref().is_some_and(|t| *t != v.task_definition);
+        if td_changed || req.force_new_deployment {
+            let now = now_epoch();
+            let td = new_td.clone().unwrap_or_else(|| v.task_definition.clone());
+            for d in v.deployments.iter_mut() {
+                d.status = "ACTIVE".into();
+            }
+            v.deployments.push(DeploymentRecord {
+                id: deployment_id(),
+                status: "PRIMARY".into(),
+                task_definition: td.clone(),
+                rollout_state: "IN_PROGRESS".into(),
+                rollout_state_reason: Some("ECS deployment in progress.".into()),
+                created_at: now,
+                updated_at: now,
+                next_launch_at: 0.0,
+                failures_seen: 0,
+            });
+            v.task_definition = td;
+        }
+        let key = keys::service(&cluster, &v.name);
+        let txn = Txn::new()
+            .when(Compare::ModRevision {
+                key: key.clone(),
+                revision: s.revision,
+            })
+            .put(key, to_bytes(&s.value));
+        if ctx.app.repo.commit(txn).await?.is_some() {
+            tracing::info!(cluster = %cluster, service = %s.value.name, "service updated");
+            ctx.app.wake_scheduler();
+            let tasks = service_tasks(ctx, &cluster, &s.value.name).await?;
+            return Ok(ecs::UpdateServiceResponse {
+                service: Some(to_wire(ctx, &s.value, &tasks, false)),
+            });
+        }
+    }
+    Err(contention())
+}
+
+pub async fn delete_service(
+    ctx: &Ctx,
+    req: ecs::DeleteServiceRequest,
+) -> Result<ecs::DeleteServiceResponse, ApiError> {
+    let cluster = cluster_arg(req.cluster.as_deref())?;
+    active_cluster(ctx, &cluster).await?;
+    let arg = req.service.clone().unwrap_or_default();
+    for _ in 0..MAX_ATTEMPTS {
+        let mut s = get_service(ctx, &cluster, &arg).await?;
+        if s.value.status == "INACTIVE" {
+            return Err(not_active());
+        }
+        if s.value.status == "ACTIVE" {
+            if s.value.scheduling_strategy == "REPLICA"
+                && s.value.desired_count > 0
+                && !req.force.unwrap_or(false)
+            {
+                return Err(ApiError::invalid_parameter(
+                    "The service cannot be stopped while it is scaled above 0.",
+                ));
+            }
+            s.value.desired_count = 0;
+            s.value.status = "DRAINING".into();
+        }
+        let key = keys::service(&cluster, &s.value.name);
+        let txn = Txn::new()
+            .when(Compare::ModRevision {
+                key: key.clone(),
+                revision: s.revision,
+            })
+            .put(key, to_bytes(&s.value));
+        if ctx.app.repo.commit(txn).await?.is_some() {
+            tracing::info!(cluster = %cluster, service = %s.value.name, "service deleted (draining)");
+            ctx.app.wake_scheduler();
+            let tasks = service_tasks(ctx, &cluster, &s.value.name).await?;
+            return Ok(ecs::DeleteServiceResponse {
+                service: Some(to_wire(ctx, &s.value, &tasks, false)),
+            });
+        }
+    }
+    Err(contention())
+}
+
+pub async fn describe_services(
+    ctx: &Ctx,
+    req: ecs::DescribeServicesRequest,
+) -> Result<ecs::DescribeServicesResponse, ApiError> {
+    let cluster = cluster_arg(req.cluster.as_deref())?;
+    active_cluster(ctx, &cluster).await?;
+    let args = req.services.unwrap_or_default();
+    if args.is_empty() || args.len() > 10 {
+        return Err(ApiError::invalid_parameter(
+            "services must contain between 1 and 10 items.",
+        ));
+    }
+    let include_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&ecs::ServiceField::Tags);
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for arg in args {
+        match get_service(ctx, &cluster, &arg).await {
+            Ok(s) => {
+                let tasks = service_tasks(ctx, &cluster, &s.value.name).await?;
+                out.push(to_wire(ctx, &s.value, &tasks, include_tags));
+            }
+            Err(e) if e.code == "ServiceNotFoundException" => failures.push(ecs::Failure {
+                arn: Some(if arg.starts_with("arn:") {
+                    arg.clone()
+                } else {
+                    ctx.app.scope.service_arn(&cluster, &arg)
+                }),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ecs::DescribeServicesResponse {
+        services: Some(out),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list_services(
+    ctx: &Ctx,
+    req: ecs::ListServicesRequest,
+) -> Result<ecs::ListServicesResponse, ApiError> {
+    let cluster = cluster_arg(req.cluster.as_deref())?;
+    active_cluster(ctx, &cluster).await?;
+    let limit = max_results(req.max_results, 10)?;
+    let after = decode_token(req.next_token.as_deref())?;
+    let all = ctx
+        .app
+        .repo
+        .list::<ServiceRecord>(&keys::services_in(&cluster))
+        .await?;
+    let items = all
+        .into_iter()
+        .filter(|s| s.value.status != "INACTIVE")
+        .filter(|s| {
+            req.launch_type
+                .is_none_or(|l| l.as_str() == s.value.launch_type)
+        })
+        .filter(|s| {
+            req.scheduling_strategy
+                .is_none_or(|st| st.as_str() == s.value.scheduling_strategy)
+        })
+        .map(|s| (s.key, ctx.app.scope.service_arn(&cluster, &s.value.name)))
+        .collect();
+    let (arns, next) = paginate(items, after.as_deref(), limit, false);
+    Ok(ecs::ListServicesResponse {
+        service_arns: Some(arns),
+        next_token: next,
+    })
+}
+
+fn protected_task(ctx: &Ctx, t: &TaskRecord, now: f64) -> ecs::ProtectedTask {
+    let on = t.protected_until.is_some_and(|u| u > now);
+    ecs::ProtectedTask {
+        task_arn: Some(ctx.app.scope.task_arn(&t.cluster, &t.id)),
+        protection_enabled: on,
+        expiration_date: if on { t.protected_until } else { None },
+    }
+}
+
+pub async fn update_task_protection(
+    ctx: &Ctx,
+    req: ecs::UpdateTaskProtectionRequest,
+) -> Result<ecs::UpdateTaskProtectionResponse, ApiError> {
+    let cluster = cluster_arg(req.cluster.as_deref())?;
+    active_cluster(ctx, &cluster).await?;
+    let minutes = req.expires_in_minutes.unwrap_or(120);
+    if !(1..=2880).contains(&minutes) {
+        return Err(ApiError::invalid_parameter(
+            "expiresInMinutes must be between 1 and 2880.",
+        ));
+    }
+    let args = req.tasks.unwrap_or_default();
+    if args.is_empty() || args.len() > 10 {
+        return Err(ApiError::invalid_parameter(
+            "tasks must contain between 1 and 10 items.",
+        ));
+    }
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for arg in args {
+        let Some(id) = task_id_of(&arg) else {
+            failures.push(ecs::Failure {
+                arn: Some(arg.clone()),
+                reason: Some("TASK_NOT_VALID".into()),
+                detail: None,
+            });
+            continue;
+        };
+        let key = keys::task(&cluster, &id);
+        let mut done = false;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(mut t) = ctx.app.repo.get::<TaskRecord>(&key).await? else {
+                failures.push(ecs::Failure {
+                    arn: Some(arg.clone()),
+                    reason: Some("TASK_NOT_VALID".into()),
+                    detail: None,
+                });
+                done = true;
+                break;
+            };
+            let now = now_epoch();
+            t.value.protected_until = req
+                .protection_enabled
+                .unwrap_or(false)
+                .then(|| now + minutes as f64 * 60.0);
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: key.clone(),
+                    revision: t.revision,
+                })
+                .put(key.clone(), to_bytes(&t.value));
+            if ctx.app.repo.commit(txn).await?.is_some() {
+                out.push(protected_task(ctx, &t.value, now));
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            return Err(contention());
+        }
+    }
+    Ok(ecs::UpdateTaskProtectionResponse {
+        protected_tasks: Some(out),
+        failures: Some(failures),
+    })
+}
+
+pub async fn get_task_protection(
+    ctx: &Ctx,
+    req: ecs::GetTaskProtectionRequest,
+) -> Result<ecs::GetTaskProtectionResponse, ApiError> {
+    let cluster = cluster_arg(req.cluster.as_deref())?;
+    active_cluster(ctx, &cluster).await?;
+    let now = now_epoch();
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for arg in req.tasks.unwrap_or_default() {
+        match task_id_of(&arg) {
+            Some(id) => match ctx
+                .app
+                .repo
+                .get::<TaskRecord>(&keys::task(&cluster, &id))
+                .await?
+            {
+                Some(t) => out.push(protected_task(ctx, &t.value, now)),
+                None => failures.push(ecs::Failure {
+                    arn: Some(arg),
+                    reason: Some("TASK_NOT_VALID".into()),
+                    detail: None,
+                }),
+            },
+            None => failures.push(ecs::Failure {
+                arn: Some(arg),
+                reason: Some("TASK_NOT_VALID".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(ecs::GetTaskProtectionResponse {
+        protected_tasks: Some(out),
+        failures: Some(failures),
+    })
+}

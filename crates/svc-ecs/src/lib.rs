@@ -1,0 +1,100 @@
+//! berth-svc-ecs: the ECS API (`AmazonEC2ContainerServiceV20141113.<Operation>`, signing name
+//! `ecs`, awsJson1_1) and what makes it run tasks: the agent channel
+//! (`BerthAgent_20261122.PollDesiredState`, task IAM role credentials), placement, and the service
+//! scheduler with the leader's collections as background tasks.
+//!
+//! Layers: handlers (`ecs/`) decode wire types (`berth-ecs-api`), work on storage records
+//! (`records`, keys in `keys`) through `berth_service::repo::Repo`, and call the pure crates
+//! (`berth-placement`, `berth-scheduler`, `berth-core`'s lifecycle). API boundary: the only crate
+//! that sees both ECS wire types and ECS domain types.
+
+pub mod agents;
+pub mod ecs;
+pub mod indexes;
+pub mod keys;
+pub mod placement_cache;
+pub mod records;
+pub mod replicas;
+pub mod service_scheduler;
+pub mod state;
+pub mod task_credentials;
+
+pub use state::{Ctx, Ecs, EcsConfig};
+
+use berth_ecs_api::ecs::{Operation, TARGET_PREFIX};
+use berth_service::{ApiError, Call, Descriptor, Protocol, Reply, Service};
+use std::sync::Arc;
+
+/// Largest request body accepted (ECS task definitions are limited to 64 KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+static DESCRIPTOR: Descriptor = Descriptor {
+    name: "ecs",
+    signing_names: &["ecs"],
+    protocol: Protocol::AwsJson1_1,
+    target_prefixes: &[TARGET_PREFIX, berth_agent_api::TARGET_PREFIX],
+    body_limit: MAX_BODY_BYTES,
+    xml_namespace: "",
+    knows,
+};
+
+fn knows(prefix: &str, op: &str) -> bool {
+    if prefix == TARGET_PREFIX {
+        Operation::from_name(op).is_some()
+    } else {
+        op == berth_agent_api::POLL_OPERATION || op == berth_agent_api::TASK_CREDENTIALS_OPERATION
+    }
+}
+
+/// The ECS service as the edge sees it.
+pub struct EcsService(pub Arc<Ecs>);
+
+#[async_trait::async_trait]
+impl Service for EcsService {
+    fn descriptor(&self) -> &'static Descriptor {
+        &DESCRIPTOR
+    }
+
+    async fn call(&self, call: Call<'_>) -> Result<Reply, ApiError> {
+        let ctx = Ctx {
+            app: self.0.clone(),
+            principal: call.principal,
+        };
+        let out = if call.prefix == TARGET_PREFIX {
+            match Operation::from_name(call.operation) {
+                Some(op) => ecs::dispatch(&ctx, op, &call.body).await,
+                None => Err(ApiError::unknown_operation(&format!(
+                    "{TARGET_PREFIX}.{}",
+                    call.operation
+                ))),
+            }
+        } else if call.operation == berth_agent_api::POLL_OPERATION {
+            agents::poll(&ctx, &call.body).await
+        } else {
+            task_credentials::get_task_role_credentials(&ctx, &call.body).await
+        };
+        out.map(Reply::Json)
+    }
+}
+
+/// What the admin service asks of ECS (`berth placement`, `berth status`).
+pub struct EcsAdmin(pub Arc<Ecs>);
+
+#[async_trait::async_trait]
+impl berth_service::EcsAdmin for EcsAdmin {
+    async fn explain_placement(
+        &self,
+        principal: berth_service::Principal,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let ctx = Ctx {
+            app: self.0.clone(),
+            principal,
+        };
+        ecs::explain::explain_placement(&ctx, body).await
+    }
+
+    async fn describe_status(&self) -> Result<serde_json::Value, ApiError> {
+        replicas::describe_status(&self.0).await
+    }
+}

@@ -1,0 +1,710 @@
+//! Storage records: what the control plane persists, as versionable serde structs.
+//!
+//! Records are berth's own types, distinct from the wire shapes, except where the stored thing *is* a
+//! user document that berth keeps verbatim and returns as given (a registered task definition's
+//! container definitions, a cluster's configuration). Those embed the generated wire types, which
+//! are all-optional and so forward compatible.
+
+use berth_ecs_api::ecs;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub name: String,
+    /// ACTIVE or INACTIVE.
+    pub status: String,
+    pub created_at: f64,
+    pub settings: Vec<ecs::ClusterSetting>,
+    #[serde(default)]
+    pub configuration: Option<ecs::ClusterConfiguration>,
+    #[serde(default)]
+    pub capacity_providers: Vec<String>,
+    #[serde(default)]
+    pub default_capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+    #[serde(default)]
+    pub service_connect_namespace: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// Per family: the last revision number ever handed out (revisions are never reused).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    pub last_revision: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskDefinitionRecord {
+    /// The full definition as DescribeTaskDefinition returns it (status included).
+    pub definition: ecs::TaskDefinition,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// When DeleteTaskDefinitions was called (status DELETE_IN_PROGRESS until purged).
+    #[serde(default)]
+    pub delete_requested_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountSettingRecord {
+    pub name: String,
+    pub value: String,
+    pub principal_arn: String,
+    /// "user" (set through the API) — AWS-managed defaults are not stored.
+    pub kind: String,
+}
+
+pub fn tags_to_wire(tags: &[Tag]) -> Vec<ecs::Tag> {
+    tags.iter()
+        .map(|t| ecs::Tag {
+            key: Some(t.key.clone()),
+            value: Some(t.value.clone()),
+        })
+        .collect()
+}
+
+/// Resources as an agent registers them (and as placed tasks consume them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesRecord {
+    pub cpu: i64,
+    pub memory: i64,
+    #[serde(default)]
+    pub gpu: i64,
+    /// The GPUs by id, when the agent registered them as a STRINGSET (ECS's form): all of them
+    /// (registered), or the ones assigned to a task (placed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_ids: Vec<String>,
+    /// Reserved (registered) or used (task) TCP host ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports_udp: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeRecord {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// A task listed on an instance record by records written before berth kept [`HeldRecord`]
+/// counters: read only, folded into `held` when such a record is decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LegacyPlacedTask {
+    pub group: String,
+    pub running: bool,
+    pub resources: ResourcesRecord,
+}
+
+/// What one live task holds on its instance (see [`TaskRecord::hold`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskHold {
+    pub group: String,
+    /// It has reported RUNNING (runningTasksCount); otherwise it is pending.
+    pub running: bool,
+    /// CPU, memory and GPUs (by count, and the ids assigned to it), its TCP host ports (static
+    /// and those its containers were bound to) and UDP host ports.
+    pub resources: ResourcesRecord,
+}
+
+/// Everything the live tasks on an instance hold, from placement until the agent reports each
+/// STOPPED: the sum of their [`TaskHold`]s, kept in the instance record as counters so that a
+/// placement rewrites a record of constant size, whatever else runs there. Every change of a
+/// task's hold is applied here in the same transaction as the task record (`remove` the old
+/// hold, `add` the new one), so `held` always equals the sum over the instance's live tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRecord {
+    /// CPU, memory and GPUs by count; GPU ids (each held by at most one task); TCP and UDP host
+    /// ports, sorted, once per task holding each (a port can briefly be held twice: a dynamic
+    /// port Docker reuses before the old task's STOPPED report arrives).
+    #[serde(default)]
+    pub resources: ResourcesRecord,
+    #[serde(default)]
+    pub running: u32,
+    #[serde(default)]
+    pub pending: u32,
+    /// Live tasks per task group (`service:<name>`, `family:<family>`, …), none at zero.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub groups: std::collections::BTreeMap<String, u32>,
+}
+
+fn insert_sorted<T: Ord + Clone>(into: &mut Vec<T>, items: &[T]) {
+    for x in items {
+        let at = into.partition_point(|y| y < x);
+        into.insert(at, x.clone());
+    }
+}
+
+fn remove_each<T: Ord>(from: &mut Vec<T>, items: &[T]) {
+    for x in items {
+        if let Ok(at) = from.binary_search(x) {
+            from.remove(at);
+        }
+    }
+}
+
+impl HeldRecord {
+    /// Counts a task's hold.
+    pub fn add(&mut self, h: &TaskHold) {
+        let (r, mine) = (&h.resources, &mut self.resources);
+        mine.cpu += r.cpu;
+        mine.memory += r.memory;
+        mine.gpu += r.gpu;
+        insert_sorted(&mut mine.gpu_ids, &r.gpu_ids);
+        insert_sorted(&mut mine.ports, &r.ports);
+        insert_sorted(&mut mine.ports_udp, &r.ports_udp);
+        if h.running {
+            self.running += 1;
+        } else {
+            self.pending += 1;
+        }
+        *self.groups.entry(h.group.clone()).or_default() += 1;
+    }
+
+    /// Stops counting a task's hold (the exact inverse of [`HeldRecord::add`]).
+    pub fn remove(&mut self, h: &TaskHold) {
+        let (r, mine) = (&h.resources, &mut self.resources);
+        mine.cpu -= r.cpu;
+        mine.memory -= r.memory;
+        mine.gpu -= r.gpu;
+        remove_each(&mut mine.gpu_ids, &r.gpu_ids);
+        remove_each(&mut mine.ports, &r.ports);
+        remove_each(&mut mine.ports_udp, &r.ports_udp);
+        let n = if h.running {
+            &mut self.running
+        } else {
+            &mut self.pending
+        };
+        *n = n.saturating_sub(1);
+        if let Some(c) = self.groups.get_mut(&h.group) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.groups.remove(&h.group);
+            }
+        }
+    }
+
+    /// Replaces a task's hold `before` with `after` (either may be none: placed, stopped).
+    /// Returns whether anything changed.
+    pub fn replace(&mut self, before: Option<&TaskHold>, after: Option<&TaskHold>) -> bool {
+        if before == after {
+            return false;
+        }
+        if let Some(b) = before {
+            self.remove(b);
+        }
+        if let Some(a) = after {
+            self.add(a);
+        }
+        true
+    }
+
+    /// Live tasks on the instance.
+    pub fn tasks(&self) -> u32 {
+        self.running + self.pending
+    }
+}
+
+/// The stored form of [`ContainerInstanceRecord`], which also reads records written before
+/// `held` existed (their tasks listed one by one).
+#[derive(Deserialize)]
+struct StoredInstance {
+    id: String,
+    cluster: String,
+    #[serde(default)]
+    ec2_instance_id: Option<String>,
+    status: String,
+    #[serde(default)]
+    status_reason: Option<String>,
+    registered_at: f64,
+    registered: ResourcesRecord,
+    #[serde(default)]
+    attributes: std::sync::Arc<Vec<AttributeRecord>>,
+    #[serde(default)]
+    version_info: Option<ecs::VersionInfo>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    generation: u64,
+    version: i64,
+    #[serde(default)]
+    held: HeldRecord,
+    #[serde(default)]
+    tasks: Vec<LegacyPlacedTask>,
+}
+
+impl From<StoredInstance> for ContainerInstanceRecord {
+    fn from(s: StoredInstance) -> Self {
+        let mut held = s.held;
+        for t in s.tasks {
+            held.add(&TaskHold {
+                group: t.group,
+                running: t.running,
+                resources: t.resources,
+            });
+        }
+        Self {
+            id: s.id,
+            cluster: s.cluster,
+            ec2_instance_id: s.ec2_instance_id,
+            status: s.status,
+            status_reason: s.status_reason,
+            registered_at: s.registered_at,
+            registered: s.registered,
+            attributes: s.attributes,
+            version_info: s.version_info,
+            tags: s.tags,
+            generation: s.generation,
+            version: s.version,
+            held,
+        }
+    }
+}
+
+/// Read through `StoredInstance` (which says what may be absent and folds the old task lists);
+/// written as declared here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "StoredInstance")]
+pub struct ContainerInstanceRecord {
+    pub id: String,
+    pub cluster: String,
+    pub ec2_instance_id: Option<String>,
+    /// ACTIVE, DRAINING or INACTIVE (deregistered).
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub registered_at: f64,
+    pub registered: ResourcesRecord,
+    /// Shared: a placement copies the record to change its counters, never its attributes.
+    pub attributes: std::sync::Arc<Vec<AttributeRecord>>,
+    pub version_info: Option<ecs::VersionInfo>,
+    pub tags: Vec<Tag>,
+    /// Bumped whenever the desired state of the instance's tasks changes (the agent channel's
+    /// generation: agents ignore answers older than what they applied).
+    pub generation: u64,
+    /// ECS's `version` field: bumped on every change of the record.
+    pub version: i64,
+    /// What the live tasks here hold (their list is the tasks index's `live` term).
+    pub held: HeldRecord,
+}
+
+impl ContainerInstanceRecord {
+    pub fn remaining(&self) -> ResourcesRecord {
+        let h = &self.held.resources;
+        let mut r = self.registered.clone();
+        r.cpu -= h.cpu;
+        r.memory -= h.memory;
+        r.gpu -= h.gpu;
+        r.gpu_ids.retain(|g| h.gpu_ids.binary_search(g).is_err());
+        // With GPUs by id, only ids can be handed out: never count more GPUs than free ids
+        // (e.g. tasks placed by count before the instance re-registered its ids).
+        if !self.registered.gpu_ids.is_empty() {
+            r.gpu = r.gpu.min(r.gpu_ids.len() as i64);
+        }
+        r.ports.extend(&h.ports);
+        r.ports_udp.extend(&h.ports_udp);
+        r.ports.sort_unstable();
+        r.ports.dedup();
+        r.ports_udp.sort_unstable();
+        r.ports_udp.dedup();
+        r
+    }
+    pub fn running_tasks(&self) -> usize {
+        self.held.running as usize
+    }
+    pub fn pending_tasks(&self) -> usize {
+        self.held.pending as usize
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub container_arn: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
+    pub last_status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_bindings: Vec<ecs::NetworkBinding>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_interfaces: Vec<ecs::NetworkInterface>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<String>,
+    pub essential: bool,
+    pub cpu: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i32>,
+    /// The GPUs assigned to this container (its `resourceRequirements` GPU count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub cluster: String,
+    pub container_instance_id: String,
+    pub task_definition_arn: String,
+    pub family: String,
+    pub revision: u32,
+    pub desired_status: String,
+    pub last_status: String,
+    pub launch_type: String,
+    pub group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    pub created_at: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_stopped_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<String>,
+    pub version: i64,
+    /// Task-level cpu/memory as ECS shows them (strings of units), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    pub resources: ResourcesRecord,
+    #[serde(default)]
+    pub overrides: ecs::TaskOverride,
+    pub containers: Vec<ContainerRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ecs::Attachment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_execute_command: bool,
+    /// Scale-in protection (UpdateTaskProtection): protected until this epoch time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_until: Option<f64>,
+    /// awsvpc subnets and security groups the task was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
+}
+
+impl TaskRecord {
+    /// Whether it still holds resources on its instance (not STOPPED yet).
+    pub fn is_live(&self) -> bool {
+        !matches!(self.last_status.as_str(), "STOPPED" | "DELETED")
+    }
+
+    /// What the task holds on its instance: from placement until it is STOPPED. Its TCP host
+    /// ports are the static ones plus every host port its containers were bound to.
+    pub fn hold(&self) -> Option<TaskHold> {
+        if !self.is_live() {
+            return None;
+        }
+        let mut resources = self.resources.clone();
+        resources.gpu_ids = self
+            .containers
+            .iter()
+            .flat_map(|c| c.gpu_ids.iter().cloned())
+            .collect();
+        resources.gpu_ids.sort_unstable();
+        resources.ports.extend(
+            self.containers
+                .iter()
+                .flat_map(|c| c.network_bindings.iter())
+                .filter(|b| b.protocol != Some(ecs::TransportProtocol::Udp))
+                .filter_map(|b| b.host_port.and_then(|p| u16::try_from(p).ok())),
+        );
+        resources.ports.sort_unstable();
+        resources.ports.dedup();
+        resources.ports_udp.sort_unstable();
+        resources.ports_udp.dedup();
+        Some(TaskHold {
+            group: self.group.clone(),
+            running: self.started_at.is_some(),
+            resources,
+        })
+    }
+}
+
+/// RunTask idempotency: a clientToken remembers what it started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientTokenRecord {
+    pub fingerprint: String,
+    pub task_ids: Vec<String>,
+    pub created_at: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub id: String,
+    /// PRIMARY or ACTIVE.
+    pub status: String,
+    pub task_definition: String,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    pub rollout_state: String,
+    #[serde(default)]
+    pub rollout_state_reason: Option<String>,
+    pub created_at: f64,
+    pub updated_at: f64,
+    #[serde(default)]
+    pub next_launch_at: f64,
+    #[serde(default)]
+    pub failures_seen: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceEventRecord {
+    pub id: String,
+    pub created_at: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    pub cluster: String,
+    /// ACTIVE, DRAINING or INACTIVE.
+    pub status: String,
+    pub desired_count: u32,
+    /// REPLICA or DAEMON.
+    pub scheduling_strategy: String,
+    pub launch_type: String,
+    /// The PRIMARY deployment's task definition ARN.
+    pub task_definition: String,
+    pub deployments: Vec<DeploymentRecord>,
+    pub maximum_percent: u32,
+    pub minimum_healthy_percent: u32,
+    #[serde(default)]
+    pub circuit_breaker: Option<ecs::DeploymentCircuitBreaker>,
+    #[serde(default)]
+    pub deployment_configuration: Option<ecs::DeploymentConfiguration>,
+    #[serde(default)]
+    pub placement_constraints: Vec<ecs::PlacementConstraint>,
+    #[serde(default)]
+    pub placement_strategy: Vec<ecs::PlacementStrategy>,
+    #[serde(default)]
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
+    #[serde(default)]
+    pub load_balancers: Vec<ecs::LoadBalancer>,
+    #[serde(default)]
+    pub service_registries: Vec<ecs::ServiceRegistry>,
+    #[serde(default)]
+    pub health_check_grace_period_seconds: Option<i32>,
+    #[serde(default)]
+    pub propagate_tags: Option<String>,
+    #[serde(default)]
+    pub enable_ecs_managed_tags: bool,
+    #[serde(default)]
+    pub enable_execute_command: bool,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    pub created_at: f64,
+    pub created_by: String,
+    #[serde(default)]
+    pub events: Vec<ServiceEventRecord>,
+    #[serde(default)]
+    pub last_steady_event_at: Option<f64>,
+    #[serde(default)]
+    pub last_completed_task_definition: Option<String>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+    #[serde(default)]
+    pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+    #[serde(default)]
+    pub role_arn: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(group: &str, running: bool, gpu: i64, ids: &[&str], ports: &[u16]) -> TaskHold {
+        TaskHold {
+            group: group.into(),
+            running,
+            resources: ResourcesRecord {
+                cpu: 128,
+                memory: 256,
+                gpu,
+                gpu_ids: ids.iter().map(|s| s.to_string()).collect(),
+                ports: ports.to_vec(),
+                ports_udp: vec![],
+            },
+        }
+    }
+
+    fn instance(registered: ResourcesRecord) -> ContainerInstanceRecord {
+        ContainerInstanceRecord {
+            id: "i".into(),
+            cluster: "c".into(),
+            ec2_instance_id: None,
+            status: "ACTIVE".into(),
+            status_reason: None,
+            registered_at: 0.0,
+            registered,
+            attributes: Default::default(),
+            version_info: None,
+            tags: vec![],
+            generation: 0,
+            version: 1,
+            held: HeldRecord::default(),
+        }
+    }
+
+    #[test]
+    fn remaining_gpus_are_the_free_ids_and_never_more() {
+        let mut inst = instance(ResourcesRecord {
+            gpu: 3,
+            gpu_ids: vec!["a".into(), "b".into(), "c".into()],
+            ..Default::default()
+        });
+        inst.held.add(&hold("g", true, 1, &["b"], &[]));
+        let r = inst.remaining();
+        assert_eq!(
+            (r.gpu, r.gpu_ids.clone()),
+            (2, vec!["a".to_string(), "c".into()])
+        );
+        // A task holding GPUs by count only (placed before the ids were registered): the count
+        // drops, and never above the ids that are still free.
+        inst.held.add(&hold("g", true, 1, &[], &[]));
+        let r = inst.remaining();
+        assert_eq!(r.gpu, 1);
+        inst.held.add(&hold("g", true, 0, &["a", "c"], &[]));
+        assert_eq!(inst.remaining().gpu, 0);
+    }
+
+    #[test]
+    fn held_counters_add_and_remove_exactly() {
+        let mut inst = instance(ResourcesRecord {
+            cpu: 1024,
+            memory: 2048,
+            ports: vec![22],
+            ..Default::default()
+        });
+        let a = hold("service:web", false, 0, &[], &[80]);
+        let b = hold("service:web", false, 0, &[], &[32768]);
+        // A dynamic port Docker reused before the old holder's STOPPED report arrived.
+        let c = hold("family:batch", true, 0, &[], &[32768]);
+        for h in [&a, &b, &c] {
+            assert!(inst.held.replace(None, Some(h)));
+        }
+        let r = inst.remaining();
+        assert_eq!((r.cpu, r.memory), (1024 - 3 * 128, 2048 - 3 * 256));
+        assert_eq!(r.ports, vec![22, 80, 32768]);
+        assert_eq!((inst.running_tasks(), inst.pending_tasks()), (1, 2));
+        assert_eq!(inst.held.groups.get("service:web"), Some(&2));
+        // a reports RUNNING: pending moves to running, nothing else changes.
+        let a_running = TaskHold {
+            running: true,
+            ..a.clone()
+        };
+        assert!(!inst.held.replace(Some(&a), Some(&a)));
+        assert!(inst.held.replace(Some(&a), Some(&a_running)));
+        assert_eq!((inst.running_tasks(), inst.pending_tasks()), (2, 1));
+        // b stops: c still holds the reused port.
+        inst.held.replace(Some(&b), None);
+        assert_eq!(inst.remaining().ports, vec![22, 80, 32768]);
+        inst.held.replace(Some(&c), None);
+        inst.held.replace(Some(&a_running), None);
+        assert_eq!(inst.held, HeldRecord::default());
+        assert_eq!(inst.remaining(), inst.registered);
+    }
+
+    #[test]
+    fn records_listing_their_tasks_are_read_into_counters() {
+        let legacy = serde_json::json!({
+            "id": "i", "cluster": "c", "status": "ACTIVE", "registered_at": 0.0,
+            "registered": {"cpu": 1024, "memory": 2048, "ports": [22], "ports_udp": []},
+            "generation": 3, "version": 4,
+            "tasks": [
+                {"task_id": "t1", "group": "service:web", "family": "web", "service": "web",
+                 "running": true,
+                 "resources": {"cpu": 256, "memory": 512, "ports": [80, 32768], "ports_udp": []}},
+                {"task_id": "t2", "group": "family:web", "family": "web", "running": false,
+                 "resources": {"cpu": 128, "memory": 128, "ports": [], "ports_udp": [53]}}
+            ]
+        });
+        let inst: ContainerInstanceRecord = serde_json::from_value(legacy).unwrap();
+        let r = inst.remaining();
+        assert_eq!((r.cpu, r.memory), (1024 - 384, 2048 - 640));
+        assert_eq!((r.ports, r.ports_udp), (vec![22, 80, 32768], vec![53]));
+        assert_eq!((inst.running_tasks(), inst.pending_tasks()), (1, 1));
+        // Written back in the new form, and read again the same.
+        let again: ContainerInstanceRecord =
+            serde_json::from_slice(&serde_json::to_vec(&inst).unwrap()).unwrap();
+        assert_eq!(again.held, inst.held);
+        assert!(!serde_json::to_string(&inst).unwrap().contains("\"tasks\""));
+    }
+
+    #[test]
+    fn a_task_holds_its_bound_host_ports_and_gpus_until_stopped() {
+        let mut t = TaskRecord {
+            group: "service:web".into(),
+            last_status: "PENDING".into(),
+            resources: ResourcesRecord {
+                cpu: 256,
+                memory: 512,
+                gpu: 1,
+                ports: vec![80],
+                ..Default::default()
+            },
+            containers: vec![ContainerRecord {
+                gpu_ids: vec!["g1".into()],
+                network_bindings: vec![
+                    ecs::NetworkBinding {
+                        host_port: Some(32768),
+                        protocol: Some(ecs::TransportProtocol::Tcp),
+                        ..Default::default()
+                    },
+                    ecs::NetworkBinding {
+                        host_port: Some(80),
+                        ..Default::default()
+                    },
+                    ecs::NetworkBinding {
+                        host_port: Some(5353),
+                        protocol: Some(ecs::TransportProtocol::Udp),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let h = t.hold().unwrap();
+        assert_eq!(h.resources.ports, vec![80, 32768]);
+        assert_eq!(h.resources.gpu_ids, vec!["g1".to_string()]);
+        assert!(!h.running);
+        t.started_at = Some(1.0);
+        t.last_status = "RUNNING".into();
+        assert!(t.hold().unwrap().running);
+        t.last_status = "STOPPED".into();
+        assert_eq!(t.hold(), None);
+    }
+}

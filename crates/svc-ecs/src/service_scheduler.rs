@@ -1,0 +1,720 @@
+//! The service scheduler loop: every second (or at once when woken by a service or task change)
+//! it runs the pure reconciler (`berth-scheduler`) for every ACTIVE or DRAINING service and applies
+//! the plan — stops through `request_stop`, starts through the same placement path as RunTask,
+//! deployments/events/status with compare-on-revision on the service record. A plan that loses a
+//! race is simply recomputed on the next pass (level-triggered), so nothing is applied twice.
+//!
+//! The leader also garbage-collects STOPPED tasks an hour after they stopped (ECS keeps stopped
+//! tasks describable for at least one hour), purges deleted task definitions and expired task
+//! credentials ([`Collection`]). All run on the background-task driver (`berth-tasks`).
+
+use crate::state::{Ctx, Ecs};
+use berth_service::Principal;
+use crate::ecs::tasks::{self, Launch};
+use berth_service::ApiError;
+use crate::records::{
+    ContainerInstanceRecord, DeploymentRecord, ServiceEventRecord, ServiceRecord,
+    TaskDefinitionRecord, TaskRecord,
+};
+use crate::keys;
+use berth_service::repo::{to_bytes, Versioned};
+use berth_service::codec::now_epoch;
+use berth_ecs_api::ecs;
+use berth_scheduler as sched;
+use berth_store::{Compare, Txn};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// At most this many task ids in one "has started" event.
+const STARTED_PER_EVENT: usize = 10;
+
+/// Tasks on an instance whose agent has been gone this long are presumed lost and replaced.
+pub const LOST_AFTER: Duration = Duration::from_secs(300);
+
+/// [`LOST_AFTER`], or `BERTH_AGENT_LOST_AFTER` seconds (at least the disconnect timeout): fault
+/// tests shorten it.
+pub fn lost_after() -> Duration {
+    static V: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("BERTH_AGENT_LOST_AFTER")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.max(berth_agent_api::DISCONNECTED_AFTER_SECONDS)))
+            .unwrap_or(LOST_AFTER)
+    })
+}
+/// STOPPED tasks are deleted this long after they stopped.
+pub const STOPPED_TASK_RETENTION: f64 = 3600.0;
+/// The same "unable to place" event is not repeated more often than this.
+const REPEAT_EVENT_AFTER: f64 = 60.0;
+
+/// The service scheduler as a background task (leader-only, every second and whenever woken by a
+/// service or task change): one pass reconciles every service. Every commit of a pass carries the
+/// leader's fence (see `berth_service::leader`).
+pub struct SchedulerPass(pub std::sync::Weak<Ecs>);
+
+#[async_trait::async_trait]
+impl berth_tasks::BackgroundTask for SchedulerPass {
+    async fn activate(&self) -> Result<String, berth_tasks::TaskError> {
+        let Some(app) = self.0.upgrade() else {
+            return Ok("service gone".into());
+        };
+        let ctx = system_ctx(&app);
+        let work = async {
+            app.metrics.scheduler_passes.inc();
+            run_once(&ctx).await
+        };
+        match berth_service::leader::as_leader(&app.leader, work).await {
+            Some(Ok(())) => Ok("pass done".into()),
+            Some(Err(e)) => Err(format!("{}: {}", e.code, e.message).into()),
+            None => Ok("not leading".into()),
+        }
+    }
+}
+
+/// The scheduler's period (it also runs at once when woken).
+pub const SCHEDULER_PERIOD: Duration = Duration::from_secs(1);
+
+/// The least time between two scheduler passes: task reports and API calls that arrive meanwhile
+/// coalesce into the next pass. A pass reconciles every service in full, so back-to-back passes
+/// under a stream of state changes (a 5,000-task rollout) would spend the CPU those changes need.
+pub const MIN_PASS_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The period of the leader's collections (stopped tasks, deleted task definitions, expired
+/// task credentials).
+pub const COLLECTION_PERIOD: Duration = Duration::from_secs(60);
+
+/// One of the leader's periodic collections, as a background task.
+pub struct Collection {
+    pub app: std::sync::Weak<Ecs>,
+    pub what: CollectionKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum CollectionKind {
+    /// STOPPED tasks an hour after they stopped.
+    StoppedTasks,
+    /// Task definitions whose deletion was requested.
+    DeletedTaskDefinitions,
+    /// Expired task IAM role credentials.
+    ExpiredCredentials,
+}
+
+impl CollectionKind {
+    pub fn task_name(self) -> &'static str {
+        match self {
+            CollectionKind::StoppedTasks => "ecs_stopped_task_collection",
+            CollectionKind::DeletedTaskDefinitions => "ecs_task_definition_purge",
+            CollectionKind::ExpiredCredentials => "ecs_expired_credentials_collection",
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl berth_tasks::BackgroundTask for Collection {
+    async fn activate(&self) -> Result<String, berth_tasks::TaskError> {
+        let Some(app) = self.app.upgrade() else {
+            return Ok("service gone".into());
+        };
+        let ctx = system_ctx(&app);
+        let work = async {
+            match self.what {
+                CollectionKind::StoppedTasks => collect_stopped_tasks(&ctx).await,
+                CollectionKind::DeletedTaskDefinitions => {
+                    purge_deleted_task_definitions(&ctx).await
+                }
+                CollectionKind::ExpiredCredentials => {
+                    crate::task_credentials::collect_expired_credentials(&ctx).await
+                }
+            }
+        };
+        match berth_service::leader::as_leader(&app.leader, work).await {
+            Some(Ok(n)) => Ok(format!("{n} removed")),
+            Some(Err(e)) => Err(format!("{}: {}", e.code, e.message).into()),
+            None => Ok("not leading".into()),
+        }
+    }
+}
+
+fn system_ctx(app: &Arc<Ecs>) -> Ctx {
+    Ctx {
+        app: app.clone(),
+        principal: Principal {
+            temporary: false,
+            access_key_id: "ecs-service-scheduler".into(),
+            role: berth_auth::Role::Admin,
+            arn: format!(
+                "arn:aws:iam::{}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+                app.scope.account
+            ),
+        },
+    }
+}
+
+pub async fn run_once(ctx: &Ctx) -> Result<(), ApiError> {
+    let services = ctx.app.repo.list::<ServiceRecord>(keys::SERVICES).await?;
+    // Each cluster's instances are read once per pass and shared by its services.
+    let mut views: HashMap<String, Arc<ClusterView>> = HashMap::new();
+    for s in services
+        .into_iter()
+        .filter(|s| s.value.status != "INACTIVE")
+    {
+        if !ctx.app.is_leader() {
+            // Deposed mid-pass: the rest is the new leader's (and would be fenced off anyway).
+            break;
+        }
+        let view = match views.get(&s.value.cluster) {
+            Some(v) => v.clone(),
+            None => match cluster_view(ctx, &s.value.cluster).await {
+                Ok(v) => {
+                    let v = Arc::new(v);
+                    views.insert(s.value.cluster.clone(), v.clone());
+                    v
+                }
+                Err(e) => {
+                    tracing::warn!(code = %e.code, error = %e.message, "cluster instances unreadable; services skipped this pass");
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = reconcile_service(ctx, s.value, s.revision, &view).await {
+            tracing::warn!(code = %e.code, error = %e.message, "service reconcile failed");
+        }
+    }
+    Ok(())
+}
+
+/// A cluster's container instances as every service of one scheduler pass sees them. Built once
+/// per pass: per service it cost O(instances) each time, O(services × instances) a pass.
+struct ClusterView {
+    records: Vec<Arc<ContainerInstanceRecord>>,
+    /// The scheduler's view of each record (same order), eligible for any DAEMON: a DAEMON
+    /// service with placement constraints narrows `daemon_eligible` itself.
+    instances: Vec<sched::Instance>,
+}
+
+async fn cluster_view(ctx: &Ctx, cluster: &str) -> Result<ClusterView, ApiError> {
+    let records: Vec<Arc<ContainerInstanceRecord>> = ctx
+        .app
+        .repo
+        .scan(
+            &keys::instances_in(cluster),
+            |i: Versioned<Arc<ContainerInstanceRecord>>| {
+                (i.value.status != "INACTIVE").then_some(i.value)
+            },
+        )
+        .await?;
+    let connected = ctx
+        .app
+        .agents
+        .connected_many(records.iter().map(|i| i.id.as_str()));
+    let lost_after = lost_after();
+    let instances = records
+        .iter()
+        .zip(connected)
+        .map(|(i, connected)| sched::Instance {
+            id: i.id.clone(),
+            active: i.status == "ACTIVE",
+            connected,
+            daemon_eligible: true,
+            lost: ctx.app.agents.lost(&i.id, lost_after),
+        })
+        .collect();
+    Ok(ClusterView { records, instances })
+}
+
+fn to_sched_deployment(d: &DeploymentRecord) -> sched::Deployment {
+    sched::Deployment {
+        id: d.id.clone(),
+        task_definition: d.task_definition.clone(),
+        status: if d.status == "PRIMARY" {
+            sched::DeploymentStatus::Primary
+        } else {
+            sched::DeploymentStatus::Active
+        },
+        rollout_state: match d.rollout_state.as_str() {
+            "COMPLETED" => sched::RolloutState::Completed,
+            "FAILED" => sched::RolloutState::Failed,
+            _ => sched::RolloutState::InProgress,
+        },
+        rollout_state_reason: d.rollout_state_reason.clone(),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        next_launch_at: d.next_launch_at,
+        failures_seen: d.failures_seen,
+    }
+}
+
+fn from_sched_deployment(d: &sched::Deployment) -> DeploymentRecord {
+    DeploymentRecord {
+        id: d.id.clone(),
+        status: match d.status {
+            sched::DeploymentStatus::Primary => "PRIMARY".into(),
+            sched::DeploymentStatus::Active => "ACTIVE".into(),
+        },
+        task_definition: d.task_definition.clone(),
+        rollout_state: match d.rollout_state {
+            sched::RolloutState::InProgress => "IN_PROGRESS".into(),
+            sched::RolloutState::Completed => "COMPLETED".into(),
+            sched::RolloutState::Failed => "FAILED".into(),
+        },
+        rollout_state_reason: d.rollout_state_reason.clone(),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        next_launch_at: d.next_launch_at,
+        failures_seen: d.failures_seen,
+    }
+}
+
+async fn task_definition(
+    ctx: &Ctx,
+    cache: &mut HashMap<String, Option<ecs::TaskDefinition>>,
+    arn: &str,
+) -> Result<Option<ecs::TaskDefinition>, ApiError> {
+    if let Some(td) = cache.get(arn) {
+        return Ok(td.clone());
+    }
+    let td = crate::ecs::taskdefs::by_arn(ctx, arn)
+        .await?
+        .map(|r| r.definition.clone());
+    cache.insert(arn.to_string(), td.clone());
+    Ok(td)
+}
+
+fn has_health_check(td: Option<&ecs::TaskDefinition>) -> bool {
+    td.and_then(|t| t.container_definitions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.essential.unwrap_or(true) && c.health_check.is_some())
+        })
+}
+
+/// Every task of `group` in `cluster` (both desired statuses), in key order, through the tasks
+/// index (see `indexes`).
+pub(crate) async fn group_tasks(
+    ctx: &Ctx,
+    cluster: &str,
+    group: &str,
+) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
+    let mut found = Vec::new();
+    for bucket in ["RUNNING", "STOPPED"] {
+        found.extend(
+            ctx.app
+                .repo
+                .index_all(
+                    crate::indexes::TASKS,
+                    &crate::indexes::term::group(cluster, bucket, group),
+                    &keys::tasks_in(cluster),
+                    |k, t: &Arc<TaskRecord>| {
+                        (t.group == group
+                            && crate::indexes::desired_bucket(&t.desired_status) == bucket)
+                            .then(|| (k.to_string(), t.clone()))
+                    },
+                )
+                .await?,
+        );
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, t)| t).collect())
+}
+
+async fn reconcile_service(
+    ctx: &Ctx,
+    svc: ServiceRecord,
+    revision: i64,
+    view: &ClusterView,
+) -> Result<(), ApiError> {
+    let now = now_epoch();
+    let cluster = svc.cluster.clone();
+    let group = format!("service:{}", svc.name);
+    let task_recs = group_tasks(ctx, &cluster, &group).await?;
+    let mut tds = HashMap::new();
+    let mut tasks = Vec::with_capacity(task_recs.len());
+    for t in &task_recs {
+        let td = task_definition(ctx, &mut tds, &t.task_definition_arn).await?;
+        tasks.push(sched::Task {
+            id: t.id.clone(),
+            deployment_id: t.started_by.clone().unwrap_or_default(),
+            instance_id: t.container_instance_id.clone(),
+            desired_running: t.desired_status == "RUNNING",
+            running: t.last_status == "RUNNING",
+            stopped: t.last_status == "STOPPED",
+            failed: t.last_status == "STOPPED"
+                && matches!(
+                    t.stop_code.as_deref(),
+                    Some("TaskFailedToStart") | Some("EssentialContainerExited")
+                ),
+            stopped_at: t.stopped_at,
+            health: match t.health_status.as_deref() {
+                Some("HEALTHY") => sched::Health::Healthy,
+                Some("UNHEALTHY") => sched::Health::Unhealthy,
+                _ => sched::Health::Unknown,
+            },
+            has_health_check: has_health_check(td.as_ref()),
+            started_at: t.started_at,
+            protected: t.protected_until.is_some_and(|u| u > now),
+        });
+    }
+    // DAEMON eligibility: the service's and the task definition's memberOf constraints.
+    let primary_td_arn = svc.task_definition.clone();
+    let primary_td = task_definition(ctx, &mut tds, &primary_td_arn).await?;
+    let mut expressions = Vec::new();
+    let td_exprs = primary_td
+        .as_ref()
+        .and_then(|t| t.placement_constraints.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| c.expression.clone());
+    for expr in svc
+        .placement_constraints
+        .iter()
+        .map(|c| c.expression.clone())
+        .chain(td_exprs)
+    {
+        if let Some(e) = expr.as_deref() {
+            if let Ok(x) = berth_placement::Expression::parse(e) {
+                expressions.push(x);
+            }
+        }
+    }
+    // Only DAEMON services with constraints need each instance's placement view (memberOf
+    // eligibility); everyone else uses the pass's shared view as it is.
+    let daemon = svc.scheduling_strategy == "DAEMON";
+    let narrowed: Vec<sched::Instance>;
+    let instances: &[sched::Instance] = if daemon && !expressions.is_empty() {
+        narrowed = view
+            .records
+            .iter()
+            .zip(&view.instances)
+            .map(|(rec, base)| {
+                let snapshot = tasks::snapshot_instance(ctx, rec);
+                let placement_view = berth_placement::InstanceView::new(&snapshot);
+                sched::Instance {
+                    daemon_eligible: expressions.iter().all(|x| x.matches(&placement_view)),
+                    ..base.clone()
+                }
+            })
+            .collect();
+        &narrowed
+    } else {
+        &view.instances
+    };
+    let service = sched::Service {
+        name: svc.name.clone(),
+        scheduling: if svc.scheduling_strategy == "DAEMON" {
+            sched::Scheduling::Daemon
+        } else {
+            sched::Scheduling::Replica
+        },
+        status: match svc.status.as_str() {
+            "ACTIVE" => sched::ServiceStatus::Active,
+            "DRAINING" => sched::ServiceStatus::Draining,
+            _ => sched::ServiceStatus::Inactive,
+        },
+        desired_count: svc.desired_count,
+        maximum_percent: svc.maximum_percent,
+        minimum_healthy_percent: svc.minimum_healthy_percent,
+        deployments: svc.deployments.iter().map(to_sched_deployment).collect(),
+        circuit_breaker: svc
+            .circuit_breaker
+            .as_ref()
+            .filter(|c| c.enable == Some(true))
+            .map(|c| sched::CircuitBreaker {
+                rollback: c.rollback == Some(true),
+                threshold: c.threshold_configuration.as_ref().and_then(|t| {
+                    let v = t.value?.max(0) as u64;
+                    let pct = (svc.desired_count as u64 * v).div_ceil(100) as u32;
+                    Some(match t.type_? {
+                        ecs::ThresholdType::Count => v as u32,
+                        ecs::ThresholdType::BoundedPercent => pct.clamp(3, 200),
+                        ecs::ThresholdType::UnboundedPercent => pct.max(1),
+                    })
+                }),
+            }),
+        health_check_grace_seconds: svc.health_check_grace_period_seconds.unwrap_or(0) as f64,
+        last_steady_event_at: svc.last_steady_event_at,
+        last_completed_task_definition: svc.last_completed_task_definition.clone(),
+    };
+    let new_id = crate::ecs::services::deployment_id();
+    let plan = sched::reconcile(&sched::Input {
+        service: &service,
+        tasks: &tasks,
+        instances,
+        now,
+        new_deployment_id: &new_id,
+    });
+
+    let mut events: Vec<String> = plan.events.clone();
+    // Stops.
+    for st in &plan.stops {
+        match &st.reason {
+            sched::StopReason::Lost => mark_lost(ctx, &cluster, &st.task_id).await?,
+            sched::StopReason::Unhealthy => {
+                tasks::request_stop(
+                    ctx,
+                    &cluster,
+                    &st.task_id,
+                    "Task failed container health checks".into(),
+                    "ServiceSchedulerInitiated",
+                )
+                .await?;
+            }
+            sched::StopReason::Scheduler(why) => {
+                tasks::request_stop(
+                    ctx,
+                    &cluster,
+                    &st.task_id,
+                    why.clone(),
+                    "ServiceSchedulerInitiated",
+                )
+                .await?;
+            }
+        }
+    }
+    // Starts.
+    for start in &plan.starts {
+        let Some(td) = task_definition(ctx, &mut tds, &start.task_definition).await? else {
+            events.push(format!(
+                "(service {}) failed to launch a task: its task definition {} is gone.",
+                svc.name, start.task_definition
+            ));
+            continue;
+        };
+        let resources = tasks::requirements(&td, &ecs::TaskOverride::default())?;
+        let mut tags = Vec::new();
+        if svc.propagate_tags.as_deref() == Some("SERVICE") {
+            tags = svc.tags.clone();
+        }
+        let l = Launch {
+            cluster: cluster.clone(),
+            family: td.family.clone().unwrap_or_default(),
+            revision: td.revision as u32,
+            td,
+            overrides: ecs::TaskOverride::default(),
+            resources,
+            group: group.clone(),
+            started_by: Some(start.deployment_id.clone()),
+            launch_type: svc.launch_type.clone(),
+            tags,
+            enable_execute_command: svc.enable_execute_command,
+            network_configuration: svc.network_configuration.clone(),
+        };
+        let strategies = if svc.placement_strategy.is_empty() {
+            berth_placement::service_default()
+        } else {
+            tasks::strategies(Some(&svc.placement_strategy))
+        };
+        let launched = match tasks::launch(
+            ctx,
+            &l,
+            start.count,
+            tasks::constraints(Some(&svc.placement_constraints)),
+            strategies,
+            start
+                .instance_id
+                .as_ref()
+                .map(|i| vec![ctx.app.scope.container_instance_arn(&cluster, i)]),
+            None,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                events.push(format!(
+                    "(service {}) was unable to place a task because no container instance met all of its requirements. Reason: {}",
+                    svc.name, e.message
+                ));
+                continue;
+            }
+        };
+        // One event per STARTED_PER_EVENT tasks, each naming its tasks, as ECS writes them
+        // while it launches a large service in batches.
+        for chunk in launched.tasks.chunks(STARTED_PER_EVENT) {
+            let ids: Vec<String> = chunk.iter().map(|t| format!("(task {})", t.id)).collect();
+            events.push(format!(
+                "(service {}) has started {} tasks: {}.",
+                svc.name,
+                chunk.len(),
+                ids.join(" ")
+            ));
+        }
+        if let Some(msg) = launched.event {
+            events.push(format!("(service {}) {}", svc.name, msg));
+        }
+    }
+
+    // Write back deployments, events, status.
+    let deployments: Vec<DeploymentRecord> =
+        plan.deployments.iter().map(from_sched_deployment).collect();
+    let changed_deployments =
+        serde_json::to_string(&deployments).ok() != serde_json::to_string(&svc.deployments).ok();
+    let fresh_events: Vec<String> = events
+        .into_iter()
+        .filter(|m| {
+            // Don't repeat an identical event (e.g. "unable to place") within a minute.
+            !svc.events
+                .iter()
+                .rev()
+                .take(10)
+                .any(|e| &e.message == m && now - e.created_at < REPEAT_EVENT_AFTER)
+        })
+        .collect();
+    // A DAEMON service's desiredCount is ECS's to keep: one per eligible instance (0 once it
+    // is draining).
+    let daemon_desired = daemon.then(|| {
+        if svc.status == "ACTIVE" {
+            instances
+                .iter()
+                .filter(|i| i.active && i.daemon_eligible && !i.lost)
+                .count() as u32
+        } else {
+            0
+        }
+    });
+    let desired_changed = daemon_desired.is_some_and(|d| d != svc.desired_count);
+    if !changed_deployments
+        && fresh_events.is_empty()
+        && !plan.inactive
+        && plan.completed_task_definition.is_none()
+        && !desired_changed
+    {
+        return Ok(());
+    }
+    let key = keys::service(&cluster, &svc.name);
+    let mut rec = svc.clone();
+    rec.deployments = deployments;
+    if let Some(d) = daemon_desired {
+        rec.desired_count = d;
+    }
+    if let Some(primary) = rec.deployments.iter().find(|d| d.status == "PRIMARY") {
+        rec.task_definition = primary.task_definition.clone();
+    }
+    for m in &fresh_events {
+        tracing::info!(cluster = %cluster, service = %svc.name, event = %m, "service event");
+        rec.events.push(ServiceEventRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at: now,
+            message: m.clone(),
+        });
+    }
+    if rec.events.len() > crate::ecs::services::MAX_EVENTS {
+        let drop = rec.events.len() - crate::ecs::services::MAX_EVENTS;
+        rec.events.drain(..drop);
+    }
+    if plan.steady_event {
+        rec.last_steady_event_at = Some(now);
+    }
+    if let Some(td) = &plan.completed_task_definition {
+        rec.last_completed_task_definition = Some(td.clone());
+    }
+    if plan.inactive {
+        rec.status = "INACTIVE".into();
+        tracing::info!(cluster = %cluster, service = %svc.name, "service inactive");
+    }
+    let txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: key.clone(),
+            revision,
+        })
+        .put(key, to_bytes(&rec));
+    if ctx.app.repo.commit(txn).await?.is_none() {
+        tracing::debug!(service = %svc.name, "service changed during reconcile; recomputing next pass");
+    }
+    Ok(())
+}
+
+/// A task whose agent is gone for good: STOPPED now, resources released.
+async fn mark_lost(ctx: &Ctx, cluster: &str, task_id: &str) -> Result<(), ApiError> {
+    tasks::request_stop(
+        ctx,
+        cluster,
+        task_id,
+        "Task lost: its container instance's agent is disconnected".into(),
+        "ServiceSchedulerInitiated",
+    )
+    .await?;
+    let arn = ctx.app.scope.task_arn(cluster, task_id);
+    tasks::apply_report(ctx, cluster, &arn, Some("STOPPED"), |_, _| {}).await
+}
+
+/// Deletes STOPPED tasks older than [`STOPPED_TASK_RETENTION`].
+pub async fn collect_stopped_tasks(ctx: &Ctx) -> Result<usize, ApiError> {
+    let now = now_epoch();
+    let expired = ctx
+        .app
+        .repo
+        .scan("ecs/tasks/", |t: Versioned<Arc<TaskRecord>>| {
+            (t.value.last_status == "STOPPED"
+                && t.value
+                    .stopped_at
+                    .is_some_and(|s| now - s > STOPPED_TASK_RETENTION))
+            .then_some((t.key, t.revision))
+        })
+        .await?;
+    let n = ctx.app.repo.delete_unchanged(expired).await?.len();
+    if n > 0 {
+        tracing::info!(tasks = n, "stopped tasks collected");
+    }
+    Ok(n)
+}
+
+/// Purges DELETE_IN_PROGRESS task-definition revisions that no task (of any status still kept)
+/// and no ACTIVE/DRAINING service deployment references any more (ECS: "deleted when no longer
+/// referenced"). The family record stays, so revisions are never reused.
+pub async fn purge_deleted_task_definitions(ctx: &Ctx) -> Result<usize, ApiError> {
+    let tds = ctx
+        .app
+        .repo
+        .list::<TaskDefinitionRecord>(keys::TASK_DEFINITIONS)
+        .await?;
+    let doomed: Vec<_> = tds
+        .into_iter()
+        .filter(|t| t.value.definition.status == Some(ecs::TaskDefinitionStatus::DeleteInProgress))
+        .collect();
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let mut referenced: std::collections::HashSet<String> = ctx
+        .app
+        .repo
+        .scan("ecs/tasks/", |t: Versioned<Arc<TaskRecord>>| {
+            Some(t.value.task_definition_arn.clone())
+        })
+        .await?
+        .into_iter()
+        .collect();
+    for s in ctx.app.repo.list::<ServiceRecord>(keys::SERVICES).await? {
+        if s.value.status != "INACTIVE" {
+            referenced.extend(
+                s.value
+                    .deployments
+                    .iter()
+                    .map(|d| d.task_definition.clone()),
+            );
+        }
+    }
+    let mut n = 0;
+    for t in doomed {
+        let arn = t
+            .value
+            .definition
+            .task_definition_arn
+            .clone()
+            .unwrap_or_default();
+        if referenced.contains(&arn) {
+            continue;
+        }
+        let txn = Txn::new()
+            .when(Compare::ModRevision {
+                key: t.key.clone(),
+                revision: t.revision,
+            })
+            .delete(t.key.clone());
+        if ctx.app.repo.commit(txn).await?.is_some() {
+            tracing::info!(task_definition = %arn, "deleted task definition purged");
+            n += 1;
+        }
+    }
+    Ok(n)
+}
