@@ -117,7 +117,7 @@ class Berth:
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
-            region_name=REGION,
+            region_name=kw.pop("region_name", REGION),
             aws_access_key_id=kw.pop("akid", akid),
             aws_secret_access_key=kw.pop("secret", secret),
             **kw,

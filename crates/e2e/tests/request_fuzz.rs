@@ -73,7 +73,8 @@ async fn ecs_alone() -> Arc<Ecs> {
     Ecs::new(
         EcsConfig {
             store,
-            repo: berth_service::repo::Repo::cached(cache),
+            repo: berth_service::repo::Repo::cached(cache.clone()),
+            keys_repo: berth_service::repo::Repo::cached(cache),
             scope: Scope::new("us-east-1", "000000000000"),
             keys: Default::default(),
             endpoint: "http://127.0.0.1:7601".into(),

@@ -9,7 +9,7 @@
 //! role check, the service's `call`, the answer in the protocol's form, a request id, metrics.
 //!
 //! Architecture invariant: the edge knows no service's internals — only the [`Service`] trait
-//! and the descriptors `bin` registers. Adding a service never changes this crate.
+//! and the descriptors `berth-server` registers. Adding a service never changes this crate.
 
 pub mod render;
 pub mod scope;
@@ -26,7 +26,7 @@ use berth_service::leader::Leader;
 use berth_service::metrics::Metrics;
 use berth_service::repo::{to_bytes, Repo};
 use berth_service::{
-    ApiError, Authenticator, Call, Descriptor, Principal, Protocol, Reply, Service,
+    ApiError, Authenticator, Call, Principal, Protocol, Reply, Service,
 };
 use berth_store::{StateStore, Txn};
 use std::collections::HashMap;
@@ -149,10 +149,9 @@ pub struct EdgeConfig {
     pub closing: tokio_util::sync::CancellationToken,
 }
 
-/// The front door: the registered services and the tables that route to them.
-pub struct Edge {
-    cfg: EdgeConfig,
-    auth: KeyAuthenticator,
+/// One region's routing table: its services and the maps that route to them.
+#[derive(Default)]
+pub struct Table {
     services: Vec<Arc<dyn Service>>,
     /// Signing name → service (index into `services`).
     by_signing_name: HashMap<&'static str, usize>,
@@ -165,28 +164,9 @@ pub struct Edge {
     extra: Vec<Router>,
 }
 
-impl Edge {
-    pub fn new(cfg: EdgeConfig) -> Self {
-        let auth = KeyAuthenticator::new(cfg.keys.clone(), cfg.scope.account.clone());
-        Self {
-            cfg,
-            auth,
-            services: Vec::new(),
-            by_signing_name: HashMap::new(),
-            by_prefix: HashMap::new(),
-            default_rest: None,
-            rest: Vec::new(),
-            extra: Vec::new(),
-        }
-    }
-
-    /// The signature check, for REST services that read their own bodies.
-    pub fn authenticator(&self) -> Arc<dyn Authenticator> {
-        Arc::new(self.auth.clone())
-    }
-
+impl Table {
     /// Adds a service. Two services claiming one signing name or target prefix is a wiring
-    /// mistake in `bin`: the later registration panics at startup, never at request time.
+    /// mistake: the later registration panics at startup, never at request time.
     pub fn register(&mut self, service: Arc<dyn Service>) -> &mut Self {
         let d = service.descriptor();
         let i = self.services.len();
@@ -210,6 +190,126 @@ impl Edge {
         self
     }
 
+    fn service_for(
+        &self,
+        scope: Option<&scope::CredentialScope<'_>>,
+        prefix: &str,
+    ) -> Option<&Arc<dyn Service>> {
+        let i = match scope {
+            Some(s) => self.by_signing_name.get(&*s.service).copied(),
+            None => self.by_prefix.get(prefix).copied(),
+        }?;
+        self.services.get(i)
+    }
+
+    /// The REST router for a request signed for `signing_name` (none, or not a REST service:
+    /// the default one, S3).
+    fn rest_for(&self, signing_name: Option<&str>) -> Option<Router> {
+        signing_name
+            .and_then(|n| self.by_signing_name.get(n).copied())
+            .filter(|i| self.rest[*i].is_some())
+            .or(self.default_rest)
+            .and_then(|i| self.rest[i].clone())
+    }
+}
+
+/// Builds the services of a region other than the home region, the first time a request signed
+/// for it arrives (or at startup, for the regions the store already holds).
+#[async_trait::async_trait]
+pub trait RegionFactory: Send + Sync {
+    async fn build(&self, region: &str) -> Result<Table, ApiError>;
+}
+
+/// At most this many regions besides the home region: a client cannot grow the server without
+/// bound by signing for made-up regions (AWS has fewer).
+pub const MAX_REGIONS: usize = 48;
+
+/// Does `region` look like an AWS region name (`us-east-2`, `eu-central-1`, `us-gov-west-1`)?
+pub fn valid_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 4
+        && region.len() <= 32
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1]
+            .parse::<u8>()
+            .is_ok_and(|n| (1..=99).contains(&n))
+}
+
+fn invalid_region(region: &str) -> ApiError {
+    ApiError::new(
+        "InvalidSignatureException",
+        format!("Credential should be scoped to a valid region, not '{region}'. "),
+    )
+}
+
+/// The front door: the home region's routing table, the other regions' (built on demand), and
+/// the routes outside the AWS protocols.
+pub struct Edge {
+    cfg: EdgeConfig,
+    auth: KeyAuthenticator,
+    home: Arc<Table>,
+    regions: tokio::sync::RwLock<HashMap<String, Arc<Table>>>,
+    factory: Option<Arc<dyn RegionFactory>>,
+}
+
+impl Edge {
+    /// An edge serving `home` (the home region's services; the region is `cfg.scope.region`)
+    /// and, when `factory` is given, every other region as its own namespace.
+    pub fn new(cfg: EdgeConfig, home: Table, factory: Option<Arc<dyn RegionFactory>>) -> Self {
+        let auth = KeyAuthenticator::new(cfg.keys.clone(), cfg.scope.account.clone());
+        Self {
+            cfg,
+            auth,
+            home: Arc::new(home),
+            regions: Default::default(),
+            factory,
+        }
+    }
+
+    /// The signature check, for REST services that read their own bodies; usable before the
+    /// edge is built.
+    pub fn authenticator(keys: &KeyCache, scope: &Scope) -> Arc<dyn Authenticator> {
+        Arc::new(KeyAuthenticator::new(keys.clone(), scope.account.clone()))
+    }
+
+    /// The routing table of `region`: the home table, or the region's own, built on first use.
+    pub async fn table(&self, region: &str) -> Result<Arc<Table>, ApiError> {
+        if region == self.cfg.scope.region {
+            return Ok(self.home.clone());
+        }
+        if let Some(t) = self.regions.read().await.get(region) {
+            return Ok(t.clone());
+        }
+        let Some(factory) = &self.factory else {
+            return Ok(self.home.clone());
+        };
+        if !valid_region(region) {
+            return Err(invalid_region(region));
+        }
+        let mut regions = self.regions.write().await;
+        if let Some(t) = regions.get(region) {
+            return Ok(t.clone());
+        }
+        if regions.len() >= MAX_REGIONS {
+            return Err(invalid_region(region));
+        }
+        let table = Arc::new(factory.build(region).await?);
+        tracing::info!(region, "region opened");
+        regions.insert(region.to_string(), table.clone());
+        Ok(table)
+    }
+
+    /// Every region's table, the home region's first.
+    async fn tables(&self) -> Vec<Arc<Table>> {
+        let mut all = vec![self.home.clone()];
+        all.extend(self.regions.read().await.values().cloned());
+        all
+    }
+
     /// The axum router for all of it.
     pub fn router(self: &Arc<Self>) -> Router {
         let mut r = Router::new()
@@ -219,7 +319,7 @@ impl Edge {
             .route("/metrics", get(metrics))
             .fallback(rest)
             .with_state(self.clone());
-        for extra in &self.extra {
+        for extra in &self.home.extra {
             r = r.merge(extra.clone());
         }
         r
@@ -245,16 +345,6 @@ impl Edge {
         result
     }
 
-    fn service_for(
-        &self,
-        scope: Option<&scope::CredentialScope<'_>>,
-        prefix: &str,
-    ) -> Option<usize> {
-        match scope {
-            Some(s) => self.by_signing_name.get(&*s.service).copied(),
-            None => self.by_prefix.get(prefix).copied(),
-        }
-    }
 }
 
 fn request_id() -> String {
@@ -294,7 +384,10 @@ async fn rpc(
         .unwrap_or("");
     let cred = scope::credential_scope(&headers, &uri);
     let prefix = target.split_once('.').map_or(target, |(p, _)| p);
-    let Some(i) = edge.service_for(cred.as_ref(), prefix) else {
+    // Every region has the same services: the home table's descriptor decides the body limit
+    // and the protocol before the region's own table is looked up (after authentication, so an
+    // unauthenticated request never opens a region).
+    let Some(service) = edge.home.service_for(cred.as_ref(), prefix) else {
         // No service answers this signing name (or, unsigned, this target): awsJson's form, as
         // most of the endpoint speaks it.
         let e = match read_body(body, ADMIN_BODY_BYTES).await {
@@ -309,7 +402,6 @@ async fn rpc(
             .observe(target, false, &e.code, started.elapsed().as_secs_f64());
         return finish(render::error(Protocol::AwsJson1_1, &e, "", &rid), &rid);
     };
-    let service = &edge.services[i];
     let d = service.descriptor();
     let region = cred
         .as_ref()
@@ -317,8 +409,8 @@ async fn rpc(
     let mut known = false;
     let result = call(
         &edge,
-        service.as_ref(),
-        d,
+        service,
+        cred.as_ref(),
         &method,
         &uri,
         &headers,
@@ -356,8 +448,8 @@ async fn rpc(
 #[allow(clippy::too_many_arguments)] // the parts of one request, taken apart once by `rpc`
 async fn call(
     edge: &Edge,
-    service: &dyn Service,
-    d: &'static Descriptor,
+    home_service: &Arc<dyn Service>,
+    cred: Option<&scope::CredentialScope<'_>>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -366,6 +458,7 @@ async fn call(
     region: &str,
     known: &mut bool,
 ) -> Result<Reply, ApiError> {
+    let d = home_service.descriptor();
     let body = read_body(body, d.body_limit).await?;
     let principal = edge.auth.authenticate(method, uri, headers, &body)?;
     let action: String;
@@ -390,6 +483,15 @@ async fn call(
     *known = true;
     berth_auth::authorize(principal.role, prefix, op)
         .map_err(|e| auth_error(e.with_principal(principal.arn.clone())))?;
+    let table;
+    let service = if region == edge.cfg.scope.region {
+        home_service
+    } else {
+        table = edge.table(region).await?;
+        table
+            .service_for(cred, prefix)
+            .ok_or_else(|| ApiError::unknown_operation(target))?
+    };
     service
         .call(Call {
             principal,
@@ -409,16 +511,14 @@ fn query_action(body: &[u8]) -> Option<&str> {
         .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Any other path: the REST service the request is signed for (unsigned: the default one, S3).
+/// Any other path: the REST service the request is signed for (unsigned: the default one,
+/// S3). S3 is global, as in AWS: path requests are served by the home region's table.
 async fn rest(State(edge): State<Arc<Edge>>, req: Request) -> Response {
-    let picked = {
+    let router = {
         let cred = scope::credential_scope(req.headers(), req.uri());
-        cred.as_ref()
-            .and_then(|c| edge.by_signing_name.get(&*c.service).copied())
-            .filter(|i| edge.rest[*i].is_some())
-            .or(edge.default_rest)
+        edge.home.rest_for(cred.as_ref().map(|c| &*c.service))
     };
-    match picked.and_then(|i| edge.rest[i].clone()) {
+    match router {
         Some(router) => match router.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
@@ -498,8 +598,10 @@ async fn reset(
         let repo = &edge.cfg.repo;
         let saved = repo.list::<AccessKeyRecord>(ACCESS_KEYS).await?;
         edge.cfg.store.wipe().await?;
-        for s in &edge.services {
-            s.after_reset().await?;
+        for table in edge.tables().await {
+            for s in &table.services {
+                s.after_reset().await?;
+            }
         }
         let mut txn = Txn::new();
         for k in &saved {

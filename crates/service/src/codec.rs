@@ -80,3 +80,27 @@ pub fn now_epoch() -> f64 {
         .unwrap_or_default();
     (d.as_millis() as f64) / 1000.0
 }
+
+/// Decodes a request body of a hand-written (not generated) shape: an empty body is the
+/// default; anything not a JSON object, or not of the shape, is a `SerializationException` whose
+/// message names what is wrong without serde's line and column.
+pub fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    if !body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+    {
+        return Err(ApiError::serialization(
+            "Start of structure or map found where not expected.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::serialization(format!(
+            "Could not parse the request body: {}",
+            describe(&e)
+        ))
+    })
+}

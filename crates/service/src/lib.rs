@@ -6,7 +6,7 @@
 //! which operations it knows) and a `call` per authorized operation (RPC protocols) or an axum
 //! router (REST protocols). The edge authenticates, authorizes, reads the body under the limit,
 //! routes by signing name, and renders errors in the protocol's own form; the service never sees
-//! HTTP for RPC protocols. `bin` builds each service with what it needs and registers it.
+//! HTTP for RPC protocols. `berth-server` builds each service with what it needs and registers it.
 //!
 //! Also here, shared by all services: [`ApiError`] (one error type, rendered per protocol by the
 //! edge), the awsJson codec ([`codec`]), typed store access with optimistic retries ([`repo`]),
@@ -15,7 +15,7 @@
 //!
 //! API boundary: services depend on this crate, never on each other's internals nor on the edge;
 //! a service that needs another's data gets a narrow trait defined here or in that service's
-//! public surface, handed over by `bin`.
+//! public surface, handed over by `berth-server`.
 
 pub mod auth;
 pub mod codec;
@@ -153,7 +153,7 @@ pub use codec::now_epoch;
 
 /// Something that keeps blobs of the registry's blob store alive besides the registry's own
 /// manifests and layers (S3 objects keep their content there): the registry's garbage collection
-/// asks every holder `bin` gave it before deleting anything.
+/// asks every holder `berth-server` gave it before deleting anything.
 #[async_trait::async_trait]
 pub trait BlobHolder: Send + Sync {
     /// The digests (`sha256:<hex>`) held now.

@@ -34,17 +34,19 @@
 //!
 //! A wipe is a single transaction however big the namespace: the memory and SQLite backends
 //! collect every deleted key (and write one history event per key) in that one transaction, and
-//! etcd sends one revision's worth of delete events to every watcher. Fine for the namespaces
-//! berth holds (thousands of keys); a namespace of millions of keys would want the keys deleted
-//! in batches first (range with a limit, delete a page per transaction), then the marker
-//! transaction.
+//! etcd (where the delete is a single `DeleteRange` op, well within `--max-txn-ops`) sends the
+//! revision's delete events to every watcher in one response (berth accepts up to 256 MiB).
+//! Fine for the namespaces berth holds (thousands of keys); a namespace of millions of keys
+//! would want its keys deleted in batches first (range with a limit, delete a page per
+//! transaction), then the marker transaction.
 //!
 //! # Watch
 //!
 //! A watch of sub-prefix `s` is one inner watch of the prefix without its `/` (which covers both
 //! the namespace and its wipe marker, so the marker is seen in order with the data: the wipe puts
 //! it before its deletes), filtered to `regions/<region>/s`. A watch of a narrow sub-prefix
-//! therefore receives (and drops) the whole namespace's events from the inner store; the usual
+//! therefore receives (and drops) the whole namespace's events from the inner store (and those
+//! of a sibling whose name extends this one's, `regions/us-east-20/`, if any); the usual
 //! watcher, the watch cache, watches everything anyway. Opening a watch also reads the marker
 //! (one `get`).
 //!
@@ -55,7 +57,8 @@
 //! revision is the shared store's, which other namespaces' writes move without any event in
 //! this one: after a write elsewhere, a read waits for the mirror (up to
 //! [`CATCH_UP`](crate::cache::CATCH_UP)) and then falls back to the store, until this namespace
-//! is written again.
+//! is written again. (A `PrefixedStore` over one shared `CachedStore` has no such stall, but the
+//! cache's views, decoded values and indexes then work on the shared key space.)
 
 use std::sync::Arc;
 

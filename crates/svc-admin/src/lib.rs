@@ -20,8 +20,38 @@ pub struct Admin {
     pub scope: Scope,
     pub keys: KeyCache,
     pub ecs: Arc<dyn EcsAdmin>,
-    /// The background tasks' status (`berth status`).
-    pub tasks: berth_tasks::TaskMonitor,
+    /// The background tasks' status (`berth status`), per region.
+    pub tasks: TaskMonitors,
+}
+
+/// Each region's background-task monitor (regions open while the server runs).
+#[derive(Default, Clone)]
+pub struct TaskMonitors(Arc<std::sync::RwLock<Vec<(String, berth_tasks::TaskMonitor)>>>);
+
+impl TaskMonitors {
+    pub fn add(&self, region: &str, monitor: berth_tasks::TaskMonitor) {
+        if let Ok(mut v) = self.0.write() {
+            v.push((region.to_string(), monitor));
+        }
+    }
+
+    /// Every task of every region, each with its region.
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let Ok(v) = self.0.read() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (region, m) in v.iter() {
+            for s in m.status() {
+                let mut j = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = j.as_object_mut() {
+                    o.insert("region".into(), region.clone().into());
+                }
+                out.push(j);
+            }
+        }
+        out
+    }
 }
 
 /// What every admin handler gets.
@@ -86,19 +116,17 @@ struct CreateReq {
     description: String,
 }
 
+/// A request without members (unknown members are ignored, as AWS does).
+#[derive(Debug, Deserialize, Default)]
+struct Empty {}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct DeleteReq {
     access_key_id: String,
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))
-}
+use berth_service::codec::parse;
 
 /// Creates an access key with `role` and stores it (shared by the API and server bootstrap).
 pub async fn create_key(
@@ -148,6 +176,7 @@ pub async fn dispatch(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiEr
             }})
         }
         "ListAccessKeys" => {
+            let _: Empty = parse(body)?;
             let recs = ctx.app.repo.list::<AccessKeyRecord>(ACCESS_KEYS).await?;
             // Temporary credentials (task roles) are not keys an operator manages.
             let list: Vec<AccessKey> = recs
@@ -205,11 +234,12 @@ pub async fn dispatch(ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, ApiEr
                 .await?
         }
         "DescribeStatus" => {
+            let _: Empty = parse(body)?;
             let mut status = ctx.app.ecs.describe_status().await?;
             if let Some(obj) = status.as_object_mut() {
                 obj.insert(
                     "backgroundTasks".into(),
-                    serde_json::to_value(ctx.app.tasks.status()).unwrap_or_default(),
+                    serde_json::Value::Array(ctx.app.tasks.status()),
                 );
             }
             status

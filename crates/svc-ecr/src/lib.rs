@@ -7,7 +7,7 @@
 //! Owns: the registry's metadata in the state store (`ecr/…`), its blob store (the data dir's
 //! `registry/`), and two background tasks: [`RegistryGc`] (every replica) and
 //! [`LifecyclePolicies`] (leader only). Blobs other services keep in the blob store (S3 objects)
-//! are protected from garbage collection through the [`BlobHolder`]s `bin` hands over.
+//! are protected from garbage collection through the [`BlobHolder`]s `berth-server` hands over.
 
 mod images;
 mod layers;

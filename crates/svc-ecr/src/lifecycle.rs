@@ -9,7 +9,7 @@ use berth_ecs_api::ecr::*;
 use berth_registry::lifecycle::{self, ImageFacts, Policy};
 use berth_service::codec::now_epoch;
 use berth_service::leader::as_leader;
-use berth_service::repo::{contention, to_bytes, Versioned, MAX_ATTEMPTS};
+use berth_service::repo::{to_bytes, Attempt, Versioned};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use berth_tasks::{BackgroundTask, Mode, TaskError, TaskSpec};
@@ -66,29 +66,32 @@ async fn update_repo(
     name: &str,
     f: impl Fn(&mut RepositoryRecord) -> Result<(), ApiError>,
 ) -> Result<Option<(RepositoryRecord, RepositoryRecord)>, ApiError> {
+    // The first attempt uses the record the caller read; later ones read it again.
     let mut current = r;
-    for _ in 0..MAX_ATTEMPTS {
-        let r = match current.take() {
-            Some(r) => r,
-            None => match model::get_repo(app, name).await? {
-                Some(r) => r,
-                None => return Ok(None),
-            },
-        };
-        let before = r.value.clone();
-        let mut rec = r.value;
-        f(&mut rec)?;
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: r.key.clone(),
-                revision: r.revision,
-            })
-            .put(r.key, to_bytes(&rec));
-        if app.repo.commit(txn).await?.is_some() {
-            return Ok(Some((before, rec)));
-        }
-    }
-    Err(contention())
+    app.repo
+        .retry(|| {
+            let first = current.take();
+            async {
+                let r = match first {
+                    Some(r) => r,
+                    None => match model::get_repo(app, name).await? {
+                        Some(r) => r,
+                        None => return Ok(Attempt::Done(None)),
+                    },
+                };
+                let before = r.value.clone();
+                let mut rec = r.value;
+                f(&mut rec)?;
+                let txn = Txn::new()
+                    .when(Compare::ModRevision {
+                        key: r.key.clone(),
+                        revision: r.revision,
+                    })
+                    .put(r.key, to_bytes(&rec));
+                Ok(Attempt::Commit(txn, Some((before, rec))))
+            }
+        })
+        .await
 }
 
 pub async fn put_lifecycle_policy(

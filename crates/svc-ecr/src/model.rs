@@ -12,7 +12,7 @@
 use crate::Ecr;
 use berth_registry::{manifest, BlobStore, Digest};
 use berth_service::codec::now_epoch;
-use berth_service::repo::{contention, to_bytes, Versioned, MAX_ATTEMPTS};
+use berth_service::repo::{to_bytes, Attempt, Versioned};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use berth_tasks::{BackgroundTask, Mode, TaskError, TaskSpec};
@@ -345,77 +345,80 @@ pub async fn put_manifest(
     if !missing.is_empty() {
         return Err(PutError::ManifestsUnknown(missing));
     }
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(r) = get_repo(app, repo).await? else {
-            return Err(PutError::RepositoryNotFound);
-        };
-        let existing = get_image(app, repo, &digest_s).await?;
-        let current_tag = match tag {
-            Some(t) => get_tag(app, repo, t).await?,
-            None => None,
-        };
-        let tag_here = current_tag
-            .as_ref()
-            .is_some_and(|t| t.value.digest == digest_s);
-        if let Some(v) = &existing {
-            if tag.is_none() || tag_here {
-                return Ok((v.value.clone(), PutOutcome::Unchanged));
+    let (rec, outcome) = app
+        .repo
+        .retry_as(|| async {
+            let Some(r) = get_repo(app, repo).await? else {
+                return Err(PutError::RepositoryNotFound);
+            };
+            let existing = get_image(app, repo, &digest_s).await?;
+            let current_tag = match tag {
+                Some(t) => get_tag(app, repo, t).await?,
+                None => None,
+            };
+            let tag_here = current_tag
+                .as_ref()
+                .is_some_and(|t| t.value.digest == digest_s);
+            if let Some(v) = &existing {
+                if tag.is_none() || tag_here {
+                    return Ok(Attempt::Done((v.value.clone(), PutOutcome::Unchanged)));
+                }
             }
-        }
-        if current_tag.is_some() && !tag_here && r.value.immutable() {
-            return Err(PutError::TagImmutable);
-        }
-        let rec = match &existing {
-            Some(v) => v.value.clone(),
-            None => ImageRecord {
-                digest: digest_s.clone(),
-                media_type: parsed.media_type.clone(),
-                artifact_media_type: parsed.artifact_type.clone(),
-                manifest: text.clone(),
-                size: parsed.image_size(),
-                pushed_at: now_epoch(),
-                last_pull: None,
-                blobs: parsed.blobs().map(|d| d.digest.to_string()).collect(),
-                children: parsed
-                    .manifests
-                    .iter()
-                    .map(|d| d.digest.to_string())
-                    .collect(),
-                subject: parsed.subject.as_ref().map(|d| d.digest.to_string()),
-            },
-        };
-        let image_key = keys::image(repo, &digest_s);
-        let mut txn = Txn::new()
-            .when(Compare::Exists {
-                key: keys::repo(repo),
-            })
-            .when(Compare::ModRevision {
-                key: image_key.clone(),
-                revision: existing.as_ref().map_or(0, |v| v.revision),
-            });
-        if existing.is_none() {
-            txn = txn.put(image_key, to_bytes(&rec));
-        }
-        if let Some(t) = tag {
-            let key = keys::tag(repo, t);
-            txn = txn
-                .when(Compare::ModRevision {
-                    key: key.clone(),
-                    revision: current_tag.as_ref().map_or(0, |v| v.revision),
+            if current_tag.is_some() && !tag_here && r.value.immutable() {
+                return Err(PutError::TagImmutable);
+            }
+            let rec = match &existing {
+                Some(v) => v.value.clone(),
+                None => ImageRecord {
+                    digest: digest_s.clone(),
+                    media_type: parsed.media_type.clone(),
+                    artifact_media_type: parsed.artifact_type.clone(),
+                    manifest: text.clone(),
+                    size: parsed.image_size(),
+                    pushed_at: now_epoch(),
+                    last_pull: None,
+                    blobs: parsed.blobs().map(|d| d.digest.to_string()).collect(),
+                    children: parsed
+                        .manifests
+                        .iter()
+                        .map(|d| d.digest.to_string())
+                        .collect(),
+                    subject: parsed.subject.as_ref().map(|d| d.digest.to_string()),
+                },
+            };
+            let image_key = keys::image(repo, &digest_s);
+            let mut txn = Txn::new()
+                .when(Compare::Exists {
+                    key: keys::repo(repo),
                 })
-                .put(
-                    key,
-                    to_bytes(&TagRecord {
-                        digest: digest_s.clone(),
-                    }),
-                );
-        }
-        if app.repo.commit(txn).await?.is_some() {
-            tracing::info!(repository = repo, digest = %digest_s, tag = tag.unwrap_or(""), "image stored");
-            return Ok((rec, PutOutcome::Stored));
-        }
+                .when(Compare::ModRevision {
+                    key: image_key.clone(),
+                    revision: existing.as_ref().map_or(0, |v| v.revision),
+                });
+            if existing.is_none() {
+                txn = txn.put(image_key, to_bytes(&rec));
+            }
+            if let Some(t) = tag {
+                let key = keys::tag(repo, t);
+                txn = txn
+                    .when(Compare::ModRevision {
+                        key: key.clone(),
+                        revision: current_tag.as_ref().map_or(0, |v| v.revision),
+                    })
+                    .put(
+                        key,
+                        to_bytes(&TagRecord {
+                            digest: digest_s.clone(),
+                        }),
+                    );
+            }
+            Ok(Attempt::Commit(txn, (rec, PutOutcome::Stored)))
+        })
+        .await?;
+    if outcome == PutOutcome::Stored {
+        tracing::info!(repository = repo, digest = %digest_s, tag = tag.unwrap_or(""), "image stored");
     }
-    Err(PutError::Api(contention()))
+    Ok((rec, outcome))
 }
 
 /// Why an image could not be deleted.
@@ -443,81 +446,83 @@ async fn referenced_by_index(app: &Ecr, repo: &str, digest: &str) -> Result<bool
 
 /// Deletes image `digest` and every tag pointing to it. Returns the tags removed.
 pub async fn delete_image(app: &Ecr, repo: &str, digest: &str) -> Result<Vec<String>, DeleteError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(img) = get_image(app, repo, digest).await? else {
-            return Err(DeleteError::NotFound);
-        };
-        if referenced_by_index(app, repo, digest).await? {
-            return Err(DeleteError::ReferencedByIndex);
-        }
-        let prefix = keys::tags_of(repo);
-        let tags: Vec<Versioned<TagRecord>> = app
-            .repo
-            .list::<TagRecord>(&prefix)
-            .await?
-            .into_iter()
-            .filter(|t| t.value.digest == digest)
-            .collect();
-        let mut txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: img.key.clone(),
-                revision: img.revision,
-            })
-            .delete(img.key.clone());
-        for t in &tags {
-            txn = txn
-                .when(Compare::ModRevision {
-                    key: t.key.clone(),
-                    revision: t.revision,
-                })
-                .delete(t.key.clone());
-        }
-        if app.repo.commit(txn).await?.is_some() {
-            tracing::info!(repository = repo, digest, "image deleted");
-            return Ok(tags
+    let prefix = keys::tags_of(repo);
+    let tags = app
+        .repo
+        .retry_as(|| async {
+            let Some(img) = get_image(app, repo, digest).await? else {
+                return Err(DeleteError::NotFound);
+            };
+            if referenced_by_index(app, repo, digest).await? {
+                return Err(DeleteError::ReferencedByIndex);
+            }
+            let tags: Vec<Versioned<TagRecord>> = app
+                .repo
+                .list::<TagRecord>(&prefix)
+                .await?
                 .into_iter()
-                .map(|t| t.key[prefix.len()..].to_string())
-                .collect());
-        }
-    }
-    Err(DeleteError::Api(contention()))
+                .filter(|t| t.value.digest == digest)
+                .collect();
+            let mut txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: img.key.clone(),
+                    revision: img.revision,
+                })
+                .delete(img.key.clone());
+            for t in &tags {
+                txn = txn
+                    .when(Compare::ModRevision {
+                        key: t.key.clone(),
+                        revision: t.revision,
+                    })
+                    .delete(t.key.clone());
+            }
+            Ok(Attempt::Commit(txn, tags))
+        })
+        .await?;
+    tracing::info!(repository = repo, digest, "image deleted");
+    Ok(tags
+        .into_iter()
+        .map(|t| t.key[prefix.len()..].to_string())
+        .collect())
 }
 
 /// Removes tag `tag`; when it was the image's last tag the image is deleted too (ECR's
 /// BatchDeleteImage), unless an index still references it. Returns the digest it pointed to.
 pub async fn untag(app: &Ecr, repo: &str, tag: &str) -> Result<String, DeleteError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(t) = get_tag(app, repo, tag).await? else {
-            return Err(DeleteError::NotFound);
-        };
-        let digest = t.value.digest.clone();
-        let others = tags_of(app, repo)
-            .await?
-            .into_iter()
-            .filter(|(n, d)| n != tag && *d == digest)
-            .count();
-        let mut txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: t.key.clone(),
-                revision: t.revision,
-            })
-            .delete(t.key.clone());
-        if others == 0 && !referenced_by_index(app, repo, &digest).await? {
-            if let Some(img) = get_image(app, repo, &digest).await? {
-                txn = txn
-                    .when(Compare::ModRevision {
-                        key: img.key.clone(),
-                        revision: img.revision,
-                    })
-                    .delete(img.key);
+    let digest = app
+        .repo
+        .retry_as(|| async {
+            let Some(t) = get_tag(app, repo, tag).await? else {
+                return Err(DeleteError::NotFound);
+            };
+            let digest = t.value.digest.clone();
+            let others = tags_of(app, repo)
+                .await?
+                .into_iter()
+                .filter(|(n, d)| n != tag && *d == digest)
+                .count();
+            let mut txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: t.key.clone(),
+                    revision: t.revision,
+                })
+                .delete(t.key.clone());
+            if others == 0 && !referenced_by_index(app, repo, &digest).await? {
+                if let Some(img) = get_image(app, repo, &digest).await? {
+                    txn = txn
+                        .when(Compare::ModRevision {
+                            key: img.key.clone(),
+                            revision: img.revision,
+                        })
+                        .delete(img.key);
+                }
             }
-        }
-        if app.repo.commit(txn).await?.is_some() {
-            tracing::info!(repository = repo, tag, digest = %digest, "tag removed");
-            return Ok(digest);
-        }
-    }
-    Err(DeleteError::Api(contention()))
+            Ok(Attempt::Commit(txn, digest))
+        })
+        .await?;
+    tracing::info!(repository = repo, tag, digest = %digest, "tag removed");
+    Ok(digest)
 }
 
 /// Records a pull (ECR's `lastRecordedPullTime`), at most once a minute per image; best effort.

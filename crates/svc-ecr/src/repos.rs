@@ -8,7 +8,7 @@ use crate::Ctx;
 use base64::Engine;
 use berth_ecs_api::ecr::*;
 use berth_service::codec::now_epoch;
-use berth_service::repo::{contention, to_bytes, Versioned, MAX_ATTEMPTS};
+use berth_service::repo::{to_bytes, Attempt, Change};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use std::collections::BTreeMap;
@@ -202,38 +202,40 @@ pub async fn delete_repository(
     ctx: &Ctx,
     req: DeleteRepositoryRequest,
 ) -> Result<DeleteRepositoryResponse, ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let r = existing_repo(ctx, req.repository_name.as_deref()).await?;
-        let name = r.value.name.clone();
-        let images = ctx.app.repo.count(&keys::images_of(&name), Some(1)).await?;
-        if images > 0 && !req.force {
-            return Err(ApiError::new(
-                "RepositoryNotEmptyException",
-                format!(
-                    "The repository with name '{name}' in registry with id '{}' cannot be deleted because it still contains images",
-                    registry_id(ctx)
-                ),
-            ));
-        }
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: r.key.clone(),
-                revision: r.revision,
-            })
-            .delete(r.key.clone())
-            .delete_prefix(keys::images_of(&name))
-            .delete_prefix(keys::tags_of(&name))
-            .delete_prefix(keys::links_of(&name))
-            .delete(keys::preview(&name));
-        if ctx.app.repo.commit(txn).await?.is_some() {
-            tracing::info!(repository = %name, force = req.force, "repository deleted");
-            model::spawn_gc(&ctx.app);
-            return Ok(DeleteRepositoryResponse {
-                repository: Some(to_wire(ctx, &r.value)),
-            });
-        }
-    }
-    Err(contention())
+    let (name, r) = ctx
+        .app
+        .repo
+        .retry(|| async {
+            let r = existing_repo(ctx, req.repository_name.as_deref()).await?;
+            let name = r.value.name.clone();
+            let images = ctx.app.repo.count(&keys::images_of(&name), Some(1)).await?;
+            if images > 0 && !req.force {
+                return Err(ApiError::new(
+                    "RepositoryNotEmptyException",
+                    format!(
+                        "The repository with name '{name}' in registry with id '{}' cannot be deleted because it still contains images",
+                        registry_id(ctx)
+                    ),
+                ));
+            }
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: r.key.clone(),
+                    revision: r.revision,
+                })
+                .delete(r.key.clone())
+                .delete_prefix(keys::images_of(&name))
+                .delete_prefix(keys::tags_of(&name))
+                .delete_prefix(keys::links_of(&name))
+                .delete(keys::preview(&name));
+            Ok(Attempt::Commit(txn, (name, r.value)))
+        })
+        .await?;
+    tracing::info!(repository = %name, force = req.force, "repository deleted");
+    model::spawn_gc(&ctx.app);
+    Ok(DeleteRepositoryResponse {
+        repository: Some(to_wire(ctx, &r)),
+    })
 }
 
 /// Read-modify-write of a repository record.
@@ -242,22 +244,16 @@ async fn update_repo(
     name: Option<&str>,
     f: impl Fn(&mut RepositoryRecord) -> Result<(), ApiError>,
 ) -> Result<(RepositoryRecord, RepositoryRecord), ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let r: Versioned<RepositoryRecord> = existing_repo(ctx, name).await?;
-        let before = r.value.clone();
-        let mut rec = r.value;
-        f(&mut rec)?;
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: r.key.clone(),
-                revision: r.revision,
-            })
-            .put(r.key, to_bytes(&rec));
-        if ctx.app.repo.commit(txn).await?.is_some() {
-            return Ok((before, rec));
-        }
-    }
-    Err(contention())
+    let name = repository_name(name)?;
+    ctx.app
+        .repo
+        .update::<RepositoryRecord, _>(&keys::repo(&name), |cur| {
+            let before = cur.ok_or_else(|| repository_not_found(ctx, &name))?;
+            let mut rec = before.clone();
+            f(&mut rec)?;
+            Ok(Change::Put(rec.clone(), (before, rec)))
+        })
+        .await
 }
 
 pub async fn put_image_tag_mutability(

@@ -265,8 +265,7 @@ pub(crate) fn instance_id_of(arn: &str) -> Option<&str> {
 }
 
 pub async fn poll(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let req: PollRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))?;
+    let req: PollRequest = berth_service::codec::parse(body)?;
     let cluster = crate::ecs::cluster_arg(Some(&req.cluster))?;
     let id = instance_id_of(&req.container_instance_arn)
         .ok_or_else(|| {

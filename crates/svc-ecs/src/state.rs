@@ -19,6 +19,9 @@ pub struct EcsConfig {
     pub scope: Scope,
     /// The access keys: task IAM role credentials are temporary keys added here.
     pub keys: KeyCache,
+    /// Where access keys are stored (`auth/keys/`): keys are global, so in a region other than
+    /// the home region this is the home region's repo, not `repo`.
+    pub keys_repo: Repo,
     /// The endpoint agents are told to use (DiscoverPollEndpoint).
     pub endpoint: String,
     pub metrics: Arc<Metrics>,
@@ -32,6 +35,7 @@ pub struct Ecs {
     pub repo: Repo,
     pub scope: Scope,
     pub keys: KeyCache,
+    pub keys_repo: Repo,
     pub endpoint: String,
     pub metrics: Arc<Metrics>,
     pub leader: Arc<Leader>,
@@ -88,6 +92,7 @@ impl Ecs {
             repo: cfg.repo,
             scope: cfg.scope,
             keys: cfg.keys,
+            keys_repo: cfg.keys_repo,
             endpoint: cfg.endpoint,
             metrics: cfg.metrics,
             leader: cfg.leader,

@@ -136,8 +136,7 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
             ),
         ));
     }
-    let req: TaskCredentialsRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))?;
+    let req: TaskCredentialsRequest = berth_service::codec::parse(body)?;
     let cluster = crate::ecs::cluster_arg(Some(&req.cluster))?;
     let not_found = || ApiError::invalid_parameter("The referenced task was not found.");
     let id = crate::ecs::tasks::task_id_of(&req.task_arn).ok_or_else(not_found)?;
@@ -189,7 +188,7 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
         session: Some(session.clone()),
     };
     ctx.app
-        .repo
+        .keys_repo
         .commit(Txn::new().put(berth_service::auth::access_key(&rec.access_key_id), to_bytes(&rec)))
         .await?;
     ctx.app.keys.insert(&rec);
@@ -208,7 +207,7 @@ pub async fn collect_expired_credentials(ctx: &Ctx) -> Result<usize, ApiError> {
     let cutoff = now_epoch() - 60.0;
     let expired = ctx
         .app
-        .repo
+        .keys_repo
         .scan(berth_service::auth::ACCESS_KEYS, |k: Versioned<Arc<AccessKeyRecord>>| {
             k.value
                 .session
@@ -217,7 +216,7 @@ pub async fn collect_expired_credentials(ctx: &Ctx) -> Result<usize, ApiError> {
                 .then(|| (k.key.clone(), k.revision))
         })
         .await?;
-    let deleted = ctx.app.repo.delete_unchanged(expired).await?;
+    let deleted = ctx.app.keys_repo.delete_unchanged(expired).await?;
     for key in &deleted {
         ctx.app
             .keys

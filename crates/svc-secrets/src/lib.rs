@@ -14,9 +14,9 @@
 //! values; `agent` keys may read values (GetSecretValue, GetParameters) to inject task secrets.
 //!
 //! One state ([`Secrets`]: the store, the scope its ARNs use, this replica's leadership) serves
-//! both services, [`SecretsManagerService`] and [`SsmService`], which `bin` registers with the
+//! both services, [`SecretsManagerService`] and [`SsmService`], which `berth-server` registers with the
 //! edge. The purge of secrets whose recovery window has passed is a leader-only background task,
-//! [`PurgeDeletedSecrets`], run every [`PURGE_PERIOD`] by the task driver `bin` builds.
+//! [`PurgeDeletedSecrets`], run every [`PURGE_PERIOD`] by the task driver `berth-server` builds.
 
 mod secretsmanager;
 mod ssm;
@@ -30,9 +30,8 @@ pub use ssm::{dispatch_ssm, ParameterRecord, ParameterVersion, SSM_OPERATIONS};
 use berth_core::Scope;
 use berth_service::leader::{as_leader, Leader};
 use berth_service::pagination::decode_token;
-use berth_service::repo::{to_bytes, Change, Repo};
+use berth_service::repo::{Change, Repo};
 use berth_service::{ApiError, Call, Descriptor, Protocol, Reply, Service};
-use berth_store::Txn;
 use berth_tasks::{BackgroundTask, TaskError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -159,13 +158,7 @@ pub(crate) struct WireTag {
     value: Option<String>,
 }
 
-pub(crate) fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::serialization(format!("Could not parse the request body: {e}")))
-}
+pub(crate) use berth_service::codec::parse;
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -231,7 +224,9 @@ pub(crate) fn page_after(
 mod tests {
     use super::*;
     use berth_service::leader::Leadership;
+    use berth_service::repo::to_bytes;
     use berth_service::Principal;
+    use berth_store::Txn;
 
     fn secrets() -> Arc<Secrets> {
         let store = Arc::new(berth_store::MemoryStore::new());

@@ -2,13 +2,13 @@
 //! DeleteCluster.
 
 use super::{cluster_arg, decode_token, max_results, paginate, tagging};
-use crate::state::Ctx;
-use berth_service::ApiError;
-use crate::records::{tags_to_wire, ClusterRecord, ContainerInstanceRecord};
 use crate::keys;
-use berth_service::repo::{to_bytes, Attempt, Change, Repo};
-use berth_service::codec::now_epoch;
+use crate::records::{tags_to_wire, ClusterRecord, ContainerInstanceRecord};
+use crate::state::Ctx;
 use berth_ecs_api::ecs;
+use berth_service::codec::now_epoch;
+use berth_service::repo::{to_bytes, Attempt, Change, Repo};
+use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 
 /// What lives in a cluster: registered (non-INACTIVE) container instances and the tasks holding

@@ -24,13 +24,7 @@ struct ExplainReq {
 pub async fn explain_placement(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiError> {
     use crate::ecs::tasks;
     use crate::records::ContainerInstanceRecord;
-    let req: ExplainReq = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        ExplainReq::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::serialization(format!("Could not parse the request body: {e}"))
-        })?
-    };
+    let req: ExplainReq = berth_service::codec::parse(body)?;
     let count = req.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
         return Err(ApiError::invalid_parameter(

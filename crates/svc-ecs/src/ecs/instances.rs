@@ -3,16 +3,16 @@
 //! PutAttributes / ListAttributes / DeleteAttributes, DiscoverPollEndpoint.
 
 use super::{cluster_arg, decode_token, max_results, paginate, tagging};
-use crate::state::Ctx;
-use berth_service::ApiError;
+use crate::keys;
 use crate::records::{
     tags_to_wire, AttributeRecord, ClusterRecord, ContainerInstanceRecord, ResourcesRecord,
     TaskRecord,
 };
-use crate::keys;
-use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
-use berth_service::codec::now_epoch;
+use crate::state::Ctx;
 use berth_ecs_api::ecs;
+use berth_service::codec::now_epoch;
+use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
+use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 
 /// ECS: at most 10 custom attributes per resource.

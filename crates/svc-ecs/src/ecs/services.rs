@@ -5,13 +5,13 @@
 use super::instances::active_cluster;
 use super::tasks::task_id_of;
 use super::{cluster_arg, decode_token, max_results, paginate, tagging, taskdefs};
-use crate::state::Ctx;
-use berth_service::ApiError;
-use crate::records::{tags_to_wire, ClusterRecord, DeploymentRecord, ServiceRecord, TaskRecord};
 use crate::keys;
-use berth_service::repo::{contention, to_bytes, Versioned, MAX_ATTEMPTS};
-use berth_service::codec::now_epoch;
+use crate::records::{tags_to_wire, ClusterRecord, DeploymentRecord, ServiceRecord, TaskRecord};
+use crate::state::Ctx;
 use berth_ecs_api::ecs;
+use berth_service::codec::now_epoch;
+use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
+use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use std::sync::Arc;
 
@@ -302,94 +302,109 @@ pub async fn create_service(
     let td_arn = td.task_definition_arn.clone().unwrap_or_default();
     let repo = &ctx.app.repo;
     let key = keys::service(&cluster, &name);
-    for _ in 0..MAX_ATTEMPTS {
-        let cluster_rec: Versioned<ClusterRecord> = active_cluster(ctx, &cluster).await?;
-        let existing = repo.get::<ServiceRecord>(&key).await?;
-        if let Some(e) = &existing {
-            if e.value.status != "INACTIVE" {
-                if req.client_token.is_some() && e.value.client_token == req.client_token {
-                    let tasks = service_tasks(ctx, &cluster, &name).await?;
-                    return Ok(ecs::CreateServiceResponse {
-                        service: Some(to_wire(ctx, &e.value, &tasks, true)),
-                    });
+    enum Created {
+        New(ServiceRecord),
+        /// What this request (same clientToken) created before.
+        Before(ServiceRecord),
+    }
+    let created = repo
+        .retry(|| async {
+            let cluster_rec: Versioned<ClusterRecord> = active_cluster(ctx, &cluster).await?;
+            let existing = repo.get::<ServiceRecord>(&key).await?;
+            if let Some(e) = &existing {
+                if e.value.status != "INACTIVE" {
+                    if req.client_token.is_some() && e.value.client_token == req.client_token {
+                        return Ok(Attempt::Done(Created::Before(e.value.clone())));
+                    }
+                    return Err(ApiError::invalid_parameter(
+                        "Creation of service was not idempotent.",
+                    ));
                 }
-                return Err(ApiError::invalid_parameter(
-                    "Creation of service was not idempotent.",
-                ));
             }
-        }
-        let now = now_epoch();
-        let rec = ServiceRecord {
-            name: name.clone(),
-            cluster: cluster.clone(),
-            status: "ACTIVE".into(),
-            desired_count: desired as u32,
-            scheduling_strategy: if daemon {
-                "DAEMON".into()
-            } else {
-                "REPLICA".into()
-            },
-            launch_type: launch_type.into(),
-            task_definition: td_arn.clone(),
-            deployments: vec![DeploymentRecord {
-                id: deployment_id(),
-                status: "PRIMARY".into(),
+            let now = now_epoch();
+            let rec = ServiceRecord {
+                name: name.clone(),
+                cluster: cluster.clone(),
+                status: "ACTIVE".into(),
+                desired_count: desired as u32,
+                scheduling_strategy: if daemon {
+                    "DAEMON".into()
+                } else {
+                    "REPLICA".into()
+                },
+                launch_type: launch_type.into(),
                 task_definition: td_arn.clone(),
-                rollout_state: "IN_PROGRESS".into(),
-                rollout_state_reason: Some("ECS deployment in progress.".into()),
+                deployments: vec![DeploymentRecord {
+                    id: deployment_id(),
+                    status: "PRIMARY".into(),
+                    task_definition: td_arn.clone(),
+                    rollout_state: "IN_PROGRESS".into(),
+                    rollout_state_reason: Some("ECS deployment in progress.".into()),
+                    created_at: now,
+                    updated_at: now,
+                    next_launch_at: 0.0,
+                    failures_seen: 0,
+                }],
+                maximum_percent: max,
+                minimum_healthy_percent: min,
+                circuit_breaker: req
+                    .deployment_configuration
+                    .as_ref()
+                    .and_then(|c| c.deployment_circuit_breaker.clone()),
+                deployment_configuration: req.deployment_configuration.clone(),
+                placement_constraints: constraints.clone(),
+                placement_strategy: strategy.clone(),
+                network_configuration: req.network_configuration.clone(),
+                load_balancers: req.load_balancers.clone().unwrap_or_default(),
+                service_registries: req.service_registries.clone().unwrap_or_default(),
+                health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+                propagate_tags: req.propagate_tags.map(|p| p.as_str().to_string()),
+                enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+                enable_execute_command: req.enable_execute_command,
+                tags: tags.clone(),
                 created_at: now,
-                updated_at: now,
-                next_launch_at: 0.0,
-                failures_seen: 0,
-            }],
-            maximum_percent: max,
-            minimum_healthy_percent: min,
-            circuit_breaker: req
-                .deployment_configuration
-                .as_ref()
-                .and_then(|c| c.deployment_circuit_breaker.clone()),
-            deployment_configuration: req.deployment_configuration.clone(),
-            placement_constraints: constraints.clone(),
-            placement_strategy: strategy.clone(),
-            network_configuration: req.network_configuration.clone(),
-            load_balancers: req.load_balancers.clone().unwrap_or_default(),
-            service_registries: req.service_registries.clone().unwrap_or_default(),
-            health_check_grace_period_seconds: req.health_check_grace_period_seconds,
-            propagate_tags: req.propagate_tags.map(|p| p.as_str().to_string()),
-            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
-            enable_execute_command: req.enable_execute_command,
-            tags: tags.clone(),
-            created_at: now,
-            created_by: ctx.principal.arn.clone(),
-            events: vec![],
-            last_steady_event_at: None,
-            last_completed_task_definition: None,
-            client_token: req.client_token.clone(),
-            capacity_provider_strategy: req.capacity_provider_strategy.clone().unwrap_or_default(),
-            role_arn: req.role.clone(),
-        };
-        // Invariant: creating a service rewrites the cluster record (DeleteCluster compares on it).
-        let ckey = keys::cluster(&cluster);
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision: existing.as_ref().map(|e| e.revision).unwrap_or(0),
-            })
-            .when(Compare::ModRevision {
-                key: ckey.clone(),
-                revision: cluster_rec.revision,
-            })
-            .put(ckey, to_bytes(&cluster_rec.value))
-            .put(key.clone(), to_bytes(&rec));
-        if repo.commit(txn).await?.is_some() {
+                created_by: ctx.principal.arn.clone(),
+                events: vec![],
+                last_steady_event_at: None,
+                last_completed_task_definition: None,
+                client_token: req.client_token.clone(),
+                capacity_provider_strategy: req
+                    .capacity_provider_strategy
+                    .clone()
+                    .unwrap_or_default(),
+                role_arn: req.role.clone(),
+            };
+            // Invariant: creating a service rewrites the cluster record (DeleteCluster compares on it).
+            let ckey = keys::cluster(&cluster);
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: key.clone(),
+                    revision: existing.as_ref().map(|e| e.revision).unwrap_or(0),
+                })
+                .when(Compare::ModRevision {
+                    key: ckey.clone(),
+                    revision: cluster_rec.revision,
+                })
+                .put(ckey, to_bytes(&cluster_rec.value))
+                .put(key.clone(), to_bytes(&rec));
+            Ok(Attempt::Commit(txn, Created::New(rec)))
+        })
+        .await?;
+    match created {
+        Created::New(rec) => {
             tracing::info!(cluster = %cluster, service = %name, desired, "service created");
             ctx.app.wake_scheduler();
-            return Ok(ecs::CreateServiceResponse {
+            Ok(ecs::CreateServiceResponse {
                 service: Some(to_wire(ctx, &rec, &[], true)),
-            });
+            })
+        }
+        Created::Before(existing) => {
+            let tasks = service_tasks(ctx, &cluster, &name).await?;
+            Ok(ecs::CreateServiceResponse {
+                service: Some(to_wire(ctx, &existing, &tasks, true)),
+            })
         }
     }
-    Err(contention())
 }
 
 async fn get_service(
@@ -429,102 +444,104 @@ pub async fn update_service(
         }
         None => None,
     };
-    for _ in 0..MAX_ATTEMPTS {
-        let mut s = get_service(ctx, &cluster, &arg).await?;
-        if s.value.status != "ACTIVE" {
-            return Err(not_active());
-        }
-        let daemon = s.value.scheduling_strategy == "DAEMON";
-        let v = &mut s.value;
-        if let Some(d) = req.desired_count {
-            if daemon {
-                return Err(ApiError::invalid_parameter(
-                    "The daemon scheduling strategy does not support a desired count for services.",
-                ));
+    let s = ctx
+        .app
+        .repo
+        .retry(|| async {
+            let mut s = get_service(ctx, &cluster, &arg).await?;
+            if s.value.status != "ACTIVE" {
+                return Err(not_active());
             }
-            if d < 0 {
-                return Err(ApiError::invalid_parameter(
-                    "desiredCount can not be negative.",
-                ));
+            let daemon = s.value.scheduling_strategy == "DAEMON";
+            let v = &mut s.value;
+            if let Some(d) = req.desired_count {
+                if daemon {
+                    return Err(ApiError::invalid_parameter(
+                        "The daemon scheduling strategy does not support a desired count for services.",
+                    ));
+                }
+                if d < 0 {
+                    return Err(ApiError::invalid_parameter(
+                        "desiredCount can not be negative.",
+                    ));
+                }
+                v.desired_count = d as u32;
             }
-            v.desired_count = d as u32;
-        }
-        if let Some(cfg) = &req.deployment_configuration {
-            let merged = ecs::DeploymentConfiguration {
-                maximum_percent: cfg.maximum_percent.or(Some(v.maximum_percent as i32)),
-                minimum_healthy_percent: cfg
-                    .minimum_healthy_percent
-                    .or(Some(v.minimum_healthy_percent as i32)),
-                ..cfg.clone()
-            };
-            let (max, min) = percents(Some(&merged), daemon)?;
-            v.maximum_percent = max;
-            v.minimum_healthy_percent = min;
-            if cfg.deployment_circuit_breaker.is_some() {
-                v.circuit_breaker = cfg.deployment_circuit_breaker.clone();
+            if let Some(cfg) = &req.deployment_configuration {
+                let merged = ecs::DeploymentConfiguration {
+                    maximum_percent: cfg.maximum_percent.or(Some(v.maximum_percent as i32)),
+                    minimum_healthy_percent: cfg
+                        .minimum_healthy_percent
+                        .or(Some(v.minimum_healthy_percent as i32)),
+                    ..cfg.clone()
+                };
+                let (max, min) = percents(Some(&merged), daemon)?;
+                v.maximum_percent = max;
+                v.minimum_healthy_percent = min;
+                if cfg.deployment_circuit_breaker.is_some() {
+                    v.circuit_breaker = cfg.deployment_circuit_breaker.clone();
+                }
+                v.deployment_configuration = Some(merged);
             }
-            v.deployment_configuration = Some(merged);
-        }
-        if let Some(c) = &req.placement_constraints {
-            validate_placement(&[], c, daemon)?;
-            v.placement_constraints = c.clone();
-        }
-        if let Some(st) = &req.placement_strategy {
-            validate_placement(st, &[], daemon)?;
-            v.placement_strategy = st.clone();
-        }
-        if req.health_check_grace_period_seconds.is_some() {
-            v.health_check_grace_period_seconds = req.health_check_grace_period_seconds;
-        }
-        if let Some(e) = req.enable_execute_command {
-            v.enable_execute_command = e;
-        }
-        if let Some(p) = req.propagate_tags {
-            v.propagate_tags = Some(p.as_str().to_string());
-        }
-        if let Some(n) = &req.network_configuration {
-            v.network_configuration = Some(n.clone());
-        }
-        if let Some(lb) = &req.load_balancers {
-            v.load_balancers = lb.clone();
-        }
-        let td_changed = new_td.as_ref().is_some_and(|t| *t != v.task_definition);
-        if td_changed || req.force_new_deployment {
-            let now = now_epoch();
-            let td = new_td.clone().unwrap_or_else(|| v.task_definition.clone());
-            for d in v.deployments.iter_mut() {
-                d.status = "ACTIVE".into();
+            if let Some(c) = &req.placement_constraints {
+                validate_placement(&[], c, daemon)?;
+                v.placement_constraints = c.clone();
             }
-            v.deployments.push(DeploymentRecord {
-                id: deployment_id(),
-                status: "PRIMARY".into(),
-                task_definition: td.clone(),
-                rollout_state: "IN_PROGRESS".into(),
-                rollout_state_reason: Some("ECS deployment in progress.".into()),
-                created_at: now,
-                updated_at: now,
-                next_launch_at: 0.0,
-                failures_seen: 0,
-            });
-            v.task_definition = td;
-        }
-        let key = keys::service(&cluster, &v.name);
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision: s.revision,
-            })
-            .put(key, to_bytes(&s.value));
-        if ctx.app.repo.commit(txn).await?.is_some() {
-            tracing::info!(cluster = %cluster, service = %s.value.name, "service updated");
-            ctx.app.wake_scheduler();
-            let tasks = service_tasks(ctx, &cluster, &s.value.name).await?;
-            return Ok(ecs::UpdateServiceResponse {
-                service: Some(to_wire(ctx, &s.value, &tasks, false)),
-            });
-        }
-    }
-    Err(contention())
+            if let Some(st) = &req.placement_strategy {
+                validate_placement(st, &[], daemon)?;
+                v.placement_strategy = st.clone();
+            }
+            if req.health_check_grace_period_seconds.is_some() {
+                v.health_check_grace_period_seconds = req.health_check_grace_period_seconds;
+            }
+            if let Some(e) = req.enable_execute_command {
+                v.enable_execute_command = e;
+            }
+            if let Some(p) = req.propagate_tags {
+                v.propagate_tags = Some(p.as_str().to_string());
+            }
+            if let Some(n) = &req.network_configuration {
+                v.network_configuration = Some(n.clone());
+            }
+            if let Some(lb) = &req.load_balancers {
+                v.load_balancers = lb.clone();
+            }
+            let td_changed = new_td.as_ref().is_some_and(|t| *t != v.task_definition);
+            if td_changed || req.force_new_deployment {
+                let now = now_epoch();
+                let td = new_td.clone().unwrap_or_else(|| v.task_definition.clone());
+                for d in v.deployments.iter_mut() {
+                    d.status = "ACTIVE".into();
+                }
+                v.deployments.push(DeploymentRecord {
+                    id: deployment_id(),
+                    status: "PRIMARY".into(),
+                    task_definition: td.clone(),
+                    rollout_state: "IN_PROGRESS".into(),
+                    rollout_state_reason: Some("ECS deployment in progress.".into()),
+                    created_at: now,
+                    updated_at: now,
+                    next_launch_at: 0.0,
+                    failures_seen: 0,
+                });
+                v.task_definition = td;
+            }
+            let key = keys::service(&cluster, &v.name);
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: key.clone(),
+                    revision: s.revision,
+                })
+                .put(key, to_bytes(&s.value));
+            Ok(Attempt::Commit(txn, s.value))
+        })
+        .await?;
+    tracing::info!(cluster = %cluster, service = %s.name, "service updated");
+    ctx.app.wake_scheduler();
+    let tasks = service_tasks(ctx, &cluster, &s.name).await?;
+    Ok(ecs::UpdateServiceResponse {
+        service: Some(to_wire(ctx, &s, &tasks, false)),
+    })
 }
 
 pub async fn delete_service(
@@ -534,40 +551,42 @@ pub async fn delete_service(
     let cluster = cluster_arg(req.cluster.as_deref())?;
     active_cluster(ctx, &cluster).await?;
     let arg = req.service.clone().unwrap_or_default();
-    for _ in 0..MAX_ATTEMPTS {
-        let mut s = get_service(ctx, &cluster, &arg).await?;
-        if s.value.status == "INACTIVE" {
-            return Err(not_active());
-        }
-        if s.value.status == "ACTIVE" {
-            if s.value.scheduling_strategy == "REPLICA"
-                && s.value.desired_count > 0
-                && !req.force.unwrap_or(false)
-            {
-                return Err(ApiError::invalid_parameter(
-                    "The service cannot be stopped while it is scaled above 0.",
-                ));
+    let s = ctx
+        .app
+        .repo
+        .retry(|| async {
+            let mut s = get_service(ctx, &cluster, &arg).await?;
+            if s.value.status == "INACTIVE" {
+                return Err(not_active());
             }
-            s.value.desired_count = 0;
-            s.value.status = "DRAINING".into();
-        }
-        let key = keys::service(&cluster, &s.value.name);
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision: s.revision,
-            })
-            .put(key, to_bytes(&s.value));
-        if ctx.app.repo.commit(txn).await?.is_some() {
-            tracing::info!(cluster = %cluster, service = %s.value.name, "service deleted (draining)");
-            ctx.app.wake_scheduler();
-            let tasks = service_tasks(ctx, &cluster, &s.value.name).await?;
-            return Ok(ecs::DeleteServiceResponse {
-                service: Some(to_wire(ctx, &s.value, &tasks, false)),
-            });
-        }
-    }
-    Err(contention())
+            if s.value.status == "ACTIVE" {
+                if s.value.scheduling_strategy == "REPLICA"
+                    && s.value.desired_count > 0
+                    && !req.force.unwrap_or(false)
+                {
+                    return Err(ApiError::invalid_parameter(
+                        "The service cannot be stopped while it is scaled above 0.",
+                    ));
+                }
+                s.value.desired_count = 0;
+                s.value.status = "DRAINING".into();
+            }
+            let key = keys::service(&cluster, &s.value.name);
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: key.clone(),
+                    revision: s.revision,
+                })
+                .put(key, to_bytes(&s.value));
+            Ok(Attempt::Commit(txn, s.value))
+        })
+        .await?;
+    tracing::info!(cluster = %cluster, service = %s.name, "service deleted (draining)");
+    ctx.app.wake_scheduler();
+    let tasks = service_tasks(ctx, &cluster, &s.name).await?;
+    Ok(ecs::DeleteServiceResponse {
+        service: Some(to_wire(ctx, &s, &tasks, false)),
+    })
 }
 
 pub async fn describe_services(
@@ -684,36 +703,29 @@ pub async fn update_task_protection(
             continue;
         };
         let key = keys::task(&cluster, &id);
-        let mut done = false;
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(mut t) = ctx.app.repo.get::<TaskRecord>(&key).await? else {
-                failures.push(ecs::Failure {
-                    arn: Some(arg.clone()),
-                    reason: Some("TASK_NOT_VALID".into()),
-                    detail: None,
-                });
-                done = true;
-                break;
-            };
-            let now = now_epoch();
-            t.value.protected_until = req
-                .protection_enabled
-                .unwrap_or(false)
-                .then(|| now + minutes as f64 * 60.0);
-            let txn = Txn::new()
-                .when(Compare::ModRevision {
-                    key: key.clone(),
-                    revision: t.revision,
-                })
-                .put(key.clone(), to_bytes(&t.value));
-            if ctx.app.repo.commit(txn).await?.is_some() {
-                out.push(protected_task(ctx, &t.value, now));
-                done = true;
-                break;
-            }
-        }
-        if !done {
-            return Err(contention());
+        let protected = ctx
+            .app
+            .repo
+            .update::<TaskRecord, _>(&key, |cur| {
+                let Some(mut t) = cur else {
+                    return Ok(Change::Keep(None));
+                };
+                let now = now_epoch();
+                t.protected_until = req
+                    .protection_enabled
+                    .unwrap_or(false)
+                    .then(|| now + minutes as f64 * 60.0);
+                let p = protected_task(ctx, &t, now);
+                Ok(Change::Put(t, Some(p)))
+            })
+            .await?;
+        match protected {
+            Some(p) => out.push(p),
+            None => failures.push(ecs::Failure {
+                arn: Some(arg.clone()),
+                reason: Some("TASK_NOT_VALID".into()),
+                detail: None,
+            }),
         }
     }
     Ok(ecs::UpdateTaskProtectionResponse {

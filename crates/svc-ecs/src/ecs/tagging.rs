@@ -2,17 +2,16 @@
 //! shares (ECS: at most 50 user tags; key 1–128 and value 0–256 characters; the `aws:` prefix is
 //! reserved and may be neither added nor removed).
 
-use crate::state::Ctx;
-use berth_service::ApiError;
+use crate::keys;
 use crate::records::{
     tags_to_wire, ClusterRecord, ContainerInstanceRecord, ServiceRecord, Tag, TaskDefinitionRecord,
     TaskRecord,
 };
-use crate::keys;
-use berth_service::repo::{contention, to_bytes, Record, MAX_ATTEMPTS};
+use crate::state::Ctx;
 use berth_core::arn::{Arn, ResourceKind, TaskDefinitionRef};
 use berth_ecs_api::ecs;
-use berth_store::{Compare, Txn};
+use berth_service::repo::{Change, Record};
+use berth_service::ApiError;
 
 pub const MAX_TAGS: usize = 50;
 
@@ -174,27 +173,24 @@ fn missing(t: &Target) -> ApiError {
     }
 }
 
-/// Applies `edit` to the tags of the record at `key` and commits on its revision. Ok(false):
-/// a concurrent write won, try again.
+/// Applies `edit` to the tags of the record at `key`, with optimistic retries.
 async fn edit_one<T: Tagged>(
     ctx: &Ctx,
     t: &Target,
     key: &str,
     edit: &impl Fn(&mut Vec<Tag>) -> Result<(), ApiError>,
-) -> Result<bool, ApiError> {
-    let repo = &ctx.app.repo;
-    let mut rec = match repo.get::<T>(key).await? {
-        Some(r) if r.value.live() => r,
-        _ => return Err(missing(t)),
-    };
-    edit(rec.value.tags_mut())?;
-    let txn = Txn::new()
-        .when(Compare::ModRevision {
-            key: key.to_string(),
-            revision: rec.revision,
+) -> Result<(), ApiError> {
+    ctx.app
+        .repo
+        .update::<T, _>(key, |cur| {
+            let mut rec = match cur {
+                Some(r) if r.live() => r,
+                _ => return Err(missing(t)),
+            };
+            edit(rec.tags_mut())?;
+            Ok(Change::Put(rec, ()))
         })
-        .put(key.to_string(), to_bytes(&rec.value));
-    Ok(repo.commit(txn).await?.is_some())
+        .await
 }
 
 /// Applies `edit` to the tags of the resource named by `arn`, with optimistic retries.
@@ -204,23 +200,15 @@ async fn edit_tags(
     edit: impl Fn(&mut Vec<Tag>) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     let t = target(arn)?;
-    for _ in 0..MAX_ATTEMPTS {
-        let done = match &t {
-            Target::Cluster(k) => edit_one::<ClusterRecord>(ctx, &t, k, &edit).await?,
-            Target::TaskDefinition(k) => {
-                edit_one::<TaskDefinitionRecord>(ctx, &t, k, &edit).await?
-            }
-            Target::ContainerInstance(k) => {
-                edit_one::<ContainerInstanceRecord>(ctx, &t, k, &edit).await?
-            }
-            Target::Task(k) => edit_one::<TaskRecord>(ctx, &t, k, &edit).await?,
-            Target::Service(k) => edit_one::<ServiceRecord>(ctx, &t, k, &edit).await?,
-        };
-        if done {
-            return Ok(());
+    match &t {
+        Target::Cluster(k) => edit_one::<ClusterRecord>(ctx, &t, k, &edit).await,
+        Target::TaskDefinition(k) => edit_one::<TaskDefinitionRecord>(ctx, &t, k, &edit).await,
+        Target::ContainerInstance(k) => {
+            edit_one::<ContainerInstanceRecord>(ctx, &t, k, &edit).await
         }
+        Target::Task(k) => edit_one::<TaskRecord>(ctx, &t, k, &edit).await,
+        Target::Service(k) => edit_one::<ServiceRecord>(ctx, &t, k, &edit).await,
     }
-    Err(contention())
 }
 
 async fn tags_of<T: Tagged>(ctx: &Ctx, t: &Target, key: &str) -> Result<Vec<Tag>, ApiError> {

@@ -6,15 +6,15 @@
 //! (delete) → purged once nothing references the revision.
 
 use super::{decode_token, max_results, paginate, tagging};
-use crate::state::Ctx;
-use berth_service::ApiError;
-use crate::records::{tags_to_wire, FamilyRecord, TaskDefinitionRecord};
 use crate::keys;
-use berth_service::repo::{contention, to_bytes, Versioned, MAX_ATTEMPTS};
-use berth_service::codec::now_epoch;
+use crate::records::{tags_to_wire, FamilyRecord, TaskDefinitionRecord};
+use crate::state::Ctx;
 use berth_core::arn::TaskDefinitionRef;
 use berth_core::units;
 use berth_ecs_api::ecs::{self, Compatibility, NetworkMode};
+use berth_service::codec::now_epoch;
+use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
+use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use std::collections::{BTreeSet, HashSet};
 
@@ -407,44 +407,44 @@ pub async fn register(
     let family = base.family.clone().unwrap_or_default();
     let repo = &ctx.app.repo;
     let fkey = keys::family(&family);
-    for _ in 0..MAX_ATTEMPTS {
-        let fam = repo.get::<FamilyRecord>(&fkey).await?;
-        let (last, frev) = fam
-            .map(|f| (f.value.last_revision, f.revision))
-            .unwrap_or((0, 0));
-        let revision = last + 1;
-        let mut def = base.clone();
-        def.revision = revision as i32;
-        def.task_definition_arn = Some(ctx.app.scope.task_definition_arn(&family, revision));
-        def.status = Some(ecs::TaskDefinitionStatus::Active);
-        def.registered_at = Some(now_epoch());
-        def.registered_by = Some(ctx.principal.arn.clone());
-        let rec = TaskDefinitionRecord {
-            definition: def.clone(),
-            tags: tags.clone(),
-            delete_requested_at: None,
-        };
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: fkey.clone(),
-                revision: frev,
-            })
-            .put(
-                fkey.clone(),
-                to_bytes(&FamilyRecord {
-                    last_revision: revision,
-                }),
-            )
-            .put(keys::task_definition(&family, revision), to_bytes(&rec));
-        if repo.commit(txn).await?.is_some() {
-            tracing::info!(family = %family, revision, "task definition registered");
-            return Ok(ecs::RegisterTaskDefinitionResponse {
-                task_definition: Some(def),
-                tags: Some(tags_to_wire(&tags)),
-            });
-        }
-    }
-    Err(contention())
+    let (def, revision) = repo
+        .retry(|| async {
+            let fam = repo.get::<FamilyRecord>(&fkey).await?;
+            let (last, frev) = fam
+                .map(|f| (f.value.last_revision, f.revision))
+                .unwrap_or((0, 0));
+            let revision = last + 1;
+            let mut def = base.clone();
+            def.revision = revision as i32;
+            def.task_definition_arn = Some(ctx.app.scope.task_definition_arn(&family, revision));
+            def.status = Some(ecs::TaskDefinitionStatus::Active);
+            def.registered_at = Some(now_epoch());
+            def.registered_by = Some(ctx.principal.arn.clone());
+            let rec = TaskDefinitionRecord {
+                definition: def.clone(),
+                tags: tags.clone(),
+                delete_requested_at: None,
+            };
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: fkey.clone(),
+                    revision: frev,
+                })
+                .put(
+                    fkey.clone(),
+                    to_bytes(&FamilyRecord {
+                        last_revision: revision,
+                    }),
+                )
+                .put(keys::task_definition(&family, revision), to_bytes(&rec));
+            Ok(Attempt::Commit(txn, (def, revision)))
+        })
+        .await?;
+    tracing::info!(family = %family, revision, "task definition registered");
+    Ok(ecs::RegisterTaskDefinitionResponse {
+        task_definition: Some(def),
+        tags: Some(tags_to_wire(&tags)),
+    })
 }
 
 fn unable_to_describe() -> ApiError {
@@ -602,33 +602,27 @@ pub async fn deregister(
     let (family, revision) = exact_ref(req.task_definition.as_deref().unwrap_or(""))?;
     let repo = &ctx.app.repo;
     let key = keys::task_definition(&family, revision);
-    for _ in 0..MAX_ATTEMPTS {
-        let mut rec = repo
-            .get::<TaskDefinitionRecord>(&key)
-            .await?
-            .ok_or_else(|| client("The specified task definition does not exist."))?;
-        if rec.value.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
-            // Already deregistered: nothing to change.
-            return Ok(ecs::DeregisterTaskDefinitionResponse {
-                task_definition: Some(rec.value.definition),
-            });
-        }
-        rec.value.definition.status = Some(ecs::TaskDefinitionStatus::Inactive);
-        rec.value.definition.deregistered_at = Some(now_epoch());
-        let txn = Txn::new()
-            .when(Compare::ModRevision {
-                key: key.clone(),
-                revision: rec.revision,
-            })
-            .put(key.clone(), to_bytes(&rec.value));
-        if repo.commit(txn).await?.is_some() {
-            tracing::info!(family = %family, revision, "task definition deregistered");
-            return Ok(ecs::DeregisterTaskDefinitionResponse {
-                task_definition: Some(rec.value.definition),
-            });
-        }
+    // The definition, and whether this call deregistered it.
+    let (definition, changed) = repo
+        .update::<TaskDefinitionRecord, _>(&key, |cur| {
+            let mut rec =
+                cur.ok_or_else(|| client("The specified task definition does not exist."))?;
+            if rec.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+                // Already deregistered: nothing to change.
+                return Ok(Change::Keep((rec.definition, false)));
+            }
+            rec.definition.status = Some(ecs::TaskDefinitionStatus::Inactive);
+            rec.definition.deregistered_at = Some(now_epoch());
+            let definition = rec.definition.clone();
+            Ok(Change::Put(rec, (definition, true)))
+        })
+        .await?;
+    if changed {
+        tracing::info!(family = %family, revision, "task definition deregistered");
     }
-    Err(contention())
+    Ok(ecs::DeregisterTaskDefinitionResponse {
+        task_definition: Some(definition),
+    })
 }
 
 /// Is any task or service possibly still using task definitions? Until tasks and services exist
@@ -668,48 +662,48 @@ pub async fn delete(
             continue;
         };
         let key = keys::task_definition(&family, revision);
-        let mut done = false;
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(mut rec) = repo.get::<TaskDefinitionRecord>(&key).await? else {
-                failures.push(failure("TASK_DEFINITION_NOT_FOUND"));
-                done = true;
-                break;
-            };
-            match rec.value.definition.status {
-                Some(ecs::TaskDefinitionStatus::Active) => {
-                    failures.push(failure(
-                        "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
-                    ));
-                    done = true;
-                    break;
-                }
-                Some(ecs::TaskDefinitionStatus::DeleteInProgress) => {
-                    deleted.push(rec.value.definition);
-                    done = true;
-                    break;
-                }
-                _ => {}
-            }
-            rec.value.definition.status = Some(ecs::TaskDefinitionStatus::DeleteInProgress);
-            rec.value.delete_requested_at = Some(now_epoch());
-            let cmp = Compare::ModRevision {
-                key: key.clone(),
-                revision: rec.revision,
-            };
-            let txn = if anything_may_reference(ctx).await? {
-                Txn::new().when(cmp).put(key.clone(), to_bytes(&rec.value))
-            } else {
-                Txn::new().when(cmp).delete(key.clone())
-            };
-            if repo.commit(txn).await?.is_some() {
-                tracing::info!(family = %family, revision, "task definition deleted");
-                deleted.push(rec.value.definition);
-                done = true;
-                break;
-            }
+        enum Deleted {
+            Failed(&'static str),
+            Already(ecs::TaskDefinition),
+            Now(ecs::TaskDefinition),
         }
-        if !done {
-            return Err(contention());
+        let outcome = repo
+            .retry(|| async {
+                let Some(mut rec) = repo.get::<TaskDefinitionRecord>(&key).await? else {
+                    return Ok(Attempt::Done(Deleted::Failed("TASK_DEFINITION_NOT_FOUND")));
+                };
+                match rec.value.definition.status {
+                    Some(ecs::TaskDefinitionStatus::Active) => {
+                        return Ok(Attempt::Done(Deleted::Failed(
+                            "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
+                        )));
+                    }
+                    Some(ecs::TaskDefinitionStatus::DeleteInProgress) => {
+                        return Ok(Attempt::Done(Deleted::Already(rec.value.definition)));
+                    }
+                    _ => {}
+                }
+                rec.value.definition.status = Some(ecs::TaskDefinitionStatus::DeleteInProgress);
+                rec.value.delete_requested_at = Some(now_epoch());
+                let cmp = Compare::ModRevision {
+                    key: key.clone(),
+                    revision: rec.revision,
+                };
+                let txn = if anything_may_reference(ctx).await? {
+                    Txn::new().when(cmp).put(key.clone(), to_bytes(&rec.value))
+                } else {
+                    Txn::new().when(cmp).delete(key.clone())
+                };
+                Ok(Attempt::Commit(txn, Deleted::Now(rec.value.definition)))
+            })
+            .await?;
+        match outcome {
+            Deleted::Failed(reason) => failures.push(failure(reason)),
+            Deleted::Already(definition) => deleted.push(definition),
+            Deleted::Now(definition) => {
+                tracing::info!(family = %family, revision, "task definition deleted");
+                deleted.push(definition);
+            }
         }
     }
     Ok(ecs::DeleteTaskDefinitionsResponse {

@@ -9,19 +9,19 @@
 
 use super::instances::{active_cluster, instance_id};
 use super::{cluster_arg, decode_token, max_results, tagging, taskdefs};
-use crate::state::Ctx;
-use berth_service::ApiError;
 use crate::indexes::term;
+use crate::keys;
 use crate::records::{
     tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord, ResourcesRecord,
     TaskRecord,
 };
-use crate::keys;
-use berth_service::repo::{contention, to_bytes, MAX_ATTEMPTS};
-use berth_service::codec::now_epoch;
+use crate::state::Ctx;
 use berth_core::lifecycle::TaskStatus;
 use berth_ecs_api::ecs::{self, NetworkMode};
 use berth_placement as placement;
+use berth_service::codec::now_epoch;
+use berth_service::repo::{to_bytes, Attempt};
+use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -698,129 +698,149 @@ async fn launch_once(
     client_token: Option<(String, String)>,
 ) -> Result<Launched, ApiError> {
     let repo = &ctx.app.repo;
-    for _ in 0..MAX_ATTEMPTS {
-        if let Some((token, fp)) = &client_token {
-            if let Some(prev) = repo
-                .get::<ClientTokenRecord>(&keys::client_token(&l.cluster, token))
-                .await?
-            {
-                if &prev.value.fingerprint != fp {
-                    return Err(ApiError::new(
-                        "ConflictException",
-                        "The clientToken was already used with different parameters.",
-                    ));
-                }
-                let mut tasks = Vec::new();
-                for id in &prev.value.task_ids {
-                    if let Some(t) = repo.get::<TaskRecord>(&keys::task(&l.cluster, id)).await? {
-                        tasks.push(t.value);
-                    }
-                }
-                return Ok(Launched {
-                    tasks,
-                    failures: vec![],
-                    event: None,
-                });
-            }
-        }
-        let mut preq = placement::PlacementRequest::new(requirements_for_placement(l), count);
-        preq.constraints = req_constraints.to_vec();
-        preq.strategies = req_strategies.to_vec();
-        preq.seed = rand::random();
-        let now = now_epoch();
-        // Place on the cluster's long-lived index (see `placement_cache`) and prepare the commit:
-        // every touched instance is compared on the revision the index saw.
-        let placed = ctx
-            .app
-            .placement
-            .with_index(ctx, &l.cluster, |p| {
-                let outcome = match &targets {
-                    None => placement::place(p.index, &preq).map_err(placement_error)?,
-                    Some(t) => {
-                        let refs: Vec<&str> = t.iter().map(String::as_str).collect();
-                        placement::start_task(p.index, &preq, &refs).map_err(placement_error)?
-                    }
-                };
-                let mut touched: HashMap<usize, ContainerInstanceRecord> = HashMap::new();
-                let mut tasks = Vec::new();
-                for pl in &outcome.placements {
-                    let inst = touched
-                        .entry(pl.instance_index)
-                        .or_insert_with(|| p.instances[pl.instance_index].value.as_ref().clone());
-                    let mut task = new_task(
-                        ctx,
-                        l,
-                        inst,
-                        now,
-                        client_token.as_ref().map(|(t, _)| t.clone()),
-                    );
-                    assign_gpus(&l.td, &l.overrides, inst, &mut task);
-                    inst.held.replace(None, task.hold().as_ref());
-                    tasks.push(task);
-                }
-                let mut txn = Txn::new();
-                for (i, inst) in touched.iter_mut() {
-                    let v = &p.instances[*i];
-                    inst.generation += 1;
-                    inst.version += 1;
-                    txn = txn
-                        .when(Compare::ModRevision {
-                            key: v.key.clone(),
-                            revision: v.revision,
-                        })
-                        .put(v.key.clone(), to_bytes(inst));
-                }
-                Ok::<_, ApiError>((outcome, touched, tasks, txn))
-            })
-            .await??;
-        let (outcome, touched, tasks, mut txn) = placed;
-        for t in &tasks {
-            txn = txn
-                .when(Compare::Absent {
-                    key: keys::task(&t.cluster, &t.id),
-                })
-                .put(keys::task(&t.cluster, &t.id), to_bytes(t));
-        }
-        if let Some((token, fp)) = &client_token {
-            let tk = keys::client_token(&l.cluster, token);
-            txn = txn.when(Compare::Absent { key: tk.clone() }).put(
-                tk,
-                to_bytes(&ClientTokenRecord {
-                    fingerprint: fp.clone(),
-                    task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
-                    created_at: now,
-                }),
-            );
-        }
-        if tasks.is_empty() || repo.commit(txn).await?.is_some() {
-            for inst in touched.values() {
-                ctx.app.agents.publish(&inst.id, inst.generation);
-            }
-            for t in &tasks {
-                tracing::info!(cluster = %t.cluster, task = %t.id, instance = %t.container_instance_id, family = %t.family, "task placed");
-            }
-            let event = if outcome.failures.is_empty() {
-                None
-            } else {
-                outcome.service_event_message()
-            };
-            let failures = outcome
-                .failures
-                .into_iter()
-                .map(|f| ecs::Failure {
-                    arn: f.arn,
-                    reason: Some(f.reason),
-                    detail: f.detail,
-                })
-                .collect();
-            return Ok(Launched {
-                tasks,
-                failures,
-                event,
-            });
-        }
+    enum Placed {
+        /// What a request with the same clientToken launched before.
+        Before(Launched),
+        /// Placed (and committed, unless nothing was): the outcome, the instances touched, the
+        /// tasks.
+        Now(
+            Box<placement::PlacementOutcome>,
+            HashMap<usize, ContainerInstanceRecord>,
+            Vec<TaskRecord>,
+        ),
     }
-    Err(contention())
+    let placed = repo
+        .retry(|| async {
+            if let Some((token, fp)) = &client_token {
+                if let Some(prev) = repo
+                    .get::<ClientTokenRecord>(&keys::client_token(&l.cluster, token))
+                    .await?
+                {
+                    if &prev.value.fingerprint != fp {
+                        return Err(ApiError::new(
+                            "ConflictException",
+                            "The clientToken was already used with different parameters.",
+                        ));
+                    }
+                    let mut tasks = Vec::new();
+                    for id in &prev.value.task_ids {
+                        if let Some(t) = repo.get::<TaskRecord>(&keys::task(&l.cluster, id)).await?
+                        {
+                            tasks.push(t.value);
+                        }
+                    }
+                    return Ok(Attempt::Done(Placed::Before(Launched {
+                        tasks,
+                        failures: vec![],
+                        event: None,
+                    })));
+                }
+            }
+            let mut preq = placement::PlacementRequest::new(requirements_for_placement(l), count);
+            preq.constraints = req_constraints.to_vec();
+            preq.strategies = req_strategies.to_vec();
+            preq.seed = rand::random();
+            let now = now_epoch();
+            // Place on the cluster's long-lived index (see `placement_cache`) and prepare the commit:
+            // every touched instance is compared on the revision the index saw.
+            let placed = ctx
+                .app
+                .placement
+                .with_index(ctx, &l.cluster, |p| {
+                    let outcome = match &targets {
+                        None => placement::place(p.index, &preq).map_err(placement_error)?,
+                        Some(t) => {
+                            let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+                            placement::start_task(p.index, &preq, &refs).map_err(placement_error)?
+                        }
+                    };
+                    let mut touched: HashMap<usize, ContainerInstanceRecord> = HashMap::new();
+                    let mut tasks = Vec::new();
+                    for pl in &outcome.placements {
+                        let inst = touched.entry(pl.instance_index).or_insert_with(|| {
+                            p.instances[pl.instance_index].value.as_ref().clone()
+                        });
+                        let mut task = new_task(
+                            ctx,
+                            l,
+                            inst,
+                            now,
+                            client_token.as_ref().map(|(t, _)| t.clone()),
+                        );
+                        assign_gpus(&l.td, &l.overrides, inst, &mut task);
+                        inst.held.replace(None, task.hold().as_ref());
+                        tasks.push(task);
+                    }
+                    let mut txn = Txn::new();
+                    for (i, inst) in touched.iter_mut() {
+                        let v = &p.instances[*i];
+                        inst.generation += 1;
+                        inst.version += 1;
+                        txn = txn
+                            .when(Compare::ModRevision {
+                                key: v.key.clone(),
+                                revision: v.revision,
+                            })
+                            .put(v.key.clone(), to_bytes(inst));
+                    }
+                    Ok::<_, ApiError>((outcome, touched, tasks, txn))
+                })
+                .await??;
+            let (outcome, touched, tasks, mut txn) = placed;
+            for t in &tasks {
+                txn = txn
+                    .when(Compare::Absent {
+                        key: keys::task(&t.cluster, &t.id),
+                    })
+                    .put(keys::task(&t.cluster, &t.id), to_bytes(t));
+            }
+            if let Some((token, fp)) = &client_token {
+                let tk = keys::client_token(&l.cluster, token);
+                txn = txn.when(Compare::Absent { key: tk.clone() }).put(
+                    tk,
+                    to_bytes(&ClientTokenRecord {
+                        fingerprint: fp.clone(),
+                        task_ids: tasks.iter().map(|t| t.id.clone()).collect(),
+                        created_at: now,
+                    }),
+                );
+            }
+            Ok(if tasks.is_empty() {
+                Attempt::Done(Placed::Now(Box::new(outcome), touched, tasks))
+            } else {
+                Attempt::Commit(txn, Placed::Now(Box::new(outcome), touched, tasks))
+            })
+        })
+        .await?;
+    let (outcome, touched, tasks) = match placed {
+        Placed::Now(outcome, touched, tasks) => (*outcome, touched, tasks),
+        Placed::Before(launched) => return Ok(launched),
+    };
+    for inst in touched.values() {
+        ctx.app.agents.publish(&inst.id, inst.generation);
+    }
+    for t in &tasks {
+        tracing::info!(cluster = %t.cluster, task = %t.id, instance = %t.container_instance_id, family = %t.family, "task placed");
+    }
+    let event = if outcome.failures.is_empty() {
+        None
+    } else {
+        outcome.service_event_message()
+    };
+    let failures = outcome
+        .failures
+        .into_iter()
+        .map(|f| ecs::Failure {
+            arn: f.arn,
+            reason: Some(f.reason),
+            detail: f.detail,
+        })
+        .collect();
+    Ok(Launched {
+        tasks,
+        failures,
+        event,
+    })
 }
 
 pub async fn run_task(
@@ -970,48 +990,51 @@ pub(crate) async fn request_stop(
 ) -> Result<TaskRecord, ApiError> {
     let repo = &ctx.app.repo;
     let tkey = keys::task(cluster, task_id);
-    for _ in 0..MAX_ATTEMPTS {
-        let mut t = repo
-            .get::<TaskRecord>(&tkey)
-            .await?
-            .ok_or_else(task_not_found)?;
-        if t.value.desired_status == "STOPPED" {
-            return Ok(t.value);
-        }
-        let now = now_epoch();
-        t.value.desired_status = "STOPPED".into();
-        t.value.stop_code = Some(stop_code.to_string());
-        t.value.stopped_reason = Some(reason.clone());
-        t.value.stopping_at = Some(now);
-        t.value.version += 1;
-        let ikey = keys::instance(cluster, &t.value.container_instance_id);
-        let mut txn = Txn::new().when(Compare::ModRevision {
-            key: tkey.clone(),
-            revision: t.revision,
-        });
-        let mut publish = None;
-        if let Some(mut inst) = repo.get::<ContainerInstanceRecord>(&ikey).await? {
-            inst.value.generation += 1;
-            publish = Some((inst.value.id.clone(), inst.value.generation));
-            txn = txn
-                .when(Compare::ModRevision {
-                    key: ikey.clone(),
-                    revision: inst.revision,
-                })
-                .put(ikey, to_bytes(&inst.value));
-        }
-        // A task that never reached its agent (still PROVISIONING with no agent to report) is
-        // stopped by the agent once it polls; nothing else to do here.
-        txn = txn.put(tkey.clone(), to_bytes(&t.value));
-        if repo.commit(txn).await?.is_some() {
-            if let Some((id, g)) = publish {
-                ctx.app.agents.publish(&id, g);
+    // The task, and (when this call stopped it) the instance generation to publish, if any.
+    let (t, stopped) = repo
+        .retry(|| async {
+            let mut t = repo
+                .get::<TaskRecord>(&tkey)
+                .await?
+                .ok_or_else(task_not_found)?;
+            if t.value.desired_status == "STOPPED" {
+                return Ok(Attempt::Done((t.value, None)));
             }
-            tracing::info!(cluster = %cluster, task = %task_id, stop_code, "task stop requested");
-            return Ok(t.value);
+            let now = now_epoch();
+            t.value.desired_status = "STOPPED".into();
+            t.value.stop_code = Some(stop_code.to_string());
+            t.value.stopped_reason = Some(reason.clone());
+            t.value.stopping_at = Some(now);
+            t.value.version += 1;
+            let ikey = keys::instance(cluster, &t.value.container_instance_id);
+            let mut txn = Txn::new().when(Compare::ModRevision {
+                key: tkey.clone(),
+                revision: t.revision,
+            });
+            let mut publish = None;
+            if let Some(mut inst) = repo.get::<ContainerInstanceRecord>(&ikey).await? {
+                inst.value.generation += 1;
+                publish = Some((inst.value.id.clone(), inst.value.generation));
+                txn = txn
+                    .when(Compare::ModRevision {
+                        key: ikey.clone(),
+                        revision: inst.revision,
+                    })
+                    .put(ikey, to_bytes(&inst.value));
+            }
+            // A task that never reached its agent (still PROVISIONING with no agent to report) is
+            // stopped by the agent once it polls; nothing else to do here.
+            txn = txn.put(tkey.clone(), to_bytes(&t.value));
+            Ok(Attempt::Commit(txn, (t.value, Some(publish))))
+        })
+        .await?;
+    if let Some(publish) = stopped {
+        if let Some((id, g)) = publish {
+            ctx.app.agents.publish(&id, g);
         }
+        tracing::info!(cluster = %cluster, task = %task_id, stop_code, "task stop requested");
     }
-    Err(contention())
+    Ok(t)
 }
 
 pub async fn stop_task(
@@ -1198,95 +1221,95 @@ pub(crate) async fn apply_report(
     let id = task_id_of(task_arg).ok_or_else(task_not_found)?;
     let repo = &ctx.app.repo;
     let tkey = keys::task(cluster, &id);
-    for _ in 0..MAX_ATTEMPTS {
-        let mut t = repo
-            .get::<TaskRecord>(&tkey)
-            .await?
-            .ok_or_else(task_not_found)?;
-        let now = now_epoch();
-        let before = t.value.clone();
-        let current = TaskStatus::parse(&t.value.last_status).unwrap_or(TaskStatus::Provisioning);
-        let next = status.and_then(TaskStatus::parse);
-        if let Some(n) = next {
-            if !current.can_become(n) {
-                tracing::debug!(task = %id, from = current.as_str(), to = n.as_str(), "ignored a backward state report");
-            } else if n != current {
-                t.value.last_status = n.as_str().to_string();
-                if n == TaskStatus::Running && t.value.started_at.is_none() {
-                    t.value.started_at = Some(now);
-                }
-                if n >= TaskStatus::Pending && t.value.connectivity_at.is_none() {
-                    t.value.connectivity_at = Some(now);
-                }
-                if n >= TaskStatus::Deactivating && t.value.stopping_at.is_none() {
-                    t.value.stopping_at = Some(now);
-                }
-                if n == TaskStatus::Stopped {
-                    t.value.stopped_at = Some(now);
-                    t.value.execution_stopped_at.get_or_insert(now);
-                    if t.value.desired_status != "STOPPED" {
-                        // The agent stopped it on its own: an essential container exited, or it
-                        // never got running.
-                        t.value.desired_status = "STOPPED".into();
-                        t.value.stop_code = Some(if before.started_at.is_some() {
-                            "EssentialContainerExited".into()
-                        } else {
-                            "TaskFailedToStart".into()
-                        });
+    let (t, publish, changed_status) = repo
+        .retry(|| async {
+            let mut t = repo
+                .get::<TaskRecord>(&tkey)
+                .await?
+                .ok_or_else(task_not_found)?;
+            let now = now_epoch();
+            let before = t.value.clone();
+            let current = TaskStatus::parse(&t.value.last_status).unwrap_or(TaskStatus::Provisioning);
+            let next = status.and_then(TaskStatus::parse);
+            if let Some(n) = next {
+                if !current.can_become(n) {
+                    tracing::debug!(task = %id, from = current.as_str(), to = n.as_str(), "ignored a backward state report");
+                } else if n != current {
+                    t.value.last_status = n.as_str().to_string();
+                    if n == TaskStatus::Running && t.value.started_at.is_none() {
+                        t.value.started_at = Some(now);
+                    }
+                    if n >= TaskStatus::Pending && t.value.connectivity_at.is_none() {
+                        t.value.connectivity_at = Some(now);
+                    }
+                    if n >= TaskStatus::Deactivating && t.value.stopping_at.is_none() {
+                        t.value.stopping_at = Some(now);
+                    }
+                    if n == TaskStatus::Stopped {
+                        t.value.stopped_at = Some(now);
+                        t.value.execution_stopped_at.get_or_insert(now);
+                        if t.value.desired_status != "STOPPED" {
+                            // The agent stopped it on its own: an essential container exited, or it
+                            // never got running.
+                            t.value.desired_status = "STOPPED".into();
+                            t.value.stop_code = Some(if before.started_at.is_some() {
+                                "EssentialContainerExited".into()
+                            } else {
+                                "TaskFailedToStart".into()
+                            });
+                        }
                     }
                 }
             }
-        }
-        edit(&mut t.value, now);
-        let changed_status = t.value.last_status != before.last_status;
-        t.value.version += 1;
-        let mut txn = Txn::new().when(Compare::ModRevision {
-            key: tkey.clone(),
-            revision: t.revision,
-        });
-        let mut publish = None;
-        // What the task holds on its instance moved (it started, was bound to host ports, or
-        // stopped): the instance's counters move with it, in the same transaction.
-        let (held_before, held_after) = (before.hold(), t.value.hold());
-        if held_before != held_after {
-            let ikey = keys::instance(cluster, &t.value.container_instance_id);
-            // A force-deregistered (INACTIVE) instance let go of everything its tasks held.
-            match repo.get::<ContainerInstanceRecord>(&ikey).await? {
-                Some(mut inst) if inst.value.status != "INACTIVE" => {
-                    inst.value
-                        .held
-                        .replace(held_before.as_ref(), held_after.as_ref());
-                    if held_after.is_none() {
-                        inst.value.generation += 1;
-                        publish = Some((inst.value.id.clone(), inst.value.generation));
+            edit(&mut t.value, now);
+            let changed_status = t.value.last_status != before.last_status;
+            t.value.version += 1;
+            let mut txn = Txn::new().when(Compare::ModRevision {
+                key: tkey.clone(),
+                revision: t.revision,
+            });
+            let mut publish = None;
+            // What the task holds on its instance moved (it started, was bound to host ports, or
+            // stopped): the instance's counters move with it, in the same transaction.
+            let (held_before, held_after) = (before.hold(), t.value.hold());
+            if held_before != held_after {
+                let ikey = keys::instance(cluster, &t.value.container_instance_id);
+                // A force-deregistered (INACTIVE) instance let go of everything its tasks held.
+                match repo.get::<ContainerInstanceRecord>(&ikey).await? {
+                    Some(mut inst) if inst.value.status != "INACTIVE" => {
+                        inst.value
+                            .held
+                            .replace(held_before.as_ref(), held_after.as_ref());
+                        if held_after.is_none() {
+                            inst.value.generation += 1;
+                            publish = Some((inst.value.id.clone(), inst.value.generation));
+                        }
+                        inst.value.version += 1;
+                        txn = txn
+                            .when(Compare::ModRevision {
+                                key: ikey.clone(),
+                                revision: inst.revision,
+                            })
+                            .put(ikey, to_bytes(&inst.value));
                     }
-                    inst.value.version += 1;
-                    txn = txn
-                        .when(Compare::ModRevision {
-                            key: ikey.clone(),
-                            revision: inst.revision,
-                        })
-                        .put(ikey, to_bytes(&inst.value));
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        txn = txn.put(tkey.clone(), to_bytes(&t.value));
-        if repo.commit(txn).await?.is_some() {
-            if let Some((iid, g)) = publish {
-                ctx.app.agents.publish(&iid, g);
-            }
-            if changed_status && t.value.group.starts_with("service:") {
-                // A service task moved: let the scheduler react now rather than on its tick.
-                ctx.app.wake_scheduler();
-            }
-            if changed_status {
-                tracing::info!(cluster = %cluster, task = %id, status = %t.value.last_status, "task state changed");
-            }
-            return Ok(());
-        }
+            txn = txn.put(tkey.clone(), to_bytes(&t.value));
+            Ok(Attempt::Commit(txn, (t.value, publish, changed_status)))
+        })
+        .await?;
+    if let Some((iid, g)) = publish {
+        ctx.app.agents.publish(&iid, g);
     }
-    Err(contention())
+    if changed_status && t.group.starts_with("service:") {
+        // A service task moved: let the scheduler react now rather than on its tick.
+        ctx.app.wake_scheduler();
+    }
+    if changed_status {
+        tracing::info!(cluster = %cluster, task = %id, status = %t.last_status, "task state changed");
+    }
+    Ok(())
 }
 
 /// What the berth agent adds to SubmitTaskStateChange beyond the ECS model (ECS's own agent sends
