@@ -2,7 +2,7 @@
 """Generate berth's wire types from an AWS service model shipped in botocore.
 
 Usage: scripts/codegen.py <service> <api-version> <output.rs>
-       e.g. scripts/codegen.py ecs 2014-11-13 crates/ecs-api/src/ecs.rs
+       e.g. scripts/codegen.py ecs 2014-11-13 crates/wire/src/ecs.rs
 
 The model (botocore/data/<service>/<version>/service-2.json[.gz]) is the machine-readable truth for every
 shape, member, enum and required flag. The generated module is committed; `scripts/test` regenerates it

@@ -4,7 +4,7 @@
 //! `RegisterContainerInstance` (at start; again with `containerInstanceArn` to re-register the same
 //! identity after a restart), `DiscoverPollEndpoint`, `SubmitTaskStateChange`,
 //! `SubmitContainerStateChange`, `DeregisterContainerInstance`. Their wire types are the generated
-//! `berth_ecs_api::ecs` shapes. SubmitTaskStateChange also carries what ECS's own agent reports on
+//! `berth_wire::ecs` shapes. SubmitTaskStateChange also carries what ECS's own agent reports on
 //! private channels, as extra members the ECS model lacks (AWS clients ignore unknown members):
 //! `containers[].healthStatus`, `containers[].networkInterfaces[{privateIpv4Address}]`, and
 //! `attachments[].type` / `attachments[].details[{name, value}]`.
@@ -24,7 +24,7 @@
 //! - desiredStatus is written only by the control plane; lastStatus only by the agent (through the
 //!   Submit*StateChange calls). States only move forward.
 
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use serde::{Deserialize, Serialize};
 
 /// The `X-Amz-Target` prefix of berth's agent channel.

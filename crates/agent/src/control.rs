@@ -15,7 +15,7 @@ use berth_agent_api::{
     PollRequest, PollResponse, TaskCredentials, TaskCredentialsRequest, MAX_WAIT_SECONDS,
     POLL_OPERATION, TARGET_PREFIX, TASK_CREDENTIALS_OPERATION,
 };
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 

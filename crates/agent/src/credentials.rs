@@ -335,8 +335,8 @@ mod tests {
     impl ControlPlane for Issuer {
         async fn register(
             &self,
-            _: &berth_ecs_api::ecs::RegisterContainerInstanceRequest,
-        ) -> Result<berth_ecs_api::ecs::RegisterContainerInstanceResponse, ControlPlaneError>
+            _: &berth_wire::ecs::RegisterContainerInstanceRequest,
+        ) -> Result<berth_wire::ecs::RegisterContainerInstanceResponse, ControlPlaneError>
         {
             unreachable!()
         }
@@ -354,7 +354,7 @@ mod tests {
         }
         async fn submit_container_state(
             &self,
-            _: &berth_ecs_api::ecs::SubmitContainerStateChangeRequest,
+            _: &berth_wire::ecs::SubmitContainerStateChangeRequest,
         ) -> Result<(), ControlPlaneError> {
             unreachable!()
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use berth_runtime::EngineInfo;
 use serde::{Deserialize, Serialize};
 

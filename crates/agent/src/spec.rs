@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_agent_api::DesiredTask;
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use berth_runtime::{
     ContainerSpec, ExtraHost, HealthCheck, HealthTest, Labels, Link, LogConfig, Mount, NetworkMode,
     NetworkSpec, PortBinding, Protocol, TmpfsMount, Ulimit, VolumeSpec, VolumesFrom,

@@ -1222,7 +1222,7 @@ impl<R: ContainerRuntime> TaskActor<R> {
                     ContainerKnown::Stopped => "STOPPED",
                     _ => "PENDING",
                 };
-                let mut network_bindings: Vec<berth_ecs_api::ecs::NetworkBinding> = c
+                let mut network_bindings: Vec<berth_wire::ecs::NetworkBinding> = c
                     .bindings
                     .iter()
                     .map(|b| binding(&b.host_ip, b.container_port, b.host_port, b.protocol))
@@ -1477,14 +1477,14 @@ fn binding(
     container_port: u16,
     host_port: u16,
     protocol: Protocol,
-) -> berth_ecs_api::ecs::NetworkBinding {
-    berth_ecs_api::ecs::NetworkBinding {
+) -> berth_wire::ecs::NetworkBinding {
+    berth_wire::ecs::NetworkBinding {
         bind_ip: Some(host_ip.to_string()),
         container_port: Some(i32::from(container_port)),
         host_port: Some(i32::from(host_port)),
         protocol: Some(match protocol {
-            Protocol::Tcp => berth_ecs_api::ecs::TransportProtocol::Tcp,
-            Protocol::Udp => berth_ecs_api::ecs::TransportProtocol::Udp,
+            Protocol::Tcp => berth_wire::ecs::TransportProtocol::Tcp,
+            Protocol::Udp => berth_wire::ecs::TransportProtocol::Udp,
         }),
         ..Default::default()
     }

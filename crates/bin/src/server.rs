@@ -259,7 +259,7 @@ async fn run_local_agent(
     let body = serde_json::json!({ "clusterName": cluster }).to_string();
     if let Err(e) = berth_svc_ecs::ecs::dispatch(
         &ctx,
-        berth_ecs_api::ecs::Operation::CreateCluster,
+        berth_wire::ecs::Operation::CreateCluster,
         body.as_bytes(),
     )
     .await

@@ -80,7 +80,7 @@ pub struct SimArgs {
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    if args.cpu == 0 || args.cpu % 1024 != 0 {
+    if args.cpu == 0 || !args.cpu.is_multiple_of(1024) {
         bail!("--cpu must be a positive multiple of 1024 (an agent registers cores × 1024)");
     }
     if !(0.0..=1.0).contains(&args.fail_rate) {

@@ -4,7 +4,7 @@
 
 use berth_auth::Role;
 use berth_core::Scope;
-use berth_ecs_api::ecs::Operation;
+use berth_wire::ecs::Operation;
 use berth_service::Principal;
 use berth_store::MemoryStore;
 use berth_svc_ecs::{ecs, Ctx, Ecs, EcsConfig};

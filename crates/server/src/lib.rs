@@ -120,6 +120,7 @@ impl Stack {
     /// Builds `region`'s services over `store`/`repo` and registers their background tasks with
     /// `driver`. `s3` keeps blobs of the home region's blob store alive (S3 is global and uses
     /// the home region's).
+    #[allow(clippy::too_many_arguments)] // one region's parts, gathered by its two callers
     fn build(
         shared: &Shared,
         region: &str,
@@ -254,7 +255,7 @@ impl RegionFactory for Regions {
         ));
         let repo = Repo::new(store.clone());
         let dir = shared.data_dir.join("regions").join(region);
-        let blobs = berth_registry::BlobStore::open(&dir.join("registry"))
+        let blobs = berth_registry::BlobStore::open(dir.join("registry"))
             .map_err(|e| ApiError::server(format!("opening the region's registry: {e}")))?;
         let mut driver = shared.driver();
         let stack = Stack::build(
@@ -335,7 +336,7 @@ impl ControlPlane {
 
         // Global services: S3 (on the home region's blob store) and berth's admin API.
         let blobs = Arc::new(berth_registry::BlobStore::open(
-            &cfg.data_dir.join("registry"),
+            cfg.data_dir.join("registry"),
         )?);
         let s3 = S3::new(
             repo.clone(),

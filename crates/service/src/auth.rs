@@ -140,10 +140,7 @@ impl KeyCache {
     pub fn spawn_watch(&self, repo: Repo) -> tokio::task::JoinHandle<()> {
         let cache = self.clone();
         tokio::spawn(async move {
-            let mut from = match repo.store().current_revision().await {
-                Ok(r) => r,
-                Err(_) => 0,
-            };
+            let mut from = repo.store().current_revision().await.unwrap_or_default();
             loop {
                 match repo.store().watch(ACCESS_KEYS, from).await {
                     Ok(mut stream) => {

@@ -1,7 +1,7 @@
 //! Request decoding and response encoding for awsJson1_1.
 
 use crate::error::ApiError;
-use berth_ecs_api::Validate;
+use berth_wire::Validate;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -16,10 +16,10 @@ pub fn decode<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError
     } else {
         body
     };
-    if !body
+    if body
         .iter()
         .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{')
+        .is_none_or(|b| *b != b'{')
     {
         return Err(ApiError::serialization(
             "Start of structure or map found where not expected.",
@@ -88,10 +88,10 @@ pub fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> 
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }
-    if !body
+    if body
         .iter()
         .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{')
+        .is_none_or(|b| *b != b'{')
     {
         return Err(ApiError::serialization(
             "Start of structure or map found where not expected.",

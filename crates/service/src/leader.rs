@@ -133,6 +133,12 @@ pub fn deposed() -> ApiError {
 /// The message of [`deposed`].
 pub const DEPOSED: &str = "This replica is no longer the leader: its commit was fenced off.";
 
+/// The election the control-plane replicas campaign in.
+pub const ELECTION: &str = "scheduler";
+/// Its store key (`berth_store_etcd::LeaderElection::key(ELECTION)`): the leader's node id, and
+/// its create revision is the fencing token.
+pub const LEADER_KEY: &str = "leader/scheduler";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,9 +215,3 @@ mod tests {
             .is_some());
     }
 }
-
-/// The election the control-plane replicas campaign in.
-pub const ELECTION: &str = "scheduler";
-/// Its store key (`berth_store_etcd::LeaderElection::key(ELECTION)`): the leader's node id, and
-/// its create revision is the fencing token.
-pub const LEADER_KEY: &str = "leader/scheduler";

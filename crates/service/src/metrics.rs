@@ -47,7 +47,7 @@ pub static STORE_OPS: std::sync::LazyLock<Family<StoreOpLabels, Histogram>> =
 pub struct SqliteWriterCollector;
 
 impl Collector for SqliteWriterCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = berth_store::writer_stats();
         let help = "SQLite group commits by the store's writer";
         counter(&mut encoder, "sqlite_commits", help, s.commits)?;
@@ -69,7 +69,7 @@ impl Collector for SqliteWriterCollector {
 
 /// Encodes one counter read at scrape time.
 fn counter<N: prometheus_client::encoding::EncodeCounterValue>(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     value: N,

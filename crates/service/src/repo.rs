@@ -428,7 +428,7 @@ impl Repo {
         let mut deleted = Vec::new();
         for (key, revision) in items {
             let txn = Txn::new()
-                .when(berth_store::Compare::ModRevision {
+                .when(Compare::ModRevision {
                     key: key.clone(),
                     revision,
                 })

@@ -3,7 +3,7 @@
 use super::model::{self, DeleteError, ImageRecord, PutError, PutOutcome};
 use super::{existing_repo, registry_id};
 use crate::Ctx;
-use berth_ecs_api::ecr::*;
+use berth_wire::ecr::*;
 use berth_registry::Digest;
 use berth_service::ApiError;
 use std::collections::BTreeMap;

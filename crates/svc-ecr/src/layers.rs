@@ -5,7 +5,7 @@ use super::model::{self, blob_store, storage_error};
 use super::{existing_repo, registry_id};
 use crate::Ctx;
 use base64::Engine;
-use berth_ecs_api::ecr::*;
+use berth_wire::ecr::*;
 use berth_registry::{Digest, RegistryError};
 use berth_service::ApiError;
 

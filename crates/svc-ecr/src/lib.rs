@@ -18,7 +18,7 @@ mod repos;
 pub mod token;
 
 use berth_core::Scope;
-use berth_ecs_api::ecr::Operation;
+use berth_wire::ecr::Operation;
 use berth_service::auth::KeyCache;
 use berth_service::codec::{decode, encode};
 use berth_service::leader::Leader;
@@ -26,7 +26,7 @@ use berth_service::repo::Repo;
 use berth_service::{ApiError, BlobHolder, Call, Descriptor, Protocol, Reply, Service};
 use std::sync::Arc;
 
-pub use berth_ecs_api::ecr::TARGET_PREFIX;
+pub use berth_wire::ecr::TARGET_PREFIX;
 pub use berth_registry::{BlobStore, RegistryError};
 pub use lifecycle::LifecyclePolicies;
 pub use model::RegistryGc;
@@ -250,7 +250,7 @@ pub fn implemented(op: Operation) -> bool {
 }
 
 /// Decodes a request, reporting a missing required member the way ECR does.
-fn decode_req<T: serde::de::DeserializeOwned + berth_ecs_api::Validate>(
+fn decode_req<T: serde::de::DeserializeOwned + berth_wire::Validate>(
     body: &[u8],
 ) -> Result<T, ApiError> {
     decode(body).map_err(|e| {

@@ -5,7 +5,7 @@
 use super::model::{self, keys, ImageRecord, RepositoryRecord};
 use super::{existing_repo, registry_id, repository_name};
 use crate::{Ctx, Ecr};
-use berth_ecs_api::ecr::*;
+use berth_wire::ecr::*;
 use berth_registry::lifecycle::{self, ImageFacts, Policy};
 use berth_service::codec::now_epoch;
 use berth_service::leader::as_leader;

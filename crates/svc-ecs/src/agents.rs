@@ -202,7 +202,7 @@ pub fn spawn_generation_watch(app: std::sync::Arc<crate::Ecs>) -> tokio::task::J
                         if ev.kind != berth_store::EventKind::Put {
                             continue;
                         }
-                        if let Ok(g) = serde_json::from_slice::<InstanceGeneration>(&ev.kv.value) {
+                        if let Ok(g) = serde_json::from_slice::<InstanceGeneration<'_>>(&ev.kv.value) {
                             app.agents.publish(&g.id, g.generation);
                         }
                     }
@@ -362,7 +362,7 @@ mod tests {
                 held: HeldRecord::default(),
             };
             let bytes = serde_json::to_vec(&rec).unwrap();
-            let g: InstanceGeneration = serde_json::from_slice(&bytes).unwrap();
+            let g: InstanceGeneration<'_> = serde_json::from_slice(&bytes).unwrap();
             assert_eq!((g.id.as_ref(), g.generation), (id, 42));
         }
     }

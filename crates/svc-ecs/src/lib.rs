@@ -3,7 +3,7 @@
 //! (`BerthAgent_20261122.PollDesiredState`, task IAM role credentials), placement, and the service
 //! scheduler with the leader's collections as background tasks.
 //!
-//! Layers: handlers (`ecs/`) decode wire types (`berth-ecs-api`), work on storage records
+//! Layers: handlers (`ecs/`) decode wire types (`berth-wire`), work on storage records
 //! (`records`, keys in `keys`) through `berth_service::repo::Repo`, and call the pure crates
 //! (`berth-placement`, `berth-scheduler`, `berth-core`'s lifecycle). API boundary: the only crate
 //! that sees both ECS wire types and ECS domain types.
@@ -21,7 +21,7 @@ pub mod task_credentials;
 
 pub use state::{Ctx, Ecs, EcsConfig};
 
-use berth_ecs_api::ecs::{Operation, TARGET_PREFIX};
+use berth_wire::ecs::{Operation, TARGET_PREFIX};
 use berth_service::{ApiError, Call, Descriptor, Protocol, Reply, Service};
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! container definitions, a cluster's configuration). Those embed the generated wire types, which
 //! are all-optional and so forward compatible.
 
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

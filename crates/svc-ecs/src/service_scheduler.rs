@@ -19,7 +19,7 @@ use crate::records::{
 use crate::keys;
 use berth_service::repo::{to_bytes, Versioned};
 use berth_service::codec::now_epoch;
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use berth_scheduler as sched;
 use berth_store::{Compare, Txn};
 use std::collections::HashMap;

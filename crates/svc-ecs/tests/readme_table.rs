@@ -1,7 +1,7 @@
 //! The README's compatibility table tells the truth: every ECS operation is listed, and it says
 //! "not yet" exactly for the operations the dispatcher does not implement.
 
-use berth_ecs_api::ecs::Operation;
+use berth_wire::ecs::Operation;
 
 #[test]
 fn readme_compatibility_table_matches_the_dispatcher() {

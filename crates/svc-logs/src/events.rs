@@ -2,7 +2,7 @@
 
 use super::{blocking, group_arg, group_name, limit_arg, stream_name, validation};
 use crate::Ctx;
-use berth_ecs_api::logs as w;
+use berth_wire::logs as w;
 use berth_logs::{now_ms, FilterCursor, FilterQuery, GetQuery, Pattern, Position, ReadFrom};
 use berth_service::ApiError;
 use serde::Serialize;

@@ -12,14 +12,14 @@ mod streams;
 
 use axum::http::StatusCode;
 use berth_core::Scope;
-use berth_ecs_api::logs::Operation;
+use berth_wire::logs::Operation;
 use berth_logs::{LogError, LogStore};
 use berth_service::codec::{decode, encode};
 use berth_service::ApiError;
 use berth_service::{Call, Descriptor, Protocol, Reply, Service};
 use std::sync::Arc;
 
-pub use berth_ecs_api::logs::TARGET_PREFIX;
+pub use berth_wire::logs::TARGET_PREFIX;
 
 /// The CloudWatch Logs service: its state.
 pub struct Logs {
@@ -177,7 +177,7 @@ pub fn implemented(op: Operation) -> bool {
 }
 
 /// Decodes a request, reporting a missing required member the way CloudWatch Logs does.
-fn decode_req<T: serde::de::DeserializeOwned + berth_ecs_api::Validate>(
+fn decode_req<T: serde::de::DeserializeOwned + berth_wire::Validate>(
     body: &[u8],
 ) -> Result<T, ApiError> {
     decode(body).map_err(|e| {

@@ -14,7 +14,7 @@ use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue as HttpHeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_ecs_api::logs as w;
+use berth_wire::logs as w;
 use berth_logs::{Appended, Pattern};
 use berth_service::ApiError;
 use serde::Serialize;

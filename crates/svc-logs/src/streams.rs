@@ -3,7 +3,7 @@
 use super::groups::Empty;
 use super::{blocking, group_arg, group_arn, group_name, limit_arg, stream_name};
 use crate::Ctx;
-use berth_ecs_api::logs as w;
+use berth_wire::logs as w;
 use berth_service::pagination::{decode_token, paginate};
 use berth_service::ApiError;
 use serde::Serialize;

@@ -5,7 +5,7 @@ use super::{cluster_arg, decode_token, max_results, paginate, tagging};
 use crate::keys;
 use crate::records::{tags_to_wire, ClusterRecord, ContainerInstanceRecord};
 use crate::state::Ctx;
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Repo};
 use berth_service::ApiError;

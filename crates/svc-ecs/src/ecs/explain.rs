@@ -16,9 +16,9 @@ struct ExplainReq {
     task_definition: Option<String>,
     count: Option<u32>,
     group: Option<String>,
-    launch_type: Option<berth_ecs_api::ecs::LaunchType>,
-    placement_constraints: Option<Vec<berth_ecs_api::ecs::PlacementConstraint>>,
-    placement_strategy: Option<Vec<berth_ecs_api::ecs::PlacementStrategy>>,
+    launch_type: Option<berth_wire::ecs::LaunchType>,
+    placement_constraints: Option<Vec<berth_wire::ecs::PlacementConstraint>>,
+    placement_strategy: Option<Vec<berth_wire::ecs::PlacementStrategy>>,
 }
 
 pub async fn explain_placement(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Value, ApiError> {

@@ -9,7 +9,7 @@ use crate::records::{
     TaskRecord,
 };
 use crate::state::Ctx;
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
 use berth_service::ApiError;

@@ -13,9 +13,9 @@ use crate::state::Ctx;
 use berth_service::pagination::{decode_token, encode_token, paginate};
 use berth_service::ApiError;
 use berth_service::codec::{decode, encode};
-use berth_ecs_api::ecs::Operation;
+use berth_wire::ecs::Operation;
 
-pub use berth_ecs_api::ecs::TARGET_PREFIX;
+pub use berth_wire::ecs::TARGET_PREFIX;
 
 macro_rules! route {
     ($ctx:expr, $body:expr, $handler:path) => {{

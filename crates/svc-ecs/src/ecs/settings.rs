@@ -8,7 +8,7 @@ use berth_service::ApiError;
 use crate::records::AccountSettingRecord;
 use crate::keys;
 use berth_service::repo::{to_bytes};
-use berth_ecs_api::ecs::{self, SettingName};
+use berth_wire::ecs::{self, SettingName};
 use berth_store::Txn;
 
 /// AWS-managed defaults (what an account gets when nothing was set).

@@ -9,7 +9,7 @@ use crate::records::{
 };
 use crate::state::Ctx;
 use berth_core::arn::{Arn, ResourceKind, TaskDefinitionRef};
-use berth_ecs_api::ecs;
+use berth_wire::ecs;
 use berth_service::repo::{Change, Record};
 use berth_service::ApiError;
 

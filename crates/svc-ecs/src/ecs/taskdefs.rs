@@ -11,7 +11,7 @@ use crate::records::{tags_to_wire, FamilyRecord, TaskDefinitionRecord};
 use crate::state::Ctx;
 use berth_core::arn::TaskDefinitionRef;
 use berth_core::units;
-use berth_ecs_api::ecs::{self, Compatibility, NetworkMode};
+use berth_wire::ecs::{self, Compatibility, NetworkMode};
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
 use berth_service::ApiError;

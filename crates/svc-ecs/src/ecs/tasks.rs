@@ -17,7 +17,7 @@ use crate::records::{
 };
 use crate::state::Ctx;
 use berth_core::lifecycle::TaskStatus;
-use berth_ecs_api::ecs::{self, NetworkMode};
+use berth_wire::ecs::{self, NetworkMode};
 use berth_placement as placement;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt};

@@ -1,9 +1,11 @@
-//! berth-ecs-api: the wire types of the AWS services berth speaks, generated from botocore's service
-//! models by `scripts/codegen.py` (one module per service), plus the tiny runtime they need.
+//! berth-wire: the wire types of the AWS services berth speaks, generated from botocore's service
+//! models by `scripts/codegen.py`, one module per service, named for it (`ecs`, `logs`, `ecr`),
+//! plus the tiny runtime they need. Each service crate (`svc-ecs`, `svc-logs`, `svc-ecr`) uses its
+//! own module.
 //!
 //! API boundary: these are exactly the JSON shapes on the wire (awsJson1_1). No logic lives here;
-//! validation beyond "required members present" belongs to the control plane, which converts wire
-//! types into domain types.
+//! validation beyond "required members present" belongs to the service crates, which convert wire
+//! types into their records and domain types.
 
 pub mod ecr;
 pub mod ecs;
