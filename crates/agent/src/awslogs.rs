@@ -42,8 +42,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use berth_wire::ecs;
 use berth_runtime::{ContainerId, ContainerRuntime, LogLine, LogOptions};
+use berth_wire::ecs;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 

@@ -336,8 +336,7 @@ mod tests {
         async fn register(
             &self,
             _: &berth_wire::ecs::RegisterContainerInstanceRequest,
-        ) -> Result<berth_wire::ecs::RegisterContainerInstanceResponse, ControlPlaneError>
-        {
+        ) -> Result<berth_wire::ecs::RegisterContainerInstanceResponse, ControlPlaneError> {
             unreachable!()
         }
         async fn poll(

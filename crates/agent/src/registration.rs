@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use berth_wire::ecs;
 use berth_runtime::EngineInfo;
+use berth_wire::ecs;
 use serde::{Deserialize, Serialize};
 
 use crate::config::AgentConfig;

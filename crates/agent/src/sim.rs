@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_agent_api::{PollRequest, PollResponse};
-use berth_wire::ecs;
 use berth_runtime::fake::{FakeConfig, FakeRuntime};
+use berth_wire::ecs;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_agent_api::DesiredTask;
-use berth_wire::ecs;
 use berth_runtime::{
     ContainerSpec, ExtraHost, HealthCheck, HealthTest, Labels, Link, LogConfig, Mount, NetworkMode,
     NetworkSpec, PortBinding, Protocol, TmpfsMount, Ulimit, VolumeSpec, VolumesFrom,
 };
+use berth_wire::ecs;
 
 use crate::awslogs::AwsLogsConfig;
 use crate::config::AgentConfig;

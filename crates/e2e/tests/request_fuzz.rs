@@ -4,10 +4,10 @@
 
 use berth_auth::Role;
 use berth_core::Scope;
-use berth_wire::ecs::Operation;
 use berth_service::Principal;
 use berth_store::MemoryStore;
 use berth_svc_ecs::{ecs, Ctx, Ecs, EcsConfig};
+use berth_wire::ecs::Operation;
 use proptest::prelude::*;
 use std::sync::Arc;
 

@@ -25,9 +25,7 @@ use berth_service::auth::{access_key, AccessKeyRecord, KeyCache, SessionRecord, 
 use berth_service::leader::Leader;
 use berth_service::metrics::Metrics;
 use berth_service::repo::{to_bytes, Repo};
-use berth_service::{
-    ApiError, Authenticator, Call, Principal, Protocol, Reply, Service,
-};
+use berth_service::{ApiError, Authenticator, Call, Principal, Protocol, Reply, Service};
 use berth_store::{StateStore, Txn};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -344,7 +342,6 @@ impl Edge {
         let _ = watch.await;
         result
     }
-
 }
 
 fn request_id() -> String {

@@ -3,9 +3,9 @@
 use super::model::{self, DeleteError, ImageRecord, PutError, PutOutcome};
 use super::{existing_repo, registry_id};
 use crate::Ctx;
-use berth_wire::ecr::*;
 use berth_registry::Digest;
 use berth_service::ApiError;
+use berth_wire::ecr::*;
 use std::collections::BTreeMap;
 
 fn image_not_found_in(ctx: &Ctx, repo: &str, id: &ImageIdentifier) -> ApiError {

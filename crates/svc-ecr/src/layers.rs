@@ -5,9 +5,9 @@ use super::model::{self, blob_store, storage_error};
 use super::{existing_repo, registry_id};
 use crate::Ctx;
 use base64::Engine;
-use berth_wire::ecr::*;
 use berth_registry::{Digest, RegistryError};
 use berth_service::ApiError;
+use berth_wire::ecr::*;
 
 /// The part size berth advertises for UploadLayerPart.
 pub const PART_SIZE: i64 = 10 * 1024 * 1024;

@@ -18,16 +18,16 @@ mod repos;
 pub mod token;
 
 use berth_core::Scope;
-use berth_wire::ecr::Operation;
 use berth_service::auth::KeyCache;
 use berth_service::codec::{decode, encode};
 use berth_service::leader::Leader;
 use berth_service::repo::Repo;
 use berth_service::{ApiError, BlobHolder, Call, Descriptor, Protocol, Reply, Service};
+use berth_wire::ecr::Operation;
 use std::sync::Arc;
 
-pub use berth_wire::ecr::TARGET_PREFIX;
 pub use berth_registry::{BlobStore, RegistryError};
+pub use berth_wire::ecr::TARGET_PREFIX;
 pub use lifecycle::LifecyclePolicies;
 pub use model::RegistryGc;
 

@@ -5,7 +5,6 @@
 use super::model::{self, keys, ImageRecord, RepositoryRecord};
 use super::{existing_repo, registry_id, repository_name};
 use crate::{Ctx, Ecr};
-use berth_wire::ecr::*;
 use berth_registry::lifecycle::{self, ImageFacts, Policy};
 use berth_service::codec::now_epoch;
 use berth_service::leader::as_leader;
@@ -13,6 +12,7 @@ use berth_service::repo::{to_bytes, Attempt, Versioned};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use berth_tasks::{BackgroundTask, Mode, TaskError, TaskSpec};
+use berth_wire::ecr::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;

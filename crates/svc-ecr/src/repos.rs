@@ -6,11 +6,11 @@ use super::model::{self, keys, RepositoryRecord};
 use super::{existing_repo, registry_id, repository_arn, repository_name, repository_not_found};
 use crate::Ctx;
 use base64::Engine;
-use berth_wire::ecr::*;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
+use berth_wire::ecr::*;
 use std::collections::BTreeMap;
 
 pub async fn get_authorization_token(

@@ -5,13 +5,13 @@
 //! polled (or registered) within [`DISCONNECTED_AFTER_SECONDS`]. After a control-plane restart
 //! agents reconnect within one poll interval.
 
-use crate::state::Ctx;
-use berth_service::ApiError;
-use crate::records::ContainerInstanceRecord;
 use crate::keys;
+use crate::records::ContainerInstanceRecord;
+use crate::state::Ctx;
 use berth_agent_api::{
     DesiredTask, PollRequest, PollResponse, DISCONNECTED_AFTER_SECONDS, MAX_WAIT_SECONDS,
 };
+use berth_service::ApiError;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -202,7 +202,9 @@ pub fn spawn_generation_watch(app: std::sync::Arc<crate::Ecs>) -> tokio::task::J
                         if ev.kind != berth_store::EventKind::Put {
                             continue;
                         }
-                        if let Ok(g) = serde_json::from_slice::<InstanceGeneration<'_>>(&ev.kv.value) {
+                        if let Ok(g) =
+                            serde_json::from_slice::<InstanceGeneration<'_>>(&ev.kv.value)
+                        {
                             app.agents.publish(&g.id, g.generation);
                         }
                     }

@@ -10,8 +10,8 @@
 //! `|`, and the cache separates a term from the key it lists, so one term never sees another's
 //! keys.
 
-use crate::records::TaskRecord;
 use crate::keys;
+use crate::records::TaskRecord;
 use berth_store::cache::Entry;
 use berth_store::CacheIndex;
 use std::sync::Arc;

@@ -21,8 +21,8 @@ pub mod task_credentials;
 
 pub use state::{Ctx, Ecs, EcsConfig};
 
-use berth_wire::ecs::{Operation, TARGET_PREFIX};
 use berth_service::{ApiError, Call, Descriptor, Protocol, Reply, Service};
+use berth_wire::ecs::{Operation, TARGET_PREFIX};
 use std::sync::Arc;
 
 /// Largest request body accepted (ECS task definitions are limited to 64 KiB).

@@ -14,12 +14,12 @@
 //! placement. Calls for one cluster take turns on its index (a placement takes well under a
 //! millisecond); calls for different clusters don't wait for each other.
 
-use crate::state::Ctx;
-use berth_service::ApiError;
-use crate::records::ContainerInstanceRecord;
 use crate::keys;
-use berth_service::repo::{Lazy, Versioned};
+use crate::records::ContainerInstanceRecord;
+use crate::state::Ctx;
 use berth_placement::{ClusterIndex, ClusterSnapshot};
+use berth_service::repo::{Lazy, Versioned};
+use berth_service::ApiError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -12,8 +12,8 @@
 //! On a single-node store (SQLite, memory) there is no presence: this replica is the only one.
 
 use crate::state::Ecs;
-use berth_service::repo::to_bytes;
 use berth_service::now_epoch;
+use berth_service::repo::to_bytes;
 use berth_store::{EventKind, StoreError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};

@@ -8,20 +8,20 @@
 //! tasks describable for at least one hour), purges deleted task definitions and expired task
 //! credentials ([`Collection`]). All run on the background-task driver (`berth-tasks`).
 
-use crate::state::{Ctx, Ecs};
-use berth_service::Principal;
 use crate::ecs::tasks::{self, Launch};
-use berth_service::ApiError;
+use crate::keys;
 use crate::records::{
     ContainerInstanceRecord, DeploymentRecord, ServiceEventRecord, ServiceRecord,
     TaskDefinitionRecord, TaskRecord,
 };
-use crate::keys;
-use berth_service::repo::{to_bytes, Versioned};
-use berth_service::codec::now_epoch;
-use berth_wire::ecs;
+use crate::state::{Ctx, Ecs};
 use berth_scheduler as sched;
+use berth_service::codec::now_epoch;
+use berth_service::repo::{to_bytes, Versioned};
+use berth_service::ApiError;
+use berth_service::Principal;
 use berth_store::{Compare, Txn};
+use berth_wire::ecs;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,15 +16,15 @@
 //! - Each call issues a new key (the agent refreshes before expiry); expired keys are refused
 //!   (`ExpiredTokenException`) and deleted by the leader's maintenance pass.
 
-use crate::state::Ctx;
-use berth_service::ApiError;
-use crate::records::TaskRecord;
-use berth_service::auth::{AccessKeyRecord, SessionRecord};
 use crate::keys;
-use berth_service::repo::{to_bytes, Versioned};
-use berth_service::codec::now_epoch;
+use crate::records::TaskRecord;
+use crate::state::Ctx;
 use berth_agent_api::{TaskCredentials, TaskCredentialsRequest};
 use berth_auth::Role;
+use berth_service::auth::{AccessKeyRecord, SessionRecord};
+use berth_service::codec::now_epoch;
+use berth_service::repo::{to_bytes, Versioned};
+use berth_service::ApiError;
 use berth_store::Txn;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -189,7 +189,10 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
     };
     ctx.app
         .keys_repo
-        .commit(Txn::new().put(berth_service::auth::access_key(&rec.access_key_id), to_bytes(&rec)))
+        .commit(Txn::new().put(
+            berth_service::auth::access_key(&rec.access_key_id),
+            to_bytes(&rec),
+        ))
         .await?;
     ctx.app.keys.insert(&rec);
     tracing::debug!(task = %id, role = %role_arn, access = %role, "task role credentials issued");
@@ -208,13 +211,16 @@ pub async fn collect_expired_credentials(ctx: &Ctx) -> Result<usize, ApiError> {
     let expired = ctx
         .app
         .keys_repo
-        .scan(berth_service::auth::ACCESS_KEYS, |k: Versioned<Arc<AccessKeyRecord>>| {
-            k.value
-                .session
-                .as_ref()
-                .is_some_and(|s| s.expires_at < cutoff)
-                .then(|| (k.key.clone(), k.revision))
-        })
+        .scan(
+            berth_service::auth::ACCESS_KEYS,
+            |k: Versioned<Arc<AccessKeyRecord>>| {
+                k.value
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.expires_at < cutoff)
+                    .then(|| (k.key.clone(), k.revision))
+            },
+        )
         .await?;
     let deleted = ctx.app.keys_repo.delete_unchanged(expired).await?;
     for key in &deleted {

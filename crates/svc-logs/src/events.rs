@@ -2,9 +2,9 @@
 
 use super::{blocking, group_arg, group_name, limit_arg, stream_name, validation};
 use crate::Ctx;
-use berth_wire::logs as w;
 use berth_logs::{now_ms, FilterCursor, FilterQuery, GetQuery, Pattern, Position, ReadFrom};
 use berth_service::ApiError;
+use berth_wire::logs as w;
 use serde::Serialize;
 
 /// PutLogEvents: at most this many events…

@@ -3,10 +3,10 @@
 
 use super::{blocking, group_arg, group_arn, group_name, group_of_arn, limit_arg};
 use crate::Ctx;
-use berth_wire::logs as w;
 use berth_logs::{GroupSettings, LogError};
 use berth_service::pagination::{decode_token, paginate};
 use berth_service::ApiError;
+use berth_wire::logs as w;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

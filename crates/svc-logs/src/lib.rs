@@ -12,11 +12,11 @@ mod streams;
 
 use axum::http::StatusCode;
 use berth_core::Scope;
-use berth_wire::logs::Operation;
 use berth_logs::{LogError, LogStore};
 use berth_service::codec::{decode, encode};
 use berth_service::ApiError;
 use berth_service::{Call, Descriptor, Protocol, Reply, Service};
+use berth_wire::logs::Operation;
 use std::sync::Arc;
 
 pub use berth_wire::logs::TARGET_PREFIX;

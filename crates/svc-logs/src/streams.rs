@@ -3,9 +3,9 @@
 use super::groups::Empty;
 use super::{blocking, group_arg, group_arn, group_name, limit_arg, stream_name};
 use crate::Ctx;
-use berth_wire::logs as w;
 use berth_service::pagination::{decode_token, paginate};
 use berth_service::ApiError;
+use berth_wire::logs as w;
 use serde::Serialize;
 
 /// `LogStream` as AWS emits it: the event timestamps are absent until the stream has events.

@@ -5,11 +5,11 @@ use super::{cluster_arg, decode_token, max_results, paginate, tagging};
 use crate::keys;
 use crate::records::{tags_to_wire, ClusterRecord, ContainerInstanceRecord};
 use crate::state::Ctx;
-use berth_wire::ecs;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Repo};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
+use berth_wire::ecs;
 
 /// What lives in a cluster: registered (non-INACTIVE) container instances and the tasks holding
 /// resources on them; services are counted by key under the cluster's service prefix.

@@ -9,11 +9,11 @@ use crate::records::{
     TaskRecord,
 };
 use crate::state::Ctx;
-use berth_wire::ecs;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
+use berth_wire::ecs;
 
 /// ECS: at most 10 custom attributes per resource.
 pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
@@ -762,6 +762,5 @@ pub async fn discover_poll_endpoint(
         endpoint: Some(endpoint.clone()),
         telemetry_endpoint: Some(endpoint.clone()),
         service_connect_endpoint: Some(endpoint),
-        ..Default::default()
     })
 }

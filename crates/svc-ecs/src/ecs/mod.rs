@@ -10,9 +10,9 @@ pub(crate) mod taskdefs;
 pub(crate) mod tasks;
 
 use crate::state::Ctx;
+use berth_service::codec::{decode, encode};
 use berth_service::pagination::{decode_token, encode_token, paginate};
 use berth_service::ApiError;
-use berth_service::codec::{decode, encode};
 use berth_wire::ecs::Operation;
 
 pub use berth_wire::ecs::TARGET_PREFIX;
@@ -171,4 +171,3 @@ pub(crate) fn max_results(v: Option<i32>, default: usize) -> Result<usize, ApiEr
         )),
     }
 }
-

@@ -8,11 +8,11 @@ use super::{cluster_arg, decode_token, max_results, paginate, tagging, taskdefs}
 use crate::keys;
 use crate::records::{tags_to_wire, ClusterRecord, DeploymentRecord, ServiceRecord, TaskRecord};
 use crate::state::Ctx;
-use berth_wire::ecs;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
+use berth_wire::ecs;
 use std::sync::Arc;
 
 pub const MAX_EVENTS: usize = 100;
@@ -231,7 +231,7 @@ fn percents(
             "minimumHealthyPercent must be between 0 and 100.",
         ));
     }
-    if max < 100 || max > 200_000 {
+    if !(100..=200_000).contains(&max) {
         return Err(ApiError::invalid_parameter(
             "maximumPercent must be at least 100.",
         ));
@@ -714,7 +714,7 @@ pub async fn update_task_protection(
                 t.protected_until = req
                     .protection_enabled
                     .unwrap_or(false)
-                    .then(|| now + minutes as f64 * 60.0);
+                    .then_some(now + minutes as f64 * 60.0);
                 let p = protected_task(ctx, &t, now);
                 Ok(Change::Put(t, Some(p)))
             })

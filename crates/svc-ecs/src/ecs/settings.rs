@@ -3,13 +3,13 @@
 //! principal), which wins over the AWS-managed default.
 
 use super::{decode_token, paginate};
-use crate::state::Ctx;
-use berth_service::ApiError;
-use crate::records::AccountSettingRecord;
 use crate::keys;
-use berth_service::repo::{to_bytes};
-use berth_wire::ecs::{self, SettingName};
+use crate::records::AccountSettingRecord;
+use crate::state::Ctx;
+use berth_service::repo::to_bytes;
+use berth_service::ApiError;
 use berth_store::Txn;
+use berth_wire::ecs::{self, SettingName};
 
 /// AWS-managed defaults (what an account gets when nothing was set).
 fn aws_default(name: SettingName) -> &'static str {

@@ -9,9 +9,9 @@ use crate::records::{
 };
 use crate::state::Ctx;
 use berth_core::arn::{Arn, ResourceKind, TaskDefinitionRef};
-use berth_wire::ecs;
 use berth_service::repo::{Change, Record};
 use berth_service::ApiError;
+use berth_wire::ecs;
 
 pub const MAX_TAGS: usize = 50;
 

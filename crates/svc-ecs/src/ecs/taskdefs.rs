@@ -11,11 +11,11 @@ use crate::records::{tags_to_wire, FamilyRecord, TaskDefinitionRecord};
 use crate::state::Ctx;
 use berth_core::arn::TaskDefinitionRef;
 use berth_core::units;
-use berth_wire::ecs::{self, Compatibility, NetworkMode};
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
+use berth_wire::ecs::{self, Compatibility, NetworkMode};
 use std::collections::{BTreeSet, HashSet};
 
 /// ECS quota: containers per task definition.
@@ -191,13 +191,13 @@ fn build_definition(
                 }
             }
         }
-        if network_mode == NetworkMode::Awsvpc || network_mode == NetworkMode::Host {
-            if c.links.as_ref().is_some_and(|l| !l.is_empty()) {
-                return Err(client(format!(
-                    "Links are not supported when networkMode={}.",
-                    network_mode.as_str()
-                )));
-            }
+        if (network_mode == NetworkMode::Awsvpc || network_mode == NetworkMode::Host)
+            && c.links.as_ref().is_some_and(|l| !l.is_empty())
+        {
+            return Err(client(format!(
+                "Links are not supported when networkMode={}.",
+                network_mode.as_str()
+            )));
         }
         for mp in c.mount_points.as_deref().unwrap_or_default() {
             let src = mp.source_volume.as_deref().unwrap_or("");

@@ -17,12 +17,12 @@ use crate::records::{
 };
 use crate::state::Ctx;
 use berth_core::lifecycle::TaskStatus;
-use berth_wire::ecs::{self, NetworkMode};
 use berth_placement as placement;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
+use berth_wire::ecs::{self, NetworkMode};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -392,6 +392,7 @@ fn new_task(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // RunTask's and StartTask's arguments, resolved once for both
 pub(crate) async fn prepare(
     ctx: &Ctx,
     cluster_arg_v: Option<&str>,
@@ -495,7 +496,7 @@ fn check_network_configuration(
     l: &Launch,
     nc: Option<&ecs::NetworkConfiguration>,
 ) -> Result<(), ApiError> {
-    let awsvpc = l.td.network_mode == Some(ecs::NetworkMode::Awsvpc);
+    let awsvpc = l.td.network_mode == Some(NetworkMode::Awsvpc);
     match (awsvpc, nc.and_then(|n| n.awsvpc_configuration.as_ref())) {
         (true, None) => Err(ApiError::invalid_parameter(
             "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
@@ -530,7 +531,7 @@ pub(crate) fn requirements_for_placement(l: &Launch) -> placement::TaskRequireme
     // A role given only as an override needs what a role in the definition needs.
     if l.td.task_role_arn.is_none() && l.overrides.task_role_arn.is_some() {
         let mut need = vec!["com.amazonaws.ecs.capability.task-iam-role"];
-        if l.td.network_mode == Some(ecs::NetworkMode::Host) {
+        if l.td.network_mode == Some(NetworkMode::Host) {
             need.push("com.amazonaws.ecs.capability.task-iam-role-network-host");
         }
         for name in need {
