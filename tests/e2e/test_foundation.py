@@ -499,3 +499,31 @@ def test_health(berth):
     with urllib.request.urlopen(berth.endpoint + "/_berth/health", timeout=5) as r:
         body = json.loads(r.read())
     assert r.status == 200 and body["status"] == "ok" and body["store"] == "sqlite"
+
+
+def test_background_tasks_show_in_status_and_metrics(berth):
+    """Every periodic or leader-only loop runs on the task driver, which reports each task's runs
+    and last outcome in `berth status` and on /metrics."""
+    import time
+
+    deadline = time.time() + 10
+    while True:
+        env = berth.env()
+        p = subprocess.run([str(BERTH_BIN), "status", "--json", "--endpoint", berth.endpoint], capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 0, p.stderr
+        tasks = {t["name"]: t for t in json.loads(p.stdout)["backgroundTasks"]}
+        if tasks.get("ecs_service_scheduler", {}).get("runs", 0) >= 1 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    for name in ("ecs_service_scheduler", "ecs_stopped_task_collection", "ecs_task_definition_purge",
+                 "ecs_expired_credentials_collection", "ecr_lifecycle", "registry_gc", "secrets_purge"):
+        assert name in tasks, tasks.keys()
+    sched = tasks["ecs_service_scheduler"]
+    assert sched["mode"] == "leader_only" and sched["region"] == REGION
+    assert sched["runs"] >= 1 and sched["lastOutcome"].startswith("ok")
+    assert tasks["registry_gc"]["mode"] == "every_replica"
+    text = subprocess.run([str(BERTH_BIN), "status", "--endpoint", berth.endpoint], capture_output=True, text=True, env=env, timeout=30).stdout
+    assert "background tasks:" in text and "ecs_service_scheduler" in text
+    with urllib.request.urlopen(berth.endpoint + "/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert 'berth_background_task_runs_total{task="ecs_service_scheduler"}' in metrics

@@ -539,7 +539,12 @@ impl AgentConfig {
         c.secret_access_key = get("BERTH_AGENT_SECRET_ACCESS_KEY")
             .or_else(|| get("AWS_SECRET_ACCESS_KEY"))
             .map(String::from);
-        if let Some(v) = get("BERTH_REGION") {
+        // The region the agent signs for, which is the region its instance joins: as the ECS
+        // agent reads it (`AWS_DEFAULT_REGION`, `AWS_REGION`), `BERTH_REGION` first.
+        if let Some(v) = get("BERTH_REGION")
+            .or_else(|| get("AWS_REGION"))
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+        {
             c.region = v.to_string();
         }
         c.availability_zone = get("BERTH_AVAILABILITY_ZONE")
@@ -684,6 +689,10 @@ mod tests {
             ("BERTH_REGION", "eu-west-1", |c| {
                 c.region == "eu-west-1" && c.availability_zone == "eu-west-1a"
             }),
+            ("AWS_DEFAULT_REGION", "eu-central-1", |c| {
+                c.region == "eu-central-1" && c.availability_zone == "eu-central-1a"
+            }),
+            ("AWS_REGION", "ap-south-1", |c| c.region == "ap-south-1"),
             ("BERTH_AVAILABILITY_ZONE", "rack-7", |c| {
                 c.availability_zone == "rack-7"
             }),

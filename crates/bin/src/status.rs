@@ -124,5 +124,31 @@ pub fn render(out: &Value) -> String {
             s(&a["runningTasks"]),
         );
     }
+    let tasks = out["backgroundTasks"].as_array();
+    if tasks.is_some_and(|v| !v.is_empty()) {
+        t += "
+background tasks:
+";
+        t += &format!(
+            "  {:<12} {:<36} {:<13} {:>6} {:>8} {:>9}  {}
+",
+            "REGION", "TASK", "MODE", "RUNS", "FAILURES", "LAST (s)", "LAST OUTCOME"
+        );
+        for b in tasks.into_iter().flatten() {
+            t += &format!(
+                "  {:<12} {:<36} {:<13} {:>6} {:>8} {:>9}  {}\n",
+                s(&b["region"]),
+                s(&b["name"]),
+                s(&b["mode"]),
+                s(&b["runs"]),
+                s(&b["failures"]),
+                b["lastDurationSeconds"]
+                    .as_f64()
+                    .map(|x| format!("{x:.3}"))
+                    .unwrap_or_else(|| "-".into()),
+                s(&b["lastOutcome"]),
+            );
+        }
+    }
     t
 }

@@ -1,180 +1,14 @@
-//! The agent channel (control plane side): `BerthAgent_20261122.PollDesiredState`, agent
-//! connectivity, and the per-instance generation notifications that wake held polls.
-//!
-//! Connectivity is soft state kept in memory: an instance is `agentConnected` while its agent
-//! polled (or registered) within [`DISCONNECTED_AFTER_SECONDS`]. After a control-plane restart
-//! agents reconnect within one poll interval.
+//! The agent channel (control plane side): `BerthAgent_20261122.PollDesiredState`, the desired
+//! state of an instance, and the store watch that wakes held polls when an instance's generation
+//! moves. Agent connectivity and the per-instance generation notifications themselves are kept by
+//! [`crate::agent_hub::AgentHub`] (`Ecs::agents`).
 
 use crate::keys;
-use crate::records::ContainerInstanceRecord;
+use crate::records::{ContainerInstanceRecord, InstanceStatus};
 use crate::state::Ctx;
-use berth_agent_api::{
-    DesiredTask, PollRequest, PollResponse, DISCONNECTED_AFTER_SECONDS, MAX_WAIT_SECONDS,
-};
+use berth_agent_api::{DesiredTask, PollRequest, PollResponse, MAX_WAIT_SECONDS};
 use berth_service::ApiError;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
-
-pub struct AgentHub {
-    last_seen: Mutex<HashMap<String, Instant>>,
-    /// When the other control-plane replicas last heard from each agent (wall-clock epoch
-    /// seconds, from their heartbeats in `replicas/`): an agent polling another replica is
-    /// connected, not lost, for the leader too.
-    remote_seen: Mutex<HashMap<String, f64>>,
-    generations: Mutex<HashMap<String, watch::Sender<u64>>>,
-    /// When this replica started: an agent is never presumed lost sooner than this + the timeout
-    /// (after a control-plane restart nobody has polled yet).
-    started: Instant,
-}
-
-impl Default for AgentHub {
-    fn default() -> Self {
-        Self {
-            last_seen: Mutex::default(),
-            remote_seen: Mutex::default(),
-            generations: Mutex::default(),
-            started: Instant::now(),
-        }
-    }
-}
-
-impl AgentHub {
-    /// The instance's agent has been silent for longer than `after` (and this replica has been
-    /// up that long): its tasks are presumed lost.
-    pub fn lost(&self, instance_id: &str, after: Duration) -> bool {
-        if self.started.elapsed() < after {
-            return false;
-        }
-        let seen = self
-            .last_seen
-            .lock()
-            .ok()
-            .and_then(|m| m.get(instance_id).copied());
-        seen.is_none_or(|t| t.elapsed() >= after)
-            && self
-                .remote_age(instance_id)
-                .is_none_or(|age| age >= after.as_secs_f64())
-    }
-
-    /// Seconds since another replica last heard from the instance's agent, if one did.
-    fn remote_age(&self, instance_id: &str) -> Option<f64> {
-        let seen = self.remote_seen.lock().ok()?.get(instance_id).copied()?;
-        Some((berth_service::now_epoch() - seen).max(0.0))
-    }
-
-    /// Replaces what the other replicas report (instance id → epoch seconds last seen).
-    pub fn set_remote(&self, seen: HashMap<String, f64>) {
-        if let Ok(mut m) = self.remote_seen.lock() {
-            *m = seen;
-        }
-    }
-
-    /// When this replica last heard from each agent (epoch seconds), for its heartbeat.
-    pub fn local_seen_epochs(&self) -> std::collections::BTreeMap<String, f64> {
-        let now = berth_service::now_epoch();
-        self.last_seen
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, t)| (k.clone(), now - t.elapsed().as_secs_f64()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Seconds since any replica (this one or another) last heard from the instance's agent.
-    pub fn last_seen_age(&self, instance_id: &str) -> Option<f64> {
-        let local = self
-            .last_seen
-            .lock()
-            .ok()
-            .and_then(|m| m.get(instance_id).map(|t| t.elapsed().as_secs_f64()));
-        youngest(local, self.remote_age(instance_id))
-    }
-
-    /// Records agent activity for a container instance (a poll or a registration).
-    pub fn seen(&self, instance_id: &str) {
-        if let Ok(mut m) = self.last_seen.lock() {
-            m.insert(instance_id.to_string(), Instant::now());
-        }
-    }
-
-    pub fn connected(&self, instance_id: &str) -> bool {
-        is_connected(self.last_seen_age(instance_id))
-    }
-
-    /// [`AgentHub::connected`] for many instances, taking each lock once.
-    pub fn connected_many<'a>(&self, instance_ids: impl Iterator<Item = &'a str>) -> Vec<bool> {
-        let now = Instant::now();
-        let epoch = berth_service::now_epoch();
-        let local = self.last_seen.lock().ok();
-        let remote = self.remote_seen.lock().ok();
-        instance_ids
-            .map(|id| {
-                let l = local
-                    .as_ref()
-                    .and_then(|m| m.get(id))
-                    .map(|t| now.saturating_duration_since(*t).as_secs_f64());
-                let r = remote
-                    .as_ref()
-                    .and_then(|m| m.get(id))
-                    .map(|s| (epoch - s).max(0.0));
-                is_connected(youngest(l, r))
-            })
-            .collect()
-    }
-
-    /// Forgets an instance's connectivity (deregistration).
-    pub fn forget(&self, instance_id: &str) {
-        if let Ok(mut m) = self.last_seen.lock() {
-            m.remove(instance_id);
-        }
-        if let Ok(mut m) = self.remote_seen.lock() {
-            m.remove(instance_id);
-        }
-    }
-
-    /// Tells held polls of `instance_id` that its desired state reached `generation`.
-    pub fn publish(&self, instance_id: &str, generation: u64) {
-        if let Ok(mut m) = self.generations.lock() {
-            let tx = m
-                .entry(instance_id.to_string())
-                .or_insert_with(|| watch::channel(0).0);
-            tx.send_if_modified(|g| {
-                if generation > *g {
-                    *g = generation;
-                    true
-                } else {
-                    false
-                }
-            });
-        }
-    }
-
-    fn subscribe(&self, instance_id: &str) -> Option<watch::Receiver<u64>> {
-        let mut m = self.generations.lock().ok()?;
-        Some(
-            m.entry(instance_id.to_string())
-                .or_insert_with(|| watch::channel(0).0)
-                .subscribe(),
-        )
-    }
-}
-
-/// The more recent of two sightings (seconds ago), by this replica and by another.
-fn youngest(local: Option<f64>, remote: Option<f64>) -> Option<f64> {
-    match (local, remote) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// `agentConnected`: heard from within DISCONNECTED_AFTER_SECONDS.
-fn is_connected(age: Option<f64>) -> bool {
-    age.is_some_and(|a| a < Duration::from_secs(DISCONNECTED_AFTER_SECONDS).as_secs_f64())
-}
+use std::time::Duration;
 
 /// The two fields of a stored [`ContainerInstanceRecord`] the generation watch reads: every
 /// placement rewrites the record, and skipping the rest (attributes, resources, counters) costs
@@ -234,7 +68,7 @@ pub async fn desired_state(
         out.push(DesiredTask {
             task_arn: ctx.app.scope.task_arn(&t.cluster, &t.id),
             cluster_arn: ctx.app.scope.cluster_arn(&t.cluster),
-            desired_status: t.desired_status.clone(),
+            desired_status: t.desired_status.as_str().to_string(),
             task_definition,
             overrides: t.overrides.clone(),
             group: t.group.clone(),
@@ -268,7 +102,7 @@ pub(crate) fn instance_id_of(arn: &str) -> Option<&str> {
 
 pub async fn poll(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let req: PollRequest = berth_service::codec::parse(body)?;
-    let cluster = crate::ecs::cluster_arg(Some(&req.cluster))?;
+    let cluster = crate::ecs::args::cluster_arg(Some(&req.cluster))?;
     let id = instance_id_of(&req.container_instance_arn)
         .ok_or_else(|| {
             ApiError::invalid_parameter("containerInstanceArn is not a container instance ARN.")
@@ -289,23 +123,23 @@ pub async fn poll(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>, ApiError> {
             None => {
                 return berth_service::codec::encode(&PollResponse {
                     generation: req.known_generation,
-                    instance_status: "INACTIVE".into(),
+                    instance_status: InstanceStatus::Inactive.as_str().to_string(),
                     tasks: vec![],
                 })
             }
         };
         if inst.generation > req.known_generation
-            || inst.status == "INACTIVE"
+            || inst.status == InstanceStatus::Inactive
             || tokio::time::Instant::now() >= deadline
         {
-            let tasks = if inst.status == "INACTIVE" {
+            let tasks = if inst.status == InstanceStatus::Inactive {
                 vec![]
             } else {
                 desired_state(ctx, &inst).await?
             };
             return berth_service::codec::encode(&PollResponse {
                 generation: inst.generation,
-                instance_status: inst.status,
+                instance_status: inst.status.as_str().to_string(),
                 tasks,
             });
         }
@@ -345,7 +179,7 @@ mod tests {
                 id: id.into(),
                 cluster: "c".into(),
                 ec2_instance_id: Some("i-1".into()),
-                status: "ACTIVE".into(),
+                status: InstanceStatus::Active,
                 status_reason: None,
                 registered_at: 1.5,
                 registered: ResourcesRecord {

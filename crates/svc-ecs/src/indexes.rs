@@ -59,7 +59,7 @@ fn task_terms(e: &Entry) -> Vec<String> {
     let Ok(t) = berth_service::repo::entry_record::<TaskRecord>(e) else {
         return Vec::new();
     };
-    let d = desired_bucket(&t.desired_status);
+    let d = desired_bucket(t.desired_status.as_str());
     let c = &t.cluster;
     let mut terms = vec![
         term::desired(c, d),

@@ -7,17 +7,26 @@
 //! (`records`, keys in `keys`) through `berth_service::repo::Repo`, and call the pure crates
 //! (`berth-placement`, `berth-scheduler`, `berth-core`'s lifecycle). API boundary: the only crate
 //! that sees both ECS wire types and ECS domain types.
+//!
+//! The shared state (`state::Ecs`) is plain data: the types it holds come from leaf modules
+//! (`agent_hub`, `replica_view`, `task_roles`) and from `placement_cache` (whose index reads the
+//! store through the handler context, so the two import each other); the logic modules import
+//! `state`, not the other way round. `Ecs::new` (below) wires in the service scheduler's
+//! background tasks.
 
+pub mod agent_hub;
 pub mod agents;
 pub mod ecs;
 pub mod indexes;
 pub mod keys;
 pub mod placement_cache;
 pub mod records;
+pub mod replica_view;
 pub mod replicas;
 pub mod service_scheduler;
 pub mod state;
 pub mod task_credentials;
+pub mod task_roles;
 
 pub use state::{Ctx, Ecs, EcsConfig};
 
@@ -43,6 +52,43 @@ fn knows(prefix: &str, op: &str) -> bool {
         Operation::from_name(op).is_some()
     } else {
         op == berth_agent_api::POLL_OPERATION || op == berth_agent_api::TASK_CREDENTIALS_OPERATION
+    }
+}
+
+impl Ecs {
+    /// Builds the service and registers its background tasks with `driver`: the service
+    /// scheduler and the leader's collections (see `service_scheduler`). Registering twice in
+    /// one driver is a wiring mistake and panics at startup.
+    pub fn new(cfg: EcsConfig, driver: &mut berth_tasks::Driver) -> Arc<Self> {
+        use crate::service_scheduler::{
+            Collection, CollectionKind, SchedulerPass, COLLECTION_PERIOD, MIN_PASS_INTERVAL,
+            SCHEDULER_PERIOD,
+        };
+        use berth_tasks::{Mode, TaskSpec};
+        const ONCE: &str = "the ECS service's background tasks are registered once per driver";
+        Arc::new_cyclic(|weak| {
+            for what in [
+                CollectionKind::StoppedTasks,
+                CollectionKind::DeletedTaskDefinitions,
+                CollectionKind::ExpiredCredentials,
+            ] {
+                let spec = TaskSpec::new(what.task_name(), COLLECTION_PERIOD, Mode::LeaderOnly)
+                    .initial_delay(COLLECTION_PERIOD);
+                let task = Collection {
+                    app: weak.clone(),
+                    what,
+                };
+                driver.register(spec, task).expect(ONCE);
+            }
+            let scheduler = driver
+                .register(
+                    TaskSpec::new("ecs_service_scheduler", SCHEDULER_PERIOD, Mode::LeaderOnly)
+                        .min_interval(MIN_PASS_INTERVAL),
+                    SchedulerPass(weak.clone()),
+                )
+                .expect(ONCE);
+            Self::build(cfg, scheduler)
+        })
     }
 }
 

@@ -13,10 +13,14 @@
 //! instance they touch (see `ecs::tasks::launch`), so a stale index costs a retry, never a wrong
 //! placement. Calls for one cluster take turns on its index (a placement takes well under a
 //! millisecond); calls for different clusters don't wait for each other.
+//!
+//! Also how placement sees a container instance record (`snapshot_instance`, `snapshot_of`):
+//! the index, RunTask/StartTask, ExplainPlacement and the service scheduler share it.
 
 use crate::keys;
-use crate::records::ContainerInstanceRecord;
+use crate::records::{ContainerInstanceRecord, InstanceStatus, ResourcesRecord};
 use crate::state::Ctx;
+use berth_placement as placement;
 use berth_placement::{ClusterIndex, ClusterSnapshot};
 use berth_service::repo::{Lazy, Versioned};
 use berth_service::ApiError;
@@ -75,7 +79,7 @@ fn note_change(
         return Ok(false);
     }
     let rec = e.get()?;
-    if rec.status == "INACTIVE" {
+    if rec.status == InstanceStatus::Inactive {
         return Ok(true);
     }
     changed.push((
@@ -154,7 +158,7 @@ impl PlacementCache {
                             (Some(_), None) => structural = true,
                             // Not in the index: fine only if it is INACTIVE (left out on purpose).
                             (None, Some(e)) => {
-                                if e.get()?.status != "INACTIVE" {
+                                if e.get()?.status != InstanceStatus::Inactive {
                                     structural = true;
                                 }
                             }
@@ -185,7 +189,7 @@ impl PlacementCache {
                         }
                         // Not in the index: fine only if it is INACTIVE (left out on purpose).
                         _ => {
-                            if e.get()?.status != "INACTIVE" {
+                            if e.get()?.status != InstanceStatus::Inactive {
                                 structural = true;
                             }
                         }
@@ -203,7 +207,7 @@ impl PlacementCache {
                 .as_mut()
                 .expect("an index exists when not structural");
             for (slot, v) in changed {
-                let inst = crate::ecs::tasks::snapshot_instance(ctx, &v.value);
+                let inst = snapshot_instance(ctx, &v.value);
                 if !index.borrow_dependent().same_static(slot, &inst) {
                     structural = true;
                     break;
@@ -220,12 +224,11 @@ impl PlacementCache {
                 .scan(
                     &keys::instances_in(cluster),
                     |i: Versioned<Arc<ContainerInstanceRecord>>| {
-                        (i.value.status != "INACTIVE").then_some(i)
+                        (i.value.status != InstanceStatus::Inactive).then_some(i)
                     },
                 )
                 .await?;
-            let snapshot =
-                crate::ecs::tasks::snapshot_of(ctx, all.iter().map(|i| i.value.as_ref()));
+            let snapshot = snapshot_of(ctx, all.iter().map(|i| i.value.as_ref()));
             st.index = Some(OwnedIndex::new(snapshot, |s| ClusterIndex::build(s)));
             st.slots = all;
             // The scan's revision is not known here: the next call walks once, then follows
@@ -260,5 +263,55 @@ impl PlacementCache {
             index: index.borrow_dependent(),
             instances: &st.slots,
         }))
+    }
+}
+
+/// The placement snapshot of a set of container instances.
+pub(crate) fn snapshot_of<'a>(
+    ctx: &Ctx,
+    instances: impl Iterator<Item = &'a ContainerInstanceRecord>,
+) -> ClusterSnapshot {
+    ClusterSnapshot::new(instances.map(|i| snapshot_instance(ctx, i)).collect())
+}
+
+/// One container instance as placement sees it.
+pub(crate) fn snapshot_instance(
+    ctx: &Ctx,
+    i: &ContainerInstanceRecord,
+) -> placement::ContainerInstance {
+    let res = |r: &ResourcesRecord| placement::Resources {
+        cpu: r.cpu,
+        memory: r.memory,
+        gpu: r.gpu,
+        tcp_ports: r.ports.clone(),
+        udp_ports: r.ports_udp.clone(),
+    };
+    placement::ContainerInstance {
+        arn: ctx.app.scope.container_instance_arn(&i.cluster, &i.id),
+        status: i.status.into(),
+        agent_connected: ctx.app.agents.connected(&i.id),
+        attributes: i
+            .attributes
+            .iter()
+            .map(|a| placement::Attribute {
+                name: a.name.clone(),
+                value: a.value.clone(),
+            })
+            .collect(),
+        ec2_instance_id: i.ec2_instance_id.clone(),
+        agent_version: i
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.clone()),
+        registered_at: i.registered_at,
+        registered: res(&i.registered),
+        remaining: res(&i.remaining()),
+        running_tasks_count: i.running_tasks() as u32,
+        tasks: i
+            .held
+            .groups
+            .iter()
+            .map(|(g, n)| placement::TaskInfo::many(g.clone(), *n))
+            .collect(),
     }
 }

@@ -5,8 +5,236 @@
 //! container definitions, a cluster's configuration). Those embed the generated wire types, which
 //! are all-optional and so forward compatible.
 
+use berth_core::lifecycle::TaskStatus;
 use berth_wire::ecs;
 use serde::{Deserialize, Serialize};
+
+/// A stored status, strategy or kind: an enum whose serde form is the exact string berth has
+/// always stored (and ECS answers carry), with `ALL`, `as_str` and `parse`.
+macro_rules! stored_enum {
+    (
+        $(#[$attr:meta])*
+        pub enum $name:ident {
+            $($(#[$vattr:meta])* $variant:ident = $s:literal,)+
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vattr])* #[serde(rename = $s)] $variant,)+
+        }
+
+        impl $name {
+            /// Every variant.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The stored spelling, which is also ECS's wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $s,)+
+                }
+            }
+            /// The variant spelled `s`, if any.
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// [`ClusterRecord::status`]. berth writes ACTIVE (created) and INACTIVE (deleted); the
+    /// other ECS cluster statuses are accepted when read.
+    pub enum ClusterStatus {
+        Active = "ACTIVE",
+        Provisioning = "PROVISIONING",
+        Deprovisioning = "DEPROVISIONING",
+        Failed = "FAILED",
+        Inactive = "INACTIVE",
+    }
+}
+
+stored_enum! {
+    /// [`ContainerInstanceRecord::status`]. berth writes ACTIVE, DRAINING and INACTIVE
+    /// (deregistered); the other ECS instance statuses are accepted when read.
+    pub enum InstanceStatus {
+        Active = "ACTIVE",
+        Draining = "DRAINING",
+        Registering = "REGISTERING",
+        Deregistering = "DEREGISTERING",
+        RegistrationFailed = "REGISTRATION_FAILED",
+        Inactive = "INACTIVE",
+    }
+}
+
+impl From<InstanceStatus> for berth_placement::InstanceStatus {
+    fn from(s: InstanceStatus) -> Self {
+        match s {
+            InstanceStatus::Active => Self::Active,
+            InstanceStatus::Draining => Self::Draining,
+            InstanceStatus::Registering => Self::Registering,
+            InstanceStatus::Deregistering => Self::Deregistering,
+            InstanceStatus::RegistrationFailed => Self::RegistrationFailed,
+            InstanceStatus::Inactive => Self::Inactive,
+        }
+    }
+}
+
+stored_enum! {
+    /// [`ContainerRecord::last_status`]: what the agent last reported for the container.
+    ///
+    /// Agents report PENDING, RUNNING and STOPPED (the only statuses berth ever set), but the
+    /// reporting operations take any string, and berth used to store an unknown one verbatim
+    /// where it ranked as PENDING (only over PENDING). Such a record reads as PENDING, which
+    /// orders the same; an unknown report is ignored (see [`ContainerStatus::rank`]).
+    #[derive(Default)]
+    pub enum ContainerStatus {
+        Running = "RUNNING",
+        Stopped = "STOPPED",
+        /// Also what any other stored string reads as (last: `serde(other)` must be).
+        #[default]
+        #[serde(other)]
+        Pending = "PENDING",
+    }
+}
+
+impl ContainerStatus {
+    /// Reports only move a container forward: PENDING, RUNNING, STOPPED.
+    pub fn rank(self) -> u8 {
+        match self {
+            ContainerStatus::Pending => 0,
+            ContainerStatus::Running => 1,
+            ContainerStatus::Stopped => 2,
+        }
+    }
+}
+
+stored_enum! {
+    /// A task's or a container's health ([`TaskRecord::health_status`],
+    /// [`ContainerRecord::health_status`]).
+    pub enum HealthStatus {
+        Healthy = "HEALTHY",
+        Unhealthy = "UNHEALTHY",
+        Unknown = "UNKNOWN",
+    }
+}
+
+impl From<HealthStatus> for ecs::HealthStatus {
+    fn from(h: HealthStatus) -> Self {
+        match h {
+            HealthStatus::Healthy => Self::Healthy,
+            HealthStatus::Unhealthy => Self::Unhealthy,
+            HealthStatus::Unknown => Self::Unknown,
+        }
+    }
+}
+
+stored_enum! {
+    /// [`TaskRecord::launch_type`] and [`ServiceRecord::launch_type`]. berth runs EC2 and
+    /// EXTERNAL; FARGATE is ECS's third.
+    pub enum LaunchType {
+        Ec2 = "EC2",
+        External = "EXTERNAL",
+        Fargate = "FARGATE",
+    }
+}
+
+impl From<LaunchType> for ecs::LaunchType {
+    fn from(l: LaunchType) -> Self {
+        match l {
+            LaunchType::Ec2 => Self::Ec2,
+            LaunchType::External => Self::External,
+            LaunchType::Fargate => Self::Fargate,
+        }
+    }
+}
+
+stored_enum! {
+    /// [`ServiceRecord::status`].
+    pub enum ServiceStatus {
+        Active = "ACTIVE",
+        Draining = "DRAINING",
+        Inactive = "INACTIVE",
+    }
+}
+
+stored_enum! {
+    /// [`ServiceRecord::scheduling_strategy`].
+    pub enum SchedulingStrategy {
+        Replica = "REPLICA",
+        Daemon = "DAEMON",
+    }
+}
+
+impl From<SchedulingStrategy> for ecs::SchedulingStrategy {
+    fn from(s: SchedulingStrategy) -> Self {
+        match s {
+            SchedulingStrategy::Replica => Self::Replica,
+            SchedulingStrategy::Daemon => Self::Daemon,
+        }
+    }
+}
+
+stored_enum! {
+    /// [`DeploymentRecord::status`]. berth writes PRIMARY and ACTIVE; INACTIVE is ECS's third.
+    pub enum DeploymentStatus {
+        Primary = "PRIMARY",
+        Active = "ACTIVE",
+        Inactive = "INACTIVE",
+    }
+}
+
+stored_enum! {
+    /// [`DeploymentRecord::rollout_state`].
+    pub enum RolloutState {
+        InProgress = "IN_PROGRESS",
+        Completed = "COMPLETED",
+        Failed = "FAILED",
+    }
+}
+
+impl From<RolloutState> for ecs::DeploymentRolloutState {
+    fn from(r: RolloutState) -> Self {
+        match r {
+            RolloutState::InProgress => Self::InProgress,
+            RolloutState::Completed => Self::Completed,
+            RolloutState::Failed => Self::Failed,
+        }
+    }
+}
+
+stored_enum! {
+    /// [`AccountSettingRecord::kind`].
+    pub enum SettingKind {
+        /// Set through the API (AWS-managed defaults are not stored).
+        User = "user",
+    }
+}
+
+/// A task's desired and last status are [`TaskStatus`] (the lifecycle's order), stored as its
+/// [`TaskStatus::as_str`] spelling: `#[serde(with = "task_status")]`.
+pub mod task_status {
+    use super::TaskStatus;
+    use serde::de::{self, Unexpected, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &TaskStatus, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<TaskStatus, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TaskStatus;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a task status (PROVISIONING … DELETED)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TaskStatus, E> {
+                TaskStatus::parse(v).ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
+            }
+        }
+        de.deserialize_str(V)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
@@ -18,7 +246,7 @@ pub struct Tag {
 pub struct ClusterRecord {
     pub name: String,
     /// ACTIVE or INACTIVE.
-    pub status: String,
+    pub status: ClusterStatus,
     pub created_at: f64,
     pub settings: Vec<ecs::ClusterSetting>,
     #[serde(default)]
@@ -56,7 +284,7 @@ pub struct AccountSettingRecord {
     pub value: String,
     pub principal_arn: String,
     /// "user" (set through the API) — AWS-managed defaults are not stored.
-    pub kind: String,
+    pub kind: SettingKind,
 }
 
 pub fn tags_to_wire(tags: &[Tag]) -> Vec<ecs::Tag> {
@@ -219,7 +447,7 @@ struct StoredInstance {
     cluster: String,
     #[serde(default)]
     ec2_instance_id: Option<String>,
-    status: String,
+    status: InstanceStatus,
     #[serde(default)]
     status_reason: Option<String>,
     registered_at: f64,
@@ -275,7 +503,7 @@ pub struct ContainerInstanceRecord {
     pub cluster: String,
     pub ec2_instance_id: Option<String>,
     /// ACTIVE, DRAINING or INACTIVE (deregistered).
-    pub status: String,
+    pub status: InstanceStatus,
     pub status_reason: Option<String>,
     pub registered_at: f64,
     pub registered: ResourcesRecord,
@@ -330,7 +558,7 @@ pub struct ContainerRecord {
     pub image_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    pub last_status: String,
+    pub last_status: ContainerStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -340,7 +568,7 @@ pub struct ContainerRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_interfaces: Vec<ecs::NetworkInterface>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
     pub essential: bool,
     pub cpu: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,7 +580,7 @@ pub struct ContainerRecord {
     pub gpu_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
     pub cluster: String,
@@ -360,9 +588,13 @@ pub struct TaskRecord {
     pub task_definition_arn: String,
     pub family: String,
     pub revision: u32,
-    pub desired_status: String,
-    pub last_status: String,
-    pub launch_type: String,
+    /// RUNNING or STOPPED.
+    #[serde(with = "task_status")]
+    pub desired_status: TaskStatus,
+    /// Forward only, from PROVISIONING (see [`TaskStatus::can_become`]).
+    #[serde(with = "task_status")]
+    pub last_status: TaskStatus,
+    pub launch_type: LaunchType,
     pub group: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
@@ -385,8 +617,9 @@ pub struct TaskRecord {
     pub stop_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
+    /// HEALTHY or UNHEALTHY, once derived from its essential containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_status: Option<String>,
+    pub health_status: Option<HealthStatus>,
     pub version: i64,
     /// Task-level cpu/memory as ECS shows them (strings of units), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -415,10 +648,53 @@ pub struct TaskRecord {
     pub network_configuration: Option<ecs::NetworkConfiguration>,
 }
 
+/// A task as placed: desired RUNNING, PROVISIONING, EC2, everything else empty.
+impl Default for TaskRecord {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            cluster: String::new(),
+            container_instance_id: String::new(),
+            task_definition_arn: String::new(),
+            family: String::new(),
+            revision: 0,
+            desired_status: TaskStatus::Running,
+            last_status: TaskStatus::Provisioning,
+            launch_type: LaunchType::Ec2,
+            group: String::new(),
+            started_by: None,
+            created_at: 0.0,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopping_at: None,
+            stopped_at: None,
+            execution_stopped_at: None,
+            connectivity_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            health_status: None,
+            version: 0,
+            cpu: None,
+            memory: None,
+            resources: ResourcesRecord::default(),
+            overrides: ecs::TaskOverride::default(),
+            containers: Vec::new(),
+            attachments: Vec::new(),
+            availability_zone: None,
+            tags: Vec::new(),
+            client_token: None,
+            enable_execute_command: false,
+            protected_until: None,
+            network_configuration: None,
+        }
+    }
+}
+
 impl TaskRecord {
     /// Whether it still holds resources on its instance (not STOPPED yet).
     pub fn is_live(&self) -> bool {
-        !matches!(self.last_status.as_str(), "STOPPED" | "DELETED")
+        !matches!(self.last_status, TaskStatus::Stopped | TaskStatus::Deleted)
     }
 
     /// What the task holds on its instance: from placement until it is STOPPED. Its TCP host
@@ -465,10 +741,10 @@ pub struct ClientTokenRecord {
 pub struct DeploymentRecord {
     pub id: String,
     /// PRIMARY or ACTIVE.
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: String,
+    pub rollout_state: RolloutState,
     #[serde(default)]
     pub rollout_state_reason: Option<String>,
     pub created_at: f64,
@@ -491,11 +767,11 @@ pub struct ServiceRecord {
     pub name: String,
     pub cluster: String,
     /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub desired_count: u32,
     /// REPLICA or DAEMON.
-    pub scheduling_strategy: String,
-    pub launch_type: String,
+    pub scheduling_strategy: SchedulingStrategy,
+    pub launch_type: LaunchType,
     /// The PRIMARY deployment's task definition ARN.
     pub task_definition: String,
     pub deployments: Vec<DeploymentRecord>,
@@ -565,7 +841,7 @@ mod tests {
             id: "i".into(),
             cluster: "c".into(),
             ec2_instance_id: None,
-            status: "ACTIVE".into(),
+            status: InstanceStatus::Active,
             status_reason: None,
             registered_at: 0.0,
             registered,
@@ -667,7 +943,7 @@ mod tests {
     fn a_task_holds_its_bound_host_ports_and_gpus_until_stopped() {
         let mut t = TaskRecord {
             group: "service:web".into(),
-            last_status: "PENDING".into(),
+            last_status: TaskStatus::Pending,
             resources: ResourcesRecord {
                 cpu: 256,
                 memory: 512,
@@ -702,9 +978,221 @@ mod tests {
         assert_eq!(h.resources.gpu_ids, vec!["g1".to_string()]);
         assert!(!h.running);
         t.started_at = Some(1.0);
-        t.last_status = "RUNNING".into();
+        t.last_status = TaskStatus::Running;
         assert!(t.hold().unwrap().running);
-        t.last_status = "STOPPED".into();
+        t.last_status = TaskStatus::Stopped;
         assert_eq!(t.hold(), None);
+    }
+
+    /// Reads `stored` (a record as berth wrote it while statuses were strings, with `@` standing
+    /// for each value in `values` in turn) and writes it back: the same bytes.
+    fn reads_and_writes_back<T: Serialize + serde::de::DeserializeOwned>(
+        stored: &str,
+        values: &[&str],
+    ) {
+        for v in values {
+            let stored = stored.replace('@', v);
+            let rec: T = serde_json::from_str(&stored)
+                .unwrap_or_else(|e| panic!("{stored} no longer reads: {e}"));
+            assert_eq!(serde_json::to_string(&rec).unwrap(), stored);
+        }
+    }
+
+    #[test]
+    fn stored_cluster_records_read_and_write_back_unchanged() {
+        reads_and_writes_back::<ClusterRecord>(
+            r#"{"name":"web","status":"@","created_at":1700000000.5,"settings":[],"configuration":null,"capacity_providers":[],"default_capacity_provider_strategy":[],"service_connect_namespace":null,"tags":[{"key":"k","value":"v"}]}"#,
+            &["ACTIVE", "INACTIVE"],
+        );
+    }
+
+    #[test]
+    fn stored_account_setting_records_read_and_write_back_unchanged() {
+        reads_and_writes_back::<AccountSettingRecord>(
+            r#"{"name":"containerInsights","value":"enabled","principal_arn":"arn:aws:iam::000000000000:root","kind":"@"}"#,
+            &["user"],
+        );
+    }
+
+    #[test]
+    fn stored_instance_records_read_and_write_back_unchanged() {
+        reads_and_writes_back::<ContainerInstanceRecord>(
+            r#"{"id":"i","cluster":"c","ec2_instance_id":"i-1","status":"@","status_reason":null,"registered_at":1.5,"registered":{"cpu":1024,"memory":2048,"gpu":0,"ports":[22]},"attributes":[{"name":"ecs.os-type","value":"linux"}],"version_info":null,"tags":[],"generation":2,"version":3,"held":{"resources":{"cpu":256,"memory":512,"gpu":0,"ports":[80]},"running":1,"pending":0,"groups":{"service:web":1}}}"#,
+            &["ACTIVE", "DRAINING", "INACTIVE"],
+        );
+    }
+
+    #[test]
+    fn stored_task_records_read_and_write_back_unchanged() {
+        let task = r#"{"id":"t","cluster":"c","container_instance_id":"i","task_definition_arn":"arn:aws:ecs:us-east-1:000000000000:task-definition/web:1","family":"web","revision":1,"desired_status":"<desired>","last_status":"<last>","launch_type":"<launch>","group":"service:web","started_by":"ecs-svc/1","created_at":1.0,"started_at":2.0,"stop_code":"EssentialContainerExited","health_status":"<task-health>","version":4,"resources":{"cpu":256,"memory":512,"gpu":0},"overrides":{},"containers":[{"name":"app","container_arn":"arn:c","image":"nginx","last_status":"@","exit_code":1,"health_status":"<health>","essential":true,"cpu":0,"memory":128}]}"#;
+        // Every value berth ever wrote to each field.
+        for (desired, last) in [("RUNNING", "PROVISIONING"), ("STOPPED", "STOPPED")] {
+            for launch in ["EC2", "EXTERNAL"] {
+                for (task_health, health) in [("HEALTHY", "HEALTHY"), ("UNHEALTHY", "UNKNOWN")] {
+                    let stored = task
+                        .replace("<desired>", desired)
+                        .replace("<last>", last)
+                        .replace("<launch>", launch)
+                        .replace("<task-health>", task_health)
+                        .replace("<health>", health);
+                    reads_and_writes_back::<TaskRecord>(
+                        &stored,
+                        &["PENDING", "RUNNING", "STOPPED"],
+                    );
+                }
+            }
+        }
+        for s in TaskStatus::ALL {
+            reads_and_writes_back::<TaskRecord>(
+                &task
+                    .replace("<desired>", "RUNNING")
+                    .replace("<last>", s.as_str())
+                    .replace("<launch>", "EC2")
+                    .replace(r#","health_status":"<task-health>""#, "")
+                    .replace(r#","health_status":"<health>""#, ""),
+                &["PENDING"],
+            );
+        }
+        // A container status outside ECS's three (berth once stored whatever a report said)
+        // reads as PENDING, which it ranked as.
+        let odd = task
+            .replace("<desired>", "RUNNING")
+            .replace("<last>", "PENDING")
+            .replace("<launch>", "EC2")
+            .replace("<task-health>", "HEALTHY")
+            .replace("<health>", "HEALTHY")
+            .replace('@', "PULLED");
+        let t: TaskRecord = serde_json::from_str(&odd).unwrap();
+        assert_eq!(t.containers[0].last_status, ContainerStatus::Pending);
+    }
+
+    #[test]
+    fn stored_service_records_read_and_write_back_unchanged() {
+        let service = r#"{"name":"web","cluster":"c","status":"STATUS","desired_count":2,"scheduling_strategy":"STRATEGY","launch_type":"LAUNCH","task_definition":"td:2","deployments":[{"id":"ecs-svc/2","status":"PRIMARY","task_definition":"td:2","rollout_state":"@","rollout_state_reason":"ECS deployment in progress.","created_at":2.0,"updated_at":2.0,"next_launch_at":0.0,"failures_seen":0},{"id":"ecs-svc/1","status":"ACTIVE","task_definition":"td:1","rollout_state":"@","rollout_state_reason":null,"created_at":1.0,"updated_at":1.5,"next_launch_at":0.0,"failures_seen":1}],"maximum_percent":200,"minimum_healthy_percent":100,"circuit_breaker":null,"deployment_configuration":null,"placement_constraints":[],"placement_strategy":[],"network_configuration":null,"load_balancers":[],"service_registries":[],"health_check_grace_period_seconds":null,"propagate_tags":null,"enable_ecs_managed_tags":false,"enable_execute_command":false,"tags":[],"created_at":1.0,"created_by":"arn:aws:iam::000000000000:root","events":[],"last_steady_event_at":null,"last_completed_task_definition":null,"client_token":null,"capacity_provider_strategy":[],"role_arn":null}"#;
+        for status in ["ACTIVE", "DRAINING", "INACTIVE"] {
+            for strategy in ["REPLICA", "DAEMON"] {
+                for launch in ["EC2", "EXTERNAL"] {
+                    reads_and_writes_back::<ServiceRecord>(
+                        &service
+                            .replace("STATUS", status)
+                            .replace("STRATEGY", strategy)
+                            .replace("LAUNCH", launch),
+                        &["IN_PROGRESS", "COMPLETED", "FAILED"],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every variant is stored as its `as_str` and read back as itself.
+    fn round_trips<T>(all: &[T], as_str: fn(T) -> &'static str, parse: fn(&str) -> Option<T>)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Copy,
+    {
+        for &v in all {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", as_str(v)));
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), v);
+            assert_eq!(parse(as_str(v)), Some(v));
+        }
+    }
+
+    #[test]
+    fn cluster_status_round_trips() {
+        round_trips(
+            ClusterStatus::ALL,
+            ClusterStatus::as_str,
+            ClusterStatus::parse,
+        );
+    }
+
+    #[test]
+    fn instance_status_round_trips() {
+        round_trips(
+            InstanceStatus::ALL,
+            InstanceStatus::as_str,
+            InstanceStatus::parse,
+        );
+        for &s in InstanceStatus::ALL {
+            let p: berth_placement::InstanceStatus = s.into();
+            assert_eq!(p.as_str(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn container_status_round_trips() {
+        round_trips(
+            ContainerStatus::ALL,
+            ContainerStatus::as_str,
+            ContainerStatus::parse,
+        );
+    }
+
+    #[test]
+    fn health_status_round_trips() {
+        round_trips(HealthStatus::ALL, HealthStatus::as_str, HealthStatus::parse);
+        for &h in HealthStatus::ALL {
+            assert_eq!(ecs::HealthStatus::from(h).as_str(), h.as_str());
+        }
+    }
+
+    #[test]
+    fn launch_type_round_trips() {
+        round_trips(LaunchType::ALL, LaunchType::as_str, LaunchType::parse);
+        for &l in LaunchType::ALL {
+            assert_eq!(ecs::LaunchType::from(l).as_str(), l.as_str());
+        }
+    }
+
+    #[test]
+    fn service_status_round_trips() {
+        round_trips(
+            ServiceStatus::ALL,
+            ServiceStatus::as_str,
+            ServiceStatus::parse,
+        );
+    }
+
+    #[test]
+    fn scheduling_strategy_round_trips() {
+        round_trips(
+            SchedulingStrategy::ALL,
+            SchedulingStrategy::as_str,
+            SchedulingStrategy::parse,
+        );
+        for &s in SchedulingStrategy::ALL {
+            assert_eq!(ecs::SchedulingStrategy::from(s).as_str(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn deployment_status_round_trips() {
+        round_trips(
+            DeploymentStatus::ALL,
+            DeploymentStatus::as_str,
+            DeploymentStatus::parse,
+        );
+    }
+
+    #[test]
+    fn rollout_state_round_trips() {
+        round_trips(RolloutState::ALL, RolloutState::as_str, RolloutState::parse);
+        for &r in RolloutState::ALL {
+            assert_eq!(ecs::DeploymentRolloutState::from(r).as_str(), r.as_str());
+        }
+    }
+
+    #[test]
+    fn setting_kind_round_trips() {
+        round_trips(SettingKind::ALL, SettingKind::as_str, SettingKind::parse);
+    }
+
+    #[test]
+    fn task_status_round_trips() {
+        #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+        struct Stored(#[serde(with = "task_status")] TaskStatus);
+        let all = TaskStatus::ALL.map(Stored);
+        round_trips(&all, |s| s.0.as_str(), |s| TaskStatus::parse(s).map(Stored));
+        assert!(serde_json::from_str::<Stored>("\"RUNNNG\"").is_err());
     }
 }

@@ -10,15 +10,17 @@
 //! * `berth status` (`BerthAdmin.DescribeStatus`) lists the replicas.
 //!
 //! On a single-node store (SQLite, memory) there is no presence: this replica is the only one.
+//!
+//! What this replica knows of the others is kept in `replica_view` (`Ecs::replicas`).
 
+use crate::replica_view::ReplicaInfo;
 use crate::state::Ecs;
 use berth_service::now_epoch;
 use berth_service::repo::to_bytes;
 use berth_store::{EventKind, StoreError};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Key prefix of the replica announcements.
@@ -28,65 +30,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(3);
 /// The presence TTL the binary uses (a dead replica is dropped this long after its last beat).
 pub const PRESENCE_TTL: Duration = Duration::from_secs(10);
 
-/// One replica's announcement.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ReplicaInfo {
-    pub node: String,
-    pub endpoint: String,
-    pub started_at: f64,
-    pub heartbeat_at: f64,
-    pub leader: bool,
-    pub version: String,
-    /// Container-instance id → epoch seconds this replica last heard from its agent.
-    #[serde(default)]
-    pub agents: BTreeMap<String, f64>,
-}
-
 /// Writes this replica's announcement (with etcd: a lease-bound key).
 #[async_trait::async_trait]
 pub trait Presence: Send + Sync {
     async fn announce(&self, value: Vec<u8>) -> Result<(), StoreError>;
-}
-
-/// The replicas this one knows of (kept current by [`spawn`]).
-#[derive(Default)]
-pub struct Replicas {
-    node: OnceLock<String>,
-    view: RwLock<BTreeMap<String, ReplicaInfo>>,
-}
-
-impl Replicas {
-    /// This replica's node id (`pid@listen`), once [`spawn`] ran.
-    pub fn node(&self) -> Option<&str> {
-        self.node.get().map(String::as_str)
-    }
-
-    /// Every replica known, by node id (this one included once it announced itself).
-    pub fn list(&self) -> Vec<ReplicaInfo> {
-        self.view
-            .read()
-            .map(|v| v.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn set(&self, info: ReplicaInfo) {
-        if let Ok(mut v) = self.view.write() {
-            v.insert(info.node.clone(), info);
-        }
-    }
-
-    fn remove(&self, node: &str) {
-        if let Ok(mut v) = self.view.write() {
-            v.remove(node);
-        }
-    }
-
-    fn replace(&self, all: BTreeMap<String, ReplicaInfo>) {
-        if let Ok(mut v) = self.view.write() {
-            *v = all;
-        }
-    }
 }
 
 fn own_info(app: &Ecs, node: &str, endpoint: &str, started_at: f64) -> ReplicaInfo {
@@ -215,7 +162,7 @@ async fn follow(app: Arc<Ecs>, node: String) {
 /// `BerthAdmin_20261122.DescribeStatus` (`berth status`): replicas, leader, store health and
 /// latency, container instances with their agents' connectivity.
 pub async fn describe_status(app: &Ecs) -> Result<serde_json::Value, berth_service::ApiError> {
-    use crate::records::ContainerInstanceRecord;
+    use crate::records::{ContainerInstanceRecord, InstanceStatus};
     let me = app.replicas.node().unwrap_or("this replica").to_string();
     let started = std::time::Instant::now();
     let probe = app.store.current_revision().await;
@@ -268,14 +215,14 @@ pub async fn describe_status(app: &Ecs) -> Result<serde_json::Value, berth_servi
             .await?
         {
             let i = i.value;
-            if i.status == "INACTIVE" {
+            if i.status == InstanceStatus::Inactive {
                 continue;
             }
             agents.push(serde_json::json!({
                 "cluster": i.cluster,
                 "containerInstanceArn": app.scope.container_instance_arn(&i.cluster, &i.id),
                 "ec2InstanceId": i.ec2_instance_id,
-                "status": i.status,
+                "status": i.status.as_str(),
                 "agentConnected": app.agents.connected(&i.id),
                 "lastSeenSecondsAgo": app.agents.last_seen_age(&i.id),
                 "runningTasks": i.held.tasks(),

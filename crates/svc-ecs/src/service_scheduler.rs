@@ -11,10 +11,12 @@
 use crate::ecs::tasks::{self, Launch};
 use crate::keys;
 use crate::records::{
-    ContainerInstanceRecord, DeploymentRecord, ServiceEventRecord, ServiceRecord,
+    ContainerInstanceRecord, DeploymentRecord, DeploymentStatus, HealthStatus, InstanceStatus,
+    RolloutState, SchedulingStrategy, ServiceEventRecord, ServiceRecord, ServiceStatus,
     TaskDefinitionRecord, TaskRecord,
 };
 use crate::state::{Ctx, Ecs};
+use berth_core::lifecycle::TaskStatus;
 use berth_scheduler as sched;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Versioned};
@@ -158,7 +160,7 @@ pub async fn run_once(ctx: &Ctx) -> Result<(), ApiError> {
     let mut views: HashMap<String, Arc<ClusterView>> = HashMap::new();
     for s in services
         .into_iter()
-        .filter(|s| s.value.status != "INACTIVE")
+        .filter(|s| s.value.status != ServiceStatus::Inactive)
     {
         if !ctx.app.is_leader() {
             // Deposed mid-pass: the rest is the new leader's (and would be fenced off anyway).
@@ -201,7 +203,7 @@ async fn cluster_view(ctx: &Ctx, cluster: &str) -> Result<ClusterView, ApiError>
         .scan(
             &keys::instances_in(cluster),
             |i: Versioned<Arc<ContainerInstanceRecord>>| {
-                (i.value.status != "INACTIVE").then_some(i.value)
+                (i.value.status != InstanceStatus::Inactive).then_some(i.value)
             },
         )
         .await?;
@@ -215,7 +217,7 @@ async fn cluster_view(ctx: &Ctx, cluster: &str) -> Result<ClusterView, ApiError>
         .zip(connected)
         .map(|(i, connected)| sched::Instance {
             id: i.id.clone(),
-            active: i.status == "ACTIVE",
+            active: i.status == InstanceStatus::Active,
             connected,
             daemon_eligible: true,
             lost: ctx.app.agents.lost(&i.id, lost_after),
@@ -228,15 +230,15 @@ fn to_sched_deployment(d: &DeploymentRecord) -> sched::Deployment {
     sched::Deployment {
         id: d.id.clone(),
         task_definition: d.task_definition.clone(),
-        status: if d.status == "PRIMARY" {
+        status: if d.status == DeploymentStatus::Primary {
             sched::DeploymentStatus::Primary
         } else {
             sched::DeploymentStatus::Active
         },
-        rollout_state: match d.rollout_state.as_str() {
-            "COMPLETED" => sched::RolloutState::Completed,
-            "FAILED" => sched::RolloutState::Failed,
-            _ => sched::RolloutState::InProgress,
+        rollout_state: match d.rollout_state {
+            RolloutState::Completed => sched::RolloutState::Completed,
+            RolloutState::Failed => sched::RolloutState::Failed,
+            RolloutState::InProgress => sched::RolloutState::InProgress,
         },
         rollout_state_reason: d.rollout_state_reason.clone(),
         created_at: d.created_at,
@@ -250,14 +252,14 @@ fn from_sched_deployment(d: &sched::Deployment) -> DeploymentRecord {
     DeploymentRecord {
         id: d.id.clone(),
         status: match d.status {
-            sched::DeploymentStatus::Primary => "PRIMARY".into(),
-            sched::DeploymentStatus::Active => "ACTIVE".into(),
+            sched::DeploymentStatus::Primary => DeploymentStatus::Primary,
+            sched::DeploymentStatus::Active => DeploymentStatus::Active,
         },
         task_definition: d.task_definition.clone(),
         rollout_state: match d.rollout_state {
-            sched::RolloutState::InProgress => "IN_PROGRESS".into(),
-            sched::RolloutState::Completed => "COMPLETED".into(),
-            sched::RolloutState::Failed => "FAILED".into(),
+            sched::RolloutState::InProgress => RolloutState::InProgress,
+            sched::RolloutState::Completed => RolloutState::Completed,
+            sched::RolloutState::Failed => RolloutState::Failed,
         },
         rollout_state_reason: d.rollout_state_reason.clone(),
         created_at: d.created_at,
@@ -290,35 +292,6 @@ fn has_health_check(td: Option<&ecs::TaskDefinition>) -> bool {
         })
 }
 
-/// Every task of `group` in `cluster` (both desired statuses), in key order, through the tasks
-/// index (see `indexes`).
-pub(crate) async fn group_tasks(
-    ctx: &Ctx,
-    cluster: &str,
-    group: &str,
-) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
-    let mut found = Vec::new();
-    for bucket in ["RUNNING", "STOPPED"] {
-        found.extend(
-            ctx.app
-                .repo
-                .index_all(
-                    crate::indexes::TASKS,
-                    &crate::indexes::term::group(cluster, bucket, group),
-                    &keys::tasks_in(cluster),
-                    |k, t: &Arc<TaskRecord>| {
-                        (t.group == group
-                            && crate::indexes::desired_bucket(&t.desired_status) == bucket)
-                            .then(|| (k.to_string(), t.clone()))
-                    },
-                )
-                .await?,
-        );
-    }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found.into_iter().map(|(_, t)| t).collect())
-}
-
 async fn reconcile_service(
     ctx: &Ctx,
     svc: ServiceRecord,
@@ -328,7 +301,7 @@ async fn reconcile_service(
     let now = now_epoch();
     let cluster = svc.cluster.clone();
     let group = format!("service:{}", svc.name);
-    let task_recs = group_tasks(ctx, &cluster, &group).await?;
+    let task_recs = tasks::group_tasks(ctx, &cluster, &group).await?;
     let mut tds = HashMap::new();
     let mut tasks = Vec::with_capacity(task_recs.len());
     for t in &task_recs {
@@ -337,19 +310,19 @@ async fn reconcile_service(
             id: t.id.clone(),
             deployment_id: t.started_by.clone().unwrap_or_default(),
             instance_id: t.container_instance_id.clone(),
-            desired_running: t.desired_status == "RUNNING",
-            running: t.last_status == "RUNNING",
-            stopped: t.last_status == "STOPPED",
-            failed: t.last_status == "STOPPED"
+            desired_running: t.desired_status == TaskStatus::Running,
+            running: t.last_status == TaskStatus::Running,
+            stopped: t.last_status == TaskStatus::Stopped,
+            failed: t.last_status == TaskStatus::Stopped
                 && matches!(
                     t.stop_code.as_deref(),
                     Some("TaskFailedToStart") | Some("EssentialContainerExited")
                 ),
             stopped_at: t.stopped_at,
-            health: match t.health_status.as_deref() {
-                Some("HEALTHY") => sched::Health::Healthy,
-                Some("UNHEALTHY") => sched::Health::Unhealthy,
-                _ => sched::Health::Unknown,
+            health: match t.health_status {
+                Some(HealthStatus::Healthy) => sched::Health::Healthy,
+                Some(HealthStatus::Unhealthy) => sched::Health::Unhealthy,
+                Some(HealthStatus::Unknown) | None => sched::Health::Unknown,
             },
             has_health_check: has_health_check(td.as_ref()),
             started_at: t.started_at,
@@ -380,7 +353,7 @@ async fn reconcile_service(
     }
     // Only DAEMON services with constraints need each instance's placement view (memberOf
     // eligibility); everyone else uses the pass's shared view as it is.
-    let daemon = svc.scheduling_strategy == "DAEMON";
+    let daemon = svc.scheduling_strategy == SchedulingStrategy::Daemon;
     let narrowed: Vec<sched::Instance>;
     let instances: &[sched::Instance] = if daemon && !expressions.is_empty() {
         narrowed = view
@@ -388,7 +361,7 @@ async fn reconcile_service(
             .iter()
             .zip(&view.instances)
             .map(|(rec, base)| {
-                let snapshot = tasks::snapshot_instance(ctx, rec);
+                let snapshot = crate::placement_cache::snapshot_instance(ctx, rec);
                 let placement_view = berth_placement::InstanceView::new(&snapshot);
                 sched::Instance {
                     daemon_eligible: expressions.iter().all(|x| x.matches(&placement_view)),
@@ -402,15 +375,14 @@ async fn reconcile_service(
     };
     let service = sched::Service {
         name: svc.name.clone(),
-        scheduling: if svc.scheduling_strategy == "DAEMON" {
-            sched::Scheduling::Daemon
-        } else {
-            sched::Scheduling::Replica
+        scheduling: match svc.scheduling_strategy {
+            SchedulingStrategy::Daemon => sched::Scheduling::Daemon,
+            SchedulingStrategy::Replica => sched::Scheduling::Replica,
         },
-        status: match svc.status.as_str() {
-            "ACTIVE" => sched::ServiceStatus::Active,
-            "DRAINING" => sched::ServiceStatus::Draining,
-            _ => sched::ServiceStatus::Inactive,
+        status: match svc.status {
+            ServiceStatus::Active => sched::ServiceStatus::Active,
+            ServiceStatus::Draining => sched::ServiceStatus::Draining,
+            ServiceStatus::Inactive => sched::ServiceStatus::Inactive,
         },
         desired_count: svc.desired_count,
         maximum_percent: svc.maximum_percent,
@@ -495,7 +467,7 @@ async fn reconcile_service(
             resources,
             group: group.clone(),
             started_by: Some(start.deployment_id.clone()),
-            launch_type: svc.launch_type.clone(),
+            launch_type: svc.launch_type,
             tags,
             enable_execute_command: svc.enable_execute_command,
             network_configuration: svc.network_configuration.clone(),
@@ -563,7 +535,7 @@ async fn reconcile_service(
     // A DAEMON service's desiredCount is ECS's to keep: one per eligible instance (0 once it
     // is draining).
     let daemon_desired = daemon.then(|| {
-        if svc.status == "ACTIVE" {
+        if svc.status == ServiceStatus::Active {
             instances
                 .iter()
                 .filter(|i| i.active && i.daemon_eligible && !i.lost)
@@ -587,7 +559,11 @@ async fn reconcile_service(
     if let Some(d) = daemon_desired {
         rec.desired_count = d;
     }
-    if let Some(primary) = rec.deployments.iter().find(|d| d.status == "PRIMARY") {
+    if let Some(primary) = rec
+        .deployments
+        .iter()
+        .find(|d| d.status == DeploymentStatus::Primary)
+    {
         rec.task_definition = primary.task_definition.clone();
     }
     for m in &fresh_events {
@@ -609,7 +585,7 @@ async fn reconcile_service(
         rec.last_completed_task_definition = Some(td.clone());
     }
     if plan.inactive {
-        rec.status = "INACTIVE".into();
+        rec.status = ServiceStatus::Inactive;
         tracing::info!(cluster = %cluster, service = %svc.name, "service inactive");
     }
     let txn = Txn::new()
@@ -635,7 +611,7 @@ async fn mark_lost(ctx: &Ctx, cluster: &str, task_id: &str) -> Result<(), ApiErr
     )
     .await?;
     let arn = ctx.app.scope.task_arn(cluster, task_id);
-    tasks::apply_report(ctx, cluster, &arn, Some("STOPPED"), |_, _| {}).await
+    tasks::apply_report(ctx, cluster, &arn, Some(TaskStatus::Stopped), |_, _| {}).await
 }
 
 /// Deletes STOPPED tasks older than [`STOPPED_TASK_RETENTION`].
@@ -645,7 +621,7 @@ pub async fn collect_stopped_tasks(ctx: &Ctx) -> Result<usize, ApiError> {
         .app
         .repo
         .scan("ecs/tasks/", |t: Versioned<Arc<TaskRecord>>| {
-            (t.value.last_status == "STOPPED"
+            (t.value.last_status == TaskStatus::Stopped
                 && t.value
                     .stopped_at
                     .is_some_and(|s| now - s > STOPPED_TASK_RETENTION))
@@ -685,7 +661,7 @@ pub async fn purge_deleted_task_definitions(ctx: &Ctx) -> Result<usize, ApiError
         .into_iter()
         .collect();
     for s in ctx.app.repo.list::<ServiceRecord>(keys::SERVICES).await? {
-        if s.value.status != "INACTIVE" {
+        if s.value.status != ServiceStatus::Inactive {
             referenced.extend(
                 s.value
                     .deployments

@@ -1,8 +1,12 @@
 //! The ECS service's state: what its handlers, the agent channel and the service scheduler share.
+//! Plain data: the types it holds live in leaf modules (`agent_hub`, `placement_cache`,
+//! `replica_view`, `task_roles`); `Ecs::new`, which registers the background tasks, is in the
+//! crate root.
 
-use crate::agents::AgentHub;
+use crate::agent_hub::AgentHub;
 use crate::placement_cache::PlacementCache;
-use crate::task_credentials::TaskRoleAccess;
+use crate::replica_view::Replicas;
+use crate::task_roles::TaskRoleAccess;
 use berth_core::Scope;
 use berth_service::auth::KeyCache;
 use berth_service::leader::{Leader, Leadership};
@@ -43,7 +47,7 @@ pub struct Ecs {
     /// Agent connectivity and desired-state generations (the agent channel).
     pub agents: AgentHub,
     /// The control-plane replicas sharing the store, as this replica sees them (`replicas`).
-    pub replicas: crate::replicas::Replicas,
+    pub replicas: Replicas,
     /// Each cluster's long-lived placement index (RunTask, StartTask, services).
     pub placement: PlacementCache,
     /// Wakes the service scheduler (a service changed, a task changed state).
@@ -51,42 +55,9 @@ pub struct Ecs {
 }
 
 impl Ecs {
-    /// Builds the service and registers its background tasks with `driver`: the service
-    /// scheduler and the leader's collections (see `service_scheduler`). Registering twice in
-    /// one driver is a wiring mistake and panics at startup.
-    pub fn new(cfg: EcsConfig, driver: &mut berth_tasks::Driver) -> Arc<Self> {
-        use crate::service_scheduler::{
-            Collection, CollectionKind, SchedulerPass, COLLECTION_PERIOD, MIN_PASS_INTERVAL,
-            SCHEDULER_PERIOD,
-        };
-        use berth_tasks::{Mode, TaskSpec};
-        const ONCE: &str = "the ECS service's background tasks are registered once per driver";
-        Arc::new_cyclic(|weak| {
-            for what in [
-                CollectionKind::StoppedTasks,
-                CollectionKind::DeletedTaskDefinitions,
-                CollectionKind::ExpiredCredentials,
-            ] {
-                let spec = TaskSpec::new(what.task_name(), COLLECTION_PERIOD, Mode::LeaderOnly)
-                    .initial_delay(COLLECTION_PERIOD);
-                let task = Collection {
-                    app: weak.clone(),
-                    what,
-                };
-                driver.register(spec, task).expect(ONCE);
-            }
-            let scheduler = driver
-                .register(
-                    TaskSpec::new("ecs_service_scheduler", SCHEDULER_PERIOD, Mode::LeaderOnly)
-                        .min_interval(MIN_PASS_INTERVAL),
-                    SchedulerPass(weak.clone()),
-                )
-                .expect(ONCE);
-            Self::build(cfg, scheduler)
-        })
-    }
-
-    fn build(cfg: EcsConfig, scheduler: berth_tasks::Activator) -> Self {
+    /// The service's state, with the service scheduler's `Activator` (see `Ecs::new` in the
+    /// crate root, which registers the background tasks).
+    pub(crate) fn build(cfg: EcsConfig, scheduler: berth_tasks::Activator) -> Self {
         Self {
             store: cfg.store,
             repo: cfg.repo,
@@ -99,7 +70,7 @@ impl Ecs {
             task_roles: cfg.task_roles,
             agents: AgentHub::default(),
             placement: PlacementCache::default(),
-            replicas: crate::replicas::Replicas::default(),
+            replicas: Replicas::default(),
             scheduler,
         }
     }

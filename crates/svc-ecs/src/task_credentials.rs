@@ -5,8 +5,8 @@
 //! the agent at `169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`; the AWS SDKs do that on
 //! their own. berth has no IAM: the credentials are a temporary berth access key (`ASIA…`, a
 //! session token that every request must carry, an expiry) whose berth role comes from
-//! `--task-role-access` for the IAM role's name. They sign requests to berth's own endpoint, as
-//! `arn:aws:sts::<account>:assumed-role/<role name>/<task id>`.
+//! `--task-role-access` for the IAM role's name (`task_roles`). They sign requests to berth's own
+//! endpoint, as `arn:aws:sts::<account>:assumed-role/<role name>/<task id>`.
 //!
 //! Invariants:
 //! - Only `agent` (and `admin`) keys get credentials, never temporary ones; the task must be
@@ -19,95 +19,22 @@
 use crate::keys;
 use crate::records::TaskRecord;
 use crate::state::Ctx;
+use crate::task_roles::role_name;
 use berth_agent_api::{TaskCredentials, TaskCredentialsRequest};
 use berth_auth::Role;
+use berth_core::lifecycle::TaskStatus;
 use berth_service::auth::{AccessKeyRecord, SessionRecord};
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Versioned};
 use berth_service::ApiError;
 use berth_store::Txn;
-use std::str::FromStr;
 use std::sync::Arc;
+
+pub use crate::task_roles::TaskRoleAccess;
 
 /// How long issued credentials last. ECS's agent refreshes task credentials well before their
 /// (hours-long) expiry; berth's agent refreshes at half of this.
 pub const CREDENTIALS_TTL_SECONDS: f64 = 6.0 * 3600.0;
-
-/// Which berth role the credentials of each IAM role get (`--task-role-access`): either one
-/// role for every IAM role (`readonly`), or `NAME=ROLE` pairs separated by commas, where NAME is
-/// an IAM role name and `*` matches any other (`app-admin=admin,*=readonly`). Without `*` the
-/// default is `readonly`. The `agent` role is refused: a task must not speak for an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRoleAccess {
-    default: Role,
-    by_name: Vec<(String, Role)>,
-}
-
-impl Default for TaskRoleAccess {
-    fn default() -> Self {
-        Self {
-            default: Role::ReadOnly,
-            by_name: Vec::new(),
-        }
-    }
-}
-
-impl TaskRoleAccess {
-    /// The berth role for the IAM role `role_arn` (matched by its name, the last path segment).
-    pub fn role_for(&self, role_arn: &str) -> Role {
-        let name = role_name(role_arn).unwrap_or(role_arn);
-        self.by_name
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(self.default, |(_, r)| *r)
-    }
-}
-
-fn parse_role(s: &str) -> Result<Role, String> {
-    match s.parse::<Role>() {
-        Ok(Role::Agent) => Err(format!(
-            "'{s}': task credentials cannot have the agent role (use admin or readonly)"
-        )),
-        Ok(r) => Ok(r),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-impl FromStr for TaskRoleAccess {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = TaskRoleAccess::default();
-        if !s.contains('=') {
-            out.default = parse_role(s)?;
-            return Ok(out);
-        }
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, role) = part
-                .split_once('=')
-                .ok_or_else(|| format!("'{part}': expected NAME=ROLE"))?;
-            let (name, role) = (name.trim(), parse_role(role.trim())?);
-            if name == "*" {
-                out.default = role;
-            } else if name.is_empty() {
-                return Err(format!("'{part}': the IAM role name is empty"));
-            } else {
-                out.by_name.push((name.to_string(), role));
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The name of an IAM role ARN (`arn:aws:iam::123456789012:role/path/name` → `name`).
-pub fn role_name(role_arn: &str) -> Option<&str> {
-    let arn = berth_core::Arn::parse(role_arn)?;
-    if arn.service != "iam" {
-        return None;
-    }
-    let path = arn.resource.strip_prefix("role/")?;
-    path.rsplit('/').next().filter(|n| !n.is_empty())
-}
 
 /// A new temporary key id: `ASIA` and 16 characters, as STS issues them.
 fn temporary_key_id() -> Result<String, ApiError> {
@@ -137,7 +64,7 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
         ));
     }
     let req: TaskCredentialsRequest = berth_service::codec::parse(body)?;
-    let cluster = crate::ecs::cluster_arg(Some(&req.cluster))?;
+    let cluster = crate::ecs::args::cluster_arg(Some(&req.cluster))?;
     let not_found = || ApiError::invalid_parameter("The referenced task was not found.");
     let id = crate::ecs::tasks::task_id_of(&req.task_arn).ok_or_else(not_found)?;
     let task = ctx
@@ -153,7 +80,7 @@ pub async fn get_task_role_credentials(ctx: &Ctx, body: &[u8]) -> Result<Vec<u8>
             "The task is not placed on this container instance.",
         ));
     }
-    if task.last_status == "STOPPED" {
+    if task.last_status == TaskStatus::Stopped {
         return Err(ApiError::invalid_parameter("The task has stopped."));
     }
     let role_arn = match task.overrides.task_role_arn.clone() {
@@ -238,45 +165,6 @@ pub async fn collect_expired_credentials(ctx: &Ctx) -> Result<usize, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn access_maps_role_names_to_berth_roles() {
-        let a: TaskRoleAccess = "app-admin=admin, *=readonly".parse().unwrap();
-        assert_eq!(
-            a.role_for("arn:aws:iam::123456789012:role/app-admin"),
-            Role::Admin
-        );
-        assert_eq!(
-            a.role_for("arn:aws:iam::123456789012:role/team/app-admin"),
-            Role::Admin
-        );
-        assert_eq!(
-            a.role_for("arn:aws:iam::123456789012:role/other"),
-            Role::ReadOnly
-        );
-        let all: TaskRoleAccess = "admin".parse().unwrap();
-        assert_eq!(all.role_for("arn:aws:iam::1:role/x"), Role::Admin);
-        assert_eq!(
-            TaskRoleAccess::default().role_for("arn:aws:iam::1:role/x"),
-            Role::ReadOnly
-        );
-        assert!("agent".parse::<TaskRoleAccess>().is_err());
-        assert!("x=agent".parse::<TaskRoleAccess>().is_err());
-        assert!("x=root".parse::<TaskRoleAccess>().is_err());
-        assert!("=admin".parse::<TaskRoleAccess>().is_err());
-    }
-
-    #[test]
-    fn role_names_come_from_iam_role_arns_only() {
-        assert_eq!(
-            role_name("arn:aws:iam::123456789012:role/ecsTaskRole"),
-            Some("ecsTaskRole")
-        );
-        assert_eq!(role_name("arn:aws:iam::123456789012:role/a/b/c"), Some("c"));
-        assert_eq!(role_name("arn:aws:iam::123456789012:user/bob"), None);
-        assert_eq!(role_name("arn:aws:s3:::bucket/role/x"), None);
-        assert_eq!(role_name("ecsTaskRole"), None);
-    }
 
     #[test]
     fn temporary_keys_look_like_sts_keys() {

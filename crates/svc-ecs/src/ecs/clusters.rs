@@ -1,9 +1,13 @@
 //! Clusters: CreateCluster, DescribeClusters, ListClusters, UpdateCluster, UpdateClusterSettings,
 //! DeleteCluster.
 
-use super::{cluster_arg, decode_token, max_results, paginate, tagging};
+use super::args::{cluster_arg, decode_token, max_results, paginate};
+use super::tagging;
 use crate::keys;
-use crate::records::{tags_to_wire, ClusterRecord, ContainerInstanceRecord};
+use crate::records::{
+    tags_to_wire, ClusterRecord, ClusterStatus, ContainerInstanceRecord, InstanceStatus,
+    ServiceStatus,
+};
 use crate::state::Ctx;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Repo};
@@ -33,18 +37,18 @@ pub async fn usage(repo: &Repo, cluster: &str) -> Result<ClusterUsage, ApiError>
         // ACTIVE and DRAINING services both keep a cluster from being deleted.
         services: services
             .iter()
-            .filter(|s| s.value.status != "INACTIVE")
+            .filter(|s| s.value.status != ServiceStatus::Inactive)
             .count(),
         active_services: services
             .iter()
-            .filter(|s| s.value.status == "ACTIVE")
+            .filter(|s| s.value.status == ServiceStatus::Active)
             .count(),
         ..Default::default()
     };
     repo.visit(
         &keys::instances_in(cluster),
         |_, i: &std::sync::Arc<ContainerInstanceRecord>, _| {
-            if i.status != "INACTIVE" {
+            if i.status != InstanceStatus::Inactive {
                 u.container_instances += 1;
                 u.running_tasks += i.running_tasks();
                 u.pending_tasks += i.pending_tasks();
@@ -124,7 +128,7 @@ impl Include {
 }
 
 fn to_wire(ctx: &Ctx, rec: &ClusterRecord, usage: ClusterUsage, inc: Include) -> ecs::Cluster {
-    let active = rec.status == "ACTIVE";
+    let active = rec.status == ClusterStatus::Active;
     let stat = |name: &str, v: usize| ecs::KeyValuePair {
         name: Some(name.into()),
         value: Some(v.to_string()),
@@ -132,7 +136,7 @@ fn to_wire(ctx: &Ctx, rec: &ClusterRecord, usage: ClusterUsage, inc: Include) ->
     ecs::Cluster {
         cluster_arn: Some(ctx.app.scope.cluster_arn(&rec.name)),
         cluster_name: Some(rec.name.clone()),
-        status: Some(rec.status.clone()),
+        status: Some(rec.status.as_str().to_string()),
         registered_container_instances_count: if active {
             usage.container_instances as i32
         } else {
@@ -215,13 +219,13 @@ pub async fn create_cluster(
     }
     let created = repo
         .update::<ClusterRecord, _>(&key, |existing| {
-            if let Some(e) = existing.filter(|e| e.status == "ACTIVE") {
+            if let Some(e) = existing.filter(|e| e.status == ClusterStatus::Active) {
                 // CreateCluster is idempotent: the existing cluster is returned unchanged.
                 return Ok(Change::Keep(Created::Existing(e)));
             }
             let rec = ClusterRecord {
                 name: name.clone(),
-                status: "ACTIVE".into(),
+                status: ClusterStatus::Active,
                 created_at: now_epoch(),
                 settings: settings.clone(),
                 configuration: req.configuration.clone(),
@@ -309,7 +313,7 @@ pub async fn list_clusters(
     let all = ctx.app.repo.list::<ClusterRecord>(keys::CLUSTERS).await?;
     let items = all
         .into_iter()
-        .filter(|r| r.value.status == "ACTIVE")
+        .filter(|r| r.value.status == ClusterStatus::Active)
         .map(|r| (r.key, ctx.app.scope.cluster_arn(&r.value.name)))
         .collect();
     let (arns, next) = paginate(items, after.as_deref(), limit, false);
@@ -331,7 +335,7 @@ async fn update_active(
     let rec = repo
         .update::<ClusterRecord, _>(&key, |cur| {
             let mut rec = match cur {
-                Some(r) if r.status == "ACTIVE" => r,
+                Some(r) if r.status == ClusterStatus::Active => r,
                 _ => return Err(ApiError::cluster_not_found()),
             };
             edit(&mut rec)?;
@@ -393,7 +397,7 @@ pub async fn delete_cluster(
     let rec = repo
         .retry(|| async {
             let mut rec = match repo.get::<ClusterRecord>(&key).await? {
-                Some(r) if r.value.status == "ACTIVE" => r,
+                Some(r) if r.value.status == ClusterStatus::Active => r,
                 _ => return Err(ApiError::cluster_not_found()),
             };
             let u = usage(repo, &name).await?;
@@ -415,7 +419,7 @@ pub async fn delete_cluster(
                     "The Cluster cannot be deleted while Tasks are active.",
                 ));
             }
-            rec.value.status = "INACTIVE".into();
+            rec.value.status = ClusterStatus::Inactive;
             // Invariant (for the writers of instances and services): registering a container
             // instance or creating a service rewrites the cluster record in the same
             // transaction, so this compare fails if one slipped in after the usage check. Tasks

@@ -52,9 +52,9 @@ pub async fn explain_placement(ctx: &Ctx, body: &[u8]) -> Result<serde_json::Val
         .await?
         .into_iter()
         .map(|i| i.value)
-        .filter(|i| i.status != "INACTIVE")
+        .filter(|i| i.status != crate::records::InstanceStatus::Inactive)
         .collect();
-    let snapshot = tasks::snapshot_of(ctx, instances.iter());
+    let snapshot = crate::placement_cache::snapshot_of(ctx, instances.iter());
     let idx = berth_placement::ClusterIndex::build(&snapshot);
     let mut preq =
         berth_placement::PlacementRequest::new(tasks::requirements_for_placement(&l), count);

@@ -2,13 +2,15 @@
 //! DescribeContainerInstances, ListContainerInstances, UpdateContainerInstancesState,
 //! PutAttributes / ListAttributes / DeleteAttributes, DiscoverPollEndpoint.
 
-use super::{cluster_arg, decode_token, max_results, paginate, tagging};
+use super::args::{active_cluster, cluster_arg, decode_token, instance_id, max_results, paginate};
+use super::tagging;
 use crate::keys;
 use crate::records::{
-    tags_to_wire, AttributeRecord, ClusterRecord, ContainerInstanceRecord, ResourcesRecord,
-    TaskRecord,
+    tags_to_wire, AttributeRecord, ClusterRecord, ClusterStatus, ContainerInstanceRecord,
+    InstanceStatus, ResourcesRecord, TaskRecord,
 };
 use crate::state::Ctx;
+use berth_core::lifecycle::TaskStatus;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
 use berth_service::ApiError;
@@ -20,37 +22,6 @@ pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
 
 fn is_custom(name: &str) -> bool {
     !(name.starts_with("ecs.") || name.starts_with("com.amazonaws.ecs."))
-}
-
-/// The instance id of a `containerInstance` argument (id or ARN).
-pub(crate) fn instance_id(arg: &str) -> Option<String> {
-    if arg.starts_with("arn:") {
-        match berth_core::Arn::parse(arg)?.ecs_resource()? {
-            (berth_core::ResourceKind::ContainerInstance, rest) => {
-                rest.rsplit('/').next().map(str::to_string)
-            }
-            _ => None,
-        }
-    } else if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        Some(arg.to_string())
-    } else {
-        None
-    }
-}
-
-pub(crate) async fn active_cluster(
-    ctx: &Ctx,
-    name: &str,
-) -> Result<Versioned<ClusterRecord>, ApiError> {
-    match ctx
-        .app
-        .repo
-        .get::<ClusterRecord>(&keys::cluster(name))
-        .await?
-    {
-        Some(c) if c.value.status == "ACTIVE" => Ok(c),
-        _ => Err(ApiError::cluster_not_found()),
-    }
 }
 
 fn resource_int(name: &str, v: i64) -> ecs::Resource {
@@ -106,9 +77,10 @@ pub(crate) fn to_wire(
         version_info: rec.version_info.clone(),
         remaining_resources: Some(resources_wire(&rec.remaining())),
         registered_resources: Some(resources_wire(&rec.registered)),
-        status: Some(rec.status.clone()),
+        status: Some(rec.status.as_str().to_string()),
         status_reason: rec.status_reason.clone(),
-        agent_connected: rec.status != "INACTIVE" && ctx.app.agents.connected(&rec.id),
+        agent_connected: rec.status != InstanceStatus::Inactive
+            && ctx.app.agents.connected(&rec.id),
         running_tasks_count: rec.running_tasks() as i32,
         pending_tasks_count: rec.pending_tasks() as i32,
         attributes: Some(
@@ -263,7 +235,7 @@ pub async fn register(
         .retry(|| async {
             // The agent's default cluster is created on first join, as ECS does.
             let cluster_rec = match repo.get::<ClusterRecord>(&keys::cluster(&cluster)).await? {
-                Some(c) if c.value.status == "ACTIVE" => Some(c),
+                Some(c) if c.value.status == ClusterStatus::Active => Some(c),
                 _ if cluster == "default" => None,
                 _ => return Err(ApiError::cluster_not_found()),
             };
@@ -274,7 +246,7 @@ pub async fn register(
                 }
                 None => None,
             }
-            .filter(|p| p.value.status != "INACTIVE");
+            .filter(|p| p.value.status != InstanceStatus::Inactive);
             let now = now_epoch();
             let rec = match &previous {
                 Some(p) => {
@@ -311,7 +283,7 @@ pub async fn register(
                             .or_else(|| Some(format!("i-{}", &id[..17]))),
                         id,
                         cluster: cluster.clone(),
-                        status: "ACTIVE".into(),
+                        status: InstanceStatus::Active,
                         status_reason: None,
                         registered_at: now,
                         registered: registered.clone(),
@@ -343,7 +315,7 @@ pub async fn register(
                 None => {
                     let c = ClusterRecord {
                         name: cluster.clone(),
-                        status: "ACTIVE".into(),
+                        status: ClusterStatus::Active,
                         created_at: now,
                         settings: vec![ecs::ClusterSetting {
                             name: Some(ecs::ClusterSettingName::ContainerInsights),
@@ -394,7 +366,7 @@ pub async fn deregister(
     let inst = repo
         .retry(|| async {
             let mut inst = match repo.get::<ContainerInstanceRecord>(&key).await? {
-                Some(i) if i.value.status != "INACTIVE" => i,
+                Some(i) if i.value.status != InstanceStatus::Inactive => i,
                 _ => {
                     return Err(ApiError::invalid_parameter(
                         "The referenced container instance was not found.",
@@ -415,8 +387,8 @@ pub async fn deregister(
             for live in super::tasks::live_on_instance(ctx, &cluster, &id).await? {
                 let tkey = keys::task(&cluster, &live.id);
                 if let Some(mut t) = repo.get::<TaskRecord>(&tkey).await? {
-                    t.value.desired_status = "STOPPED".into();
-                    t.value.last_status = "STOPPED".into();
+                    t.value.desired_status = TaskStatus::Stopped;
+                    t.value.last_status = TaskStatus::Stopped;
                     t.value.stopped_at.get_or_insert(now);
                     t.value
                         .stop_code
@@ -434,7 +406,7 @@ pub async fn deregister(
                 }
             }
             inst.value.held = Default::default();
-            inst.value.status = "INACTIVE".into();
+            inst.value.status = InstanceStatus::Inactive;
             inst.value.version += 1;
             inst.value.generation += 1;
             txn = txn.put(key.clone(), to_bytes(&inst.value));
@@ -512,14 +484,14 @@ pub async fn list(
     let mut recs: Vec<Versioned<ContainerInstanceRecord>> = all
         .into_iter()
         .filter(|r| match req.status {
-            Some(s) => r.value.status == s.as_str(),
-            None => r.value.status != "INACTIVE",
+            Some(s) => r.value.status.as_str() == s.as_str(),
+            None => r.value.status != InstanceStatus::Inactive,
         })
         .collect();
     if let Some(filter) = req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         let expr = berth_placement::Expression::parse(filter)
             .map_err(|e| ApiError::invalid_parameter(e.message))?;
-        let snapshot = crate::ecs::tasks::snapshot_of(ctx, recs.iter().map(|r| &r.value));
+        let snapshot = crate::placement_cache::snapshot_of(ctx, recs.iter().map(|r| &r.value));
         let idx = berth_placement::ClusterIndex::build(&snapshot);
         let keep: std::collections::HashSet<usize> = idx.filter(&expr).into_iter().collect();
         recs = recs
@@ -555,8 +527,8 @@ pub async fn update_state(
         .status
         .ok_or_else(|| ApiError::client("status should not be null or empty."))?;
     let target = match status {
-        ecs::ContainerInstanceStatus::Active => "ACTIVE",
-        ecs::ContainerInstanceStatus::Draining => "DRAINING",
+        ecs::ContainerInstanceStatus::Active => InstanceStatus::Active,
+        ecs::ContainerInstanceStatus::Draining => InstanceStatus::Draining,
         other => {
             return Err(ApiError::invalid_parameter(format!(
                 "Container instances can only be set to ACTIVE or DRAINING, not {}.",
@@ -587,13 +559,13 @@ pub async fn update_state(
             .app
             .repo
             .update::<ContainerInstanceRecord, _>(&key, |cur| {
-                let Some(mut inst) = cur.filter(|i| i.status != "INACTIVE") else {
+                let Some(mut inst) = cur.filter(|i| i.status != InstanceStatus::Inactive) else {
                     return Ok(Change::Keep(None));
                 };
                 if inst.status == target {
                     return Ok(Change::Keep(Some((inst, false))));
                 }
-                inst.status = target.into();
+                inst.status = target;
                 inst.version += 1;
                 Ok(Change::Put(inst.clone(), Some((inst, true))))
             })
@@ -607,7 +579,7 @@ pub async fn update_state(
             continue;
         };
         if changed {
-            tracing::info!(cluster = %cluster, instance = %id, status = target, "container instance state changed");
+            tracing::info!(cluster = %cluster, instance = %id, status = target.as_str(), "container instance state changed");
         }
         out.push(to_wire(ctx, &inst, false));
     }
@@ -630,7 +602,7 @@ async fn edit_attributes(
     ctx.app
         .repo
         .update::<ContainerInstanceRecord, _>(&key, |cur| {
-            let Some(mut inst) = cur.filter(|i| i.status != "INACTIVE") else {
+            let Some(mut inst) = cur.filter(|i| i.status != InstanceStatus::Inactive) else {
                 return Err(ApiError::new(
                     "TargetNotFoundException",
                     format!("Could not find {target_id}."),
@@ -722,7 +694,10 @@ pub async fn list_attributes(
         .list::<ContainerInstanceRecord>(&keys::instances_in(&cluster))
         .await?;
     let mut items = Vec::new();
-    for r in all.into_iter().filter(|r| r.value.status != "INACTIVE") {
+    for r in all
+        .into_iter()
+        .filter(|r| r.value.status != InstanceStatus::Inactive)
+    {
         let arn = ctx.app.scope.container_instance_arn(&cluster, &r.value.id);
         for a in r.value.attributes.iter() {
             if req.attribute_name.as_deref().is_some_and(|n| n != a.name) {

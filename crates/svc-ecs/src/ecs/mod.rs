@@ -1,5 +1,7 @@
-//! The ECS API (`AmazonEC2ContainerServiceV20141113.<Operation>`): dispatch and handlers.
+//! The ECS API (`AmazonEC2ContainerServiceV20141113.<Operation>`): the dispatch table. The
+//! handlers are the submodules; the argument helpers they share are in `args`.
 
+pub(crate) mod args;
 mod clusters;
 pub(crate) mod explain;
 pub(crate) mod instances;
@@ -11,7 +13,6 @@ pub(crate) mod tasks;
 
 use crate::state::Ctx;
 use berth_service::codec::{decode, encode};
-use berth_service::pagination::{decode_token, encode_token, paginate};
 use berth_service::ApiError;
 use berth_wire::ecs::Operation;
 
@@ -146,28 +147,5 @@ fn dispatch_kind(op: Operation) -> Kind {
         | O::UpdateTaskProtection
         | O::GetTaskProtection => Kind::Implemented,
         _ => Kind::NotYet,
-    }
-}
-
-/// Resolves an optional `cluster` argument (name or ARN, default `default`) to a cluster name.
-pub(crate) fn cluster_arg(arg: Option<&str>) -> Result<String, ApiError> {
-    let arg = arg.unwrap_or("default");
-    match berth_core::arn::cluster_name_of(arg) {
-        Some(name) if berth_core::names::cluster_name(name).is_ok() => Ok(name.to_string()),
-        Some(_) => Err(ApiError::cluster_not_found()),
-        None => Err(ApiError::invalid_parameter(format!(
-            "Invalid cluster identifier: {arg}"
-        ))),
-    }
-}
-
-/// Validates an optional `maxResults` against ECS's 1–100 range.
-pub(crate) fn max_results(v: Option<i32>, default: usize) -> Result<usize, ApiError> {
-    match v {
-        None => Ok(default),
-        Some(n) if (1..=100).contains(&n) => Ok(n as usize),
-        Some(_) => Err(ApiError::invalid_parameter(
-            "maxResults must be between 1 and 100.",
-        )),
     }
 }

@@ -1,13 +1,18 @@
 //! Services: CreateService, UpdateService, DeleteService, DescribeServices, ListServices,
-//! UpdateTaskProtection, GetTaskProtection. The scheduler that keeps them running is
-//! `crate::service_scheduler` (a loop around the pure `berth-scheduler`).
+//! UpdateTaskProtection, GetTaskProtection. The scheduler that keeps them running is the
+//! crate's `service_scheduler` module (a loop around the pure `berth-scheduler`), which uses this
+//! module, not the other way round.
 
-use super::instances::active_cluster;
+use super::args::{active_cluster, cluster_arg, decode_token, max_results, paginate};
 use super::tasks::task_id_of;
-use super::{cluster_arg, decode_token, max_results, paginate, tagging, taskdefs};
+use super::{tagging, taskdefs};
 use crate::keys;
-use crate::records::{tags_to_wire, ClusterRecord, DeploymentRecord, ServiceRecord, TaskRecord};
+use crate::records::{
+    tags_to_wire, ClusterRecord, DeploymentRecord, DeploymentStatus, LaunchType, RolloutState,
+    SchedulingStrategy, ServiceRecord, ServiceStatus, TaskRecord,
+};
 use crate::state::Ctx;
+use berth_core::lifecycle::TaskStatus;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
 use berth_service::ApiError;
@@ -59,7 +64,7 @@ async fn service_tasks(
     name: &str,
 ) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
     let group = format!("service:{name}");
-    crate::service_scheduler::group_tasks(ctx, cluster, &group).await
+    super::tasks::group_tasks(ctx, cluster, &group).await
 }
 
 fn counts_for(tasks: &[Arc<TaskRecord>], deployment: Option<&str>) -> Counts {
@@ -68,12 +73,12 @@ fn counts_for(tasks: &[Arc<TaskRecord>], deployment: Option<&str>) -> Counts {
         .iter()
         .filter(|t| deployment.is_none_or(|d| t.started_by.as_deref() == Some(d)))
     {
-        if t.desired_status == "RUNNING" && t.last_status == "RUNNING" {
+        if t.desired_status == TaskStatus::Running && t.last_status == TaskStatus::Running {
             c.running += 1;
-        } else if t.desired_status == "RUNNING" && t.last_status != "STOPPED" {
+        } else if t.desired_status == TaskStatus::Running && t.last_status != TaskStatus::Stopped {
             c.pending += 1;
         }
-        if t.last_status == "STOPPED"
+        if t.last_status == TaskStatus::Stopped
             && matches!(
                 t.stop_code.as_deref(),
                 Some("TaskFailedToStart") | Some("EssentialContainerExited")
@@ -99,9 +104,9 @@ pub(crate) fn to_wire(
             let c = counts_for(tasks, Some(&d.id));
             ecs::Deployment {
                 id: Some(d.id.clone()),
-                status: Some(d.status.clone()),
+                status: Some(d.status.as_str().to_string()),
                 task_definition: Some(d.task_definition.clone()),
-                desired_count: if d.status == "PRIMARY" {
+                desired_count: if d.status == DeploymentStatus::Primary {
                     s.desired_count as i32
                 } else {
                     0
@@ -111,16 +116,8 @@ pub(crate) fn to_wire(
                 failed_tasks: c.failed,
                 created_at: Some(d.created_at),
                 updated_at: Some(d.updated_at),
-                launch_type: Some(if s.launch_type == "EXTERNAL" {
-                    ecs::LaunchType::External
-                } else {
-                    ecs::LaunchType::Ec2
-                }),
-                rollout_state: Some(match d.rollout_state.as_str() {
-                    "COMPLETED" => ecs::DeploymentRolloutState::Completed,
-                    "FAILED" => ecs::DeploymentRolloutState::Failed,
-                    _ => ecs::DeploymentRolloutState::InProgress,
-                }),
+                launch_type: Some(s.launch_type.into()),
+                rollout_state: Some(d.rollout_state.into()),
                 rollout_state_reason: d.rollout_state_reason.clone(),
                 network_configuration: s.network_configuration.clone(),
                 ..Default::default()
@@ -145,15 +142,11 @@ pub(crate) fn to_wire(
         cluster_arn: Some(ctx.app.scope.cluster_arn(&s.cluster)),
         load_balancers: Some(s.load_balancers.clone()),
         service_registries: Some(s.service_registries.clone()),
-        status: Some(s.status.clone()),
+        status: Some(s.status.as_str().to_string()),
         desired_count: s.desired_count as i32,
         running_count: total.running,
         pending_count: total.pending,
-        launch_type: Some(if s.launch_type == "EXTERNAL" {
-            ecs::LaunchType::External
-        } else {
-            ecs::LaunchType::Ec2
-        }),
+        launch_type: Some(s.launch_type.into()),
         task_definition: Some(s.task_definition.clone()),
         deployment_configuration: Some(ecs::DeploymentConfiguration {
             deployment_circuit_breaker: Some(s.circuit_breaker.clone().unwrap_or(
@@ -175,11 +168,7 @@ pub(crate) fn to_wire(
         placement_strategy: Some(s.placement_strategy.clone()),
         network_configuration: s.network_configuration.clone(),
         health_check_grace_period_seconds: s.health_check_grace_period_seconds,
-        scheduling_strategy: Some(if s.scheduling_strategy == "DAEMON" {
-            ecs::SchedulingStrategy::Daemon
-        } else {
-            ecs::SchedulingStrategy::Replica
-        }),
+        scheduling_strategy: Some(s.scheduling_strategy.into()),
         deployment_controller: Some(ecs::DeploymentController {
             type_: Some(ecs::DeploymentControllerType::Ecs),
         }),
@@ -273,8 +262,8 @@ pub async fn create_service(
         }
     }
     let launch_type = match req.launch_type {
-        None | Some(ecs::LaunchType::Ec2) => "EC2",
-        Some(ecs::LaunchType::External) => "EXTERNAL",
+        None | Some(ecs::LaunchType::Ec2) => LaunchType::Ec2,
+        Some(ecs::LaunchType::External) => LaunchType::External,
         Some(other) => {
             return Err(ApiError::invalid_parameter(format!(
                 "Launch type {} is not supported by berth: services run on registered container instances (EC2 or EXTERNAL).",
@@ -312,7 +301,7 @@ pub async fn create_service(
             let cluster_rec: Versioned<ClusterRecord> = active_cluster(ctx, &cluster).await?;
             let existing = repo.get::<ServiceRecord>(&key).await?;
             if let Some(e) = &existing {
-                if e.value.status != "INACTIVE" {
+                if e.value.status != ServiceStatus::Inactive {
                     if req.client_token.is_some() && e.value.client_token == req.client_token {
                         return Ok(Attempt::Done(Created::Before(e.value.clone())));
                     }
@@ -325,20 +314,20 @@ pub async fn create_service(
             let rec = ServiceRecord {
                 name: name.clone(),
                 cluster: cluster.clone(),
-                status: "ACTIVE".into(),
+                status: ServiceStatus::Active,
                 desired_count: desired as u32,
                 scheduling_strategy: if daemon {
-                    "DAEMON".into()
+                    SchedulingStrategy::Daemon
                 } else {
-                    "REPLICA".into()
+                    SchedulingStrategy::Replica
                 },
-                launch_type: launch_type.into(),
+                launch_type,
                 task_definition: td_arn.clone(),
                 deployments: vec![DeploymentRecord {
                     id: deployment_id(),
-                    status: "PRIMARY".into(),
+                    status: DeploymentStatus::Primary,
                     task_definition: td_arn.clone(),
-                    rollout_state: "IN_PROGRESS".into(),
+                    rollout_state: RolloutState::InProgress,
                     rollout_state_reason: Some("ECS deployment in progress.".into()),
                     created_at: now,
                     updated_at: now,
@@ -449,10 +438,10 @@ pub async fn update_service(
         .repo
         .retry(|| async {
             let mut s = get_service(ctx, &cluster, &arg).await?;
-            if s.value.status != "ACTIVE" {
+            if s.value.status != ServiceStatus::Active {
                 return Err(not_active());
             }
-            let daemon = s.value.scheduling_strategy == "DAEMON";
+            let daemon = s.value.scheduling_strategy == SchedulingStrategy::Daemon;
             let v = &mut s.value;
             if let Some(d) = req.desired_count {
                 if daemon {
@@ -511,13 +500,13 @@ pub async fn update_service(
                 let now = now_epoch();
                 let td = new_td.clone().unwrap_or_else(|| v.task_definition.clone());
                 for d in v.deployments.iter_mut() {
-                    d.status = "ACTIVE".into();
+                    d.status = DeploymentStatus::Active;
                 }
                 v.deployments.push(DeploymentRecord {
                     id: deployment_id(),
-                    status: "PRIMARY".into(),
+                    status: DeploymentStatus::Primary,
                     task_definition: td.clone(),
-                    rollout_state: "IN_PROGRESS".into(),
+                    rollout_state: RolloutState::InProgress,
                     rollout_state_reason: Some("ECS deployment in progress.".into()),
                     created_at: now,
                     updated_at: now,
@@ -556,11 +545,11 @@ pub async fn delete_service(
         .repo
         .retry(|| async {
             let mut s = get_service(ctx, &cluster, &arg).await?;
-            if s.value.status == "INACTIVE" {
+            if s.value.status == ServiceStatus::Inactive {
                 return Err(not_active());
             }
-            if s.value.status == "ACTIVE" {
-                if s.value.scheduling_strategy == "REPLICA"
+            if s.value.status == ServiceStatus::Active {
+                if s.value.scheduling_strategy == SchedulingStrategy::Replica
                     && s.value.desired_count > 0
                     && !req.force.unwrap_or(false)
                 {
@@ -569,7 +558,7 @@ pub async fn delete_service(
                     ));
                 }
                 s.value.desired_count = 0;
-                s.value.status = "DRAINING".into();
+                s.value.status = ServiceStatus::Draining;
             }
             let key = keys::service(&cluster, &s.value.name);
             let txn = Txn::new()
@@ -646,14 +635,14 @@ pub async fn list_services(
         .await?;
     let items = all
         .into_iter()
-        .filter(|s| s.value.status != "INACTIVE")
+        .filter(|s| s.value.status != ServiceStatus::Inactive)
         .filter(|s| {
             req.launch_type
-                .is_none_or(|l| l.as_str() == s.value.launch_type)
+                .is_none_or(|l| l.as_str() == s.value.launch_type.as_str())
         })
         .filter(|s| {
             req.scheduling_strategy
-                .is_none_or(|st| st.as_str() == s.value.scheduling_strategy)
+                .is_none_or(|st| st.as_str() == s.value.scheduling_strategy.as_str())
         })
         .map(|s| (s.key, ctx.app.scope.service_arn(&cluster, &s.value.name)))
         .collect();

@@ -2,9 +2,9 @@
 //! ListAccountSettings. A principal's own setting wins over the account default (set on the root
 //! principal), which wins over the AWS-managed default.
 
-use super::{decode_token, paginate};
+use super::args::{decode_token, paginate};
 use crate::keys;
-use crate::records::AccountSettingRecord;
+use crate::records::{AccountSettingRecord, SettingKind};
 use crate::state::Ctx;
 use berth_service::repo::to_bytes;
 use berth_service::ApiError;
@@ -78,7 +78,9 @@ fn to_wire(r: &AccountSettingRecord) -> ecs::Setting {
         name: setting_name(&r.name),
         value: Some(r.value.clone()),
         principal_arn: Some(r.principal_arn.clone()),
-        type_: Some(ecs::SettingType::User),
+        type_: Some(match r.kind {
+            SettingKind::User => ecs::SettingType::User,
+        }),
     }
 }
 
@@ -106,7 +108,7 @@ async fn put(
         name: name.as_str().to_string(),
         value,
         principal_arn: principal,
-        kind: "user".into(),
+        kind: SettingKind::User,
     };
     ctx.app
         .repo

@@ -4,8 +4,8 @@
 
 use crate::keys;
 use crate::records::{
-    tags_to_wire, ClusterRecord, ContainerInstanceRecord, ServiceRecord, Tag, TaskDefinitionRecord,
-    TaskRecord,
+    tags_to_wire, ClusterRecord, ClusterStatus, ContainerInstanceRecord, ServiceRecord, Tag,
+    TaskDefinitionRecord, TaskRecord,
 };
 use crate::state::Ctx;
 use berth_core::arn::{Arn, ResourceKind, TaskDefinitionRef};
@@ -142,7 +142,7 @@ impl Tagged for ClusterRecord {
         &mut self.tags
     }
     fn live(&self) -> bool {
-        self.status == "ACTIVE"
+        self.status == ClusterStatus::Active
     }
 }
 impl Tagged for TaskDefinitionRecord {

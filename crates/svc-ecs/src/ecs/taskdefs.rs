@@ -5,7 +5,8 @@
 //! record keeps the last number). Status ACTIVE → INACTIVE (deregister) → DELETE_IN_PROGRESS
 //! (delete) → purged once nothing references the revision.
 
-use super::{decode_token, max_results, paginate, tagging};
+use super::args::{decode_token, max_results, paginate};
+use super::tagging;
 use crate::keys;
 use crate::records::{tags_to_wire, FamilyRecord, TaskDefinitionRecord};
 use crate::state::Ctx;

@@ -7,13 +7,15 @@
 //! from placement until the agent reports STOPPED; every
 //! change to what an instance should run bumps the instance's generation, which wakes its agent.
 
-use super::instances::{active_cluster, instance_id};
-use super::{cluster_arg, decode_token, max_results, tagging, taskdefs};
+use super::args::{
+    active_cluster, cluster_arg, decode_token, encode_token, instance_id, max_results,
+};
+use super::{tagging, taskdefs};
 use crate::indexes::term;
 use crate::keys;
 use crate::records::{
-    tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord, ResourcesRecord,
-    TaskRecord,
+    tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord, ContainerStatus,
+    HealthStatus, InstanceStatus, LaunchType, ResourcesRecord, TaskRecord,
 };
 use crate::state::Ctx;
 use berth_core::lifecycle::TaskStatus;
@@ -28,57 +30,6 @@ use std::sync::Arc;
 
 /// ECS: RunTask places at most 10 tasks per call.
 pub const MAX_RUN_COUNT: i32 = 10;
-
-/// The placement snapshot of a set of container instances.
-pub(crate) fn snapshot_of<'a>(
-    ctx: &Ctx,
-    instances: impl Iterator<Item = &'a ContainerInstanceRecord>,
-) -> placement::ClusterSnapshot {
-    placement::ClusterSnapshot::new(instances.map(|i| snapshot_instance(ctx, i)).collect())
-}
-
-/// One container instance as placement sees it.
-pub(crate) fn snapshot_instance(
-    ctx: &Ctx,
-    i: &ContainerInstanceRecord,
-) -> placement::ContainerInstance {
-    let res = |r: &ResourcesRecord| placement::Resources {
-        cpu: r.cpu,
-        memory: r.memory,
-        gpu: r.gpu,
-        tcp_ports: r.ports.clone(),
-        udp_ports: r.ports_udp.clone(),
-    };
-    placement::ContainerInstance {
-        arn: ctx.app.scope.container_instance_arn(&i.cluster, &i.id),
-        status: placement::InstanceStatus::parse(&i.status)
-            .unwrap_or(placement::InstanceStatus::Inactive),
-        agent_connected: ctx.app.agents.connected(&i.id),
-        attributes: i
-            .attributes
-            .iter()
-            .map(|a| placement::Attribute {
-                name: a.name.clone(),
-                value: a.value.clone(),
-            })
-            .collect(),
-        ec2_instance_id: i.ec2_instance_id.clone(),
-        agent_version: i
-            .version_info
-            .as_ref()
-            .and_then(|v| v.agent_version.clone()),
-        registered_at: i.registered_at,
-        registered: res(&i.registered),
-        remaining: res(&i.remaining()),
-        running_tasks_count: i.running_tasks() as u32,
-        tasks: i
-            .held
-            .groups
-            .iter()
-            .map(|(g, n)| placement::TaskInfo::many(g.clone(), *n))
-            .collect(),
-    }
-}
 
 /// The tasks that hold resources on an instance (placed, not STOPPED yet), in key order,
 /// through the tasks index's `live` term.
@@ -98,6 +49,35 @@ pub(crate) async fn live_on_instance(
             },
         )
         .await
+}
+
+/// Every task of `group` in `cluster` (both desired statuses), in key order, through the tasks
+/// index (see `indexes`).
+pub(crate) async fn group_tasks(
+    ctx: &Ctx,
+    cluster: &str,
+    group: &str,
+) -> Result<Vec<Arc<TaskRecord>>, ApiError> {
+    let mut found = Vec::new();
+    for bucket in ["RUNNING", "STOPPED"] {
+        found.extend(
+            ctx.app
+                .repo
+                .index_all(
+                    crate::indexes::TASKS,
+                    &term::group(cluster, bucket, group),
+                    &keys::tasks_in(cluster),
+                    |k, t: &Arc<TaskRecord>| {
+                        (t.group == group
+                            && crate::indexes::desired_bucket(t.desired_status.as_str()) == bucket)
+                            .then(|| (k.to_string(), t.clone()))
+                    },
+                )
+                .await?,
+        );
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, t)| t).collect())
 }
 
 fn placement_error(e: placement::PlacementError) -> ApiError {
@@ -192,17 +172,12 @@ fn container_to_wire(ctx: &Ctx, t: &TaskRecord, c: &ContainerRecord) -> ecs::Con
         image: Some(c.image.clone()),
         image_digest: c.image_digest.clone(),
         runtime_id: c.runtime_id.clone(),
-        last_status: Some(c.last_status.clone()),
+        last_status: Some(c.last_status.as_str().to_string()),
         exit_code: c.exit_code,
         reason: c.reason.clone(),
         network_bindings: Some(c.network_bindings.clone()),
         network_interfaces: Some(c.network_interfaces.clone()),
-        health_status: c.health_status.as_deref().and_then(|h| match h {
-            "HEALTHY" => Some(ecs::HealthStatus::Healthy),
-            "UNHEALTHY" => Some(ecs::HealthStatus::Unhealthy),
-            "UNKNOWN" => Some(ecs::HealthStatus::Unknown),
-            _ => None,
-        }),
+        health_status: c.health_status.map(ecs::HealthStatus::from),
         cpu: Some(c.cpu.to_string()),
         memory: c.memory.map(|m| m.to_string()),
         memory_reservation: c.memory_reservation.map(|m| m.to_string()),
@@ -212,11 +187,6 @@ fn container_to_wire(ctx: &Ctx, t: &TaskRecord, c: &ContainerRecord) -> ecs::Con
 }
 
 pub(crate) fn to_wire(ctx: &Ctx, t: &TaskRecord, include_tags: bool) -> ecs::Task {
-    let health = |s: Option<&str>| match s {
-        Some("HEALTHY") => Some(ecs::HealthStatus::Healthy),
-        Some("UNHEALTHY") => Some(ecs::HealthStatus::Unhealthy),
-        _ => Some(ecs::HealthStatus::Unknown),
-    };
     let stop_code = t.stop_code.as_deref().and_then(|c| match c {
         "TaskFailedToStart" => Some(ecs::TaskStopCode::TaskFailedToStart),
         "EssentialContainerExited" => Some(ecs::TaskStopCode::EssentialContainerExited),
@@ -251,16 +221,16 @@ pub(crate) fn to_wire(ctx: &Ctx, t: &TaskRecord, include_tags: bool) -> ecs::Tas
         ),
         cpu: Some(t.cpu.clone().unwrap_or_else(|| t.resources.cpu.to_string())),
         created_at: Some(t.created_at),
-        desired_status: Some(t.desired_status.clone()),
+        desired_status: Some(t.desired_status.as_str().to_string()),
         enable_execute_command: t.enable_execute_command,
         execution_stopped_at: t.execution_stopped_at,
         group: Some(t.group.clone()),
-        health_status: health(t.health_status.as_deref()),
-        last_status: Some(t.last_status.clone()),
-        launch_type: match t.launch_type.as_str() {
-            "EXTERNAL" => Some(ecs::LaunchType::External),
-            _ => Some(ecs::LaunchType::Ec2),
-        },
+        health_status: Some(
+            t.health_status
+                .map_or(ecs::HealthStatus::Unknown, Into::into),
+        ),
+        last_status: Some(t.last_status.as_str().to_string()),
+        launch_type: Some(t.launch_type.into()),
         memory: Some(
             t.memory
                 .clone()
@@ -306,7 +276,7 @@ pub(crate) struct Launch {
     pub(crate) resources: ResourcesRecord,
     pub(crate) group: String,
     pub(crate) started_by: Option<String>,
-    pub(crate) launch_type: String,
+    pub(crate) launch_type: LaunchType,
     pub(crate) tags: Vec<crate::records::Tag>,
     pub(crate) enable_execute_command: bool,
     /// awsvpc subnets/security groups (RunTask/StartTask `networkConfiguration`, a service's).
@@ -348,7 +318,7 @@ fn new_task(
                 ContainerRecord {
                     container_arn: container_arn(ctx, &l.cluster, &id, &name),
                     image: c.image.clone().unwrap_or_default(),
-                    last_status: "PENDING".into(),
+                    last_status: ContainerStatus::Pending,
                     essential: c.essential.unwrap_or(true),
                     cpu: o.and_then(|o| o.cpu).unwrap_or(c.cpu),
                     memory: o.and_then(|o| o.memory).or(c.memory),
@@ -368,9 +338,9 @@ fn new_task(
         task_definition_arn: ctx.app.scope.task_definition_arn(&l.family, l.revision),
         family: l.family.clone(),
         revision: l.revision,
-        desired_status: "RUNNING".into(),
-        last_status: "PROVISIONING".into(),
-        launch_type: l.launch_type.clone(),
+        desired_status: TaskStatus::Running,
+        last_status: TaskStatus::Provisioning,
+        launch_type: l.launch_type,
         group: l.group.clone(),
         started_by: l.started_by.clone(),
         created_at: now,
@@ -425,8 +395,8 @@ pub(crate) async fn prepare(
         )));
     }
     let launch_type = match launch_type {
-        None | Some(ecs::LaunchType::Ec2) => "EC2",
-        Some(ecs::LaunchType::External) => "EXTERNAL",
+        None | Some(ecs::LaunchType::Ec2) => LaunchType::Ec2,
+        Some(ecs::LaunchType::External) => LaunchType::External,
         Some(other) => {
             return Err(ApiError::invalid_parameter(format!(
                 "Launch type {} is not supported by berth: tasks run on registered container instances (EC2 or EXTERNAL).",
@@ -441,7 +411,8 @@ pub(crate) async fn prepare(
                 .any(|c| matches!(c, ecs::Compatibility::Ec2 | ecs::Compatibility::External))
     }) {
         return Err(ApiError::client(format!(
-            "Task definition does not support launch_type {launch_type}."
+            "Task definition does not support launch_type {}.",
+            launch_type.as_str()
         )));
     }
     if let Some(sb) = &started_by {
@@ -484,7 +455,7 @@ pub(crate) async fn prepare(
         overrides,
         resources,
         started_by,
-        launch_type: launch_type.into(),
+        launch_type,
         tags: tag_list,
         enable_execute_command,
         network_configuration: None,
@@ -543,7 +514,7 @@ pub(crate) fn requirements_for_placement(l: &Launch) -> placement::TaskRequireme
             }
         }
     }
-    t.launch_type = if l.launch_type == "EXTERNAL" {
+    t.launch_type = if l.launch_type == LaunchType::External {
         placement::LaunchType::External
     } else {
         placement::LaunchType::Ec2
@@ -998,11 +969,11 @@ pub(crate) async fn request_stop(
                 .get::<TaskRecord>(&tkey)
                 .await?
                 .ok_or_else(task_not_found)?;
-            if t.value.desired_status == "STOPPED" {
+            if t.value.desired_status == TaskStatus::Stopped {
                 return Ok(Attempt::Done((t.value, None)));
             }
             let now = now_epoch();
-            t.value.desired_status = "STOPPED".into();
+            t.value.desired_status = TaskStatus::Stopped;
             t.value.stop_code = Some(stop_code.to_string());
             t.value.stopped_reason = Some(reason.clone());
             t.value.stopping_at = Some(now);
@@ -1152,7 +1123,7 @@ pub async fn list_tasks(
             after.as_deref(),
             limit,
             |_, v: &Arc<TaskRecord>| {
-                let keep = crate::indexes::desired_bucket(&v.desired_status) == bucket
+                let keep = crate::indexes::desired_bucket(v.desired_status.as_str()) == bucket
                     && instance
                         .as_deref()
                         .is_none_or(|i| v.container_instance_id == i)
@@ -1164,13 +1135,13 @@ pub async fn list_tasks(
                         .is_none_or(|s| v.started_by.as_deref() == Some(s))
                     && req
                         .launch_type
-                        .is_none_or(|lt| v.launch_type == lt.as_str());
+                        .is_none_or(|lt| v.launch_type.as_str() == lt.as_str());
                 keep.then(|| ctx.app.scope.task_arn(&cluster, &v.id))
             },
         )
         .await?;
     let next = match (more, page.last()) {
-        (true, Some((k, _))) => Some(super::encode_token(k)),
+        (true, Some((k, _))) => Some(encode_token(k)),
         _ => None,
     };
     let arns = page.into_iter().map(|(_, arn)| arn).collect();
@@ -1183,15 +1154,10 @@ pub async fn list_tasks(
 // --- agent reports ---------------------------------------------------------------------------
 
 fn apply_container_change(c: &mut ContainerRecord, ch: &ecs::ContainerStateChange) {
-    if let Some(s) = ch.status.as_deref() {
-        let rank = |s: &str| match s {
-            "PENDING" => 0,
-            "RUNNING" => 1,
-            "STOPPED" => 2,
-            _ => 0,
-        };
-        if rank(s) >= rank(&c.last_status) {
-            c.last_status = s.to_string();
+    // A status outside ECS's three is ignored (see `ContainerStatus`).
+    if let Some(s) = ch.status.as_deref().and_then(ContainerStatus::parse) {
+        if s.rank() >= c.last_status.rank() {
+            c.last_status = s;
         }
     }
     if ch.runtime_id.is_some() {
@@ -1216,7 +1182,7 @@ pub(crate) async fn apply_report(
     ctx: &Ctx,
     cluster: &str,
     task_arg: &str,
-    status: Option<&str>,
+    status: Option<TaskStatus>,
     edit: impl Fn(&mut TaskRecord, f64),
 ) -> Result<(), ApiError> {
     let id = task_id_of(task_arg).ok_or_else(task_not_found)?;
@@ -1230,13 +1196,12 @@ pub(crate) async fn apply_report(
                 .ok_or_else(task_not_found)?;
             let now = now_epoch();
             let before = t.value.clone();
-            let current = TaskStatus::parse(&t.value.last_status).unwrap_or(TaskStatus::Provisioning);
-            let next = status.and_then(TaskStatus::parse);
-            if let Some(n) = next {
+            let current = t.value.last_status;
+            if let Some(n) = status {
                 if !current.can_become(n) {
                     tracing::debug!(task = %id, from = current.as_str(), to = n.as_str(), "ignored a backward state report");
                 } else if n != current {
-                    t.value.last_status = n.as_str().to_string();
+                    t.value.last_status = n;
                     if n == TaskStatus::Running && t.value.started_at.is_none() {
                         t.value.started_at = Some(now);
                     }
@@ -1249,10 +1214,10 @@ pub(crate) async fn apply_report(
                     if n == TaskStatus::Stopped {
                         t.value.stopped_at = Some(now);
                         t.value.execution_stopped_at.get_or_insert(now);
-                        if t.value.desired_status != "STOPPED" {
+                        if t.value.desired_status != TaskStatus::Stopped {
                             // The agent stopped it on its own: an essential container exited, or it
                             // never got running.
-                            t.value.desired_status = "STOPPED".into();
+                            t.value.desired_status = TaskStatus::Stopped;
                             t.value.stop_code = Some(if before.started_at.is_some() {
                                 "EssentialContainerExited".into()
                             } else {
@@ -1277,7 +1242,7 @@ pub(crate) async fn apply_report(
                 let ikey = keys::instance(cluster, &t.value.container_instance_id);
                 // A force-deregistered (INACTIVE) instance let go of everything its tasks held.
                 match repo.get::<ContainerInstanceRecord>(&ikey).await? {
-                    Some(mut inst) if inst.value.status != "INACTIVE" => {
+                    Some(mut inst) if inst.value.status != InstanceStatus::Inactive => {
                         inst.value
                             .held
                             .replace(held_before.as_ref(), held_after.as_ref());
@@ -1308,7 +1273,7 @@ pub(crate) async fn apply_report(
         ctx.app.wake_scheduler();
     }
     if changed_status {
-        tracing::info!(cluster = %cluster, task = %id, status = %t.last_status, "task state changed");
+        tracing::info!(cluster = %cluster, task = %id, status = t.last_status.as_str(), "task state changed");
     }
     Ok(())
 }
@@ -1347,12 +1312,13 @@ pub async fn submit_task_state_change(
     extras: TaskReportExtras,
 ) -> Result<ecs::SubmitTaskStateChangeResponse, ApiError> {
     let cluster = cluster_arg(req.cluster.as_deref())?;
-    let status = req.status.clone();
+    // A status that is not a task status is not a transition (the rest of the report applies).
+    let status = req.status.as_deref().and_then(TaskStatus::parse);
     apply_report(
         ctx,
         &cluster,
         req.task.as_deref().unwrap_or(""),
-        status.as_deref(),
+        status,
         |t, _now| {
             for ch in req.containers.as_deref().unwrap_or_default() {
                 if let Some(c) = t
@@ -1365,12 +1331,8 @@ pub async fn submit_task_state_change(
             }
             for x in &extras.containers {
                 if let Some(c) = t.containers.iter_mut().find(|c| c.name == x.container_name) {
-                    if let Some(h) = x
-                        .health_status
-                        .as_deref()
-                        .filter(|h| matches!(*h, "HEALTHY" | "UNHEALTHY" | "UNKNOWN"))
-                    {
-                        c.health_status = Some(h.to_string());
+                    if let Some(h) = x.health_status.as_deref().and_then(HealthStatus::parse) {
+                        c.health_status = Some(h);
                     }
                     if !x.network_interfaces.is_empty() {
                         c.network_interfaces = x.network_interfaces.clone();
@@ -1411,7 +1373,7 @@ pub async fn submit_task_state_change(
             if req.execution_stopped_at.is_some() {
                 t.execution_stopped_at = req.execution_stopped_at;
             }
-            if t.last_status == "STOPPED" && t.stopped_reason.is_none() {
+            if t.last_status == TaskStatus::Stopped && t.stopped_reason.is_none() {
                 t.stopped_reason = req.reason.clone();
             }
             derive_task_health(t);
@@ -1429,15 +1391,15 @@ fn derive_task_health(t: &mut TaskRecord) {
     let essential: Vec<&ContainerRecord> = t.containers.iter().filter(|c| c.essential).collect();
     if essential
         .iter()
-        .any(|c| c.health_status.as_deref() == Some("UNHEALTHY"))
+        .any(|c| c.health_status == Some(HealthStatus::Unhealthy))
     {
-        t.health_status = Some("UNHEALTHY".into());
+        t.health_status = Some(HealthStatus::Unhealthy);
     } else if !essential.is_empty()
         && essential
             .iter()
-            .all(|c| c.health_status.as_deref() == Some("HEALTHY"))
+            .all(|c| c.health_status == Some(HealthStatus::Healthy))
     {
-        t.health_status = Some("HEALTHY".into());
+        t.health_status = Some(HealthStatus::Healthy);
     }
 }
 
