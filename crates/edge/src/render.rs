@@ -116,20 +116,7 @@ pub fn error(protocol: Protocol, e: &ApiError, xml_namespace: &str, request_id: 
 }
 
 /// XML text escaping.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use berth_service::codec::escape_xml as escape;
 
 #[cfg(test)]
 mod tests {

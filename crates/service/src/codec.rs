@@ -16,11 +16,7 @@ pub fn decode<T: DeserializeOwned + Validate>(body: &[u8]) -> Result<T, ApiError
     } else {
         body
     };
-    if body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_none_or(|b| *b != b'{')
-    {
+    if !starts_an_object(body) {
         return Err(ApiError::serialization(
             "Start of structure or map found where not expected.",
         ));
@@ -88,11 +84,7 @@ pub fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> 
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }
-    if body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_none_or(|b| *b != b'{')
-    {
+    if !starts_an_object(body) {
         return Err(ApiError::serialization(
             "Start of structure or map found where not expected.",
         ));
@@ -103,4 +95,38 @@ pub fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> 
             describe(&e)
         ))
     })
+}
+
+/// Does the body's first non-blank byte open a JSON object?
+fn starts_an_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+}
+
+/// XML text escaping (awsQuery and restXml answers and errors).
+pub fn escape_xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One awsJson operation in a service's dispatch table: decode the request with `$decode`, run
+/// `$handler(ctx, request)`, encode the answer.
+#[macro_export]
+macro_rules! route {
+    ($decode:path, $ctx:expr, $body:expr, $handler:path) => {{
+        let req = $decode($body)?;
+        let out = $handler($ctx, req).await?;
+        $crate::codec::encode(&out)
+    }};
 }

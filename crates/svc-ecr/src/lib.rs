@@ -19,7 +19,7 @@ pub mod token;
 
 use berth_core::Scope;
 use berth_service::auth::KeyCache;
-use berth_service::codec::{decode, encode};
+use berth_service::codec::decode;
 use berth_service::leader::Leader;
 use berth_service::repo::Repo;
 use berth_service::{ApiError, BlobHolder, Call, Descriptor, Protocol, Reply, Service};
@@ -155,11 +155,9 @@ impl Service for EcrService {
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 macro_rules! route {
-    ($ctx:expr, $body:expr, $handler:path) => {{
-        let req = decode_req($body)?;
-        let out = $handler($ctx, req).await?;
-        encode(&out)
-    }};
+    ($ctx:expr, $body:expr, $handler:path) => {
+        berth_service::route!(decode_req, $ctx, $body, $handler)
+    };
 }
 
 /// Runs one ECR operation. `op` is the operation name from `X-Amz-Target`, already authorized.

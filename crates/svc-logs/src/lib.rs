@@ -13,7 +13,7 @@ mod streams;
 use axum::http::StatusCode;
 use berth_core::Scope;
 use berth_logs::{LogError, LogStore};
-use berth_service::codec::{decode, encode};
+use berth_service::codec::decode;
 use berth_service::ApiError;
 use berth_service::{Call, Descriptor, Protocol, Reply, Service};
 use berth_wire::logs::Operation;
@@ -105,11 +105,9 @@ impl Service for LogsService {
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 macro_rules! route {
-    ($ctx:expr, $body:expr, $handler:path) => {{
-        let req = decode_req($body)?;
-        let out = $handler($ctx, req).await?;
-        encode(&out)
-    }};
+    ($ctx:expr, $body:expr, $handler:path) => {
+        berth_service::route!(decode_req, $ctx, $body, $handler)
+    };
 }
 
 /// Runs one Logs operation. `op` is the operation name from `X-Amz-Target`, already authorized.

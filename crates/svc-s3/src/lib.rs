@@ -229,20 +229,7 @@ impl From<ApiError> for S3Error {
     }
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use berth_service::codec::escape_xml as escape;
 
 fn tag(out: &mut String, name: &str, value: &str) {
     let _ = write!(out, "<{name}>{}</{name}>", escape(value));

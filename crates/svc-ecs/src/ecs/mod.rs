@@ -19,11 +19,9 @@ use berth_wire::ecs::Operation;
 pub use berth_wire::ecs::TARGET_PREFIX;
 
 macro_rules! route {
-    ($ctx:expr, $body:expr, $handler:path) => {{
-        let req = decode($body)?;
-        let out = $handler($ctx, req).await?;
-        encode(&out)
-    }};
+    ($ctx:expr, $body:expr, $handler:path) => {
+        berth_service::route!(berth_service::codec::decode, $ctx, $body, $handler)
+    };
 }
 
 /// Runs one ECS operation. `op` has already been authorized for the caller.
