@@ -96,3 +96,27 @@ def test_regions_survive_a_restart_and_the_home_region_stays(fresh_berth):
         f"arn:aws:ecs:{OTHER}:{ACCOUNT}:cluster/east2-cluster"
     ]
     assert b.client("ecs", region_name="eu-west-1").list_clusters()["clusterArns"] == []
+
+
+def test_regions_are_reopened_at_start_even_after_a_reset(fresh_berth):
+    """A region that holds data is reopened at start (its background tasks run before any request
+    signed for it arrives), also when it was opened before a reset."""
+    import json
+    import subprocess
+
+    from conftest import BERTH_BIN
+
+    b = fresh_berth.start()
+    b.client("ecs", region_name=OTHER).create_cluster(clusterName="before-reset")
+    b.reset()
+    b.client("ecs", region_name=OTHER).create_cluster(clusterName="after-reset")
+    b.stop()
+    b.start()
+    p = subprocess.run([str(BERTH_BIN), "status", "--json", "--endpoint", b.endpoint],
+                       capture_output=True, text=True, env=b.env(), timeout=30)
+    assert p.returncode == 0, p.stderr
+    regions = {t["region"] for t in json.loads(p.stdout)["backgroundTasks"]}
+    assert regions == {REGION, OTHER}
+    assert b.client("ecs", region_name=OTHER).list_clusters()["clusterArns"] == [
+        f"arn:aws:ecs:{OTHER}:{ACCOUNT}:cluster/after-reset"
+    ]

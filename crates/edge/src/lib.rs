@@ -216,6 +216,12 @@ impl Table {
 #[async_trait::async_trait]
 pub trait RegionFactory: Send + Sync {
     async fn build(&self, region: &str) -> Result<Table, ApiError>;
+
+    /// After `POST /_berth/reset` wiped the store, for each region still open: restore what
+    /// the factory keeps in the store about it (so it is reopened at the next start).
+    async fn after_reset(&self, _region: &str) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// At most this many regions besides the home region: a client cannot grow the server without
@@ -598,6 +604,12 @@ async fn reset(
         for table in edge.tables().await {
             for s in &table.services {
                 s.after_reset().await?;
+            }
+        }
+        if let Some(factory) = &edge.factory {
+            let open: Vec<String> = edge.regions.read().await.keys().cloned().collect();
+            for region in open {
+                factory.after_reset(&region).await?;
             }
         }
         let mut txn = Txn::new();

@@ -235,18 +235,30 @@ struct Regions {
     global: Vec<Arc<dyn Service>>,
 }
 
-#[async_trait::async_trait]
-impl RegionFactory for Regions {
-    async fn build(&self, region: &str) -> Result<Table, ApiError> {
-        let shared = &self.shared;
-        // Recorded first, so the region is reopened at the next start even if this one fails.
-        shared
+impl Regions {
+    /// Records that `region` holds data (`meta/regions/<region>`): it is reopened at every start.
+    async fn record(&self, region: &str) -> Result<(), ApiError> {
+        self.shared
             .home_repo
             .commit(Txn::new().put(
                 format!("{REGIONS_KEY}{region}"),
                 berth_service::repo::to_bytes(&region),
             ))
             .await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl RegionFactory for Regions {
+    async fn after_reset(&self, region: &str) -> Result<(), ApiError> {
+        self.record(region).await
+    }
+
+    async fn build(&self, region: &str) -> Result<Table, ApiError> {
+        let shared = &self.shared;
+        // Recorded first, so the region is reopened at the next start even if this one fails.
+        self.record(region).await?;
         // Read through, without a watch cache: a cache over one region's namespace would wait
         // for revisions the other regions' writes make (ARCHITECTURE.md, "Regions").
         let store: Arc<dyn StateStore> = Arc::new(PrefixedStore::new(
@@ -390,9 +402,13 @@ impl ControlPlane {
             })),
         ));
         // Reopen the regions that hold data, so their services keep being scheduled.
+        // A region that cannot be opened (its directory unwritable, …) must not keep the server
+        // from starting: it is logged, and its requests get the error until it opens.
         for r in repo.list::<String>(REGIONS_KEY).await? {
             if r.value != home {
-                edge.table(&r.value).await?;
+                if let Err(e) = edge.table(&r.value).await {
+                    tracing::warn!(region = %r.value, error = %e, "region not reopened");
+                }
             }
         }
 
