@@ -498,7 +498,6 @@ async fn call(
     service
         .call(Call {
             principal,
-            region,
             prefix,
             operation: op,
             body,

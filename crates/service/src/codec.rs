@@ -130,3 +130,28 @@ macro_rules! route {
         $crate::codec::encode(&out)
     }};
 }
+
+/// [`decode`], with a missing required member reported the way the newer AWS JSON services
+/// (CloudWatch Logs, ECR) do: `code` ("1 validation error detected: Value null at '<member>' …").
+pub fn decode_reporting_missing_as<T: DeserializeOwned + Validate>(
+    body: &[u8],
+    code: &'static str,
+) -> Result<T, ApiError> {
+    decode(body).map_err(|e| {
+        if e.code == "ClientException" {
+            let member = e
+                .message
+                .strip_suffix(" should not be null or empty.")
+                .unwrap_or(&e.message)
+                .to_string();
+            ApiError::new(
+                code,
+                format!(
+                    "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+                ),
+            )
+        } else {
+            e
+        }
+    })
+}

@@ -49,16 +49,6 @@ pub enum Protocol {
     RpcV2Cbor,
 }
 
-impl Protocol {
-    /// RPC protocols route by operation name on `POST /`; REST ones by path (inside the service).
-    pub fn is_rpc(self) -> bool {
-        matches!(
-            self,
-            Protocol::AwsJson1_0 | Protocol::AwsJson1_1 | Protocol::AwsQuery | Protocol::RpcV2Cbor
-        )
-    }
-}
-
 /// What a service tells the edge about itself: all the edge needs to route to it.
 pub struct Descriptor {
     /// Short name for logs and metrics (`ecs`, `logs`, `s3`, …).
@@ -81,8 +71,6 @@ pub struct Descriptor {
 /// One authorized RPC call, as the edge hands it to a service.
 pub struct Call<'a> {
     pub principal: Principal,
-    /// The region the caller signed for.
-    pub region: &'a str,
     /// The `X-Amz-Target` prefix (awsJson) the call came under.
     pub prefix: &'a str,
     /// The operation name.

@@ -19,7 +19,6 @@ pub mod token;
 
 use berth_core::Scope;
 use berth_service::auth::KeyCache;
-use berth_service::codec::decode;
 use berth_service::leader::Leader;
 use berth_service::repo::Repo;
 use berth_service::{ApiError, BlobHolder, Call, Descriptor, Protocol, Reply, Service};
@@ -251,23 +250,7 @@ pub fn implemented(op: Operation) -> bool {
 fn decode_req<T: serde::de::DeserializeOwned + berth_wire::Validate>(
     body: &[u8],
 ) -> Result<T, ApiError> {
-    decode(body).map_err(|e| {
-        if e.code == "ClientException" {
-            let member = e
-                .message
-                .strip_suffix(" should not be null or empty.")
-                .unwrap_or(&e.message)
-                .to_string();
-            ApiError::new(
-                "ValidationException",
-                format!(
-                    "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-                ),
-            )
-        } else {
-            e
-        }
-    })
+    berth_service::codec::decode_reporting_missing_as(body, "ValidationException")
 }
 
 /// The account id, which is the registry id.
@@ -427,7 +410,6 @@ mod tests {
                     arn: "arn:aws:iam::123456789012:root".into(),
                     temporary: false,
                 },
-                region: "us-east-1",
                 prefix: TARGET_PREFIX,
                 operation: op,
                 body: body.to_string().into(),

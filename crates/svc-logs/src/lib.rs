@@ -13,7 +13,6 @@ mod streams;
 use axum::http::StatusCode;
 use berth_core::Scope;
 use berth_logs::{LogError, LogStore};
-use berth_service::codec::decode;
 use berth_service::ApiError;
 use berth_service::{Call, Descriptor, Protocol, Reply, Service};
 use berth_wire::logs::Operation;
@@ -178,20 +177,7 @@ pub fn implemented(op: Operation) -> bool {
 fn decode_req<T: serde::de::DeserializeOwned + berth_wire::Validate>(
     body: &[u8],
 ) -> Result<T, ApiError> {
-    decode(body).map_err(|e| {
-        if e.code == "ClientException" {
-            let member = e
-                .message
-                .strip_suffix(" should not be null or empty.")
-                .unwrap_or(&e.message)
-                .to_string();
-            ApiError::invalid_parameter(format!(
-                "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-            ))
-        } else {
-            e
-        }
-    })
+    berth_service::codec::decode_reporting_missing_as(body, "InvalidParameterException")
 }
 
 /// A log-store error as CloudWatch Logs answers it.

@@ -255,7 +255,6 @@ mod tests {
         let reply = service
             .call(Call {
                 principal: admin(),
-                region: "us-east-1",
                 prefix,
                 operation: op,
                 body: bytes::Bytes::from(body.to_string()),

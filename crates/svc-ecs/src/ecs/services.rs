@@ -515,14 +515,7 @@ pub async fn update_service(
                 });
                 v.task_definition = td;
             }
-            let key = keys::service(&cluster, &v.name);
-            let txn = Txn::new()
-                .when(Compare::ModRevision {
-                    key: key.clone(),
-                    revision: s.revision,
-                })
-                .put(key, to_bytes(&s.value));
-            Ok(Attempt::Commit(txn, s.value))
+            Ok(write_back(&cluster, s))
         })
         .await?;
     tracing::info!(cluster = %cluster, service = %s.name, "service updated");
@@ -531,6 +524,18 @@ pub async fn update_service(
     Ok(ecs::UpdateServiceResponse {
         service: Some(to_wire(ctx, &s, &tasks, false)),
     })
+}
+
+/// Writes a service record read at `s.revision` back, if nobody wrote it meanwhile.
+fn write_back(cluster: &str, s: Versioned<ServiceRecord>) -> Attempt<ServiceRecord> {
+    let key = keys::service(cluster, &s.value.name);
+    let txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: key.clone(),
+            revision: s.revision,
+        })
+        .put(key, to_bytes(&s.value));
+    Attempt::Commit(txn, s.value)
 }
 
 pub async fn delete_service(
@@ -560,14 +565,7 @@ pub async fn delete_service(
                 s.value.desired_count = 0;
                 s.value.status = ServiceStatus::Draining;
             }
-            let key = keys::service(&cluster, &s.value.name);
-            let txn = Txn::new()
-                .when(Compare::ModRevision {
-                    key: key.clone(),
-                    revision: s.revision,
-                })
-                .put(key, to_bytes(&s.value));
-            Ok(Attempt::Commit(txn, s.value))
+            Ok(write_back(&cluster, s))
         })
         .await?;
     tracing::info!(cluster = %cluster, service = %s.name, "service deleted (draining)");
