@@ -14,6 +14,7 @@ Mapping rules (awsJson1_1):
   string+enum-> enum with the exact wire strings; `as_str()`; unknown values are rejected by serde.
   string     -> String, blob -> String (base64), timestamp -> f64 (epoch seconds, fractional)
   list       -> Vec<T>, map -> BTreeMap<String, T>
+  document   -> serde_json::Value (a structure the model marks `document`: any JSON value)
   exceptions -> not generated as structs; their names go into `EXCEPTIONS`.
   eventstream-> not generated (awsJson1_1 event streams, e.g. Logs' StartLiveTail, need a streaming
                 transport these request/response types cannot describe); members that target an event
@@ -80,7 +81,8 @@ def main():
         s = shapes[shape_name]
         t = s["type"]
         if t == "structure":
-            return shape_name
+            # A document member holds any JSON value (e.g. ECS's lifecycle-hook `hookDetails`).
+            return "serde_json::Value" if s.get("document") else shape_name
         if t == "string":
             return shape_name if "enum" in s else "String"
         if t in PRIMS:
@@ -199,7 +201,7 @@ def main():
             w("    }")
             w("}")
             w("")
-        elif t == "structure" and not s.get("exception") and not s.get("eventstream"):
+        elif t == "structure" and not s.get("exception") and not s.get("eventstream") and not s.get("document"):
             members = {
                 k: m for k, m in s.get("members", {}).items() if not shapes[m["shape"]].get("eventstream")
             }
@@ -211,7 +213,7 @@ def main():
                 mshape = m["shape"]
                 ms = shapes[mshape]
                 rt = rust_type(mshape)
-                if ms["type"] == "structure" and reaches(mshape, name, set()):
+                if ms["type"] == "structure" and not ms.get("document") and reaches(mshape, name, set()):
                     rt = "Box<%s>" % rt
                 fname = snake(mname)
                 plain = ms["type"] in PRIMS and not ms.get("box") and mname not in required
@@ -223,9 +225,10 @@ def main():
                     w("    pub %s: Option<%s>," % (fname, rt))
                 if mname in required and not plain:
                     validations.append(("req", mname, fname))
-                if ms["type"] == "structure":
+                if ms["type"] == "structure" and not ms.get("document"):
                     validations.append(("struct", mname, fname))
-                elif ms["type"] == "list" and shapes[ms["member"]["shape"]]["type"] == "structure":
+                elif ms["type"] == "list" and shapes[ms["member"]["shape"]]["type"] == "structure" \
+                        and not shapes[ms["member"]["shape"]].get("document"):
                     validations.append(("list", mname, fname))
             w("}")
             w("impl crate::Validate for %s {" % name)

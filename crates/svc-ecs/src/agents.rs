@@ -8,6 +8,7 @@ use crate::records::{ContainerInstanceRecord, InstanceStatus};
 use crate::state::Ctx;
 use berth_agent_api::{DesiredTask, PollRequest, PollResponse, MAX_WAIT_SECONDS};
 use berth_service::ApiError;
+use berth_wire::ecs;
 use std::time::Duration;
 
 /// The two fields of a stored [`ContainerInstanceRecord`] the generation watch reads: every
@@ -60,7 +61,7 @@ pub async fn desired_state(
     for t in live {
         let td = crate::ecs::taskdefs::by_arn(ctx, &t.task_definition_arn)
             .await?
-            .map(|r| r.definition.clone());
+            .map(|r| ecs::TaskDefinition::from(r.definition.clone()));
         let Some(task_definition) = td else {
             tracing::warn!(task = %t.id, td = %t.task_definition_arn, "task definition of a live task is gone");
             continue;
@@ -70,14 +71,14 @@ pub async fn desired_state(
             cluster_arn: ctx.app.scope.cluster_arn(&t.cluster),
             desired_status: t.desired_status.as_str().to_string(),
             task_definition,
-            overrides: t.overrides.clone(),
+            overrides: t.overrides.clone().into(),
             group: t.group.clone(),
             started_by: t.started_by.clone(),
             created_at: t.created_at,
             stopped_reason: t.stopped_reason.clone(),
             stop_code: t.stop_code.clone(),
             tags: crate::records::tags_to_wire(&t.tags),
-            network_configuration: t.network_configuration.clone(),
+            network_configuration: t.network_configuration.clone().map(Into::into),
             gpu_ids: t
                 .containers
                 .iter()

@@ -25,6 +25,9 @@ pub mod replica_view;
 pub mod replicas;
 pub mod service_scheduler;
 pub mod state;
+pub mod stored;
+#[cfg(test)]
+mod stored_tests;
 pub mod task_credentials;
 pub mod task_roles;
 

@@ -5,6 +5,7 @@
 //! container definitions, a cluster's configuration). Those embed the generated wire types, which
 //! are all-optional and so forward compatible.
 
+use crate::stored;
 use berth_core::lifecycle::TaskStatus;
 use berth_wire::ecs;
 use serde::{Deserialize, Serialize};
@@ -248,13 +249,13 @@ pub struct ClusterRecord {
     /// ACTIVE or INACTIVE.
     pub status: ClusterStatus,
     pub created_at: f64,
-    pub settings: Vec<ecs::ClusterSetting>,
+    pub settings: Vec<stored::ClusterSetting>,
     #[serde(default)]
-    pub configuration: Option<ecs::ClusterConfiguration>,
+    pub configuration: Option<stored::ClusterConfiguration>,
     #[serde(default)]
     pub capacity_providers: Vec<String>,
     #[serde(default)]
-    pub default_capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+    pub default_capacity_provider_strategy: Vec<stored::CapacityProviderStrategyItem>,
     #[serde(default)]
     pub service_connect_namespace: Option<String>,
     #[serde(default)]
@@ -270,7 +271,7 @@ pub struct FamilyRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskDefinitionRecord {
     /// The full definition as DescribeTaskDefinition returns it (status included).
-    pub definition: ecs::TaskDefinition,
+    pub definition: stored::TaskDefinition,
     #[serde(default)]
     pub tags: Vec<Tag>,
     /// When DeleteTaskDefinitions was called (status DELETE_IN_PROGRESS until purged).
@@ -285,6 +286,11 @@ pub struct AccountSettingRecord {
     pub principal_arn: String,
     /// "user" (set through the API) — AWS-managed defaults are not stored.
     pub kind: SettingKind,
+}
+
+/// A list in its other form: stored shapes to wire shapes or back (see [`stored`]).
+pub fn convert<T: Clone + Into<U>, U>(items: &[T]) -> Vec<U> {
+    items.iter().cloned().map(Into::into).collect()
 }
 
 pub fn tags_to_wire(tags: &[Tag]) -> Vec<ecs::Tag> {
@@ -455,7 +461,7 @@ struct StoredInstance {
     #[serde(default)]
     attributes: std::sync::Arc<Vec<AttributeRecord>>,
     #[serde(default)]
-    version_info: Option<ecs::VersionInfo>,
+    version_info: Option<stored::VersionInfo>,
     #[serde(default)]
     tags: Vec<Tag>,
     generation: u64,
@@ -509,7 +515,7 @@ pub struct ContainerInstanceRecord {
     pub registered: ResourcesRecord,
     /// Shared: a placement copies the record to change its counters, never its attributes.
     pub attributes: std::sync::Arc<Vec<AttributeRecord>>,
-    pub version_info: Option<ecs::VersionInfo>,
+    pub version_info: Option<stored::VersionInfo>,
     pub tags: Vec<Tag>,
     /// Bumped whenever the desired state of the instance's tasks changes (the agent channel's
     /// generation: agents ignore answers older than what they applied).
@@ -520,7 +526,55 @@ pub struct ContainerInstanceRecord {
     pub held: HeldRecord,
 }
 
+/// What [`ContainerInstanceRecord::account_tasks`] did to the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Accounted {
+    /// The record changed: write it in the same transaction as the tasks.
+    pub changed: bool,
+    /// The agent generation moved to this value: publish it to the agent channel after the commit.
+    pub generation: Option<u64>,
+}
+
 impl ContainerInstanceRecord {
+    /// The bookkeeping every writer of tasks owes the tasks' instance, applied in one place. For each
+    /// `(before, after)` pair (`before` is `None` for a new task):
+    /// - what the task holds (resources, ports, GPUs, its group) moves in `held`, and ECS's `version`
+    ///   goes up once if anything moved — unless the instance is INACTIVE (force-deregistered), which
+    ///   has let go of everything its tasks held;
+    /// - the agent `generation` goes up once if what the agent should do changed: a new task, a
+    ///   changed desired status, or a task that let go of its hold (stopped).
+    pub fn account_tasks<'a>(
+        &mut self,
+        changes: impl IntoIterator<Item = (Option<&'a TaskRecord>, &'a TaskRecord)>,
+    ) -> Accounted {
+        let (mut held_moved, mut agent_view) = (false, false);
+        for (before, after) in changes {
+            let held_before = before.and_then(TaskRecord::hold);
+            let held_after = after.hold();
+            agent_view |= match before {
+                None => true,
+                Some(b) => {
+                    b.desired_status != after.desired_status
+                        || (held_before.is_some() && held_after.is_none())
+                }
+            };
+            if self.status != InstanceStatus::Inactive {
+                held_moved |= self.held.replace(held_before.as_ref(), held_after.as_ref());
+            }
+        }
+        if held_moved {
+            self.version += 1;
+        }
+        let generation = agent_view.then(|| {
+            self.generation += 1;
+            self.generation
+        });
+        Accounted {
+            changed: held_moved || generation.is_some(),
+            generation,
+        }
+    }
+
     pub fn remaining(&self) -> ResourcesRecord {
         let h = &self.held.resources;
         let mut r = self.registered.clone();
@@ -564,9 +618,9 @@ pub struct ContainerRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub network_bindings: Vec<ecs::NetworkBinding>,
+    pub network_bindings: Vec<stored::NetworkBinding>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub network_interfaces: Vec<ecs::NetworkInterface>,
+    pub network_interfaces: Vec<stored::NetworkInterface>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<HealthStatus>,
     pub essential: bool,
@@ -628,10 +682,10 @@ pub struct TaskRecord {
     pub memory: Option<String>,
     pub resources: ResourcesRecord,
     #[serde(default)]
-    pub overrides: ecs::TaskOverride,
+    pub overrides: stored::TaskOverride,
     pub containers: Vec<ContainerRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<ecs::Attachment>,
+    pub attachments: Vec<stored::Attachment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -645,7 +699,7 @@ pub struct TaskRecord {
     pub protected_until: Option<f64>,
     /// awsvpc subnets and security groups the task was started with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_configuration: Option<ecs::NetworkConfiguration>,
+    pub network_configuration: Option<stored::NetworkConfiguration>,
 }
 
 /// A task as placed: desired RUNNING, PROVISIONING, EC2, everything else empty.
@@ -678,7 +732,7 @@ impl Default for TaskRecord {
             cpu: None,
             memory: None,
             resources: ResourcesRecord::default(),
-            overrides: ecs::TaskOverride::default(),
+            overrides: stored::TaskOverride::default(),
             containers: Vec::new(),
             attachments: Vec::new(),
             availability_zone: None,
@@ -714,7 +768,7 @@ impl TaskRecord {
             self.containers
                 .iter()
                 .flat_map(|c| c.network_bindings.iter())
-                .filter(|b| b.protocol != Some(ecs::TransportProtocol::Udp))
+                .filter(|b| b.protocol != Some(stored::TransportProtocol::Udp))
                 .filter_map(|b| b.host_port.and_then(|p| u16::try_from(p).ok())),
         );
         resources.ports.sort_unstable();
@@ -778,19 +832,19 @@ pub struct ServiceRecord {
     pub maximum_percent: u32,
     pub minimum_healthy_percent: u32,
     #[serde(default)]
-    pub circuit_breaker: Option<ecs::DeploymentCircuitBreaker>,
+    pub circuit_breaker: Option<stored::DeploymentCircuitBreaker>,
     #[serde(default)]
-    pub deployment_configuration: Option<ecs::DeploymentConfiguration>,
+    pub deployment_configuration: Option<stored::DeploymentConfiguration>,
     #[serde(default)]
-    pub placement_constraints: Vec<ecs::PlacementConstraint>,
+    pub placement_constraints: Vec<stored::PlacementConstraint>,
     #[serde(default)]
-    pub placement_strategy: Vec<ecs::PlacementStrategy>,
+    pub placement_strategy: Vec<stored::PlacementStrategy>,
     #[serde(default)]
-    pub network_configuration: Option<ecs::NetworkConfiguration>,
+    pub network_configuration: Option<stored::NetworkConfiguration>,
     #[serde(default)]
-    pub load_balancers: Vec<ecs::LoadBalancer>,
+    pub load_balancers: Vec<stored::LoadBalancer>,
     #[serde(default)]
-    pub service_registries: Vec<ecs::ServiceRegistry>,
+    pub service_registries: Vec<stored::ServiceRegistry>,
     #[serde(default)]
     pub health_check_grace_period_seconds: Option<i32>,
     #[serde(default)]
@@ -812,7 +866,7 @@ pub struct ServiceRecord {
     #[serde(default)]
     pub client_token: Option<String>,
     #[serde(default)]
-    pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+    pub capacity_provider_strategy: Vec<stored::CapacityProviderStrategyItem>,
     #[serde(default)]
     pub role_arn: Option<String>,
 }
@@ -852,6 +906,110 @@ mod tests {
             version: 1,
             held: HeldRecord::default(),
         }
+    }
+
+    #[test]
+    fn task_changes_move_the_instance_bookkeeping_once_per_write() {
+        let mut inst = instance(ResourcesRecord::default());
+        let placed = TaskRecord {
+            id: "t".into(),
+            group: "g".into(),
+            resources: ResourcesRecord {
+                cpu: 10,
+                memory: 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let other = TaskRecord {
+            id: "u".into(),
+            ..placed.clone()
+        };
+        // Two new tasks in one write: held for both, version and generation once.
+        let a = inst.account_tasks([(None, &placed), (None, &other)]);
+        assert_eq!(
+            a,
+            Accounted {
+                changed: true,
+                generation: Some(1)
+            }
+        );
+        assert_eq!(
+            (inst.version, inst.held.pending, inst.held.resources.cpu),
+            (2, 2, 20)
+        );
+
+        // A stop request: the agent must learn it; nothing held moves yet.
+        let stopping = TaskRecord {
+            desired_status: TaskStatus::Stopped,
+            ..placed.clone()
+        };
+        let a = inst.account_tasks([(Some(&placed), &stopping)]);
+        assert_eq!(
+            a,
+            Accounted {
+                changed: true,
+                generation: Some(2)
+            }
+        );
+        assert_eq!(inst.version, 2);
+
+        // The other task started: counters move, the agent already knows.
+        let running = TaskRecord {
+            last_status: TaskStatus::Running,
+            started_at: Some(1.0),
+            ..other.clone()
+        };
+        let a = inst.account_tasks([(Some(&other), &running)]);
+        assert_eq!(
+            a,
+            Accounted {
+                changed: true,
+                generation: None
+            }
+        );
+        assert_eq!(
+            (inst.version, inst.held.running, inst.held.pending),
+            (3, 1, 1)
+        );
+
+        // A report that changes nothing the instance keeps.
+        let same = inst.clone();
+        let a = inst.account_tasks([(Some(&running), &running)]);
+        assert_eq!(a, Accounted::default());
+        assert_eq!(
+            (inst.version, inst.generation),
+            (same.version, same.generation)
+        );
+
+        // Stopped: its hold is released and the agent is told.
+        let stopped = TaskRecord {
+            last_status: TaskStatus::Stopped,
+            ..stopping.clone()
+        };
+        let a = inst.account_tasks([(Some(&stopping), &stopped)]);
+        assert_eq!(
+            a,
+            Accounted {
+                changed: true,
+                generation: Some(3)
+            }
+        );
+        assert_eq!((inst.held.tasks(), inst.held.resources.cpu), (1, 10));
+
+        // A force-deregistered instance holds nothing: its counters stay at zero.
+        let mut gone = instance(ResourcesRecord::default());
+        gone.status = InstanceStatus::Inactive;
+        let a = gone.account_tasks([(
+            Some(&running),
+            &TaskRecord {
+                last_status: TaskStatus::Stopped,
+                desired_status: TaskStatus::Stopped,
+                ..running.clone()
+            },
+        )]);
+        assert_eq!(a.generation, Some(1));
+        assert_eq!((gone.held.tasks(), gone.version), (0, 1));
     }
 
     #[test]
@@ -954,18 +1112,18 @@ mod tests {
             containers: vec![ContainerRecord {
                 gpu_ids: vec!["g1".into()],
                 network_bindings: vec![
-                    ecs::NetworkBinding {
+                    stored::NetworkBinding {
                         host_port: Some(32768),
-                        protocol: Some(ecs::TransportProtocol::Tcp),
+                        protocol: Some(stored::TransportProtocol::Tcp),
                         ..Default::default()
                     },
-                    ecs::NetworkBinding {
+                    stored::NetworkBinding {
                         host_port: Some(80),
                         ..Default::default()
                     },
-                    ecs::NetworkBinding {
+                    stored::NetworkBinding {
                         host_port: Some(5353),
-                        protocol: Some(ecs::TransportProtocol::Udp),
+                        protocol: Some(stored::TransportProtocol::Udp),
                         ..Default::default()
                     },
                 ],

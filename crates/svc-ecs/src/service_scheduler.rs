@@ -11,11 +11,12 @@
 use crate::ecs::tasks::{self, Launch};
 use crate::keys;
 use crate::records::{
-    ContainerInstanceRecord, DeploymentRecord, DeploymentStatus, HealthStatus, InstanceStatus,
-    RolloutState, SchedulingStrategy, ServiceEventRecord, ServiceRecord, ServiceStatus,
-    TaskDefinitionRecord, TaskRecord,
+    convert, ContainerInstanceRecord, DeploymentRecord, DeploymentStatus, HealthStatus,
+    InstanceStatus, RolloutState, SchedulingStrategy, ServiceEventRecord, ServiceRecord,
+    ServiceStatus, TaskDefinitionRecord, TaskRecord,
 };
 use crate::state::{Ctx, Ecs};
+use crate::stored;
 use berth_core::lifecycle::TaskStatus;
 use berth_scheduler as sched;
 use berth_service::codec::now_epoch;
@@ -279,7 +280,7 @@ async fn task_definition(
     }
     let td = crate::ecs::taskdefs::by_arn(ctx, arn)
         .await?
-        .map(|r| r.definition.clone());
+        .map(|r| ecs::TaskDefinition::from(r.definition.clone()));
     cache.insert(arn.to_string(), td.clone());
     Ok(td)
 }
@@ -398,9 +399,9 @@ async fn reconcile_service(
                     let v = t.value?.max(0) as u64;
                     let pct = (svc.desired_count as u64 * v).div_ceil(100) as u32;
                     Some(match t.type_? {
-                        ecs::ThresholdType::Count => v as u32,
-                        ecs::ThresholdType::BoundedPercent => pct.clamp(3, 200),
-                        ecs::ThresholdType::UnboundedPercent => pct.max(1),
+                        stored::ThresholdType::Count => v as u32,
+                        stored::ThresholdType::BoundedPercent => pct.clamp(3, 200),
+                        stored::ThresholdType::UnboundedPercent => pct.max(1),
                     })
                 }),
             }),
@@ -470,18 +471,20 @@ async fn reconcile_service(
             launch_type: svc.launch_type,
             tags,
             enable_execute_command: svc.enable_execute_command,
-            network_configuration: svc.network_configuration.clone(),
+            network_configuration: svc.network_configuration.clone().map(Into::into),
         };
         let strategies = if svc.placement_strategy.is_empty() {
             berth_placement::service_default()
         } else {
-            tasks::strategies(Some(&svc.placement_strategy))
+            let wire: Vec<ecs::PlacementStrategy> = convert(&svc.placement_strategy);
+            tasks::strategies(Some(&wire))
         };
+        let constraints: Vec<ecs::PlacementConstraint> = convert(&svc.placement_constraints);
         let launched = match tasks::launch(
             ctx,
             &l,
             start.count,
-            tasks::constraints(Some(&svc.placement_constraints)),
+            tasks::constraints(Some(&constraints)),
             strategies,
             start
                 .instance_id
@@ -646,7 +649,9 @@ pub async fn purge_deleted_task_definitions(ctx: &Ctx) -> Result<usize, ApiError
         .await?;
     let doomed: Vec<_> = tds
         .into_iter()
-        .filter(|t| t.value.definition.status == Some(ecs::TaskDefinitionStatus::DeleteInProgress))
+        .filter(|t| {
+            t.value.definition.status == Some(stored::TaskDefinitionStatus::DeleteInProgress)
+        })
         .collect();
     if doomed.is_empty() {
         return Ok(0);

@@ -6253,7 +6253,7 @@ pub struct DeploymentLifecycleHook {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub hook_details: Option<HookDetails>,
+    pub hook_details: Option<serde_json::Value>,
     #[serde(
         rename = "timeoutConfiguration",
         default,
@@ -6263,11 +6263,6 @@ pub struct DeploymentLifecycleHook {
 }
 impl crate::Validate for DeploymentLifecycleHook {
     fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
-        if let Some(v) = &self.hook_details {
-            path.push("hookDetails");
-            v.validate_at(path)?;
-            path.pop();
-        }
         if let Some(v) = &self.timeout_configuration {
             path.push("timeoutConfiguration");
             v.validate_at(path)?;
@@ -9710,15 +9705,6 @@ impl HealthStatus {
             HealthStatus::Unhealthy => "UNHEALTHY",
             HealthStatus::Unknown => "UNKNOWN",
         }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HookDetails {}
-impl crate::Validate for HookDetails {
-    fn validate_at(&self, path: &mut crate::Path) -> Result<(), crate::ValidationError> {
-        let _ = path;
-        Ok(())
     }
 }
 

@@ -5,10 +5,11 @@ use super::args::{cluster_arg, decode_token, max_results, paginate};
 use super::tagging;
 use crate::keys;
 use crate::records::{
-    tags_to_wire, ClusterRecord, ClusterStatus, ContainerInstanceRecord, InstanceStatus,
+    convert, tags_to_wire, ClusterRecord, ClusterStatus, ContainerInstanceRecord, InstanceStatus,
     ServiceStatus,
 };
 use crate::state::Ctx;
+use crate::stored;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Repo};
 use berth_service::ApiError;
@@ -60,9 +61,9 @@ pub async fn usage(repo: &Repo, cluster: &str) -> Result<ClusterUsage, ApiError>
     Ok(u)
 }
 
-fn default_settings() -> Vec<ecs::ClusterSetting> {
-    vec![ecs::ClusterSetting {
-        name: Some(ecs::ClusterSettingName::ContainerInsights),
+fn default_settings() -> Vec<stored::ClusterSetting> {
+    vec![stored::ClusterSetting {
+        name: Some(stored::ClusterSettingName::ContainerInsights),
         value: Some("disabled".into()),
     }]
 }
@@ -84,8 +85,9 @@ fn validate_settings(settings: &[ecs::ClusterSetting]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn merge_settings(into: &mut Vec<ecs::ClusterSetting>, new: Vec<ecs::ClusterSetting>) {
+fn merge_settings(into: &mut Vec<stored::ClusterSetting>, new: Vec<ecs::ClusterSetting>) {
     for s in new {
+        let s = stored::ClusterSetting::from(s);
         match into.iter_mut().find(|x| x.name == s.name) {
             Some(e) => e.value = s.value,
             None => into.push(s),
@@ -178,14 +180,14 @@ fn to_wire(ctx: &Ctx, rec: &ClusterRecord, usage: ClusterUsage, inc: Include) ->
         } else {
             vec![]
         }),
-        settings: inc.settings.then(|| rec.settings.clone()),
+        settings: inc.settings.then(|| convert(&rec.settings)),
         configuration: if inc.configurations {
-            rec.configuration.clone()
+            rec.configuration.clone().map(Into::into)
         } else {
             None
         },
         capacity_providers: Some(rec.capacity_providers.clone()),
-        default_capacity_provider_strategy: Some(rec.default_capacity_provider_strategy.clone()),
+        default_capacity_provider_strategy: Some(convert(&rec.default_capacity_provider_strategy)),
         attachments: inc.attachments.then(Vec::new),
         service_connect_defaults: rec
             .service_connect_namespace
@@ -228,12 +230,13 @@ pub async fn create_cluster(
                 status: ClusterStatus::Active,
                 created_at: now_epoch(),
                 settings: settings.clone(),
-                configuration: req.configuration.clone(),
+                configuration: req.configuration.clone().map(Into::into),
                 capacity_providers: req.capacity_providers.clone().unwrap_or_default(),
-                default_capacity_provider_strategy: req
-                    .default_capacity_provider_strategy
-                    .clone()
-                    .unwrap_or_default(),
+                default_capacity_provider_strategy: convert(
+                    req.default_capacity_provider_strategy
+                        .as_deref()
+                        .unwrap_or_default(),
+                ),
                 service_connect_namespace: req
                     .service_connect_defaults
                     .as_ref()
@@ -358,7 +361,7 @@ pub async fn update_cluster(
             merge_settings(&mut rec.settings, s);
         }
         if let Some(c) = req.configuration.clone() {
-            rec.configuration = Some(c);
+            rec.configuration = Some(c.into());
         }
         if let Some(d) = &req.service_connect_defaults {
             rec.service_connect_namespace = d.namespace.clone().filter(|n| !n.is_empty());

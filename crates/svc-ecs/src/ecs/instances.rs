@@ -10,6 +10,7 @@ use crate::records::{
     InstanceStatus, ResourcesRecord, TaskRecord,
 };
 use crate::state::Ctx;
+use crate::stored;
 use berth_core::lifecycle::TaskStatus;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
@@ -74,7 +75,7 @@ pub(crate) fn to_wire(
         container_instance_arn: Some(arn.clone()),
         ec2_instance_id: rec.ec2_instance_id.clone(),
         version: rec.version,
-        version_info: rec.version_info.clone(),
+        version_info: rec.version_info.clone().map(Into::into),
         remaining_resources: Some(resources_wire(&rec.remaining())),
         registered_resources: Some(resources_wire(&rec.registered)),
         status: Some(rec.status.as_str().to_string()),
@@ -267,7 +268,7 @@ pub async fn register(
                         .collect();
                     merge_attributes(&mut attrs, custom)?;
                     r.attributes = attrs.into();
-                    r.version_info = req.version_info.clone().or(r.version_info);
+                    r.version_info = req.version_info.clone().map(Into::into).or(r.version_info);
                     r.ec2_instance_id = ec2_instance_id.clone().or(r.ec2_instance_id);
                     r.version += 1;
                     r.generation += 1;
@@ -288,7 +289,7 @@ pub async fn register(
                         registered_at: now,
                         registered: registered.clone(),
                         attributes: attrs.into(),
-                        version_info: req.version_info.clone(),
+                        version_info: req.version_info.clone().map(Into::into),
                         tags: tags.clone(),
                         generation: 1,
                         version: 1,
@@ -317,8 +318,8 @@ pub async fn register(
                         name: cluster.clone(),
                         status: ClusterStatus::Active,
                         created_at: now,
-                        settings: vec![ecs::ClusterSetting {
-                            name: Some(ecs::ClusterSettingName::ContainerInsights),
+                        settings: vec![stored::ClusterSetting {
+                            name: Some(stored::ClusterSettingName::ContainerInsights),
                             value: Some("disabled".into()),
                         }],
                         configuration: None,

@@ -8,10 +8,11 @@ use super::tasks::task_id_of;
 use super::{tagging, taskdefs};
 use crate::keys;
 use crate::records::{
-    tags_to_wire, ClusterRecord, DeploymentRecord, DeploymentStatus, LaunchType, RolloutState,
-    SchedulingStrategy, ServiceRecord, ServiceStatus, TaskRecord,
+    convert, tags_to_wire, ClusterRecord, DeploymentRecord, DeploymentStatus, LaunchType,
+    RolloutState, SchedulingStrategy, ServiceRecord, ServiceStatus, TaskRecord,
 };
 use crate::state::Ctx;
+use crate::stored;
 use berth_core::lifecycle::TaskStatus;
 use berth_service::codec::now_epoch;
 use berth_service::repo::{to_bytes, Attempt, Change, Versioned};
@@ -119,7 +120,7 @@ pub(crate) fn to_wire(
                 launch_type: Some(s.launch_type.into()),
                 rollout_state: Some(d.rollout_state.into()),
                 rollout_state_reason: d.rollout_state_reason.clone(),
-                network_configuration: s.network_configuration.clone(),
+                network_configuration: s.network_configuration.clone().map(Into::into),
                 ..Default::default()
             }
         })
@@ -140,8 +141,8 @@ pub(crate) fn to_wire(
         service_arn: Some(ctx.app.scope.service_arn(&s.cluster, &s.name)),
         service_name: Some(s.name.clone()),
         cluster_arn: Some(ctx.app.scope.cluster_arn(&s.cluster)),
-        load_balancers: Some(s.load_balancers.clone()),
-        service_registries: Some(s.service_registries.clone()),
+        load_balancers: Some(convert(&s.load_balancers)),
+        service_registries: Some(convert(&s.service_registries)),
         status: Some(s.status.as_str().to_string()),
         desired_count: s.desired_count as i32,
         running_count: total.running,
@@ -149,24 +150,28 @@ pub(crate) fn to_wire(
         launch_type: Some(s.launch_type.into()),
         task_definition: Some(s.task_definition.clone()),
         deployment_configuration: Some(ecs::DeploymentConfiguration {
-            deployment_circuit_breaker: Some(s.circuit_breaker.clone().unwrap_or(
+            deployment_circuit_breaker: Some(s.circuit_breaker.clone().map_or(
                 ecs::DeploymentCircuitBreaker {
                     enable: Some(false),
                     rollback: Some(false),
                     ..Default::default()
                 },
+                Into::into,
             )),
             maximum_percent: Some(s.maximum_percent as i32),
             minimum_healthy_percent: Some(s.minimum_healthy_percent as i32),
-            ..s.deployment_configuration.clone().unwrap_or_default()
+            ..s.deployment_configuration
+                .clone()
+                .map(Into::into)
+                .unwrap_or_default()
         }),
         deployments: Some(deployments),
         role_arn: s.role_arn.clone(),
         events: Some(events),
         created_at: Some(s.created_at),
-        placement_constraints: Some(s.placement_constraints.clone()),
-        placement_strategy: Some(s.placement_strategy.clone()),
-        network_configuration: s.network_configuration.clone(),
+        placement_constraints: Some(convert(&s.placement_constraints)),
+        placement_strategy: Some(convert(&s.placement_strategy)),
+        network_configuration: s.network_configuration.clone().map(Into::into),
         health_check_grace_period_seconds: s.health_check_grace_period_seconds,
         scheduling_strategy: Some(s.scheduling_strategy.into()),
         deployment_controller: Some(ecs::DeploymentController {
@@ -186,7 +191,7 @@ pub(crate) fn to_wire(
         }),
         enable_execute_command: s.enable_execute_command,
         capacity_provider_strategy: (!s.capacity_provider_strategy.is_empty())
-            .then(|| s.capacity_provider_strategy.clone()),
+            .then(|| convert(&s.capacity_provider_strategy)),
         ..Default::default()
     }
 }
@@ -282,7 +287,7 @@ pub async fn create_service(
         .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
         .value
         .definition;
-    if td.status != Some(ecs::TaskDefinitionStatus::Active) {
+    if td.status != Some(stored::TaskDefinitionStatus::Active) {
         return Err(ApiError::client(format!(
             "TaskDefinition is inactive: {}",
             td.task_definition_arn.clone().unwrap_or_default()
@@ -339,13 +344,14 @@ pub async fn create_service(
                 circuit_breaker: req
                     .deployment_configuration
                     .as_ref()
-                    .and_then(|c| c.deployment_circuit_breaker.clone()),
-                deployment_configuration: req.deployment_configuration.clone(),
-                placement_constraints: constraints.clone(),
-                placement_strategy: strategy.clone(),
-                network_configuration: req.network_configuration.clone(),
-                load_balancers: req.load_balancers.clone().unwrap_or_default(),
-                service_registries: req.service_registries.clone().unwrap_or_default(),
+                    .and_then(|c| c.deployment_circuit_breaker.clone())
+                    .map(Into::into),
+                deployment_configuration: req.deployment_configuration.clone().map(Into::into),
+                placement_constraints: convert(&constraints),
+                placement_strategy: convert(&strategy),
+                network_configuration: req.network_configuration.clone().map(Into::into),
+                load_balancers: convert(req.load_balancers.as_deref().unwrap_or_default()),
+                service_registries: convert(req.service_registries.as_deref().unwrap_or_default()),
                 health_check_grace_period_seconds: req.health_check_grace_period_seconds,
                 propagate_tags: req.propagate_tags.map(|p| p.as_str().to_string()),
                 enable_ecs_managed_tags: req.enable_ecs_managed_tags,
@@ -357,10 +363,11 @@ pub async fn create_service(
                 last_steady_event_at: None,
                 last_completed_task_definition: None,
                 client_token: req.client_token.clone(),
-                capacity_provider_strategy: req
-                    .capacity_provider_strategy
-                    .clone()
-                    .unwrap_or_default(),
+                capacity_provider_strategy: convert(
+                    req.capacity_provider_strategy
+                        .as_deref()
+                        .unwrap_or_default(),
+                ),
                 role_arn: req.role.clone(),
             };
             // Invariant: creating a service rewrites the cluster record (DeleteCluster compares on it).
@@ -423,7 +430,7 @@ pub async fn update_service(
                 .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
                 .value
                 .definition;
-            if td.status != Some(ecs::TaskDefinitionStatus::Active) {
+            if td.status != Some(stored::TaskDefinitionStatus::Active) {
                 return Err(ApiError::client(format!(
                     "TaskDefinition is inactive: {}",
                     td.task_definition_arn.clone().unwrap_or_default()
@@ -468,17 +475,17 @@ pub async fn update_service(
                 v.maximum_percent = max;
                 v.minimum_healthy_percent = min;
                 if cfg.deployment_circuit_breaker.is_some() {
-                    v.circuit_breaker = cfg.deployment_circuit_breaker.clone();
+                    v.circuit_breaker = cfg.deployment_circuit_breaker.clone().map(Into::into);
                 }
-                v.deployment_configuration = Some(merged);
+                v.deployment_configuration = Some(merged.into());
             }
             if let Some(c) = &req.placement_constraints {
                 validate_placement(&[], c, daemon)?;
-                v.placement_constraints = c.clone();
+                v.placement_constraints = convert(c);
             }
             if let Some(st) = &req.placement_strategy {
                 validate_placement(st, &[], daemon)?;
-                v.placement_strategy = st.clone();
+                v.placement_strategy = convert(st);
             }
             if req.health_check_grace_period_seconds.is_some() {
                 v.health_check_grace_period_seconds = req.health_check_grace_period_seconds;
@@ -490,10 +497,10 @@ pub async fn update_service(
                 v.propagate_tags = Some(p.as_str().to_string());
             }
             if let Some(n) = &req.network_configuration {
-                v.network_configuration = Some(n.clone());
+                v.network_configuration = Some(n.clone().into());
             }
             if let Some(lb) = &req.load_balancers {
-                v.load_balancers = lb.clone();
+                v.load_balancers = convert(lb);
             }
             let td_changed = new_td.as_ref().is_some_and(|t| *t != v.task_definition);
             if td_changed || req.force_new_deployment {

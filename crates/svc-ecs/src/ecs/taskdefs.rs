@@ -10,6 +10,7 @@ use super::tagging;
 use crate::keys;
 use crate::records::{tags_to_wire, FamilyRecord, TaskDefinitionRecord};
 use crate::state::Ctx;
+use crate::stored;
 use berth_core::arn::TaskDefinitionRef;
 use berth_core::units;
 use berth_service::codec::now_epoch;
@@ -422,7 +423,7 @@ pub async fn register(
             def.registered_at = Some(now_epoch());
             def.registered_by = Some(ctx.principal.arn.clone());
             let rec = TaskDefinitionRecord {
-                definition: def.clone(),
+                definition: def.clone().into(),
                 tags: tags.clone(),
                 delete_requested_at: None,
             };
@@ -488,7 +489,7 @@ pub(crate) async fn resolve(
             Ok(all
                 .into_iter()
                 .rev()
-                .find(|t| t.value.definition.status == Some(ecs::TaskDefinitionStatus::Active))
+                .find(|t| t.value.definition.status == Some(stored::TaskDefinitionStatus::Active))
                 .map(berth_service::repo::owned))
         }
     }
@@ -505,7 +506,7 @@ pub async fn describe(
         .unwrap_or_default()
         .contains(&ecs::TaskDefinitionField::Tags);
     Ok(ecs::DescribeTaskDefinitionResponse {
-        task_definition: Some(rec.value.definition),
+        task_definition: Some(rec.value.definition.into()),
         tags: include_tags.then(|| tags_to_wire(&rec.value.tags)),
     })
 }
@@ -530,7 +531,7 @@ pub async fn list(
     let all = ctx.app.repo.list::<TaskDefinitionRecord>(&prefix).await?;
     let mut items: Vec<(String, String)> = all
         .into_iter()
-        .filter(|t| t.value.definition.status == Some(status))
+        .filter(|t| t.value.definition.status == Some(status.into()))
         .map(|t| {
             (
                 t.key,
@@ -565,7 +566,7 @@ pub async fn list_families(
     let mut families: Vec<(String, bool)> = Vec::new();
     for t in all {
         let fam = t.value.definition.family.clone().unwrap_or_default();
-        let active = t.value.definition.status == Some(ecs::TaskDefinitionStatus::Active);
+        let active = t.value.definition.status == Some(stored::TaskDefinitionStatus::Active);
         match families.last_mut() {
             Some((f, a)) if *f == fam => *a |= active,
             _ => families.push((fam, active)),
@@ -608,11 +609,11 @@ pub async fn deregister(
         .update::<TaskDefinitionRecord, _>(&key, |cur| {
             let mut rec =
                 cur.ok_or_else(|| client("The specified task definition does not exist."))?;
-            if rec.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+            if rec.definition.status != Some(stored::TaskDefinitionStatus::Active) {
                 // Already deregistered: nothing to change.
                 return Ok(Change::Keep((rec.definition, false)));
             }
-            rec.definition.status = Some(ecs::TaskDefinitionStatus::Inactive);
+            rec.definition.status = Some(stored::TaskDefinitionStatus::Inactive);
             rec.definition.deregistered_at = Some(now_epoch());
             let definition = rec.definition.clone();
             Ok(Change::Put(rec, (definition, true)))
@@ -622,7 +623,7 @@ pub async fn deregister(
         tracing::info!(family = %family, revision, "task definition deregistered");
     }
     Ok(ecs::DeregisterTaskDefinitionResponse {
-        task_definition: Some(definition),
+        task_definition: Some(definition.into()),
     })
 }
 
@@ -674,17 +675,17 @@ pub async fn delete(
                     return Ok(Attempt::Done(Deleted::Failed("TASK_DEFINITION_NOT_FOUND")));
                 };
                 match rec.value.definition.status {
-                    Some(ecs::TaskDefinitionStatus::Active) => {
+                    Some(stored::TaskDefinitionStatus::Active) => {
                         return Ok(Attempt::Done(Deleted::Failed(
                             "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
                         )));
                     }
-                    Some(ecs::TaskDefinitionStatus::DeleteInProgress) => {
-                        return Ok(Attempt::Done(Deleted::Already(rec.value.definition)));
+                    Some(stored::TaskDefinitionStatus::DeleteInProgress) => {
+                        return Ok(Attempt::Done(Deleted::Already(rec.value.definition.into())));
                     }
                     _ => {}
                 }
-                rec.value.definition.status = Some(ecs::TaskDefinitionStatus::DeleteInProgress);
+                rec.value.definition.status = Some(stored::TaskDefinitionStatus::DeleteInProgress);
                 rec.value.delete_requested_at = Some(now_epoch());
                 let cmp = Compare::ModRevision {
                     key: key.clone(),
@@ -695,7 +696,7 @@ pub async fn delete(
                 } else {
                     Txn::new().when(cmp).delete(key.clone())
                 };
-                Ok(Attempt::Commit(txn, Deleted::Now(rec.value.definition)))
+                Ok(Attempt::Commit(txn, Deleted::Now(rec.value.definition.into())))
             })
             .await?;
         match outcome {

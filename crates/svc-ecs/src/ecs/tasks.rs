@@ -14,14 +14,15 @@ use super::{tagging, taskdefs};
 use crate::indexes::term;
 use crate::keys;
 use crate::records::{
-    tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord, ContainerStatus,
-    HealthStatus, InstanceStatus, LaunchType, ResourcesRecord, TaskRecord,
+    convert, tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord,
+    ContainerStatus, HealthStatus, LaunchType, ResourcesRecord, TaskRecord,
 };
 use crate::state::Ctx;
+use crate::stored;
 use berth_core::lifecycle::TaskStatus;
 use berth_placement as placement;
 use berth_service::codec::now_epoch;
-use berth_service::repo::{to_bytes, Attempt};
+use berth_service::repo::{to_bytes, Attempt, Repo};
 use berth_service::ApiError;
 use berth_store::{Compare, Txn};
 use berth_wire::ecs::{self, NetworkMode};
@@ -175,8 +176,8 @@ fn container_to_wire(ctx: &Ctx, t: &TaskRecord, c: &ContainerRecord) -> ecs::Con
         last_status: Some(c.last_status.as_str().to_string()),
         exit_code: c.exit_code,
         reason: c.reason.clone(),
-        network_bindings: Some(c.network_bindings.clone()),
-        network_interfaces: Some(c.network_interfaces.clone()),
+        network_bindings: Some(convert(&c.network_bindings)),
+        network_interfaces: Some(convert(&c.network_interfaces)),
         health_status: c.health_status.map(ecs::HealthStatus::from),
         cpu: Some(c.cpu.to_string()),
         memory: c.memory.map(|m| m.to_string()),
@@ -198,7 +199,7 @@ pub(crate) fn to_wire(ctx: &Ctx, t: &TaskRecord, include_tags: bool) -> ecs::Tas
     });
     let connected = t.connectivity_at.is_some();
     ecs::Task {
-        attachments: Some(t.attachments.clone()),
+        attachments: Some(convert(&t.attachments)),
         attributes: Some(vec![ecs::Attribute {
             name: Some("ecs.cpu-architecture".into()),
             value: Some(std::env::consts::ARCH.replace("aarch64", "arm64")),
@@ -236,15 +237,12 @@ pub(crate) fn to_wire(ctx: &Ctx, t: &TaskRecord, include_tags: bool) -> ecs::Tas
                 .clone()
                 .unwrap_or_else(|| t.resources.memory.to_string()),
         ),
-        overrides: Some(ecs::TaskOverride {
-            container_overrides: Some(t.overrides.container_overrides.clone().unwrap_or_default()),
-            inference_accelerator_overrides: Some(
-                t.overrides
-                    .inference_accelerator_overrides
-                    .clone()
-                    .unwrap_or_default(),
-            ),
-            ..t.overrides.clone()
+        overrides: Some({
+            let mut o = ecs::TaskOverride::from(t.overrides.clone());
+            o.container_overrides.get_or_insert_with(Vec::new);
+            o.inference_accelerator_overrides
+                .get_or_insert_with(Vec::new);
+            o
         }),
         pull_started_at: t.pull_started_at,
         pull_stopped_at: t.pull_stopped_at,
@@ -331,7 +329,7 @@ fn new_task(
             })
             .collect();
     TaskRecord {
-        network_configuration: l.network_configuration.clone(),
+        network_configuration: l.network_configuration.clone().map(Into::into),
         id,
         cluster: l.cluster.clone(),
         container_instance_id: inst.id.clone(),
@@ -348,7 +346,7 @@ fn new_task(
         cpu: l.overrides.cpu.clone().or_else(|| l.td.cpu.clone()),
         memory: l.overrides.memory.clone().or_else(|| l.td.memory.clone()),
         resources: l.resources.clone(),
-        overrides: l.overrides.clone(),
+        overrides: l.overrides.clone().into(),
         containers,
         availability_zone: inst
             .attributes
@@ -388,6 +386,7 @@ pub(crate) async fn prepare(
         .await?
         .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
         .value;
+    let td = ecs::TaskDefinition::from(td);
     if td.status != Some(ecs::TaskDefinitionStatus::Active) {
         return Err(ApiError::client(format!(
             "TaskDefinition is inactive: {}",
@@ -740,14 +739,13 @@ async fn launch_once(
                             client_token.as_ref().map(|(t, _)| t.clone()),
                         );
                         assign_gpus(&l.td, &l.overrides, inst, &mut task);
-                        inst.held.replace(None, task.hold().as_ref());
+                        // Task by task: the next task's GPUs and ports see this one's.
+                        inst.account_tasks([(None, &task)]);
                         tasks.push(task);
                     }
                     let mut txn = Txn::new();
-                    for (i, inst) in touched.iter_mut() {
+                    for (i, inst) in touched.iter() {
                         let v = &p.instances[*i];
-                        inst.generation += 1;
-                        inst.version += 1;
                         txn = txn
                             .when(Compare::ModRevision {
                                 key: v.key.clone(),
@@ -972,31 +970,22 @@ pub(crate) async fn request_stop(
             if t.value.desired_status == TaskStatus::Stopped {
                 return Ok(Attempt::Done((t.value, None)));
             }
+            let before = t.value.clone();
             let now = now_epoch();
             t.value.desired_status = TaskStatus::Stopped;
             t.value.stop_code = Some(stop_code.to_string());
             t.value.stopped_reason = Some(reason.clone());
             t.value.stopping_at = Some(now);
             t.value.version += 1;
-            let ikey = keys::instance(cluster, &t.value.container_instance_id);
-            let mut txn = Txn::new().when(Compare::ModRevision {
+            let txn = Txn::new().when(Compare::ModRevision {
                 key: tkey.clone(),
                 revision: t.revision,
             });
-            let mut publish = None;
-            if let Some(mut inst) = repo.get::<ContainerInstanceRecord>(&ikey).await? {
-                inst.value.generation += 1;
-                publish = Some((inst.value.id.clone(), inst.value.generation));
-                txn = txn
-                    .when(Compare::ModRevision {
-                        key: ikey.clone(),
-                        revision: inst.revision,
-                    })
-                    .put(ikey, to_bytes(&inst.value));
-            }
+            let (txn, publish) =
+                account_on_instance(repo, txn, &[(Some(&before), &t.value)]).await?;
             // A task that never reached its agent (still PROVISIONING with no agent to report) is
             // stopped by the agent once it polls; nothing else to do here.
-            txn = txn.put(tkey.clone(), to_bytes(&t.value));
+            let txn = txn.put(tkey.clone(), to_bytes(&t.value));
             Ok(Attempt::Commit(txn, (t.value, Some(publish))))
         })
         .await?;
@@ -1007,6 +996,39 @@ pub(crate) async fn request_stop(
         tracing::info!(cluster = %cluster, task = %task_id, stop_code, "task stop requested");
     }
     Ok(t)
+}
+
+/// Adds to `txn` what task changes owe their instance ([`ContainerInstanceRecord::account_tasks`]:
+/// held counters, `version`, the agent generation), guarded by the instance's revision. Every
+/// change must be of a task on the same instance; the instance is read only when a change concerns
+/// it. Returns the generation to publish after the commit.
+pub(crate) async fn account_on_instance(
+    repo: &Repo,
+    txn: Txn,
+    changes: &[(Option<&TaskRecord>, &TaskRecord)],
+) -> Result<(Txn, Option<(String, u64)>), ApiError> {
+    let concerns_instance = |(before, after): &(Option<&TaskRecord>, &TaskRecord)| match before {
+        None => true,
+        Some(b) => b.desired_status != after.desired_status || b.hold() != after.hold(),
+    };
+    let Some((_, first)) = changes.iter().find(|c| concerns_instance(c)) else {
+        return Ok((txn, None));
+    };
+    let ikey = keys::instance(&first.cluster, &first.container_instance_id);
+    let Some(mut inst) = repo.get::<ContainerInstanceRecord>(&ikey).await? else {
+        return Ok((txn, None));
+    };
+    let accounted = inst.value.account_tasks(changes.iter().copied());
+    if !accounted.changed {
+        return Ok((txn, None));
+    }
+    let txn = txn
+        .when(Compare::ModRevision {
+            key: ikey.clone(),
+            revision: inst.revision,
+        })
+        .put(ikey, to_bytes(&inst.value));
+    Ok((txn, accounted.generation.map(|g| (inst.value.id, g))))
 }
 
 pub async fn stop_task(
@@ -1173,7 +1195,7 @@ fn apply_container_change(c: &mut ContainerRecord, ch: &ecs::ContainerStateChang
         c.reason = ch.reason.clone();
     }
     if let Some(nb) = &ch.network_bindings {
-        c.network_bindings = nb.clone();
+        c.network_bindings = convert(&nb);
     }
 }
 
@@ -1230,37 +1252,14 @@ pub(crate) async fn apply_report(
             edit(&mut t.value, now);
             let changed_status = t.value.last_status != before.last_status;
             t.value.version += 1;
-            let mut txn = Txn::new().when(Compare::ModRevision {
+            let txn = Txn::new().when(Compare::ModRevision {
                 key: tkey.clone(),
                 revision: t.revision,
             });
-            let mut publish = None;
             // What the task holds on its instance moved (it started, was bound to host ports, or
             // stopped): the instance's counters move with it, in the same transaction.
-            let (held_before, held_after) = (before.hold(), t.value.hold());
-            if held_before != held_after {
-                let ikey = keys::instance(cluster, &t.value.container_instance_id);
-                // A force-deregistered (INACTIVE) instance let go of everything its tasks held.
-                match repo.get::<ContainerInstanceRecord>(&ikey).await? {
-                    Some(mut inst) if inst.value.status != InstanceStatus::Inactive => {
-                        inst.value
-                            .held
-                            .replace(held_before.as_ref(), held_after.as_ref());
-                        if held_after.is_none() {
-                            inst.value.generation += 1;
-                            publish = Some((inst.value.id.clone(), inst.value.generation));
-                        }
-                        inst.value.version += 1;
-                        txn = txn
-                            .when(Compare::ModRevision {
-                                key: ikey.clone(),
-                                revision: inst.revision,
-                            })
-                            .put(ikey, to_bytes(&inst.value));
-                    }
-                    _ => {}
-                }
-            }
+            let (mut txn, publish) =
+                account_on_instance(repo, txn, &[(Some(&before), &t.value)]).await?;
             txn = txn.put(tkey.clone(), to_bytes(&t.value));
             Ok(Attempt::Commit(txn, (t.value, publish, changed_status)))
         })
@@ -1335,7 +1334,7 @@ pub async fn submit_task_state_change(
                         c.health_status = Some(h);
                     }
                     if !x.network_interfaces.is_empty() {
-                        c.network_interfaces = x.network_interfaces.clone();
+                        c.network_interfaces = convert(&x.network_interfaces);
                     }
                 }
             }
@@ -1347,7 +1346,7 @@ pub async fn submit_task_state_change(
                             .attachments
                             .iter()
                             .find(|x| x.attachment_arn == a.attachment_arn);
-                        ecs::Attachment {
+                        stored::Attachment {
                             // ECS attachment ids are the last segment of the attachment ARN.
                             id: a
                                 .attachment_arn
@@ -1359,7 +1358,7 @@ pub async fn submit_task_state_change(
                                     .and_then(|x| x.kind.clone())
                                     .unwrap_or_else(|| "ElasticNetworkInterface".into()),
                             ),
-                            details: extra.map(|x| x.details.clone()),
+                            details: extra.map(|x| convert(&x.details)),
                         }
                     })
                     .collect();
