@@ -512,16 +512,21 @@ def test_background_tasks_show_in_status_and_metrics(berth):
         p = subprocess.run([str(BERTH_BIN), "status", "--json", "--endpoint", berth.endpoint], capture_output=True, text=True, env=env, timeout=30)
         assert p.returncode == 0, p.stderr
         tasks = {t["name"]: t for t in json.loads(p.stdout)["backgroundTasks"]}
-        if tasks.get("ecs_service_scheduler", {}).get("runs", 0) >= 1 or time.time() > deadline:
+        ran = all(tasks.get(n, {}).get("runs", 0) >= 1 for n in ("ecs_service_scheduler", "logs_flush"))
+        if ran or time.time() > deadline:
             break
         time.sleep(0.2)
     for name in ("ecs_service_scheduler", "ecs_stopped_task_collection", "ecs_task_definition_purge",
-                 "ecs_expired_credentials_collection", "ecr_lifecycle", "registry_gc", "secrets_purge"):
+                 "ecs_expired_credentials_collection", "ecr_lifecycle", "registry_gc", "secrets_purge",
+                 "logs_flush", "logs_retention"):
         assert name in tasks, tasks.keys()
     sched = tasks["ecs_service_scheduler"]
     assert sched["mode"] == "leader_only" and sched["region"] == REGION
     assert sched["runs"] >= 1 and sched["lastOutcome"].startswith("ok")
     assert tasks["registry_gc"]["mode"] == "every_replica"
+    # The log store's upkeep: fsync every second, on every replica.
+    assert tasks["logs_flush"]["mode"] == "every_replica"
+    assert tasks["logs_flush"]["lastOutcome"] == "ok: flushed", tasks["logs_flush"]
     text = subprocess.run([str(BERTH_BIN), "status", "--endpoint", berth.endpoint], capture_output=True, text=True, env=env, timeout=30).stdout
     assert "background tasks:" in text and "ecs_service_scheduler" in text
     with urllib.request.urlopen(berth.endpoint + "/metrics", timeout=5) as r:

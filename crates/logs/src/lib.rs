@@ -22,8 +22,8 @@
 //! # Durability
 //!
 //! PutLogEvents writes its batch with one `pwrite` (visible to readers at once, safe across a crash
-//! of the process) and marks the stream dirty; a maintenance thread fsyncs dirty streams every
-//! `flush_interval` (1 s by default), like other log systems' batch fsync. Sealing a segment and
+//! of the process) and marks the stream dirty; [`LogStore::flush`], which the server runs every second (the
+//! `logs_flush` background task), fsyncs dirty streams, like other log systems' batch fsync. Sealing a segment and
 //! dropping the store fsync too. After a machine crash, at most the last interval is lost, and a
 //! torn tail record is detected by its CRC and cut off on open.
 //!
@@ -55,8 +55,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -902,36 +902,6 @@ impl LogStore {
             );
         }
         Ok(report)
-    }
-
-    /// Starts the background thread that fsyncs dirty streams every `flush_every` and applies
-    /// retention every `retention_every`. It stops by itself once every handle to the store is gone.
-    pub fn spawn_maintenance(
-        &self,
-        flush_every: Duration,
-        retention_every: Duration,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        std::thread::Builder::new()
-            .name("berth-logs-maintenance".into())
-            .spawn(move || {
-                let mut since_retention = Duration::ZERO;
-                loop {
-                    std::thread::sleep(flush_every);
-                    let Some(inner) = weak.upgrade() else { return };
-                    if let Err(e) = flush_inner(&inner) {
-                        tracing::warn!(error = %e, "log flush failed");
-                    }
-                    since_retention += flush_every;
-                    if since_retention >= retention_every {
-                        since_retention = Duration::ZERO;
-                        let store = LogStore { inner };
-                        if let Err(e) = store.apply_retention(now_ms()) {
-                            tracing::warn!(error = %e, "log retention pass failed");
-                        }
-                    }
-                }
-            })
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 fn store() -> (tempfile::TempDir, LogStore) {
     let d = tempfile::tempdir().unwrap();
@@ -508,18 +509,14 @@ fn put_of_1000_small_events_is_fast() {
 }
 
 #[test]
-fn wipe_and_maintenance_thread() {
+fn wipe_after_flush_and_retention() {
     let (_d, s) = store();
     setup(&s);
     put(&s, "/ecs/app", "web/1", &[(now_ms(), "x".into())]);
-    let h = s
-        .spawn_maintenance(Duration::from_millis(10), Duration::from_millis(20))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    s.flush().unwrap();
+    s.apply_retention(now_ms()).unwrap();
     s.wipe().unwrap();
     assert!(s.list_groups().is_empty());
-    drop(s);
-    h.join().unwrap();
 }
 
 #[test]

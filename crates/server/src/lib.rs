@@ -169,6 +169,14 @@ impl Stack {
             berth_svc_ecr::lifecycle::LifecyclePolicies(ecr.clone()),
         )?;
         driver.register(
+            berth_svc_logs::FlushLogs::spec(),
+            berth_svc_logs::FlushLogs(logs.clone()),
+        )?;
+        driver.register(
+            berth_svc_logs::ApplyRetention::spec(),
+            berth_svc_logs::ApplyRetention(logs.clone()),
+        )?;
+        driver.register(
             TaskSpec::new(
                 "secrets_purge",
                 berth_svc_secrets::PURGE_PERIOD,

@@ -2,7 +2,8 @@
 //! awsJson1_1): what the `awslogs` log driver writes to and `aws logs …` reads from, backed by
 //! `berth-logs`' `LogStore` (its files under the data dir's `logs/`, not the state store).
 //!
-//! Owns: the log store and its maintenance thread (fsync, retention). StartLiveTail answers with
+//! Owns: the log store and its upkeep, as background tasks ([`FlushLogs`] every second,
+//! [`ApplyRetention`] every 10 minutes, on every replica). StartLiveTail answers with
 //! an event stream ([`Reply::Response`]); everything else is one JSON answer.
 
 mod events;
@@ -15,8 +16,10 @@ use berth_core::Scope;
 use berth_logs::{LogError, LogStore};
 use berth_service::ApiError;
 use berth_service::{Call, Descriptor, Protocol, Reply, Service};
+use berth_tasks::{BackgroundTask, Mode, TaskError, TaskSpec};
 use berth_wire::logs::Operation;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use berth_wire::logs::TARGET_PREFIX;
 
@@ -32,27 +35,67 @@ pub struct Logs {
 pub type Ctx = berth_service::Ctx<Logs>;
 
 impl Logs {
-    /// Opens the log store in `dir` (the data dir's `logs/`) and starts its background fsync
-    /// (every second) and retention (every 10 minutes) thread.
+    /// Opens the log store in `dir` (the data dir's `logs/`). Its upkeep runs as the background
+    /// tasks [`FlushLogs`] and [`ApplyRetention`], which whoever builds the server registers.
     pub fn open(
         dir: &std::path::Path,
         scope: Scope,
         closing: tokio_util::sync::CancellationToken,
     ) -> Result<Arc<Self>, LogError> {
         let logs = LogStore::open(dir)?;
-        logs.spawn_maintenance(
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(600),
-        )
-        .map_err(|e| LogError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
         Ok(Arc::new(Self {
             logs,
             scope,
             closing,
         }))
+    }
+}
+
+/// Fsyncs the log streams written since the last pass, every second on every replica (each keeps
+/// its own log files): an acknowledged PutLogEvents is on disk within a second.
+pub struct FlushLogs(pub Arc<Logs>);
+
+impl FlushLogs {
+    pub const NAME: &'static str = "logs_flush";
+    pub const PERIOD: Duration = Duration::from_secs(1);
+
+    pub fn spec() -> TaskSpec {
+        TaskSpec::new(Self::NAME, Self::PERIOD, Mode::EveryReplica).initial_delay(Self::PERIOD)
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundTask for FlushLogs {
+    async fn activate(&self) -> Result<String, TaskError> {
+        let logs = self.0.logs.clone();
+        tokio::task::spawn_blocking(move || logs.flush()).await??;
+        Ok("flushed".into())
+    }
+}
+
+/// Deletes the log segments older than their group's retention, every 10 minutes on every
+/// replica (each keeps its own log files), the first pass at start.
+pub struct ApplyRetention(pub Arc<Logs>);
+
+impl ApplyRetention {
+    pub const NAME: &'static str = "logs_retention";
+    pub const PERIOD: Duration = Duration::from_secs(600);
+
+    pub fn spec() -> TaskSpec {
+        TaskSpec::new(Self::NAME, Self::PERIOD, Mode::EveryReplica)
+    }
+}
+
+#[async_trait::async_trait]
+impl BackgroundTask for ApplyRetention {
+    async fn activate(&self) -> Result<String, TaskError> {
+        let logs = self.0.logs.clone();
+        let r = tokio::task::spawn_blocking(move || logs.apply_retention(berth_logs::now_ms()))
+            .await??;
+        Ok(format!(
+            "{} segments ({} bytes) removed",
+            r.segments_deleted, r.bytes_reclaimed
+        ))
     }
 }
 
