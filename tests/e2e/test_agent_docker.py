@@ -853,3 +853,69 @@ def test_task_role_credentials_from_169_254_170_2(up, tmp_path):
             time.sleep(0.3)
         else:
             raise AssertionError("credentials still served after the task stopped")
+
+
+def ecs_deploy(b, *args, timeout=300):
+    """The `ecs` command of ecs-deploy (PyPI), pointed at berth by boto3's AWS_ENDPOINT_URL."""
+    from conftest import VENV_BIN
+
+    env = {**b.env(), "AWS_ENDPOINT_URL": b.endpoint}
+    return subprocess.run([str(VENV_BIN / "ecs"), *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_ecs_deploy_deploys_scales_rolls_back_runs_and_diffs(up, tmp_path):
+    """Issue 22: ecs-deploy re-registers the described task definition with `taskRoleArn: ""` and
+    `executionRoleArn: ""`; AWS takes an empty optional string as unset, and so does berth."""
+    c, svc = up.cluster, "deployweb"
+    first = register(up, svc, [{"name": "web", "image": IMAGE, "command": ["sleep", "600"], "memory": 32,
+                                "environment": [{"name": "VERSION", "value": "1"}]}], tmp_path)
+    up.aws("ecs", "create-service", "--cluster", c, "--service-name", svc, "--task-definition", svc,
+           "--desired-count", "1")
+    p = up.aws("ecs", "wait", "services-stable", "--cluster", c, "--services", svc, check=False)
+    assert p.returncode == 0, p.stderr
+
+    # Deploy a changed environment variable: a new revision, rolled out, the old one deregistered.
+    p = ecs_deploy(up, "deploy", c, svc, "-e", "web", "VERSION", "2", "--timeout", "120")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Deployment successful" in p.stdout, p.stdout
+    service = up.aws("ecs", "describe-services", "--cluster", c, "--services", svc)["services"][0]
+    td = up.aws("ecs", "describe-task-definition", "--task-definition", service["taskDefinition"])["taskDefinition"]
+    assert td["revision"] == first["revision"] + 1
+    assert td["containerDefinitions"][0]["environment"] == [{"name": "VERSION", "value": "2"}]
+    assert "taskRoleArn" not in td and "executionRoleArn" not in td, td
+    assert not any("task-iam-role" in a["name"] or "execution-role" in a["name"]
+                   for a in td.get("requiresAttributes", [])), td["requiresAttributes"]
+    old = up.aws("ecs", "describe-task-definition", "--task-definition", first["taskDefinitionArn"])
+    assert old["taskDefinition"]["status"] == "INACTIVE"
+    tasks = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", svc)["taskArns"]
+    assert [describe(up, c, t)["taskDefinitionArn"] for t in tasks] == [td["taskDefinitionArn"]]
+
+    # Scale to two.
+    p = ecs_deploy(up, "scale", c, svc, "2", "--timeout", "120")
+    assert p.returncode == 0, p.stdout + p.stderr
+    service = up.aws("ecs", "describe-services", "--cluster", c, "--services", svc)["services"][0]
+    assert (service["desiredCount"], service["runningCount"]) == (2, 2), service
+
+    # A revision whose container exits at once never becomes steady: --rollback goes back to the
+    # running revision, and the command fails.
+    p = ecs_deploy(up, "deploy", c, svc, "-c", "web", "false", "--timeout", "20", "--rollback", timeout=400)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "rolled back to previous task definition" in p.stderr, p.stdout + p.stderr
+    service = up.aws("ecs", "describe-services", "--cluster", c, "--services", svc)["services"][0]
+    assert service["taskDefinition"] == td["taskDefinitionArn"], service
+    assert service["runningCount"] == 2
+
+    # A one-off task from the family, with an overridden environment; and a diff of two revisions.
+    p = ecs_deploy(up, "run", c, svc, "1", "-e", "web", "ONE_OFF", "yes")
+    assert p.returncode == 0, p.stdout + p.stderr
+    running = up.aws("ecs", "list-tasks", "--cluster", c, "--family", svc)["taskArns"]
+    one_off = [t for t in (describe(up, c, a) for a in running) if not t["group"].startswith("service:")]
+    assert len(one_off) == 1, running
+    assert {"name": "ONE_OFF", "value": "yes"} in one_off[0]["overrides"]["containerOverrides"][0]["environment"]
+    p = ecs_deploy(up, "diff", svc, str(first["revision"]), str(td["revision"]))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "VERSION" in p.stdout and "1" in p.stdout and "2" in p.stdout, p.stdout
+
+    up.aws("ecs", "stop-task", "--cluster", c, "--task", one_off[0]["taskArn"])
+    up.aws("ecs", "update-service", "--cluster", c, "--service", svc, "--desired-count", "0")
+    up.aws("ecs", "delete-service", "--cluster", c, "--service", svc)

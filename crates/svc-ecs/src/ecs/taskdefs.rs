@@ -400,10 +400,20 @@ fn required_attributes(
         .collect()
 }
 
+/// AWS takes an empty role ARN as no role: tools that re-register a described task definition
+/// (ecs-deploy among them) send `"taskRoleArn": ""` when it had none.
+pub(crate) fn unset_if_empty(member: &mut Option<String>) {
+    if member.as_deref() == Some("") {
+        *member = None;
+    }
+}
+
 pub async fn register(
     ctx: &Ctx,
-    req: ecs::RegisterTaskDefinitionRequest,
+    mut req: ecs::RegisterTaskDefinitionRequest,
 ) -> Result<ecs::RegisterTaskDefinitionResponse, ApiError> {
+    unset_if_empty(&mut req.task_role_arn);
+    unset_if_empty(&mut req.execution_role_arn);
     let base = build_definition(&req)?;
     let tags = tagging::validate(req.tags.as_deref().unwrap_or_default())?;
     let family = base.family.clone().unwrap_or_default();

@@ -421,7 +421,9 @@ pub(crate) async fn prepare(
             )));
         }
     }
-    let overrides = overrides.unwrap_or_default();
+    let mut overrides = overrides.unwrap_or_default();
+    taskdefs::unset_if_empty(&mut overrides.task_role_arn);
+    taskdefs::unset_if_empty(&mut overrides.execution_role_arn);
     let names: Vec<&str> = td
         .container_definitions
         .as_deref()
