@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,9 @@ def free_port():
 class Berth:
     """A berth control plane process on a private data dir."""
 
+    # Every server the session started: their logs are checked for the errors clients were sent.
+    started = []
+
     def __init__(self, data_dir, extra_args=(), env=None, command="server"):
         self.command = command
         self.data_dir = Path(data_dir)
@@ -40,10 +44,12 @@ class Berth:
 
     def start(self):
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "BERTH_LOG": "info", **self.extra_env}
+        # The edge logs every rejected request with its error at debug: see `errors_clients_saw`.
+        env = {**os.environ, "BERTH_LOG": "info,berth_edge=debug", **self.extra_env}
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
             env.pop(k, None)
         self.log = open(self.log_path, "ab")
+        Berth.started.append(self)
         self.proc = subprocess.Popen(
             [str(BERTH_BIN), self.command, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), "--allow-reset", *self.extra_args],
             stdout=self.log,
@@ -135,6 +141,40 @@ class Berth:
         prepared = urllib.request.Request(req.url, data=b"{}", headers=dict(req.headers), method="POST")
         with urllib.request.urlopen(prepared, timeout=10) as r:
             assert r.status == 200
+
+
+# What no error text a client gets may contain: serde's and Rust's words, internal identifiers.
+NOT_AWS_WORDS = re.compile(
+    r"invalid type: |invalid value: |unknown variant|unknown field|missing field|duplicate field"
+    r"|expected (?:i32|i64|u32|u64|f64|a string|a boolean|a sequence|a map|struct |enum )"
+    r"|at line \d+ column|Option<|Vec<|[a-z_]+::[A-Za-z_]+::|\bserde|berth_[a-z]|panicked"
+    r"|called `|Error \{|\bSome\(|\bErr\(|EOF while parsing|trailing characters"
+)
+REJECTED = re.compile(r'request rejected.*?code=(\S+) error=(.*?) elapsed_ms=')
+
+
+def errors_clients_saw():
+    """(code, message) of every request a server of this session rejected, from its log."""
+    seen = []
+    for b in Berth.started:
+        if b.log_path.exists():
+            for line in b.log_path.read_text(errors="replace").splitlines():
+                m = REJECTED.search(ANSI.sub("", line))
+                if m:
+                    seen.append((m.group(1), m.group(2)))
+    return seen
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_client_error_speaks_rust():
+    """Issue 22: after the whole session, no error any test provoked carried serde or Rust text."""
+    yield
+    seen = errors_clients_saw()
+    bad = sorted({(c, m) for c, m in seen if NOT_AWS_WORDS.search(m)})
+    assert not bad, f"{len(bad)} client errors are not in AWS's words: {bad[:20]}"
 
 
 @pytest.fixture(scope="session")

@@ -292,26 +292,32 @@ def test_wire_protocol_basics(berth):
 
 
 @pytest.mark.parametrize(
-    "target,body,status,code",
+    "target,body,status,code,message",
     [
-        (T + "NoSuchOperation", "{}", 400, "UnknownOperationException"),
-        ("Nope.ListClusters", "{}", 400, "UnknownOperationException"),
-        (T + "ListClusters", "{not json", 400, "SerializationException"),
-        (T + "ListClusters", "[1,2]", 400, "SerializationException"),
-        (T + "ListClusters", b"\xff\xfe{}", 400, "SerializationException"),
-        (T + "ListClusters", '{"maxResults": "ten"}', 400, "InvalidParameterException"),
-        (T + "RegisterTaskDefinition", '{"family": "x", "networkMode": "warp", "containerDefinitions": []}', 400, "InvalidParameterException"),
-        (T + "RegisterTaskDefinition", '{"containerDefinitions": [{"name": "a", "image": "b", "memory": 8}]}', 400, "ClientException"),
-        (T + "DescribeClusters", '{"clusters": ["a"], "unknownMember": 1}', 200, None),
-        (T + "ListClusters", '{"maxResults": 1e999}', 400, None),
-        (T + "DescribeClusters", json.dumps({"clusters": ["c"] * 101}), 400, "InvalidParameterException"),
+        (T + "NoSuchOperation", "{}", 400, "UnknownOperationException", None),
+        ("Nope.ListClusters", "{}", 400, "UnknownOperationException", None),
+        (T + "ListClusters", "{not json", 400, "SerializationException", None),
+        (T + "ListClusters", "[1,2]", 400, "SerializationException", "Start of list found where not expected."),
+        (T + "ListClusters", b"\xff\xfe{}", 400, "SerializationException", None),
+        # Issue 22: a type mismatch in AWS's words (ECS, as quoted in aws/aws-cdk-cli#973).
+        (T + "ListClusters", '{"maxResults": "ten"}', 400, "SerializationException", "STRING_VALUE cannot be converted to Integer"),
+        (T + "RunTask", '{"taskDefinition": "x", "count": "ten"}', 400, "SerializationException", "STRING_VALUE cannot be converted to Integer"),
+        (T + "RunTask", '{"taskDefinition": "x", "launchType": "Fargate"}', 400, "InvalidParameterException", "launch type should be one of [EC2,FARGATE,EXTERNAL]"),
+        (T + "RegisterTaskDefinition", '{"family": "x", "networkMode": "warp", "containerDefinitions": []}', 400, "InvalidParameterException",
+         "1 validation error detected: Value 'warp' at 'networkMode' failed to satisfy constraint: Member must satisfy enum value set: [bridge, host, awsvpc, none]"),
+        (T + "RegisterTaskDefinition", '{"containerDefinitions": [{"name": "a", "image": "b", "memory": 8}]}', 400, "ClientException", None),
+        (T + "DescribeClusters", '{"clusters": ["a"], "unknownMember": 1}', 200, None, None),
+        (T + "ListClusters", '{"maxResults": 1e999}', 400, None, None),
+        (T + "DescribeClusters", json.dumps({"clusters": ["c"] * 101}), 400, "InvalidParameterException", None),
     ],
 )
-def test_bad_input(berth, target, body, status, code):
+def test_bad_input(berth, target, body, status, code, message):
     got_status, _, got = raw(berth, target, body)
     assert got_status == status, got
     if code:
         assert got["__type"] == code and isinstance(got["message"], str)
+    if message:
+        assert got["message"] == message
     # The server keeps serving.
     assert raw(berth, T + "ListClusters", "{}")[0] == 200
 

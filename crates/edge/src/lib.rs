@@ -436,7 +436,7 @@ async fn rpc(
             tracing::error!(request_id = %rid, target = %target, code = %e.code, message = %e.message, elapsed_ms, "request failed")
         }
         Err(e) => {
-            tracing::debug!(request_id = %rid, target = %target, code = %e.code, elapsed_ms, "request rejected")
+            tracing::debug!(request_id = %rid, target = %target, code = %e.code, error = %e.message, elapsed_ms, "request rejected")
         }
         Ok(_) => tracing::debug!(request_id = %rid, target = %target, elapsed_ms, "request served"),
     }

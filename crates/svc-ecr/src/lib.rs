@@ -246,11 +246,18 @@ pub fn implemented(op: Operation) -> bool {
     )
 }
 
-/// Decodes a request, reporting a missing required member the way ECR does.
+/// How ECR words a request that does not fit its model.
+const DIALECT: berth_service::codec::JsonDialect = berth_service::codec::JsonDialect {
+    missing: berth_service::codec::Missing::Validation("ValidationException"),
+    invalid_value_code: "ValidationException",
+    enum_texts: &[],
+};
+
+/// Decodes a request in ECR's words.
 fn decode_req<T: serde::de::DeserializeOwned + berth_wire::Validate>(
     body: &[u8],
 ) -> Result<T, ApiError> {
-    berth_service::codec::decode_reporting_missing_as(body, "ValidationException")
+    berth_service::codec::decode_in(body, &DIALECT)
 }
 
 /// The account id, which is the registry id.

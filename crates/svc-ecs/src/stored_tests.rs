@@ -49,7 +49,7 @@ fn full_value(shapes: &Map<String, Value>, shape: &str, round: usize, depth: usi
             None => json!(format!("{shape}-{round}")),
         },
         "integer" | "long" => json!(7 + round as i64),
-        "boolean" => json!(round % 2 == 0),
+        "boolean" => json!(round.is_multiple_of(2)),
         "double" | "float" | "timestamp" => json!(1_700_000_000.5 + round as f64),
         other => panic!("shape type {other} of {shape} has no test value"),
     }

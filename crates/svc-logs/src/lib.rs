@@ -216,11 +216,18 @@ pub fn implemented(op: Operation) -> bool {
     )
 }
 
-/// Decodes a request, reporting a missing required member the way CloudWatch Logs does.
+/// How CloudWatch Logs words a request that does not fit its model.
+const DIALECT: berth_service::codec::JsonDialect = berth_service::codec::JsonDialect {
+    missing: berth_service::codec::Missing::Validation("InvalidParameterException"),
+    invalid_value_code: "InvalidParameterException",
+    enum_texts: &[],
+};
+
+/// Decodes a request in CloudWatch Logs' words.
 fn decode_req<T: serde::de::DeserializeOwned + berth_wire::Validate>(
     body: &[u8],
 ) -> Result<T, ApiError> {
-    berth_service::codec::decode_reporting_missing_as(body, "InvalidParameterException")
+    berth_service::codec::decode_in(body, &DIALECT)
 }
 
 /// A log-store error as CloudWatch Logs answers it.

@@ -12,15 +12,36 @@ pub(crate) mod taskdefs;
 pub(crate) mod tasks;
 
 use crate::state::Ctx;
-use berth_service::codec::{decode, encode};
+use berth_service::codec::{decode_in, encode, JsonDialect, Missing};
 use berth_service::ApiError;
 use berth_wire::ecs::Operation;
 
 pub use berth_wire::ecs::TARGET_PREFIX;
 
+/// How ECS words a request that does not fit its model.
+const DIALECT: JsonDialect = JsonDialect {
+    missing: Missing::NotNullOrEmpty,
+    invalid_value_code: "InvalidParameterException",
+    enum_texts: &[
+        // RunTask's answer to an unknown launch type (as moto, which mirrors AWS's answers, has
+        // it; MANAGED_INSTANCES is in the model but not a launch type RunTask takes).
+        (
+            "launchType",
+            "launch type should be one of [EC2,FARGATE,EXTERNAL]",
+        ),
+    ],
+};
+
+/// Decodes a request in ECS's words.
+fn decode<T: serde::de::DeserializeOwned + berth_wire::Validate>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    decode_in(body, &DIALECT)
+}
+
 macro_rules! route {
     ($ctx:expr, $body:expr, $handler:path) => {
-        berth_service::route!(berth_service::codec::decode, $ctx, $body, $handler)
+        berth_service::route!(decode, $ctx, $body, $handler)
     };
 }
 

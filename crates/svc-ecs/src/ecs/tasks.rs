@@ -1197,7 +1197,7 @@ fn apply_container_change(c: &mut ContainerRecord, ch: &ecs::ContainerStateChang
         c.reason = ch.reason.clone();
     }
     if let Some(nb) = &ch.network_bindings {
-        c.network_bindings = convert(&nb);
+        c.network_bindings = convert(nb);
     }
 }
 
