@@ -120,7 +120,7 @@ class Berth:
         import boto3
 
         akid, secret = self.credentials
-        return boto3.client(
+        client = boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name=kw.pop("region_name", REGION),
@@ -128,6 +128,9 @@ class Berth:
             aws_secret_access_key=kw.pop("secret", secret),
             **kw,
         )
+        if client.meta.service_model.protocol in ("json", "rest-json"):
+            client.meta.events.register("after-call", check_answer_against_model)
+        return client
 
     def reset(self):
         """POST /_berth/reset, signed with the admin key."""
@@ -141,6 +144,66 @@ class Berth:
         prepared = urllib.request.Request(req.url, data=b"{}", headers=dict(req.headers), method="POST")
         with urllib.request.urlopen(prepared, timeout=10) as r:
             assert r.status == 200
+
+
+def shape_violations(shape, value, path="$"):
+    """Where a JSON answer leaves its model shape: members the model does not have, values of the
+    wrong JSON type, strings outside an enum."""
+    t = shape.type_name
+    if value is None:
+        return [f"{path}: null"]
+    if t == "structure":
+        if getattr(shape, "is_document_type", False) or shape.metadata.get("document"):
+            return []
+        if not isinstance(value, dict):
+            return [f"{path}: {type(value).__name__} where a structure belongs"]
+        out = []
+        for k, v in value.items():
+            if k not in shape.members:
+                out.append(f"{path}.{k}: not a member of {shape.name}")
+            else:
+                out += shape_violations(shape.members[k], v, f"{path}.{k}")
+        return out
+    if t == "list":
+        if not isinstance(value, list):
+            return [f"{path}: {type(value).__name__} where a list belongs"]
+        return [e for i, v in enumerate(value) for e in shape_violations(shape.member, v, f"{path}[{i}]")]
+    if t == "map":
+        if not isinstance(value, dict):
+            return [f"{path}: {type(value).__name__} where a map belongs"]
+        return [e for k, v in value.items() for e in shape_violations(shape.value, v, f"{path}.{k}")]
+    if t == "string":
+        if not isinstance(value, str):
+            return [f"{path}: {type(value).__name__} where a string belongs"]
+        if shape.enum and value not in shape.enum:
+            return [f"{path}: {value!r} is not one of {shape.name}'s values"]
+        return []
+    if t == "boolean":
+        return [] if isinstance(value, bool) else [f"{path}: {value!r} where a boolean belongs"]
+    if t in ("integer", "long"):
+        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{path}: {value!r} where an integer belongs"]
+    if t in ("double", "float", "timestamp"):
+        return [] if isinstance(value, (int, float)) and not isinstance(value, bool) else [f"{path}: {value!r} where a number belongs"]
+    return []
+
+
+def check_answer_against_model(http_response, model, **_):
+    """Issue 22: every JSON answer any e2e test gets fits the operation's output shape in botocore's
+    model (the pinned AWS model): no member AWS does not have, no value of another type, no string
+    outside its enum."""
+    if http_response.status_code != 200 or model.output_shape is None:
+        return
+    if model.has_event_stream_output or model.has_streaming_output:
+        return  # reading the body would consume (or wait for) the stream
+    body = http_response.content
+    if not body or not body.lstrip().startswith(b"{"):
+        return
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return
+    bad = shape_violations(model.output_shape, value)
+    assert not bad, f"{model.name}: the answer leaves the model: {bad[:10]}"
 
 
 # What no error text a client gets may contain: serde's and Rust's words, internal identifiers.

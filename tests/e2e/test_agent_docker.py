@@ -889,6 +889,10 @@ def test_ecs_deploy_deploys_scales_rolls_back_runs_and_diffs(up, tmp_path):
     assert old["taskDefinition"]["status"] == "INACTIVE"
     tasks = up.aws("ecs", "list-tasks", "--cluster", c, "--service-name", svc)["taskArns"]
     assert [describe(up, c, t)["taskDefinitionArn"] for t in tasks] == [td["taskDefinitionArn"]]
+    # Issue 22: tags are sent only when asked for, as AWS does.
+    assert "tags" not in service and "tags" not in describe(up, c, tasks[0])
+    tagged = up.aws("ecs", "describe-services", "--cluster", c, "--services", svc, "--include", "TAGS")
+    assert tagged["services"][0]["tags"] == []
 
     # Scale to two.
     p = ecs_deploy(up, "scale", c, svc, "2", "--timeout", "120")

@@ -92,8 +92,16 @@ def test_describe_clusters_missing_and_includes(berth):
     assert out["clusters"][0]["tags"] == [{"key": "team", "value": "a"}]
     assert out["clusters"][0]["settings"] == [{"name": "containerInsights", "value": "enabled"}]
     assert out["failures"] == [{"arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/nope", "reason": "MISSING"}]
+    # Issue 22: what was not asked for is not sent (as AWS's describe-clusters examples show) ...
     plain = ecs.describe_clusters(clusters=["c1"])["clusters"][0]
-    assert plain["tags"] == [] and "settings" not in plain
+    assert not {"tags", "settings", "statistics", "configuration"} & plain.keys(), plain
+    assert plain["registeredContainerInstancesCount"] == 0 and plain["activeServicesCount"] == 0
+    # ... while a change answers with the tags and an empty statistics list (aws CLI's
+    # create-cluster example).
+    made = ecs.create_cluster(clusterName="c2", tags=[{"key": "k", "value": "v"}])["cluster"]
+    assert made["tags"] == [{"key": "k", "value": "v"}] and made["statistics"] == []
+    stats = ecs.describe_clusters(clusters=["c2"], include=["STATISTICS"])["clusters"][0]["statistics"]
+    assert {"name": "runningEC2TasksCount", "value": "0"} in stats
 
 
 def test_cluster_lifecycle_and_errors(berth):

@@ -123,3 +123,26 @@ def test_s3_answers_in_rest_xml(berth):
     status, _, body = send(berth, "GET", "/protocols")
     assert status == 403
     assert xml_error(body)[0] == "AccessDenied"
+
+
+def test_the_answer_checker_catches_what_leaves_the_model():
+    """The check every boto3 client of the e2e suite runs on JSON answers (conftest's
+    `check_answer_against_model`) finds unknown members, wrong types and values outside an enum."""
+    import botocore.session
+
+    from conftest import shape_violations
+
+    model = botocore.session.get_session().get_service_model("ecs")
+    out = model.operation_model("DescribeClusters").output_shape
+    good = {"clusters": [{"clusterName": "c", "registeredContainerInstancesCount": 0, "tags": []}], "failures": []}
+    assert shape_violations(out, good) == []
+    bad = {"clusters": [{"clusterName": 5, "extra": 1, "registeredContainerInstancesCount": "0"}]}
+    assert sorted(shape_violations(out, bad)) == [
+        "$.clusters[0].clusterName: int where a string belongs",
+        "$.clusters[0].extra: not a member of Cluster",
+        "$.clusters[0].registeredContainerInstancesCount: '0' where an integer belongs",
+    ]
+    task = model.operation_model("DescribeTasks").output_shape
+    assert shape_violations(task, {"tasks": [{"launchType": "Fargate"}]}) == [
+        "$.tasks[0].launchType: 'Fargate' is not one of LaunchType's values"
+    ]

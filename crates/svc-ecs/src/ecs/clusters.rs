@@ -95,6 +95,9 @@ fn merge_settings(into: &mut Vec<stored::ClusterSetting>, new: Vec<ecs::ClusterS
     }
 }
 
+/// What a cluster answer carries beyond the counts. DescribeClusters sends only what `include`
+/// asks for; CreateCluster, UpdateCluster(Settings) and DeleteCluster answer with the settings,
+/// configuration, tags and an empty `statistics` (as the aws CLI's create-cluster example shows).
 #[derive(Default, Clone, Copy)]
 struct Include {
     settings: bool,
@@ -102,6 +105,8 @@ struct Include {
     statistics: bool,
     tags: bool,
     attachments: bool,
+    /// The answer of a change (not of DescribeClusters): `statistics` is sent, empty.
+    change: bool,
 }
 
 impl Include {
@@ -112,6 +117,7 @@ impl Include {
             statistics: false,
             tags: true,
             attachments: false,
+            change: true,
         }
     }
     fn from(fields: &[ecs::ClusterField]) -> Self {
@@ -159,27 +165,25 @@ fn to_wire(ctx: &Ctx, rec: &ClusterRecord, usage: ClusterUsage, inc: Include) ->
         } else {
             0
         },
-        statistics: Some(if inc.statistics {
-            vec![
-                stat("runningEC2TasksCount", usage.running_tasks),
-                stat("runningFargateTasksCount", 0),
-                stat("pendingEC2TasksCount", usage.pending_tasks),
-                stat("pendingFargateTasksCount", 0),
-                stat("runningExternalTasksCount", 0),
-                stat("pendingExternalTasksCount", 0),
-                stat("activeEC2ServiceCount", usage.active_services),
-                stat("activeFargateServiceCount", 0),
-                stat("drainingEC2ServiceCount", 0),
-                stat("drainingFargateServiceCount", 0),
-            ]
-        } else {
-            vec![]
+        statistics: (inc.statistics || inc.change).then(|| {
+            if inc.statistics {
+                vec![
+                    stat("runningEC2TasksCount", usage.running_tasks),
+                    stat("runningFargateTasksCount", 0),
+                    stat("pendingEC2TasksCount", usage.pending_tasks),
+                    stat("pendingFargateTasksCount", 0),
+                    stat("runningExternalTasksCount", 0),
+                    stat("pendingExternalTasksCount", 0),
+                    stat("activeEC2ServiceCount", usage.active_services),
+                    stat("activeFargateServiceCount", 0),
+                    stat("drainingEC2ServiceCount", 0),
+                    stat("drainingFargateServiceCount", 0),
+                ]
+            } else {
+                vec![]
+            }
         }),
-        tags: Some(if inc.tags {
-            tags_to_wire(&rec.tags)
-        } else {
-            vec![]
-        }),
+        tags: inc.tags.then(|| tags_to_wire(&rec.tags)),
         settings: inc.settings.then(|| convert(&rec.settings)),
         configuration: if inc.configurations {
             rec.configuration.clone().map(Into::into)

@@ -451,7 +451,12 @@ pub async fn describe(
             None => None,
         };
         match found {
-            Some(r) => out.push(to_wire(ctx, &r.value, include_tags)),
+            Some(r) => {
+                let mut w = to_wire(ctx, &r.value, include_tags);
+                // Not asked for, not sent (DescribeContainerInstances' `include`).
+                w.tags = w.tags.filter(|_| include_tags);
+                out.push(w);
+            }
             None => failures.push(ecs::Failure {
                 arn: Some(if arg.starts_with("arn:") {
                     arg.clone()

@@ -605,7 +605,10 @@ pub async fn describe_services(
         match get_service(ctx, &cluster, &arg).await {
             Ok(s) => {
                 let tasks = service_tasks(ctx, &cluster, &s.value.name).await?;
-                out.push(to_wire(ctx, &s.value, &tasks, include_tags));
+                let mut w = to_wire(ctx, &s.value, &tasks, include_tags);
+                // Not asked for, not sent (DescribeServices' `include`).
+                w.tags = w.tags.filter(|_| include_tags);
+                out.push(w);
             }
             Err(e) if e.code == "ServiceNotFoundException" => failures.push(ecs::Failure {
                 arn: Some(if arg.starts_with("arn:") {

@@ -1082,7 +1082,12 @@ pub async fn describe_tasks(
     let found_all = ctx.app.repo.get_many_arc::<TaskRecord>(&wanted).await?;
     for (arg, found) in args.into_iter().zip(found_all) {
         match found {
-            Some(t) => tasks.push(to_wire(ctx, &t.value, include_tags)),
+            Some(t) => {
+                let mut w = to_wire(ctx, &t.value, include_tags);
+                // Not asked for, not sent (DescribeTasks' `include`).
+                w.tags = w.tags.filter(|_| include_tags);
+                tasks.push(w);
+            }
             None => failures.push(ecs::Failure {
                 arn: Some(if arg.starts_with("arn:") {
                     arg.clone()
