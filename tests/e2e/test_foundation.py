@@ -546,3 +546,47 @@ def test_background_tasks_show_in_status_and_metrics(berth):
     with urllib.request.urlopen(berth.endpoint + "/metrics", timeout=5) as r:
         metrics = r.read().decode()
     assert 'berth_background_task_runs_total{task="ecs_service_scheduler"}' in metrics
+
+
+def test_described_task_definition_registers_back_unchanged(berth):
+    """Issue 22: what DescribeTaskDefinition returns, without its read-only members, registers again
+    as the same definition (deployment tools do exactly this), and the copy places like the original."""
+    ecs = berth.client("ecs")
+    rich = {
+        "family": "roundtrip",
+        "taskRoleArn": "arn:aws:iam::000000000000:role/app",
+        "executionRoleArn": "",
+        "networkMode": "bridge",
+        "volumes": [{"name": "data", "host": {"sourcePath": "/tmp/data"}}, {"name": "scratch"}],
+        "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.os-type == linux"}],
+        "cpu": "256",
+        "memory": "512",
+        "tags": [{"key": "team", "value": "web"}],
+        "containerDefinitions": [
+            {"name": "web", "image": "nginx:1", "cpu": 128, "memory": 256, "memoryReservation": 128,
+             "essential": True, "command": ["nginx", "-g", "daemon off;"], "entryPoint": ["/docker-entrypoint.sh"],
+             "environment": [{"name": "A", "value": "1"}],
+             "portMappings": [{"containerPort": 80, "hostPort": 0, "protocol": "tcp"}],
+             "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": True}],
+             "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 10, "timeout": 5, "retries": 3, "startPeriod": 1},
+             "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web", "awslogs-region": REGION}},
+             "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}],
+             "dockerLabels": {"tier": "front"},
+             "dependsOn": [{"containerName": "side", "condition": "START"}]},
+            {"name": "side", "image": "busybox", "memory": 32, "essential": False,
+             "volumesFrom": [{"sourceContainer": "web", "readOnly": True}],
+             "secrets": [{"name": "S", "valueFrom": "arn:aws:ssm:us-east-1:000000000000:parameter/s"}]},
+        ],
+    }
+    first = ecs.register_task_definition(**rich)
+    described = ecs.describe_task_definition(taskDefinition="roundtrip:1", include=["TAGS"])
+    read_only = {"taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
+                 "registeredAt", "registeredBy", "deregisteredAt"}
+    again = {k: v for k, v in described["taskDefinition"].items() if k not in read_only}
+    second = ecs.register_task_definition(**again, tags=described["tags"])
+    a, b = first["taskDefinition"], second["taskDefinition"]
+    assert b["revision"] == a["revision"] + 1
+    same = lambda d: {k: v for k, v in d.items() if k not in {"taskDefinitionArn", "revision", "registeredAt"}}
+    assert same(b) == same(a)
+    assert "executionRoleArn" not in a, a  # an empty role ARN is no role
+    assert second["tags"] == first["tags"] == [{"key": "team", "value": "web"}]

@@ -66,30 +66,6 @@ fn build_definition(
             )));
         }
     }
-    if fargate {
-        if network_mode != NetworkMode::Awsvpc {
-            return Err(client("Fargate only supports network mode 'awsvpc'."));
-        }
-        let (cpu, mem) = match (task_cpu, task_memory) {
-            (Some(c), Some(m)) => (c, m),
-            (None, _) => {
-                return Err(client(
-                    "Fargate requires that 'cpu' be defined at the task level.",
-                ))
-            }
-            (_, None) => {
-                return Err(client(
-                    "Fargate requires that 'memory' be defined at the task level.",
-                ))
-            }
-        };
-        if !units::fargate_memory_options(cpu).is_some_and(|opts| opts.contains(&mem)) {
-            return Err(client(format!(
-                "No Fargate configuration exists for given values: {cpu} CPU, {mem} memory. See the Amazon ECS documentation for the valid values."
-            )));
-        }
-    }
-
     // Volumes.
     let volumes = req.volumes.clone().unwrap_or_default();
     let mut volume_names = HashSet::new();
@@ -264,6 +240,32 @@ fn build_definition(
         return Err(ApiError::invalid_parameter(
             "A task definition can have at most 10 placement constraints.",
         ));
+    }
+
+    // Launch-type compatibility comes after the containers, as AWS checks it (a definition with a
+    // container fault and a Fargate fault is answered with the container fault).
+    if fargate {
+        if network_mode != NetworkMode::Awsvpc {
+            return Err(client("Fargate only supports network mode 'awsvpc'."));
+        }
+        let (cpu, mem) = match (task_cpu, task_memory) {
+            (Some(c), Some(m)) => (c, m),
+            (None, _) => {
+                return Err(client(
+                    "Fargate requires that 'cpu' be defined at the task level.",
+                ))
+            }
+            (_, None) => {
+                return Err(client(
+                    "Fargate requires that 'memory' be defined at the task level.",
+                ))
+            }
+        };
+        if !units::fargate_memory_options(cpu).is_some_and(|opts| opts.contains(&mem)) {
+            return Err(client(format!(
+                "No Fargate configuration exists for given values: {cpu} CPU, {mem} memory. See the Amazon ECS documentation for the valid values."
+            )));
+        }
     }
 
     let mut compat: Vec<Compatibility> = Vec::new();
@@ -755,10 +757,13 @@ mod tests {
         let cases = [
             (serde_json::json!({"family": "f", "containerDefinitions": []}), "Container list cannot be empty."),
             (serde_json::json!({"family": "f", "containerDefinitions": [{"name": "a", "memory": 64}]}), "Container.image should not be null or empty."),
+            // Several faults: the container's is reported before Fargate's (issue 22: AWS's order).
+            (serde_json::json!({"family": "f", "requiresCompatibilities": ["FARGATE"], "networkMode": "bridge", "containerDefinitions": [{"name": "a", "memory": 64}]}), "Container.image should not be null or empty."),
+            (serde_json::json!({"family": "f", "requiresCompatibilities": ["FARGATE"], "networkMode": "bridge", "containerDefinitions": [{"name": "a", "image": "x", "memory": 64}]}), "Fargate only supports network mode 'awsvpc'."),
             (serde_json::json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "x"}]}), "Invalid setting for container 'a'. At least one of 'memory' or 'memoryReservation' must be specified."),
             (serde_json::json!({"family": "f", "networkMode": "awsvpc", "containerDefinitions": [{"name": "a", "image": "x", "memory": 64, "portMappings": [{"containerPort": 80, "hostPort": 81}]}]}), "When networkMode=awsvpc, the host ports and container ports in port mappings must match."),
             (serde_json::json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "x", "memory": 64, "essential": false}]}), "Invalid setting: at least one container in the task definition must be essential."),
-            (serde_json::json!({"family": "f", "requiresCompatibilities": ["FARGATE"], "containerDefinitions": [{"name": "a", "image": "x"}]}), "Fargate only supports network mode 'awsvpc'."),
+            (serde_json::json!({"family": "f", "requiresCompatibilities": ["FARGATE"], "containerDefinitions": [{"name": "a", "image": "x", "memory": 64}]}), "Fargate only supports network mode 'awsvpc'."),
         ];
         for (j, msg) in cases {
             let e = build_definition(&req(j)).unwrap_err();
