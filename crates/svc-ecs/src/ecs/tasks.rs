@@ -1214,6 +1214,25 @@ pub(crate) async fn apply_report(
     status: Option<TaskStatus>,
     edit: impl Fn(&mut TaskRecord, f64),
 ) -> Result<(), ApiError> {
+    match apply_report_to_task(ctx, cluster, task_arg, status, edit).await {
+        // A report for a task that is not there, in a cluster that is not there either: the
+        // cluster is what ECS reports (its model lists ClusterNotFoundException for both reports).
+        // Checked only then, so a report for a known task costs no extra read.
+        Err(e) if e.message == task_not_found().message => {
+            active_cluster(ctx, cluster).await?;
+            Err(e)
+        }
+        r => r,
+    }
+}
+
+async fn apply_report_to_task(
+    ctx: &Ctx,
+    cluster: &str,
+    task_arg: &str,
+    status: Option<TaskStatus>,
+    edit: impl Fn(&mut TaskRecord, f64),
+) -> Result<(), ApiError> {
     let id = task_id_of(task_arg).ok_or_else(task_not_found)?;
     let repo = &ctx.app.repo;
     let tkey = keys::task(cluster, &id);
