@@ -535,31 +535,59 @@ pub struct Accounted {
     pub generation: Option<u64>,
 }
 
+/// What one task write means for the task's instance (each task's hold computed once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskChange {
+    held_before: Option<TaskHold>,
+    held_after: Option<TaskHold>,
+    /// What the agent should do changed: a new task, a changed desired status, or a task that let
+    /// go of its hold (stopped).
+    agent_must_know: bool,
+}
+
+impl TaskChange {
+    /// `before` is `None` for a new task.
+    pub fn of(before: Option<&TaskRecord>, after: &TaskRecord) -> Self {
+        let held_before = before.and_then(TaskRecord::hold);
+        let held_after = after.hold();
+        let agent_must_know = match before {
+            None => true,
+            Some(b) => {
+                b.desired_status != after.desired_status
+                    || (held_before.is_some() && held_after.is_none())
+            }
+        };
+        Self {
+            held_before,
+            held_after,
+            agent_must_know,
+        }
+    }
+
+    /// Whether the instance record has anything to account for.
+    pub fn concerns_instance(&self) -> bool {
+        self.agent_must_know || self.held_before != self.held_after
+    }
+}
+
 impl ContainerInstanceRecord {
-    /// The bookkeeping every writer of tasks owes the tasks' instance, applied in one place. For each
-    /// `(before, after)` pair (`before` is `None` for a new task):
-    /// - what the task holds (resources, ports, GPUs, its group) moves in `held`, and ECS's `version`
-    ///   goes up once if anything moved — unless the instance is INACTIVE (force-deregistered), which
-    ///   has let go of everything its tasks held;
-    /// - the agent `generation` goes up once if what the agent should do changed: a new task, a
-    ///   changed desired status, or a task that let go of its hold (stopped).
+    /// The bookkeeping every writer of tasks owes the tasks' instance, applied in one place:
+    /// - what the tasks hold (resources, ports, GPUs, their groups) moves in `held`, and ECS's
+    ///   `version` goes up once if anything moved — unless the instance is INACTIVE
+    ///   (force-deregistered), which has let go of everything its tasks held;
+    /// - the agent `generation` goes up once if what the agent should do changed
+    ///   ([`TaskChange`]).
     pub fn account_tasks<'a>(
         &mut self,
-        changes: impl IntoIterator<Item = (Option<&'a TaskRecord>, &'a TaskRecord)>,
+        changes: impl IntoIterator<Item = &'a TaskChange>,
     ) -> Accounted {
         let (mut held_moved, mut agent_view) = (false, false);
-        for (before, after) in changes {
-            let held_before = before.and_then(TaskRecord::hold);
-            let held_after = after.hold();
-            agent_view |= match before {
-                None => true,
-                Some(b) => {
-                    b.desired_status != after.desired_status
-                        || (held_before.is_some() && held_after.is_none())
-                }
-            };
+        for c in changes {
+            agent_view |= c.agent_must_know;
             if self.status != InstanceStatus::Inactive {
-                held_moved |= self.held.replace(held_before.as_ref(), held_after.as_ref());
+                held_moved |= self
+                    .held
+                    .replace(c.held_before.as_ref(), c.held_after.as_ref());
             }
         }
         if held_moved {
@@ -926,7 +954,7 @@ mod tests {
             ..placed.clone()
         };
         // Two new tasks in one write: held for both, version and generation once.
-        let a = inst.account_tasks([(None, &placed), (None, &other)]);
+        let a = inst.account_tasks(&[TaskChange::of(None, &placed), TaskChange::of(None, &other)]);
         assert_eq!(
             a,
             Accounted {
@@ -944,7 +972,7 @@ mod tests {
             desired_status: TaskStatus::Stopped,
             ..placed.clone()
         };
-        let a = inst.account_tasks([(Some(&placed), &stopping)]);
+        let a = inst.account_tasks(&[TaskChange::of(Some(&placed), &stopping)]);
         assert_eq!(
             a,
             Accounted {
@@ -960,7 +988,7 @@ mod tests {
             started_at: Some(1.0),
             ..other.clone()
         };
-        let a = inst.account_tasks([(Some(&other), &running)]);
+        let a = inst.account_tasks(&[TaskChange::of(Some(&other), &running)]);
         assert_eq!(
             a,
             Accounted {
@@ -975,7 +1003,7 @@ mod tests {
 
         // A report that changes nothing the instance keeps.
         let same = inst.clone();
-        let a = inst.account_tasks([(Some(&running), &running)]);
+        let a = inst.account_tasks(&[TaskChange::of(Some(&running), &running)]);
         assert_eq!(a, Accounted::default());
         assert_eq!(
             (inst.version, inst.generation),
@@ -987,7 +1015,7 @@ mod tests {
             last_status: TaskStatus::Stopped,
             ..stopping.clone()
         };
-        let a = inst.account_tasks([(Some(&stopping), &stopped)]);
+        let a = inst.account_tasks(&[TaskChange::of(Some(&stopping), &stopped)]);
         assert_eq!(
             a,
             Accounted {
@@ -1000,7 +1028,7 @@ mod tests {
         // A force-deregistered instance holds nothing: its counters stay at zero.
         let mut gone = instance(ResourcesRecord::default());
         gone.status = InstanceStatus::Inactive;
-        let a = gone.account_tasks([(
+        let a = gone.account_tasks(&[TaskChange::of(
             Some(&running),
             &TaskRecord {
                 last_status: TaskStatus::Stopped,

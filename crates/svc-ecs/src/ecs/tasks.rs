@@ -15,7 +15,7 @@ use crate::indexes::term;
 use crate::keys;
 use crate::records::{
     convert, tags_to_wire, ClientTokenRecord, ContainerInstanceRecord, ContainerRecord,
-    ContainerStatus, HealthStatus, LaunchType, ResourcesRecord, TaskRecord,
+    ContainerStatus, HealthStatus, LaunchType, ResourcesRecord, TaskChange, TaskRecord,
 };
 use crate::state::Ctx;
 use crate::stored;
@@ -742,7 +742,7 @@ async fn launch_once(
                         );
                         assign_gpus(&l.td, &l.overrides, inst, &mut task);
                         // Task by task: the next task's GPUs and ports see this one's.
-                        inst.account_tasks([(None, &task)]);
+                        inst.account_tasks([&TaskChange::of(None, &task)]);
                         tasks.push(task);
                     }
                     let mut txn = Txn::new();
@@ -983,8 +983,7 @@ pub(crate) async fn request_stop(
                 key: tkey.clone(),
                 revision: t.revision,
             });
-            let (txn, publish) =
-                account_on_instance(repo, txn, &[(Some(&before), &t.value)]).await?;
+            let (txn, publish) = account_on_instance(repo, txn, &before, &t.value).await?;
             // A task that never reached its agent (still PROVISIONING with no agent to report) is
             // stopped by the agent once it polls; nothing else to do here.
             let txn = txn.put(tkey.clone(), to_bytes(&t.value));
@@ -1000,27 +999,25 @@ pub(crate) async fn request_stop(
     Ok(t)
 }
 
-/// Adds to `txn` what task changes owe their instance ([`ContainerInstanceRecord::account_tasks`]:
-/// held counters, `version`, the agent generation), guarded by the instance's revision. Every
-/// change must be of a task on the same instance; the instance is read only when a change concerns
-/// it. Returns the generation to publish after the commit.
+/// Adds to `txn` what a write of a task owes its instance ([`ContainerInstanceRecord::account_tasks`]:
+/// held counters, `version`, the agent generation), guarded by the instance's revision. The
+/// instance is read only when the change concerns it. Returns the generation to publish after the
+/// commit.
 pub(crate) async fn account_on_instance(
     repo: &Repo,
     txn: Txn,
-    changes: &[(Option<&TaskRecord>, &TaskRecord)],
+    before: &TaskRecord,
+    after: &TaskRecord,
 ) -> Result<(Txn, Option<(String, u64)>), ApiError> {
-    let concerns_instance = |(before, after): &(Option<&TaskRecord>, &TaskRecord)| match before {
-        None => true,
-        Some(b) => b.desired_status != after.desired_status || b.hold() != after.hold(),
-    };
-    let Some((_, first)) = changes.iter().find(|c| concerns_instance(c)) else {
+    let change = TaskChange::of(Some(before), after);
+    if !change.concerns_instance() {
         return Ok((txn, None));
-    };
-    let ikey = keys::instance(&first.cluster, &first.container_instance_id);
+    }
+    let ikey = keys::instance(&after.cluster, &after.container_instance_id);
     let Some(mut inst) = repo.get::<ContainerInstanceRecord>(&ikey).await? else {
         return Ok((txn, None));
     };
-    let accounted = inst.value.account_tasks(changes.iter().copied());
+    let accounted = inst.value.account_tasks([&change]);
     if !accounted.changed {
         return Ok((txn, None));
     }
@@ -1285,7 +1282,7 @@ async fn apply_report_to_task(
             // What the task holds on its instance moved (it started, was bound to host ports, or
             // stopped): the instance's counters move with it, in the same transaction.
             let (mut txn, publish) =
-                account_on_instance(repo, txn, &[(Some(&before), &t.value)]).await?;
+                account_on_instance(repo, txn, &before, &t.value).await?;
             txn = txn.put(tkey.clone(), to_bytes(&t.value));
             Ok(Attempt::Commit(txn, (t.value, publish, changed_status)))
         })
