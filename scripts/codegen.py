@@ -71,50 +71,53 @@ def variant(value):
 PRIMS = {"integer": "i32", "long": "i64", "double": "f64", "float": "f64", "boolean": "bool"}
 
 
+def rust_type(shapes, shape_name):
+    """The Rust type of a member of shape `shape_name` (see the mapping rules above)."""
+    s = shapes[shape_name]
+    t = s["type"]
+    if t == "structure":
+        # A document member holds any JSON value (e.g. ECS's lifecycle-hook `hookDetails`).
+        return "serde_json::Value" if s.get("document") else shape_name
+    if t == "string":
+        return shape_name if "enum" in s else "String"
+    if t in PRIMS:
+        return PRIMS[t]
+    if t == "timestamp":
+        return "f64"
+    if t == "blob":
+        return "String"
+    if t == "list":
+        return "Vec<%s>" % rust_type(shapes, s["member"]["shape"])
+    if t == "map":
+        return "BTreeMap<String, %s>" % rust_type(shapes, s["value"]["shape"])
+    raise SystemExit("unsupported shape type %s for %s" % (t, shape_name))
+
+
+def reaches(shapes, start, target, seen):
+    """Whether shape `start` can reach `target` (recursive structures need boxing)."""
+    s = shapes[start]
+    kids = []
+    if s["type"] == "structure":
+        kids = [m["shape"] for m in s.get("members", {}).values()]
+    elif s["type"] == "list":
+        kids = [s["member"]["shape"]]
+    elif s["type"] == "map":
+        kids = [s["value"]["shape"]]
+    for k in kids:
+        if k == target:
+            return True
+        if k not in seen:
+            seen.add(k)
+            if reaches(shapes, k, target, seen):
+                return True
+    return False
+
+
 def main():
     service, version, out = sys.argv[1], sys.argv[2], sys.argv[3]
     model, botocore_version = load_model(service, version)
     shapes = model["shapes"]
     meta = model["metadata"]
-
-    def rust_type(shape_name):
-        s = shapes[shape_name]
-        t = s["type"]
-        if t == "structure":
-            # A document member holds any JSON value (e.g. ECS's lifecycle-hook `hookDetails`).
-            return "serde_json::Value" if s.get("document") else shape_name
-        if t == "string":
-            return shape_name if "enum" in s else "String"
-        if t in PRIMS:
-            return PRIMS[t]
-        if t == "timestamp":
-            return "f64"
-        if t == "blob":
-            return "String"
-        if t == "list":
-            return "Vec<%s>" % rust_type(s["member"]["shape"])
-        if t == "map":
-            return "BTreeMap<String, %s>" % rust_type(s["value"]["shape"])
-        raise SystemExit("unsupported shape type %s for %s" % (t, shape_name))
-
-    # Recursive structures need boxing: find struct members that can reach their own struct.
-    def reaches(start, target, seen):
-        s = shapes[start]
-        kids = []
-        if s["type"] == "structure":
-            kids = [m["shape"] for m in s.get("members", {}).values()]
-        elif s["type"] == "list":
-            kids = [s["member"]["shape"]]
-        elif s["type"] == "map":
-            kids = [s["value"]["shape"]]
-        for k in kids:
-            if k == target:
-                return True
-            if k not in seen:
-                seen.add(k)
-                if reaches(k, target, seen):
-                    return True
-        return False
 
     lines = []
     w = lines.append
@@ -212,8 +215,8 @@ def main():
             for mname, m in members.items():
                 mshape = m["shape"]
                 ms = shapes[mshape]
-                rt = rust_type(mshape)
-                if ms["type"] == "structure" and not ms.get("document") and reaches(mshape, name, set()):
+                rt = rust_type(shapes, mshape)
+                if ms["type"] == "structure" and not ms.get("document") and reaches(shapes, mshape, name, set()):
                     rt = "Box<%s>" % rt
                 fname = snake(mname)
                 plain = ms["type"] in PRIMS and not ms.get("box") and mname not in required

@@ -26,7 +26,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from codegen import PRIMS, load_model, snake, variant  # noqa: E402
+from codegen import PRIMS, load_model, reaches, rust_type, snake, variant  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAPSHOT = os.path.join(ROOT, "crates/svc-ecs/stored-shapes.json")
@@ -88,47 +88,6 @@ def generate(out=OUT):
     with open(SNAPSHOT) as f:
         snapshot = json.load(f)
     shapes = snapshot["shapes"]
-
-    def is_document(name):
-        s = shapes[name]
-        return s["type"] == "structure" and s.get("document")
-
-    def rust_type(name):
-        s = shapes[name]
-        t = s["type"]
-        if t == "structure":
-            return "serde_json::Value" if s.get("document") else name
-        if t == "string":
-            return name if "enum" in s else "String"
-        if t in PRIMS:
-            return PRIMS[t]
-        if t == "timestamp":
-            return "f64"
-        if t == "blob":
-            return "String"
-        if t == "list":
-            return "Vec<%s>" % rust_type(s["member"]["shape"])
-        if t == "map":
-            return "BTreeMap<String, %s>" % rust_type(s["value"]["shape"])
-        raise SystemExit("unsupported shape type %s for %s" % (t, name))
-
-    def reaches(start, target, seen):
-        s = shapes[start]
-        kids = []
-        if s["type"] == "structure":
-            kids = [m["shape"] for m in s.get("members", {}).values()]
-        elif s["type"] == "list":
-            kids = [s["member"]["shape"]]
-        elif s["type"] == "map":
-            kids = [s["value"]["shape"]]
-        for k in kids:
-            if k == target:
-                return True
-            if k not in seen:
-                seen.add(k)
-                if reaches(k, target, seen):
-                    return True
-        return False
 
     def needs_conversion(name):
         s = shapes[name]
@@ -217,8 +176,8 @@ def generate(out=OUT):
             for mname, m in members.items():
                 mshape = m["shape"]
                 ms = shapes[mshape]
-                rt = rust_type(mshape)
-                boxed = ms["type"] == "structure" and not ms.get("document") and reaches(mshape, name, set())
+                rt = rust_type(shapes, mshape)
+                boxed = ms["type"] == "structure" and not ms.get("document") and reaches(shapes, mshape, name, set())
                 if boxed:
                     rt = "Box<%s>" % rt
                 fname = snake(mname)
