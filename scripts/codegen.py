@@ -68,6 +68,18 @@ def variant(value):
     return v
 
 
+def enum_variants(values):
+    """`(wire value, Rust variant)` for each enum value; clashing names get a trailing `_`."""
+    out, used = [], set()
+    for v in values:
+        var = variant(v)
+        while var in used:
+            var += "_"
+        used.add(var)
+        out.append((v, var))
+    return out
+
+
 PRIMS = {"integer": "i32", "long": "i64", "double": "f64", "float": "f64", "boolean": "bool"}
 
 
@@ -180,12 +192,7 @@ def main():
             values = s["enum"]
             w("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]")
             w("pub enum %s {" % name)
-            used = set()
-            for v in values:
-                var = variant(v)
-                while var in used:
-                    var += "_"
-                used.add(var)
+            for v, var in enum_variants(values):
                 w('    #[serde(rename = "%s")]' % v)
                 w("    %s," % var)
             w("}")
@@ -193,12 +200,7 @@ def main():
             w("    pub const VALUES: &'static [&'static str] = &[%s];" % ", ".join('"%s"' % v for v in values))
             w("    pub fn as_str(&self) -> &'static str {")
             w("        match self {")
-            used = set()
-            for v in values:
-                var = variant(v)
-                while var in used:
-                    var += "_"
-                used.add(var)
+            for v, var in enum_variants(values):
                 w('            %s::%s => "%s",' % (name, var, v))
             w("        }")
             w("    }")

@@ -26,7 +26,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from codegen import PRIMS, load_model, reaches, rust_type, snake, variant  # noqa: E402
+from codegen import PRIMS, enum_variants, load_model, reaches, rust_type, snake  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAPSHOT = os.path.join(ROOT, "crates/svc-ecs/stored-shapes.json")
@@ -143,14 +143,7 @@ def generate(out=OUT):
         s = shapes[name]
         t = s["type"]
         if t == "string" and "enum" in s:
-            variants = []
-            used = set()
-            for v in s["enum"]:
-                var = variant(v)
-                while var in used:
-                    var += "_"
-                used.add(var)
-                variants.append((v, var))
+            variants = enum_variants(s["enum"])
             w("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]")
             w("pub enum %s {" % name)
             for v, var in variants:

@@ -948,8 +948,10 @@ pub(crate) fn task_id_of(arg: &str) -> Option<String> {
     }
 }
 
+const TASK_NOT_FOUND: &str = "The referenced task was not found.";
+
 fn task_not_found() -> ApiError {
-    ApiError::invalid_parameter("The referenced task was not found.")
+    ApiError::invalid_parameter(TASK_NOT_FOUND)
 }
 
 /// Sets a task's desired status to STOPPED (StopTask, services, draining) and wakes its agent.
@@ -1215,7 +1217,7 @@ pub(crate) async fn apply_report(
         // A report for a task that is not there, in a cluster that is not there either: the
         // cluster is what ECS reports (its model lists ClusterNotFoundException for both reports).
         // Checked only then, so a report for a known task costs no extra read.
-        Err(e) if e.message == task_not_found().message => {
+        Err(e) if e.message == TASK_NOT_FOUND => {
             active_cluster(ctx, cluster).await?;
             Err(e)
         }
