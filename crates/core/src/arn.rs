@@ -10,6 +10,8 @@ pub enum ResourceKind {
     Service,
     CapacityProvider,
     TaskSet,
+    ServiceDeployment,
+    ServiceRevision,
 }
 
 impl ResourceKind {
@@ -22,6 +24,8 @@ impl ResourceKind {
             "service" => Self::Service,
             "capacity-provider" => Self::CapacityProvider,
             "task-set" => Self::TaskSet,
+            "service-deployment" => Self::ServiceDeployment,
+            "service-revision" => Self::ServiceRevision,
             _ => return None,
         })
     }

@@ -72,6 +72,14 @@ impl Scope {
     pub fn service_arn(&self, cluster: &str, name: &str) -> String {
         self.ecs_arn_of(&["service/", cluster, "/", name])
     }
+    /// `…:service-deployment/<cluster>/<service>/<id>`.
+    pub fn service_deployment_arn(&self, cluster: &str, service: &str, id: &str) -> String {
+        self.ecs_arn_of(&["service-deployment/", cluster, "/", service, "/", id])
+    }
+    /// `…:service-revision/<cluster>/<service>/<n>` (`<n>` as in the deployment `ecs-svc/<n>`).
+    pub fn service_revision_arn(&self, cluster: &str, service: &str, number: &str) -> String {
+        self.ecs_arn_of(&["service-revision/", cluster, "/", service, "/", number])
+    }
     /// The account's root principal, `arn:aws:iam::<account>:root`.
     pub fn root_principal(&self) -> String {
         format!("arn:{}:iam::{}:root", self.partition, self.account)

@@ -25,6 +25,8 @@
 //! - Tasks on DRAINING instances are replaced elsewhere within maximumPercent, then stopped.
 //! - DRAINING services (deleted) stop all their tasks and become INACTIVE when none is left.
 
+pub mod rollout;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduling {
     Replica,
@@ -55,6 +57,9 @@ pub enum RolloutState {
 pub struct Deployment {
     pub id: String,
     pub task_definition: String,
+    /// The service revision it runs: its own number (`ecs-svc/<n>` runs revision `<n>`), or for
+    /// a rollback the revision rolled back to.
+    pub revision: String,
     pub status: DeploymentStatus,
     pub rollout_state: RolloutState,
     pub rollout_state_reason: Option<String>,
@@ -88,6 +93,8 @@ pub struct Service {
     pub last_steady_event_at: Option<f64>,
     /// The task definition of the last deployment that COMPLETED (rollback target).
     pub last_completed_task_definition: Option<String>,
+    /// The service revision of the last deployment that COMPLETED (rollback target).
+    pub last_completed_revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +156,8 @@ pub struct Input<'a> {
     pub now: f64,
     /// A fresh deployment id, in case the plan must create one (rollback).
     pub new_deployment_id: &'a str,
+    /// The service's live service deployment, if one is in flight.
+    pub service_deployment: Option<&'a rollout::ServiceDeployment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +198,17 @@ pub struct Plan {
     pub steady_event: bool,
     /// The new `last_completed_task_definition`, if it changed.
     pub completed_task_definition: Option<String>,
+    /// The new `last_completed_revision`, with `completed_task_definition`.
+    pub completed_revision: Option<String>,
+    /// The live service deployment after this step (`None` if there was none).
+    pub service_deployment: Option<rollout::ServiceDeployment>,
+}
+
+/// The service revision an ECS deployment id (`ecs-svc/<n>`) creates: `<n>`.
+pub fn revision_of(deployment_id: &str) -> &str {
+    deployment_id
+        .strip_prefix("ecs-svc/")
+        .unwrap_or(deployment_id)
 }
 
 /// Failures within this many seconds count for the launch back-off.
@@ -241,6 +261,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let now = input.now;
     let mut plan = Plan {
         deployments: s.deployments.clone(),
+        service_deployment: input.service_deployment.cloned(),
         ..Default::default()
     };
     let name = &s.name;
@@ -293,6 +314,9 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
         }
         let still_running = input.tasks.iter().any(|t| !t.stopped);
         plan.inactive = to_stop.is_empty() && !still_running;
+        if let Some(sd) = plan.service_deployment.as_mut() {
+            sd.service_deleted(now);
+        }
         return plan;
     }
 
@@ -304,6 +328,9 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     else {
         return plan;
     };
+    if let Some(sd) = plan.service_deployment.as_mut() {
+        sd.start(now);
+    }
     let threshold = failure_threshold(s.desired_count, s.circuit_breaker.and_then(|c| c.threshold));
     let failures = |d: &Deployment| {
         input
@@ -343,8 +370,26 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
                 d.next_launch_at = now + (2f64.powi((recent - 1).min(9))).min(300.0);
             }
         }
+        if let Some(sd) = plan
+            .service_deployment
+            .as_mut()
+            .filter(|sd| sd.deployment_id == d.id)
+        {
+            sd.count_failures(d.failures_seen, now);
+        }
     }
-    let mut rollback_to: Option<String> = None;
+    // The last completed deployment, if the primary is not it: where a rollback goes.
+    // (Services from before service revisions know only the task definition: the rollback
+    // then gets a revision of its own.)
+    let previous = s.last_completed_task_definition.clone().and_then(|td| {
+        let d = &plan.deployments[primary_idx];
+        match &s.last_completed_revision {
+            Some(r) => (*r != d.revision).then(|| (td, r.clone())),
+            None => (td != d.task_definition)
+                .then(|| (td, revision_of(input.new_deployment_id).to_string())),
+        }
+    });
+    let mut rollback_to: Option<((String, String), &str)> = None;
     if let Some(cb) = s.circuit_breaker {
         let d = &mut plan.deployments[primary_idx];
         if d.rollout_state == RolloutState::InProgress && d.failures_seen >= threshold {
@@ -356,35 +401,77 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
                 "(service {name}) (deployment {}) deployment failed: tasks failed to start.",
                 d.id
             ));
-            if cb.rollback {
-                if let Some(td) = s
-                    .last_completed_task_definition
-                    .clone()
-                    .filter(|td| *td != d.task_definition)
-                {
-                    rollback_to = Some(td);
+            let sd = plan.service_deployment.as_mut();
+            let rolled = cb.rollback && previous.is_some();
+            if let Some(sd) = sd {
+                if sd.deployment_id == d.id {
+                    sd.tripped(now);
                 }
+                if !rolled {
+                    sd.failed(&d.id, now);
+                }
+            }
+            if rolled {
+                rollback_to = previous
+                    .clone()
+                    .map(|p| (p, rollout::reason::CIRCUIT_BREAKER_ROLLBACK));
             }
         }
     }
-    if let Some(td) = rollback_to {
+    // StopServiceDeployment: ROLLBACK goes back to the last completed revision; ABORT stops
+    // launching where the deployment is.
+    if let Some(sd) = plan.service_deployment.as_mut() {
+        let d = &mut plan.deployments[primary_idx];
+        match sd.status {
+            rollout::Status::RollbackRequested if rollback_to.is_none() => match &previous {
+                Some(p) => {
+                    rollback_to = Some((p.clone(), rollout::reason::ROLLBACK_REQUESTED));
+                    if d.rollout_state == RolloutState::InProgress {
+                        d.rollout_state = RolloutState::Failed;
+                        d.rollout_state_reason =
+                            Some("ECS deployment stopped: rolled back on request.".into());
+                        d.updated_at = now;
+                    }
+                }
+                None => sd.cannot_roll_back(now),
+            },
+            rollout::Status::StopRequested => {
+                if d.rollout_state == RolloutState::InProgress {
+                    d.rollout_state = RolloutState::Failed;
+                    d.rollout_state_reason = Some("ECS deployment stopped on request.".into());
+                    d.updated_at = now;
+                }
+                sd.aborted(now);
+            }
+            _ => {}
+        }
+    }
+    if let Some(((td, revision), why)) = rollback_to {
         for d in plan.deployments.iter_mut() {
             d.status = DeploymentStatus::Active;
         }
         plan.deployments.push(Deployment {
             id: input.new_deployment_id.to_string(),
             task_definition: td,
+            revision: revision.clone(),
             status: DeploymentStatus::Primary,
             rollout_state: RolloutState::InProgress,
             rollout_state_reason: Some(
-                "ECS deployment circuit breaker: rolling back to the last completed deployment."
-                    .into(),
+                if why == rollout::reason::ROLLBACK_REQUESTED {
+                    "ECS deployment rolling back to the last completed deployment on request."
+                } else {
+                    "ECS deployment circuit breaker: rolling back to the last completed deployment."
+                }
+                .into(),
             ),
             created_at: now,
             updated_at: now,
             next_launch_at: now,
             failures_seen: 0,
         });
+        if let Some(sd) = plan.service_deployment.as_mut() {
+            sd.rolling_back(why, &revision, input.new_deployment_id, now);
+        }
         plan.events.push(format!(
             "(service {name}) (deployment {}) deployment rolling back to the last completed deployment.",
             input.new_deployment_id
@@ -440,6 +527,10 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
                 pd.id
             ));
             plan.completed_task_definition = Some(pd.task_definition.clone());
+            plan.completed_revision = Some(pd.revision.clone());
+        }
+        if let Some(sd) = plan.service_deployment.as_mut() {
+            sd.completed(&pd.id, now);
         }
         let before = plan.deployments.len();
         plan.deployments
@@ -462,6 +553,20 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
                 || d.rollout_state == RolloutState::Failed
                 || remaining.iter().any(|t| t.deployment_id == d.id)
         });
+    }
+    // A live service deployment whose ECS deployment is no longer the primary one was replaced.
+    if let Some(sd) = plan.service_deployment.as_mut() {
+        let runs = sd
+            .rollback
+            .as_ref()
+            .map_or(&sd.deployment_id, |r| &r.deployment_id);
+        let primary = plan
+            .deployments
+            .iter()
+            .any(|d| d.id == *runs && d.status == DeploymentStatus::Primary);
+        if !primary {
+            sd.superseded_in_place(now);
+        }
     }
     plan
 }

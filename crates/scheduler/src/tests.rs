@@ -5,6 +5,7 @@ fn dep(id: &str, td: &str, status: DeploymentStatus) -> Deployment {
     Deployment {
         id: id.into(),
         task_definition: td.into(),
+        revision: revision_of(id).into(),
         status,
         rollout_state: RolloutState::InProgress,
         rollout_state_reason: None,
@@ -28,6 +29,7 @@ fn svc(desired: u32, max: u32, min: u32, deployments: Vec<Deployment>) -> Servic
         health_check_grace_seconds: 0.0,
         last_steady_event_at: None,
         last_completed_task_definition: None,
+        last_completed_revision: None,
     }
 }
 
@@ -65,6 +67,7 @@ fn run(s: &Service, tasks: &[Task], instances: &[Instance]) -> Plan {
         instances,
         now: 100.0,
         new_deployment_id: "ecs-svc/2",
+        service_deployment: None,
     })
 }
 
@@ -416,6 +419,239 @@ proptest! {
             let mut per: std::collections::HashMap<&str, u32> = Default::default();
             for st in &p.starts { *per.entry(st.instance_id.as_deref().unwrap()).or_default() += st.count; }
             prop_assert!(per.values().all(|c| *c == 1));
+        }
+    }
+}
+
+mod service_deployments {
+    use super::*;
+    use crate::rollout::{reason, Monitor, ServiceDeployment, Status};
+
+    fn step(s: &Service, sd: &ServiceDeployment, tasks: &[Task]) -> Plan {
+        reconcile(&Input {
+            service: s,
+            tasks,
+            instances: &[inst("i1")],
+            now: 100.0,
+            new_deployment_id: "ecs-svc/9",
+            service_deployment: Some(sd),
+        })
+    }
+
+    fn failed(n: usize, dep: &str) -> Vec<Task> {
+        (0..n)
+            .map(|i| Task {
+                failed: true,
+                stopped: true,
+                desired_running: false,
+                ..task(&format!("f{i}"), dep, "i1", false)
+            })
+            .collect()
+    }
+
+    fn rolled_out(cb: Option<CircuitBreaker>) -> (Service, ServiceDeployment) {
+        let mut s = svc(
+            2,
+            200,
+            100,
+            vec![
+                dep("ecs-svc/1", "td:1", DeploymentStatus::Active),
+                dep("ecs-svc/2", "td:2", DeploymentStatus::Primary),
+            ],
+        );
+        s.circuit_breaker = cb;
+        s.last_completed_task_definition = Some("td:1".into());
+        s.last_completed_revision = Some("1".into());
+        (s, ServiceDeployment::new("ecs-svc/2", cb.is_some(), 50.0))
+    }
+
+    #[test]
+    fn pending_starts_then_succeeds_when_the_target_completes() {
+        let (s, sd) = rolled_out(None);
+        let p = step(&s, &sd, &[task("a", "ecs-svc/1", "i1", true)]);
+        let sd = p.service_deployment.unwrap();
+        assert_eq!(sd.status, Status::InProgress);
+        assert_eq!(sd.started_at, Some(100.0));
+        assert_eq!(sd.circuit_breaker, Monitor::Disabled);
+        let done = [task("b", "ecs-svc/2", "i1", true), task("c", "ecs-svc/2", "i1", true)];
+        let p = step(&s, &sd, &done);
+        let sd = p.service_deployment.unwrap();
+        assert_eq!(sd.status, Status::Successful);
+        assert_eq!(sd.finished_at, Some(100.0));
+        assert_eq!(sd.status_reason.as_deref(), Some(reason::SUCCESSFUL));
+        assert_eq!(p.completed_revision.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn circuit_breaker_rolls_back_to_the_last_completed_revision() {
+        let cb = Some(CircuitBreaker {
+            rollback: true,
+            threshold: None,
+        });
+        let (s, sd) = rolled_out(cb);
+        let p = step(&s, &sd, &failed(3, "ecs-svc/2"));
+        let sd = p.service_deployment.clone().unwrap();
+        assert_eq!(sd.status, Status::RollbackInProgress);
+        assert_eq!(sd.circuit_breaker, Monitor::Triggered);
+        assert_eq!(sd.failure_count, 3);
+        let rb = sd.rollback.clone().unwrap();
+        assert_eq!((rb.revision.as_str(), rb.deployment_id.as_str()), ("1", "ecs-svc/9"));
+        assert_eq!(rb.reason, reason::CIRCUIT_BREAKER_ROLLBACK);
+        let primary = p
+            .deployments
+            .iter()
+            .find(|d| d.status == DeploymentStatus::Primary)
+            .unwrap();
+        assert_eq!((primary.id.as_str(), primary.revision.as_str()), ("ecs-svc/9", "1"));
+        // The rollback deployment completes: ROLLBACK_SUCCESSFUL, and revision 1 is still the
+        // last completed one.
+        let mut s2 = s.clone();
+        s2.deployments = p.deployments.clone();
+        let back = [task("b", "ecs-svc/9", "i1", true), task("c", "ecs-svc/9", "i1", true)];
+        let p = step(&s2, &sd, &back);
+        let sd = p.service_deployment.unwrap();
+        assert_eq!(sd.status, Status::RollbackSuccessful);
+        assert_eq!(sd.circuit_breaker, Monitor::Triggered);
+        assert_eq!(p.completed_revision.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn circuit_breaker_without_rollback_stops_the_deployment() {
+        let cb = Some(CircuitBreaker {
+            rollback: false,
+            threshold: None,
+        });
+        let (s, sd) = rolled_out(cb);
+        let p = step(&s, &sd, &failed(3, "ecs-svc/2"));
+        let sd = p.service_deployment.unwrap();
+        assert_eq!(sd.status, Status::Stopped);
+        assert_eq!(sd.status_reason.as_deref(), Some(reason::CIRCUIT_BREAKER));
+        assert_eq!(sd.stopped_at, Some(100.0));
+        assert_eq!(sd.circuit_breaker, Monitor::Triggered);
+        assert!(p.starts.is_empty());
+    }
+
+    #[test]
+    fn requested_rollback_runs_the_previous_revision_without_a_breaker() {
+        let (s, mut sd) = rolled_out(None);
+        sd.start(60.0);
+        sd.request_rollback(70.0);
+        let p = step(&s, &sd, &[task("a", "ecs-svc/1", "i1", true)]);
+        let sd = p.service_deployment.unwrap();
+        assert_eq!(sd.status, Status::RollbackInProgress);
+        assert_eq!(sd.rollback.unwrap().reason, reason::ROLLBACK_REQUESTED);
+        let target = p.deployments.iter().find(|d| d.id == "ecs-svc/2").unwrap();
+        assert_eq!(target.rollout_state, RolloutState::Failed);
+        assert_eq!(p.starts.len(), 1);
+        assert_eq!(p.starts[0].task_definition, "td:1");
+        assert_eq!(p.starts[0].deployment_id, "ecs-svc/9");
+    }
+
+    #[test]
+    fn requested_rollback_of_a_first_deployment_fails() {
+        let (mut s, mut sd) = rolled_out(None);
+        s.last_completed_task_definition = None;
+        s.last_completed_revision = None;
+        sd.request_rollback(70.0);
+        let p = step(&s, &sd, &[]);
+        let sd = p.service_deployment.unwrap();
+        assert_eq!(sd.status, Status::RollbackFailed);
+        assert_eq!(sd.status_reason.as_deref(), Some(reason::NOTHING_TO_ROLL_BACK_TO));
+    }
+
+    #[test]
+    fn abort_stops_launching() {
+        let (s, mut sd) = rolled_out(None);
+        sd.request_stop(70.0);
+        let p = step(&s, &sd, &[task("a", "ecs-svc/1", "i1", true)]);
+        assert_eq!(p.service_deployment.unwrap().status, Status::Stopped);
+        assert!(p.starts.is_empty());
+    }
+
+    #[test]
+    fn deleting_the_service_stops_its_deployment() {
+        let (mut s, sd) = rolled_out(None);
+        s.status = ServiceStatus::Draining;
+        let p = step(&s, &sd, &[]);
+        let sd = p.service_deployment.unwrap();
+        assert_eq!(sd.status, Status::Stopped);
+        assert_eq!(sd.status_reason.as_deref(), Some(reason::SERVICE_DELETED));
+    }
+
+    fn arb_status() -> impl Strategy<Value = Status> {
+        prop::sample::select(vec![
+            Status::Pending,
+            Status::InProgress,
+            Status::Successful,
+            Status::Stopped,
+            Status::StopRequested,
+            Status::RollbackRequested,
+            Status::RollbackInProgress,
+            Status::RollbackSuccessful,
+            Status::RollbackFailed,
+        ])
+    }
+
+    /// The edges of the state machine in the module documentation.
+    fn allowed(from: Status, to: Status) -> bool {
+        use Status::*;
+        from == to
+            || matches!(
+                (from, to),
+                (Pending, InProgress | Successful | Stopped | RollbackInProgress)
+                    | (InProgress, Successful | Stopped | RollbackInProgress)
+                    | (StopRequested, Stopped)
+                    | (RollbackRequested, RollbackInProgress | RollbackFailed | Stopped)
+                    | (RollbackInProgress, RollbackSuccessful | RollbackFailed | Stopped)
+            )
+    }
+
+    proptest! {
+        /// Whatever the service and its tasks: a step moves a service deployment only along the
+        /// state machine's edges, never moves a finished one, and leaves a live one only while
+        /// the ECS deployment running it is the primary.
+        #[test]
+        fn steps_follow_the_state_machine(
+            status in arb_status(),
+            breaker in any::<bool>(),
+            rollback in any::<bool>(),
+            previous in any::<bool>(),
+            draining in any::<bool>(),
+            mut tasks in prop::collection::vec(arb_task(2), 0..8),
+            failures in 0usize..5,
+        ) {
+            for (n, t) in tasks.iter_mut().enumerate() {
+                t.id = format!("t{n}");
+                t.deployment_id = format!("ecs-svc/{}", t.deployment_id.trim_start_matches('d').parse::<u32>().unwrap_or(0) + 1);
+            }
+            tasks.extend(failed(failures, "ecs-svc/2"));
+            let (mut s, mut sd) = rolled_out(breaker.then_some(CircuitBreaker { rollback, threshold: None }));
+            if !previous {
+                s.last_completed_task_definition = None;
+                s.last_completed_revision = None;
+            }
+            if draining {
+                s.status = ServiceStatus::Draining;
+            }
+            sd.status = status;
+            if status == Status::RollbackInProgress {
+                sd.rollback = Some(rollout::Rollback {
+                    reason: reason::ROLLBACK_REQUESTED.into(),
+                    started_at: 60.0,
+                    revision: "1".into(),
+                    deployment_id: "ecs-svc/2".into(),
+                });
+            }
+            let p = step(&s, &sd, &tasks);
+            let after = p.service_deployment.unwrap();
+            prop_assert!(allowed(status, after.status), "{:?} -> {:?}", status, after.status);
+            if status.is_final() {
+                prop_assert_eq!(&after, &sd);
+            }
+            if !after.status.is_final() {
+                let runs = after.rollback.as_ref().map_or(&after.deployment_id, |r| &r.deployment_id);
+                prop_assert!(p.deployments.iter().any(|d| d.id == *runs && d.status == DeploymentStatus::Primary));
+            }
         }
     }
 }

@@ -43,3 +43,17 @@ pub const SETTINGS: &str = "ecs/settings/";
 pub fn setting(principal: &str, name: &str) -> String {
     format!("{SETTINGS}{principal}|{name}")
 }
+pub fn service_deployments_of(cluster: &str, service: &str) -> String {
+    format!("ecs/service-deployments/{cluster}/{service}/")
+}
+pub fn service_deployment(cluster: &str, service: &str, id: &str) -> String {
+    format!("ecs/service-deployments/{cluster}/{service}/{id}")
+}
+pub const SERVICE_DEPLOYMENTS: &str = "ecs/service-deployments/";
+pub fn service_revision(cluster: &str, service: &str, number: &str) -> String {
+    format!("{SERVICE_REVISIONS}{cluster}/{service}/{number}")
+}
+pub const SERVICE_REVISIONS: &str = "ecs/service-revisions/";
+pub fn service_revisions_of(cluster: &str, service: &str) -> String {
+    format!("{SERVICE_REVISIONS}{cluster}/{service}/")
+}

@@ -822,6 +822,10 @@ pub struct ClientTokenRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     pub id: String,
+    /// The service revision it runs when not its own (`ecs-svc/<n>` runs revision `<n>`): a
+    /// rollback runs the revision it went back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// PRIMARY or ACTIVE.
     pub status: DeploymentStatus,
     pub task_definition: String,
@@ -835,6 +839,9 @@ pub struct DeploymentRecord {
     pub next_launch_at: f64,
     #[serde(default)]
     pub failures_seen: u32,
+    /// Its revision's image digests are recorded (or there is nothing to record them in).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub images_recorded: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -897,6 +904,219 @@ pub struct ServiceRecord {
     pub capacity_provider_strategy: Vec<stored::CapacityProviderStrategyItem>,
     #[serde(default)]
     pub role_arn: Option<String>,
+    /// The revision of the last deployment that COMPLETED (with `last_completed_task_definition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completed_revision: Option<String>,
+    /// The id of the service deployment in flight ([`ServiceDeploymentRecord`]), if any.
+    /// Invariant: every write of a live service deployment record also writes this record, so
+    /// compare-on-revision of the service guards both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_service_deployment: Option<String>,
+    /// `current_service_deployment` has not finished yet: the scheduler moves it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service_deployment_in_flight: bool,
+}
+
+impl DeploymentRecord {
+    /// The service revision this deployment runs.
+    pub fn revision(&self) -> &str {
+        self.revision
+            .as_deref()
+            .unwrap_or_else(|| berth_scheduler::revision_of(&self.id))
+    }
+}
+
+stored_enum! {
+    /// [`ServiceDeploymentRecord::status`]: ECS's `ServiceDeploymentStatus`.
+    pub enum ServiceDeploymentStatus {
+        Pending = "PENDING",
+        InProgress = "IN_PROGRESS",
+        Successful = "SUCCESSFUL",
+        Stopped = "STOPPED",
+        StopRequested = "STOP_REQUESTED",
+        RollbackRequested = "ROLLBACK_REQUESTED",
+        RollbackInProgress = "ROLLBACK_IN_PROGRESS",
+        RollbackSuccessful = "ROLLBACK_SUCCESSFUL",
+        RollbackFailed = "ROLLBACK_FAILED",
+    }
+}
+
+stored_enum! {
+    /// [`ServiceDeploymentRecord::circuit_breaker`]: ECS's `ServiceDeploymentRollbackMonitorsStatus`.
+    pub enum MonitorStatus {
+        Disabled = "DISABLED",
+        Monitoring = "MONITORING",
+        MonitoringComplete = "MONITORING_COMPLETE",
+        Triggered = "TRIGGERED",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub reason: String,
+    pub started_at: f64,
+    /// The revision rolled back to.
+    pub revision: String,
+    /// The ECS deployment (`ecs-svc/<n>`) that runs it.
+    pub deployment_id: String,
+}
+
+/// One rollout of a service to a target revision (ECS's `ServiceDeployment`), kept after it
+/// finished as the service's deployment history. Stored at
+/// `keys::service_deployment(cluster, service, id)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceDeploymentRecord {
+    pub id: String,
+    pub cluster: String,
+    pub service: String,
+    /// The ECS deployment (`ecs-svc/<n>`) that rolls the target revision out.
+    pub deployment_id: String,
+    pub target_revision: String,
+    /// The revisions running when it started (newest first).
+    pub source_revisions: Vec<String>,
+    pub status: ServiceDeploymentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub created_at: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<f64>,
+    pub updated_at: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+    pub circuit_breaker: MonitorStatus,
+    pub failure_count: u32,
+    /// The circuit breaker's threshold when the deployment started.
+    pub threshold: u32,
+    /// The service's deployment configuration when the deployment started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_configuration: Option<stored::DeploymentConfiguration>,
+    /// Each revision's task counts when it finished (ECS shows the counts of the moment a
+    /// deployment completed); live counts until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_counts: Vec<RevisionCountRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionCountRecord {
+    pub revision: String,
+    pub requested: u32,
+    pub running: u32,
+    pub pending: u32,
+}
+
+impl ServiceDeploymentRecord {
+    pub fn is_final(&self) -> bool {
+        self.moving_parts().status.is_final()
+    }
+
+    /// The part the scheduler moves.
+    pub fn moving_parts(&self) -> berth_scheduler::rollout::ServiceDeployment {
+        use berth_scheduler::rollout::{Monitor, Rollback, ServiceDeployment, Status};
+        ServiceDeployment {
+            status: match self.status {
+                ServiceDeploymentStatus::Pending => Status::Pending,
+                ServiceDeploymentStatus::InProgress => Status::InProgress,
+                ServiceDeploymentStatus::Successful => Status::Successful,
+                ServiceDeploymentStatus::Stopped => Status::Stopped,
+                ServiceDeploymentStatus::StopRequested => Status::StopRequested,
+                ServiceDeploymentStatus::RollbackRequested => Status::RollbackRequested,
+                ServiceDeploymentStatus::RollbackInProgress => Status::RollbackInProgress,
+                ServiceDeploymentStatus::RollbackSuccessful => Status::RollbackSuccessful,
+                ServiceDeploymentStatus::RollbackFailed => Status::RollbackFailed,
+            },
+            status_reason: self.status_reason.clone(),
+            deployment_id: self.deployment_id.clone(),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            stopped_at: self.stopped_at,
+            updated_at: self.updated_at,
+            rollback: self.rollback.as_ref().map(|r| Rollback {
+                reason: r.reason.clone(),
+                started_at: r.started_at,
+                revision: r.revision.clone(),
+                deployment_id: r.deployment_id.clone(),
+            }),
+            circuit_breaker: match self.circuit_breaker {
+                MonitorStatus::Disabled => Monitor::Disabled,
+                MonitorStatus::Monitoring => Monitor::Monitoring,
+                MonitorStatus::MonitoringComplete => Monitor::MonitoringComplete,
+                MonitorStatus::Triggered => Monitor::Triggered,
+            },
+            failure_count: self.failure_count,
+        }
+    }
+
+    /// Takes the moved parts back.
+    pub fn set_moving_parts(&mut self, sd: berth_scheduler::rollout::ServiceDeployment) {
+        use berth_scheduler::rollout::{Monitor, Status};
+        self.status = match sd.status {
+            Status::Pending => ServiceDeploymentStatus::Pending,
+            Status::InProgress => ServiceDeploymentStatus::InProgress,
+            Status::Successful => ServiceDeploymentStatus::Successful,
+            Status::Stopped => ServiceDeploymentStatus::Stopped,
+            Status::StopRequested => ServiceDeploymentStatus::StopRequested,
+            Status::RollbackRequested => ServiceDeploymentStatus::RollbackRequested,
+            Status::RollbackInProgress => ServiceDeploymentStatus::RollbackInProgress,
+            Status::RollbackSuccessful => ServiceDeploymentStatus::RollbackSuccessful,
+            Status::RollbackFailed => ServiceDeploymentStatus::RollbackFailed,
+        };
+        self.status_reason = sd.status_reason;
+        self.deployment_id = sd.deployment_id;
+        self.started_at = sd.started_at;
+        self.finished_at = sd.finished_at;
+        self.stopped_at = sd.stopped_at;
+        self.updated_at = sd.updated_at;
+        self.rollback = sd.rollback.map(|r| RollbackRecord {
+            reason: r.reason,
+            started_at: r.started_at,
+            revision: r.revision,
+            deployment_id: r.deployment_id,
+        });
+        self.circuit_breaker = match sd.circuit_breaker {
+            Monitor::Disabled => MonitorStatus::Disabled,
+            Monitor::Monitoring => MonitorStatus::Monitoring,
+            Monitor::MonitoringComplete => MonitorStatus::MonitoringComplete,
+            Monitor::Triggered => MonitorStatus::Triggered,
+        };
+        self.failure_count = sd.failure_count;
+    }
+}
+
+/// A container image of a service revision: the image as the task definition names it, and
+/// the digest its tasks actually ran, once one reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerImageRecord {
+    pub container_name: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+}
+
+/// A service revision (ECS's `ServiceRevision`): what one deployment of a service runs.
+/// Immutable once written, apart from the image digests its first tasks report. Stored at
+/// `keys::service_revision(cluster, service, number)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRevisionRecord {
+    /// The `<n>` of the deployment `ecs-svc/<n>` that created it.
+    pub number: String,
+    pub cluster: String,
+    pub service: String,
+    pub task_definition: String,
+    pub launch_type: LaunchType,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<stored::CapacityProviderStrategyItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<stored::LoadBalancer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_registries: Vec<stored::ServiceRegistry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<stored::NetworkConfiguration>,
+    pub container_images: Vec<ContainerImageRecord>,
+    pub created_at: f64,
 }
 
 #[cfg(test)]
@@ -1290,6 +1510,63 @@ mod tests {
             ClusterStatus::as_str,
             ClusterStatus::parse,
         );
+    }
+
+    #[test]
+    fn service_deployment_statuses_round_trip_and_match_the_wire() {
+        round_trips(
+            ServiceDeploymentStatus::ALL,
+            ServiceDeploymentStatus::as_str,
+            ServiceDeploymentStatus::parse,
+        );
+        round_trips(MonitorStatus::ALL, MonitorStatus::as_str, MonitorStatus::parse);
+        // Every ECS spelling is one of ours and back.
+        for v in ecs::ServiceDeploymentStatus::VALUES {
+            assert!(ServiceDeploymentStatus::parse(v).is_some(), "{v}");
+        }
+        for v in ecs::ServiceDeploymentRollbackMonitorsStatus::VALUES {
+            assert!(MonitorStatus::parse(v).is_some(), "{v}");
+        }
+        // A record's moving parts survive the trip through the scheduler's state machine.
+        for &status in ServiceDeploymentStatus::ALL {
+            for &cb in MonitorStatus::ALL {
+                let r = ServiceDeploymentRecord {
+                    id: "x".into(),
+                    cluster: "c".into(),
+                    service: "s".into(),
+                    deployment_id: "ecs-svc/1".into(),
+                    target_revision: "1".into(),
+                    source_revisions: vec![],
+                    status,
+                    status_reason: Some("r".into()),
+                    created_at: 1.0,
+                    started_at: Some(2.0),
+                    finished_at: None,
+                    stopped_at: Some(3.0),
+                    updated_at: 4.0,
+                    rollback: Some(RollbackRecord {
+                        reason: "why".into(),
+                        started_at: 2.5,
+                        revision: "0".into(),
+                        deployment_id: "ecs-svc/2".into(),
+                    }),
+                    circuit_breaker: cb,
+                    failure_count: 2,
+                    threshold: 3,
+                    deployment_configuration: None,
+                    final_counts: vec![],
+                };
+                let mut back = r.clone();
+                back.status = ServiceDeploymentStatus::Pending;
+                back.circuit_breaker = MonitorStatus::Disabled;
+                back.rollback = None;
+                back.set_moving_parts(r.moving_parts());
+                assert_eq!(
+                    serde_json::to_string(&back).unwrap(),
+                    serde_json::to_string(&r).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,8 +12,9 @@ use crate::ecs::tasks::{self, Launch};
 use crate::keys;
 use crate::records::{
     convert, ContainerInstanceRecord, DeploymentRecord, DeploymentStatus, HealthStatus,
-    InstanceStatus, RolloutState, SchedulingStrategy, ServiceEventRecord, ServiceRecord,
-    ServiceStatus, TaskDefinitionRecord, TaskRecord,
+    InstanceStatus, RevisionCountRecord, RolloutState, SchedulingStrategy, ServiceDeploymentRecord,
+    ServiceEventRecord, ServiceRecord, ServiceRevisionRecord, ServiceStatus, TaskDefinitionRecord,
+    TaskRecord,
 };
 use crate::state::{Ctx, Ecs};
 use crate::stored;
@@ -231,6 +232,7 @@ fn to_sched_deployment(d: &DeploymentRecord) -> sched::Deployment {
     sched::Deployment {
         id: d.id.clone(),
         task_definition: d.task_definition.clone(),
+        revision: d.revision().to_string(),
         status: if d.status == DeploymentStatus::Primary {
             sched::DeploymentStatus::Primary
         } else {
@@ -249,9 +251,15 @@ fn to_sched_deployment(d: &DeploymentRecord) -> sched::Deployment {
     }
 }
 
-fn from_sched_deployment(d: &sched::Deployment) -> DeploymentRecord {
+/// The record of a deployment the plan keeps or makes (`before`: the service's records, whose
+/// bookkeeping the scheduler does not see).
+fn from_sched_deployment(d: &sched::Deployment, before: &[DeploymentRecord]) -> DeploymentRecord {
     DeploymentRecord {
         id: d.id.clone(),
+        revision: (d.revision != sched::revision_of(&d.id)).then(|| d.revision.clone()),
+        images_recorded: before
+            .iter()
+            .any(|b| b.id == d.id && b.images_recorded),
         status: match d.status {
             sched::DeploymentStatus::Primary => DeploymentStatus::Primary,
             sched::DeploymentStatus::Active => DeploymentStatus::Active,
@@ -283,6 +291,29 @@ async fn task_definition(
         .map(|r| ecs::TaskDefinition::from(r.definition.clone()));
     cache.insert(arn.to_string(), td.clone());
     Ok(td)
+}
+
+/// The service's circuit breaker as the scheduler sees it (None: off).
+fn breaker(svc: &ServiceRecord) -> Option<sched::CircuitBreaker> {
+    svc.circuit_breaker
+        .as_ref()
+        .filter(|c| c.enable == Some(true))
+        .map(|c| sched::CircuitBreaker {
+            rollback: c.rollback == Some(true),
+            threshold: breaker_threshold(svc),
+        })
+}
+
+/// The circuit breaker's explicit threshold (`thresholdConfiguration`), if any.
+pub(crate) fn breaker_threshold(svc: &ServiceRecord) -> Option<u32> {
+    let t = svc.circuit_breaker.as_ref()?.threshold_configuration.as_ref()?;
+    let v = t.value?.max(0) as u64;
+    let pct = (svc.desired_count as u64 * v).div_ceil(100) as u32;
+    Some(match t.type_? {
+        stored::ThresholdType::Count => v as u32,
+        stored::ThresholdType::BoundedPercent => pct.clamp(3, 200),
+        stored::ThresholdType::UnboundedPercent => pct.max(1),
+    })
 }
 
 fn has_health_check(td: Option<&ecs::TaskDefinition>) -> bool {
@@ -389,26 +420,23 @@ async fn reconcile_service(
         maximum_percent: svc.maximum_percent,
         minimum_healthy_percent: svc.minimum_healthy_percent,
         deployments: svc.deployments.iter().map(to_sched_deployment).collect(),
-        circuit_breaker: svc
-            .circuit_breaker
-            .as_ref()
-            .filter(|c| c.enable == Some(true))
-            .map(|c| sched::CircuitBreaker {
-                rollback: c.rollback == Some(true),
-                threshold: c.threshold_configuration.as_ref().and_then(|t| {
-                    let v = t.value?.max(0) as u64;
-                    let pct = (svc.desired_count as u64 * v).div_ceil(100) as u32;
-                    Some(match t.type_? {
-                        stored::ThresholdType::Count => v as u32,
-                        stored::ThresholdType::BoundedPercent => pct.clamp(3, 200),
-                        stored::ThresholdType::UnboundedPercent => pct.max(1),
-                    })
-                }),
-            }),
+        circuit_breaker: breaker(&svc),
         health_check_grace_seconds: svc.health_check_grace_period_seconds.unwrap_or(0) as f64,
         last_steady_event_at: svc.last_steady_event_at,
         last_completed_task_definition: svc.last_completed_task_definition.clone(),
+        last_completed_revision: svc.last_completed_revision.clone(),
     };
+    // The service deployment in flight, if any (read only while there is one).
+    let sd_key = svc
+        .current_service_deployment
+        .as_ref()
+        .filter(|_| svc.service_deployment_in_flight)
+        .map(|id| keys::service_deployment(&cluster, &svc.name, id));
+    let sd_rec: Option<ServiceDeploymentRecord> = match &sd_key {
+        Some(k) => ctx.app.repo.get(k).await?.map(|v| v.value),
+        None => None,
+    };
+    let sd_before = sd_rec.as_ref().map(|r| r.moving_parts());
     let new_id = crate::ecs::services::deployment_id();
     let plan = sched::reconcile(&sched::Input {
         service: &service,
@@ -416,6 +444,7 @@ async fn reconcile_service(
         instances,
         now,
         new_deployment_id: &new_id,
+        service_deployment: sd_before.as_ref(),
     });
 
     let mut events: Vec<String> = plan.events.clone();
@@ -520,8 +549,48 @@ async fn reconcile_service(
     }
 
     // Write back deployments, events, status.
-    let deployments: Vec<DeploymentRecord> =
-        plan.deployments.iter().map(from_sched_deployment).collect();
+    let mut deployments: Vec<DeploymentRecord> = plan
+        .deployments
+        .iter()
+        .map(|d| from_sched_deployment(d, &svc.deployments))
+        .collect();
+    // Each revision records the image digests its first fully reported task ran.
+    let mut extra_puts: Vec<(String, Vec<u8>)> = Vec::new();
+    for d in deployments.iter_mut().filter(|d| !d.images_recorded) {
+        let Some(ran) = task_recs.iter().find(|t| {
+            t.started_by.as_deref() == Some(d.id.as_str())
+                && !t.containers.is_empty()
+                && t.containers.iter().all(|c| c.image_digest.is_some())
+        }) else {
+            continue;
+        };
+        let key = keys::service_revision(&cluster, &svc.name, d.revision());
+        if let Some(mut r) = ctx.app.repo.get::<ServiceRevisionRecord>(&key).await? {
+            let mut filled = false;
+            for image in r.value.container_images.iter_mut() {
+                if image.image_digest.is_none() {
+                    image.image_digest = ran
+                        .containers
+                        .iter()
+                        .find(|c| c.name == image.container_name)
+                        .and_then(|c| c.image_digest.clone());
+                    filled |= image.image_digest.is_some();
+                }
+            }
+            if filled {
+                extra_puts.push((key, to_bytes(&r.value)));
+            }
+        }
+        d.images_recorded = true;
+    }
+    let images_changed = deployments
+        .iter()
+        .zip(&svc.deployments)
+        .any(|(a, b)| a.id == b.id && a.images_recorded != b.images_recorded);
+    // The service deployment moved: write it (with the service record, its invariant); once
+    // finished, its counts are frozen as they are now.
+    let sd_after = plan.service_deployment.clone();
+    let sd_changed = sd_after != sd_before;
     let changed_deployments =
         serde_json::to_string(&deployments).ok() != serde_json::to_string(&svc.deployments).ok();
     let fresh_events: Vec<String> = events
@@ -553,12 +622,40 @@ async fn reconcile_service(
         && !plan.inactive
         && plan.completed_task_definition.is_none()
         && !desired_changed
+        && !sd_changed
+        && !images_changed
     {
         return Ok(());
     }
     let key = keys::service(&cluster, &svc.name);
     let mut rec = svc.clone();
     rec.deployments = deployments;
+    if let (true, Some(k), Some(mut sd), Some(moved)) = (sd_changed, sd_key, sd_rec, sd_after) {
+        let done = moved.status.is_final();
+        sd.set_moving_parts(moved);
+        if done {
+            rec.service_deployment_in_flight = false;
+            let counts = crate::ecs::deployments::revision_counts(&rec, &task_recs);
+            let mut revisions = vec![sd.target_revision.clone()];
+            revisions.extend(sd.source_revisions.iter().cloned());
+            revisions.extend(sd.rollback.iter().map(|r| r.revision.clone()));
+            revisions.dedup();
+            sd.final_counts = revisions
+                .into_iter()
+                .map(|r| {
+                    let c = counts.get(&r).copied().unwrap_or_default();
+                    RevisionCountRecord {
+                        revision: r,
+                        requested: c.requested as u32,
+                        running: c.running as u32,
+                        pending: c.pending as u32,
+                    }
+                })
+                .collect();
+            tracing::info!(cluster = %cluster, service = %svc.name, deployment = %sd.id, status = %sd.status.as_str(), "service deployment finished");
+        }
+        extra_puts.push((k, to_bytes(&sd)));
+    }
     if let Some(d) = daemon_desired {
         rec.desired_count = d;
     }
@@ -586,17 +683,26 @@ async fn reconcile_service(
     }
     if let Some(td) = &plan.completed_task_definition {
         rec.last_completed_task_definition = Some(td.clone());
+        rec.last_completed_revision = plan.completed_revision.clone();
+    }
+    let mut txn = Txn::new().when(Compare::ModRevision {
+        key: key.clone(),
+        revision,
+    });
+    for (k, v) in extra_puts {
+        txn = txn.put(k, v);
     }
     if plan.inactive {
         rec.status = ServiceStatus::Inactive;
+        // ECS deletes a service's deployments and revisions with it.
+        rec.current_service_deployment = None;
+        rec.service_deployment_in_flight = false;
+        txn = txn
+            .delete_prefix(keys::service_deployments_of(&cluster, &svc.name))
+            .delete_prefix(keys::service_revisions_of(&cluster, &svc.name));
         tracing::info!(cluster = %cluster, service = %svc.name, "service inactive");
     }
-    let txn = Txn::new()
-        .when(Compare::ModRevision {
-            key: key.clone(),
-            revision,
-        })
-        .put(key, to_bytes(&rec));
+    let txn = txn.put(key, to_bytes(&rec));
     if ctx.app.repo.commit(txn).await?.is_none() {
         tracing::debug!(service = %svc.name, "service changed during reconcile; recomputing next pass");
     }

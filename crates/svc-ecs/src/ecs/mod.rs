@@ -3,6 +3,7 @@
 
 pub(crate) mod args;
 mod clusters;
+pub(crate) mod deployments;
 pub(crate) mod explain;
 pub(crate) mod instances;
 pub(crate) mod services;
@@ -95,6 +96,12 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         O::ListServices => route!(ctx, body, services::list_services),
         O::UpdateTaskProtection => route!(ctx, body, services::update_task_protection),
         O::GetTaskProtection => route!(ctx, body, services::get_task_protection),
+        O::ListServiceDeployments => route!(ctx, body, deployments::list_service_deployments),
+        O::DescribeServiceDeployments => {
+            route!(ctx, body, deployments::describe_service_deployments)
+        }
+        O::DescribeServiceRevisions => route!(ctx, body, deployments::describe_service_revisions),
+        O::StopServiceDeployment => route!(ctx, body, deployments::stop_service_deployment),
         other => Err(not_yet(other)),
     }
 }
@@ -164,7 +171,11 @@ fn dispatch_kind(op: Operation) -> Kind {
         | O::DescribeServices
         | O::ListServices
         | O::UpdateTaskProtection
-        | O::GetTaskProtection => Kind::Implemented,
+        | O::GetTaskProtection
+        | O::ListServiceDeployments
+        | O::DescribeServiceDeployments
+        | O::DescribeServiceRevisions
+        | O::StopServiceDeployment => Kind::Implemented,
         _ => Kind::NotYet,
     }
 }

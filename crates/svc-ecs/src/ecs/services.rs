@@ -5,7 +5,7 @@
 
 use super::args::{active_cluster, cluster_arg, decode_token, max_results, paginate};
 use super::tasks::task_id_of;
-use super::{tagging, taskdefs};
+use super::{deployments, tagging, taskdefs};
 use crate::keys;
 use crate::records::{
     convert, tags_to_wire, ClusterRecord, DeploymentRecord, DeploymentStatus, LaunchType,
@@ -28,7 +28,7 @@ pub(crate) fn deployment_id() -> String {
     format!("ecs-svc/{n}")
 }
 
-fn service_not_found() -> ApiError {
+pub(crate) fn service_not_found() -> ApiError {
     ApiError::new("ServiceNotFoundException", "Service not found.")
 }
 
@@ -149,23 +149,16 @@ pub(crate) fn to_wire(
         pending_count: total.pending,
         launch_type: Some(s.launch_type.into()),
         task_definition: Some(s.task_definition.clone()),
-        deployment_configuration: Some(ecs::DeploymentConfiguration {
-            deployment_circuit_breaker: Some(s.circuit_breaker.clone().map_or(
-                ecs::DeploymentCircuitBreaker {
-                    enable: Some(false),
-                    rollback: Some(false),
-                    ..Default::default()
-                },
-                Into::into,
-            )),
-            maximum_percent: Some(s.maximum_percent as i32),
-            minimum_healthy_percent: Some(s.minimum_healthy_percent as i32),
-            ..s.deployment_configuration
-                .clone()
-                .map(Into::into)
-                .unwrap_or_default()
-        }),
+        deployment_configuration: Some(deployments::deployment_configuration(s)),
         deployments: Some(deployments),
+        current_service_deployment: s.current_service_deployment.as_ref().map(|id| {
+            ctx.app
+                .scope
+                .service_deployment_arn(&s.cluster, &s.name, id)
+        }),
+        current_service_revisions: s.current_service_deployment.as_ref().map(|_| {
+            deployments::current_revisions(ctx, s, &deployments::revision_counts(s, tasks))
+        }),
         role_arn: s.role_arn.clone(),
         events: Some(events),
         created_at: Some(s.created_at),
@@ -316,7 +309,7 @@ pub async fn create_service(
                 }
             }
             let now = now_epoch();
-            let rec = ServiceRecord {
+            let mut rec = ServiceRecord {
                 name: name.clone(),
                 cluster: cluster.clone(),
                 status: ServiceStatus::Active,
@@ -330,6 +323,7 @@ pub async fn create_service(
                 task_definition: td_arn.clone(),
                 deployments: vec![DeploymentRecord {
                     id: deployment_id(),
+                    revision: None,
                     status: DeploymentStatus::Primary,
                     task_definition: td_arn.clone(),
                     rollout_state: RolloutState::InProgress,
@@ -338,6 +332,7 @@ pub async fn create_service(
                     updated_at: now,
                     next_launch_at: 0.0,
                     failures_seen: 0,
+                    images_recorded: false,
                 }],
                 maximum_percent: max,
                 minimum_healthy_percent: min,
@@ -369,10 +364,15 @@ pub async fn create_service(
                         .unwrap_or_default(),
                 ),
                 role_arn: req.role.clone(),
+                last_completed_revision: None,
+                current_service_deployment: None,
+                service_deployment_in_flight: false,
             };
+            let first = rec.deployments[0].clone();
+            let puts = deployments::start_puts(ctx, &mut rec, &first, &td, vec![], now).await?;
             // Invariant: creating a service rewrites the cluster record (DeleteCluster compares on it).
             let ckey = keys::cluster(&cluster);
-            let txn = Txn::new()
+            let mut txn = Txn::new()
                 .when(Compare::ModRevision {
                     key: key.clone(),
                     revision: existing.as_ref().map(|e| e.revision).unwrap_or(0),
@@ -383,6 +383,9 @@ pub async fn create_service(
                 })
                 .put(ckey, to_bytes(&cluster_rec.value))
                 .put(key.clone(), to_bytes(&rec));
+            for (k, v) in puts {
+                txn = txn.put(k, v);
+            }
             Ok(Attempt::Commit(txn, Created::New(rec)))
         })
         .await?;
@@ -423,7 +426,7 @@ pub async fn update_service(
     let cluster = cluster_arg(req.cluster.as_deref())?;
     active_cluster(ctx, &cluster).await?;
     let arg = req.service.clone().unwrap_or_default();
-    let new_td = match req.task_definition.as_deref() {
+    let new_td_def = match req.task_definition.as_deref() {
         Some(t) => {
             let td = taskdefs::resolve(ctx, t)
                 .await?
@@ -436,10 +439,13 @@ pub async fn update_service(
                     td.task_definition_arn.clone().unwrap_or_default()
                 )));
             }
-            Some(td.task_definition_arn.unwrap_or_default())
+            Some(td)
         }
         None => None,
     };
+    let new_td = new_td_def
+        .as_ref()
+        .map(|td| td.task_definition_arn.clone().unwrap_or_default());
     let s = ctx
         .app
         .repo
@@ -503,14 +509,24 @@ pub async fn update_service(
                 v.load_balancers = convert(lb);
             }
             let td_changed = new_td.as_ref().is_some_and(|t| *t != v.task_definition);
+            let mut puts = Vec::new();
             if td_changed || req.force_new_deployment {
                 let now = now_epoch();
                 let td = new_td.clone().unwrap_or_else(|| v.task_definition.clone());
+                let definition = match (&new_td_def, td_changed) {
+                    (Some(d), true) => d.clone(),
+                    _ => taskdefs::by_arn(ctx, &td)
+                        .await?
+                        .map(|r| r.definition.clone())
+                        .unwrap_or_default(),
+                };
+                let sources = deployments::source_revisions(v);
                 for d in v.deployments.iter_mut() {
                     d.status = DeploymentStatus::Active;
                 }
                 v.deployments.push(DeploymentRecord {
                     id: deployment_id(),
+                    revision: None,
                     status: DeploymentStatus::Primary,
                     task_definition: td.clone(),
                     rollout_state: RolloutState::InProgress,
@@ -519,10 +535,13 @@ pub async fn update_service(
                     updated_at: now,
                     next_launch_at: 0.0,
                     failures_seen: 0,
+                    images_recorded: false,
                 });
                 v.task_definition = td;
+                let d = v.deployments[v.deployments.len() - 1].clone();
+                puts = deployments::start_puts(ctx, v, &d, &definition, sources, now).await?;
             }
-            Ok(write_back(&cluster, s))
+            Ok(write_back_with(&cluster, s, puts))
         })
         .await?;
     tracing::info!(cluster = %cluster, service = %s.name, "service updated");
@@ -535,13 +554,25 @@ pub async fn update_service(
 
 /// Writes a service record read at `s.revision` back, if nobody wrote it meanwhile.
 fn write_back(cluster: &str, s: Versioned<ServiceRecord>) -> Attempt<ServiceRecord> {
+    write_back_with(cluster, s, Vec::new())
+}
+
+/// [`write_back`], with more puts in the same transaction.
+fn write_back_with(
+    cluster: &str,
+    s: Versioned<ServiceRecord>,
+    puts: Vec<(String, Vec<u8>)>,
+) -> Attempt<ServiceRecord> {
     let key = keys::service(cluster, &s.value.name);
-    let txn = Txn::new()
+    let mut txn = Txn::new()
         .when(Compare::ModRevision {
             key: key.clone(),
             revision: s.revision,
         })
         .put(key, to_bytes(&s.value));
+    for (k, v) in puts {
+        txn = txn.put(k, v);
+    }
     Attempt::Commit(txn, s.value)
 }
 
