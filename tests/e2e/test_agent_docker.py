@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import Berth
+from conftest import REGION, Berth
 
 IMAGE = "berth-test/busybox:latest"
 
@@ -923,3 +923,145 @@ def test_ecs_deploy_deploys_scales_rolls_back_runs_and_diffs(up, tmp_path):
     up.aws("ecs", "stop-task", "--cluster", c, "--task", one_off[0]["taskArn"])
     up.aws("ecs", "update-service", "--cluster", c, "--service", svc, "--desired-count", "0")
     up.aws("ecs", "delete-service", "--cluster", c, "--service", svc)
+
+
+def poll_deployment(ecs, arn, until, timeout=120):
+    """DescribeServiceDeployments until its status is one of `until`; returns (deployment, every
+    status seen on the way)."""
+    seen = []
+    deadline = time.time() + timeout
+    while True:
+        out = ecs.describe_service_deployments(serviceDeploymentArns=[arn])
+        assert out["failures"] == [], out
+        sd = out["serviceDeployments"][0]
+        if not seen or seen[-1] != sd["status"]:
+            seen.append(sd["status"])
+        if sd["status"] in until:
+            return sd, seen
+        assert time.time() < deadline, f"still {sd['status']} after {timeout}s: {sd}"
+        time.sleep(0.5)
+
+
+def test_service_deployments_terraform_wait_rollback_and_history(up, tmp_path):
+    """Issue 27 part 1 with boto3: Terraform's `wait_for_steady_state` (provider ≥ 6.4) replayed
+    call for call, StopServiceDeployment ROLLBACK mid-rollout without a circuit breaker, a
+    superseded deployment, and the history as ListServiceDeployments shows it."""
+    from datetime import datetime, timezone
+
+    c, svc = up.cluster, "sdweb"
+    ecs = up.client("ecs")
+    container = {"name": "web", "image": IMAGE, "command": ["sleep", "600"], "memory": 32}
+    v1 = register(up, svc, [container], tmp_path)
+    v2 = register(up, svc, [{**container, "environment": [{"name": "V", "value": "2"}]}], tmp_path)
+    broken = register(up, svc, [{**container, "command": ["false"]}], tmp_path)
+    created = ecs.create_service(cluster=c, serviceName=svc, taskDefinition=v1["taskDefinitionArn"], desiredCount=2,
+                                 deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}})
+    first_id = created["service"]["deployments"][0]["id"]
+    first_arn = created["service"]["currentServiceDeployment"]
+    assert first_arn.startswith(f"arn:aws:ecs:{REGION}:") and f":service-deployment/{c}/{svc}/" in first_arn
+    assert len(first_arn.rsplit("/", 1)[1]) == 21
+    first, _ = poll_deployment(ecs, first_arn, {"SUCCESSFUL"})
+    # A new service's first deployment has no source revision.
+    assert first["sourceServiceRevisions"] == []
+    assert first["targetServiceRevision"]["arn"].endswith(f":service-revision/{c}/{svc}/" + first_id.split("/")[1])
+
+    # --- Terraform: note the time, UpdateService, then find and poll the deployment.
+    op_time = datetime.now(timezone.utc)
+    ecs.update_service(cluster=c, service=svc, taskDefinition=v2["taskDefinitionArn"])
+    primary = next(d for d in ecs.describe_services(cluster=c, services=[svc])["services"][0]["deployments"]
+                   if d["status"] == "PRIMARY")
+    assert primary["createdAt"] > op_time
+    task_set_id = primary["id"].split("/")[1]
+    briefs = []
+    for page in [ecs.list_service_deployments(cluster=c, service=svc, createdAt={"after": op_time})]:
+        briefs += page["serviceDeployments"]
+    match = [b for b in briefs if task_set_id in b["targetServiceRevisionArn"]]
+    assert len(briefs) == 1 and len(match) == 1, briefs
+    sd, seen = poll_deployment(ecs, match[0]["serviceDeploymentArn"], {"SUCCESSFUL", "STOPPED", "ROLLBACK_FAILED", "ROLLBACK_SUCCESSFUL"})
+    assert sd["status"] == "SUCCESSFUL", sd
+    assert set(seen) <= {"PENDING", "IN_PROGRESS", "SUCCESSFUL"}, seen
+    assert sd["createdAt"] <= sd["startedAt"] <= sd["finishedAt"] and sd["updatedAt"] == sd["finishedAt"]
+    assert [s["arn"] for s in sd["sourceServiceRevisions"]] == [first["targetServiceRevision"]["arn"]]
+    assert {k: sd["targetServiceRevision"][k] for k in ("requestedTaskCount", "runningTaskCount", "pendingTaskCount")} == \
+        {"requestedTaskCount": 2, "runningTaskCount": 2, "pendingTaskCount": 0}
+    assert sd["deploymentCircuitBreaker"] == {"status": "MONITORING_COMPLETE", "failureCount": 0, "threshold": 3}
+    assert sd["alarms"] == {"status": "DISABLED"}
+    assert sd["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert "lifecycleStage" not in sd and "rollback" not in sd and "stoppedAt" not in sd
+    good_revision = sd["targetServiceRevision"]["arn"]
+
+    rev = ecs.describe_service_revisions(serviceRevisionArns=[good_revision])
+    assert rev["failures"] == []
+    r = rev["serviceRevisions"][0]
+    assert r["taskDefinition"] == v2["taskDefinitionArn"] and r["launchType"] == "EC2"
+    assert r["serviceArn"].endswith(f":service/{c}/{svc}") and r["clusterArn"].endswith(f":cluster/{c}")
+    assert [(i["containerName"], i["image"]) for i in r["containerImages"]] == [("web", IMAGE)]
+    svc_now = ecs.describe_services(cluster=c, services=[svc])["services"][0]
+    assert svc_now["currentServiceDeployment"] == sd["serviceDeploymentArn"]
+    assert [(x["arn"], x["requestedTaskCount"], x["runningTaskCount"]) for x in svc_now["currentServiceRevisions"]] == \
+        [(good_revision, 2, 2)]
+
+    # --- StopServiceDeployment ROLLBACK mid-rollout: the broken revision never starts (no
+    # circuit breaker now, so it would retry forever); the rollback brings v2 back.
+    ecs.update_service(cluster=c, service=svc, taskDefinition=broken["taskDefinitionArn"],
+                       deploymentConfiguration={"deploymentCircuitBreaker": {"enable": False, "rollback": False}})
+    bad_arn = ecs.describe_services(cluster=c, services=[svc])["services"][0]["currentServiceDeployment"]
+    bad, _ = poll_deployment(ecs, bad_arn, {"IN_PROGRESS"})
+    assert bad["deploymentCircuitBreaker"]["status"] == "DISABLED"
+    time.sleep(2)  # a failed launch or two
+    assert ecs.stop_service_deployment(serviceDeploymentArn=bad_arn, stopType="ROLLBACK")["serviceDeploymentArn"] == bad_arn
+    rolled, seen = poll_deployment(ecs, bad_arn, {"ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED", "STOPPED"})
+    assert rolled["status"] == "ROLLBACK_SUCCESSFUL", rolled
+    assert seen[0] in ("ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"), seen
+    assert rolled["rollback"]["serviceRevisionArn"] == good_revision
+    assert rolled["rollback"]["startedAt"] <= rolled["finishedAt"]
+    assert rolled["targetServiceRevision"]["arn"] != good_revision
+    service = ecs.describe_services(cluster=c, services=[svc])["services"][0]
+    assert service["taskDefinition"] == v2["taskDefinitionArn"] and service["runningCount"] == 2, service
+    tasks = ecs.list_tasks(cluster=c, serviceName=svc)["taskArns"]
+    assert {t["taskDefinitionArn"] for t in ecs.describe_tasks(cluster=c, tasks=tasks)["tasks"]} == {v2["taskDefinitionArn"]}
+    # A finished deployment cannot be stopped.
+    with pytest.raises(ecs.exceptions.ConflictException):
+        ecs.stop_service_deployment(serviceDeploymentArn=bad_arn, stopType="ROLLBACK")
+
+    # --- A deployment superseded by the next UpdateService is STOPPED.
+    ecs.update_service(cluster=c, service=svc, taskDefinition=broken["taskDefinitionArn"])
+    doomed_arn = ecs.describe_services(cluster=c, services=[svc])["services"][0]["currentServiceDeployment"]
+    ecs.update_service(cluster=c, service=svc, taskDefinition=v1["taskDefinitionArn"])
+    doomed, _ = poll_deployment(ecs, doomed_arn, {"STOPPED"}, timeout=10)
+    assert doomed["stoppedAt"] and doomed["statusReason"], doomed
+    latest_arn = ecs.describe_services(cluster=c, services=[svc])["services"][0]["currentServiceDeployment"]
+    poll_deployment(ecs, latest_arn, {"SUCCESSFUL"})
+
+    # --- The history, newest first, with its filters and pages.
+    history = ecs.list_service_deployments(cluster=c, service=svc)["serviceDeployments"]
+    assert [h["serviceDeploymentArn"] for h in history] == [latest_arn, doomed_arn, bad_arn, sd["serviceDeploymentArn"], first_arn]
+    assert [h["status"] for h in history] == ["SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL"]
+    ok = ecs.list_service_deployments(cluster=c, service=svc, status=["SUCCESSFUL"])["serviceDeployments"]
+    assert [h["serviceDeploymentArn"] for h in ok] == [latest_arn, sd["serviceDeploymentArn"], first_arn]
+    before = ecs.list_service_deployments(cluster=c, service=svc, createdAt={"before": op_time})["serviceDeployments"]
+    assert [h["serviceDeploymentArn"] for h in before] == [first_arn]
+    page = ecs.list_service_deployments(cluster=c, service=svc, maxResults=2)
+    rest = ecs.list_service_deployments(cluster=c, service=svc, maxResults=2, nextToken=page["nextToken"])
+    assert [h["serviceDeploymentArn"] for h in page["serviceDeployments"] + rest["serviceDeployments"]] == \
+        [h["serviceDeploymentArn"] for h in history[:4]]
+
+    # --- Errors, as the model lists them.
+    unknown = first_arn.rsplit("/", 1)[0] + "/" + "x" * 21
+    out = ecs.describe_service_deployments(serviceDeploymentArns=[unknown])
+    assert out["serviceDeployments"] == [] and out["failures"] == [{"arn": unknown, "reason": "MISSING"}]
+    with pytest.raises(ecs.exceptions.ServiceDeploymentNotFoundException):
+        ecs.stop_service_deployment(serviceDeploymentArn=unknown)
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.describe_service_revisions(serviceRevisionArns=[good_revision] * 21)
+    with pytest.raises(ecs.exceptions.ServiceNotFoundException):
+        ecs.list_service_deployments(cluster=c, service="nosuchservice")
+
+    # --- Deleting the service deletes its deployments and revisions (as ECS does).
+    ecs.delete_service(cluster=c, service=svc, force=True)
+    deadline = time.time() + 60
+    while ecs.describe_services(cluster=c, services=[svc])["services"][0]["status"] != "INACTIVE":
+        assert time.time() < deadline
+        time.sleep(0.5)
+    assert ecs.describe_service_deployments(serviceDeploymentArns=[first_arn])["failures"][0]["reason"] == "MISSING"
+    assert ecs.describe_service_revisions(serviceRevisionArns=[good_revision])["failures"][0]["reason"] == "MISSING"
