@@ -229,3 +229,41 @@ def test_private_registry_image_with_repository_credentials(up, tmp_path):
     finally:
         d("rmi", "-f", image, check=False)
         other.stop()
+
+
+def test_service_revision_records_the_digest_its_tasks_ran(up, tmp_path):
+    """Issue 27: DescribeServiceRevisions' containerImages carry the digest the revision's tasks
+    pulled from berth's registry — the image as the task definition names it, and what it was."""
+    c = up.cluster
+    name = "digest-" + uuid.uuid4().hex[:8]
+    uri = up.aws("ecr", "create-repository", "--repository-name", name)["repository"]["repositoryUri"]
+    ctx = tmp_path / "img"
+    ctx.mkdir()
+    (ctx / "marker").write_text(name + "\n")
+    (ctx / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY marker /marker\n")
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker")}
+    (tmp_path / "docker").mkdir()
+    d = private_docker(env)
+    ecs = up.client("ecs")
+    try:
+        d("build", "-q", "-t", f"{uri}:v1", str(ctx))
+        d("login", "--username", "AWS", "--password-stdin", f"localhost:{up.port}", input=aws_text(up, "ecr", "get-login-password"))
+        d("push", f"{uri}:v1")
+        d("rmi", f"{uri}:v1")
+        digest = up.client("ecr").describe_images(repositoryName=name, imageIds=[{"imageTag": "v1"}])["imageDetails"][0]["imageDigest"]
+        register(up, name, [{"name": "app", "image": f"{uri}:v1", "command": ["sleep", "300"], "memory": 32}], tmp_path)
+        service = ecs.create_service(cluster=c, serviceName=name, taskDefinition=name, desiredCount=1)["service"]
+        revision = ecs.describe_services(cluster=c, services=[name])["services"][0]["currentServiceRevisions"][0]["arn"]
+        assert revision.endswith("/" + service["deployments"][0]["id"].split("/")[1])
+        deadline = time.time() + 90
+        while True:
+            images = ecs.describe_service_revisions(serviceRevisionArns=[revision])["serviceRevisions"][0]["containerImages"]
+            if images[0].get("imageDigest"):
+                break
+            assert time.time() < deadline, images
+            time.sleep(0.5)
+        assert images == [{"containerName": "app", "image": f"{uri}:v1", "imageDigest": digest}]
+        ecs.delete_service(cluster=c, service=name, force=True)
+    finally:
+        d("logout", f"localhost:{up.port}", check=False)
+        d("rmi", "-f", f"{uri}:v1", check=False)

@@ -85,7 +85,8 @@ pub struct ServiceDeployment {
 /// Why a service deployment ended or turned; ECS's texts.
 pub mod reason {
     pub const SUCCESSFUL: &str = "Service deployment completed successfully.";
-    pub const SUPERSEDED: &str = "Service deployment stopped because a new service deployment started.";
+    pub const SUPERSEDED: &str =
+        "Service deployment stopped because a new service deployment started.";
     pub const SERVICE_DELETED: &str = "Service deployment stopped because the service was deleted.";
     pub const CIRCUIT_BREAKER: &str =
         "Service deployment failed because the circuit breaker threshold was exceeded.";
@@ -97,7 +98,8 @@ pub mod reason {
     pub const ROLLBACK_FAILED: &str = "Service deployment rollback failed.";
     pub const NOTHING_TO_ROLL_BACK_TO: &str =
         "Service deployment rollback failed: there is no previous service revision to roll back to.";
-    pub const ABORTED: &str = "Service deployment stopped because of a StopServiceDeployment request.";
+    pub const ABORTED: &str =
+        "Service deployment stopped because of a StopServiceDeployment request.";
 }
 
 impl ServiceDeployment {
@@ -194,7 +196,13 @@ impl ServiceDeployment {
     }
 
     /// A rollback began: to `revision`, run by `deployment_id`.
-    pub(crate) fn rolling_back(&mut self, why: &str, revision: &str, deployment_id: &str, now: f64) {
+    pub(crate) fn rolling_back(
+        &mut self,
+        why: &str,
+        revision: &str,
+        deployment_id: &str,
+        now: f64,
+    ) {
         if self.status.is_final() {
             return;
         }
@@ -225,7 +233,10 @@ impl ServiceDeployment {
                 self.finish(Status::Successful, reason::SUCCESSFUL, now)
             }
             Status::RollbackInProgress
-                if self.rollback.as_ref().is_some_and(|r| r.deployment_id == id) =>
+                if self
+                    .rollback
+                    .as_ref()
+                    .is_some_and(|r| r.deployment_id == id) =>
             {
                 self.finish(Status::RollbackSuccessful, reason::ROLLBACK_SUCCESSFUL, now)
             }
@@ -240,7 +251,10 @@ impl ServiceDeployment {
                 self.finish(Status::Stopped, reason::CIRCUIT_BREAKER, now)
             }
             Status::RollbackInProgress
-                if self.rollback.as_ref().is_some_and(|r| r.deployment_id == id) =>
+                if self
+                    .rollback
+                    .as_ref()
+                    .is_some_and(|r| r.deployment_id == id) =>
             {
                 self.finish(Status::RollbackFailed, reason::ROLLBACK_FAILED, now)
             }

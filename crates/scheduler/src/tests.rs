@@ -473,7 +473,10 @@ mod service_deployments {
         assert_eq!(sd.status, Status::InProgress);
         assert_eq!(sd.started_at, Some(100.0));
         assert_eq!(sd.circuit_breaker, Monitor::Disabled);
-        let done = [task("b", "ecs-svc/2", "i1", true), task("c", "ecs-svc/2", "i1", true)];
+        let done = [
+            task("b", "ecs-svc/2", "i1", true),
+            task("c", "ecs-svc/2", "i1", true),
+        ];
         let p = step(&s, &sd, &done);
         let sd = p.service_deployment.unwrap();
         assert_eq!(sd.status, Status::Successful);
@@ -495,19 +498,28 @@ mod service_deployments {
         assert_eq!(sd.circuit_breaker, Monitor::Triggered);
         assert_eq!(sd.failure_count, 3);
         let rb = sd.rollback.clone().unwrap();
-        assert_eq!((rb.revision.as_str(), rb.deployment_id.as_str()), ("1", "ecs-svc/9"));
+        assert_eq!(
+            (rb.revision.as_str(), rb.deployment_id.as_str()),
+            ("1", "ecs-svc/9")
+        );
         assert_eq!(rb.reason, reason::CIRCUIT_BREAKER_ROLLBACK);
         let primary = p
             .deployments
             .iter()
             .find(|d| d.status == DeploymentStatus::Primary)
             .unwrap();
-        assert_eq!((primary.id.as_str(), primary.revision.as_str()), ("ecs-svc/9", "1"));
+        assert_eq!(
+            (primary.id.as_str(), primary.revision.as_str()),
+            ("ecs-svc/9", "1")
+        );
         // The rollback deployment completes: ROLLBACK_SUCCESSFUL, and revision 1 is still the
         // last completed one.
         let mut s2 = s.clone();
         s2.deployments = p.deployments.clone();
-        let back = [task("b", "ecs-svc/9", "i1", true), task("c", "ecs-svc/9", "i1", true)];
+        let back = [
+            task("b", "ecs-svc/9", "i1", true),
+            task("c", "ecs-svc/9", "i1", true),
+        ];
         let p = step(&s2, &sd, &back);
         let sd = p.service_deployment.unwrap();
         assert_eq!(sd.status, Status::RollbackSuccessful);
@@ -556,7 +568,10 @@ mod service_deployments {
         let p = step(&s, &sd, &[]);
         let sd = p.service_deployment.unwrap();
         assert_eq!(sd.status, Status::RollbackFailed);
-        assert_eq!(sd.status_reason.as_deref(), Some(reason::NOTHING_TO_ROLL_BACK_TO));
+        assert_eq!(
+            sd.status_reason.as_deref(),
+            Some(reason::NOTHING_TO_ROLL_BACK_TO)
+        );
     }
 
     #[test]
@@ -598,11 +613,19 @@ mod service_deployments {
         from == to
             || matches!(
                 (from, to),
-                (Pending, InProgress | Successful | Stopped | RollbackInProgress)
-                    | (InProgress, Successful | Stopped | RollbackInProgress)
+                (
+                    Pending,
+                    InProgress | Successful | Stopped | RollbackInProgress
+                ) | (InProgress, Successful | Stopped | RollbackInProgress)
                     | (StopRequested, Stopped)
-                    | (RollbackRequested, RollbackInProgress | RollbackFailed | Stopped)
-                    | (RollbackInProgress, RollbackSuccessful | RollbackFailed | Stopped)
+                    | (
+                        RollbackRequested,
+                        RollbackInProgress | RollbackFailed | Stopped
+                    )
+                    | (
+                        RollbackInProgress,
+                        RollbackSuccessful | RollbackFailed | Stopped
+                    )
             )
     }
 

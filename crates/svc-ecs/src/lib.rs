@@ -74,6 +74,7 @@ impl Ecs {
                 CollectionKind::StoppedTasks,
                 CollectionKind::DeletedTaskDefinitions,
                 CollectionKind::ExpiredCredentials,
+                CollectionKind::DeploymentHistory,
             ] {
                 let spec = TaskSpec::new(what.task_name(), COLLECTION_PERIOD, Mode::LeaderOnly)
                     .initial_delay(COLLECTION_PERIOD);

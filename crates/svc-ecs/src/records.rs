@@ -1519,7 +1519,11 @@ mod tests {
             ServiceDeploymentStatus::as_str,
             ServiceDeploymentStatus::parse,
         );
-        round_trips(MonitorStatus::ALL, MonitorStatus::as_str, MonitorStatus::parse);
+        round_trips(
+            MonitorStatus::ALL,
+            MonitorStatus::as_str,
+            MonitorStatus::parse,
+        );
         // Every ECS spelling is one of ours and back.
         for v in ecs::ServiceDeploymentStatus::VALUES {
             assert!(ServiceDeploymentStatus::parse(v).is_some(), "{v}");

@@ -103,6 +103,8 @@ pub enum CollectionKind {
     DeletedTaskDefinitions,
     /// Expired task IAM role credentials.
     ExpiredCredentials,
+    /// Service deployments (and the revisions only they name) after [`DEPLOYMENT_HISTORY`].
+    DeploymentHistory,
 }
 
 impl CollectionKind {
@@ -111,6 +113,7 @@ impl CollectionKind {
             CollectionKind::StoppedTasks => "ecs_stopped_task_collection",
             CollectionKind::DeletedTaskDefinitions => "ecs_task_definition_purge",
             CollectionKind::ExpiredCredentials => "ecs_expired_credentials_collection",
+            CollectionKind::DeploymentHistory => "ecs_deployment_history_collection",
         }
     }
 }
@@ -131,6 +134,7 @@ impl berth_tasks::BackgroundTask for Collection {
                 CollectionKind::ExpiredCredentials => {
                     crate::task_credentials::collect_expired_credentials(&ctx).await
                 }
+                CollectionKind::DeploymentHistory => collect_deployment_history(&ctx).await,
             }
         };
         match berth_service::leader::as_leader(&app.leader, work).await {
@@ -257,9 +261,7 @@ fn from_sched_deployment(d: &sched::Deployment, before: &[DeploymentRecord]) -> 
     DeploymentRecord {
         id: d.id.clone(),
         revision: (d.revision != sched::revision_of(&d.id)).then(|| d.revision.clone()),
-        images_recorded: before
-            .iter()
-            .any(|b| b.id == d.id && b.images_recorded),
+        images_recorded: before.iter().any(|b| b.id == d.id && b.images_recorded),
         status: match d.status {
             sched::DeploymentStatus::Primary => DeploymentStatus::Primary,
             sched::DeploymentStatus::Active => DeploymentStatus::Active,
@@ -306,7 +308,11 @@ fn breaker(svc: &ServiceRecord) -> Option<sched::CircuitBreaker> {
 
 /// The circuit breaker's explicit threshold (`thresholdConfiguration`), if any.
 pub(crate) fn breaker_threshold(svc: &ServiceRecord) -> Option<u32> {
-    let t = svc.circuit_breaker.as_ref()?.threshold_configuration.as_ref()?;
+    let t = svc
+        .circuit_breaker
+        .as_ref()?
+        .threshold_configuration
+        .as_ref()?;
     let v = t.value?.max(0) as u64;
     let pct = (svc.desired_count as u64 * v).div_ceil(100) as u32;
     Some(match t.type_? {
@@ -723,6 +729,73 @@ async fn mark_lost(ctx: &Ctx, cluster: &str, task_id: &str) -> Result<(), ApiErr
     tasks::apply_report(ctx, cluster, &arn, Some(TaskStatus::Stopped), |_, _| {}).await
 }
 
+/// ECS shows a service's deployments of the last 90 days.
+pub const DEPLOYMENT_HISTORY: f64 = 90.0 * 86400.0;
+
+/// What the deployment-history collection deletes at `now`: finished service deployments older
+/// than [`DEPLOYMENT_HISTORY`], and revisions older than that which no kept deployment and no
+/// service names any more.
+pub fn expired_history(
+    now: f64,
+    deployments: &[Versioned<ServiceDeploymentRecord>],
+    revisions: &[Versioned<ServiceRevisionRecord>],
+    services: &[Versioned<ServiceRecord>],
+) -> Vec<(String, berth_store::Revision)> {
+    let old = |t: f64| now - t > DEPLOYMENT_HISTORY;
+    let mut named: std::collections::HashSet<(&str, &str, &str)> = Default::default();
+    let mut out = Vec::new();
+    for d in deployments {
+        let r = &d.value;
+        let ended = r.finished_at.or(r.stopped_at);
+        if r.is_final() && ended.is_some_and(old) {
+            out.push((d.key.clone(), d.revision));
+            continue;
+        }
+        for rev in std::iter::once(&r.target_revision)
+            .chain(&r.source_revisions)
+            .chain(r.rollback.iter().map(|b| &b.revision))
+        {
+            named.insert((&r.cluster, &r.service, rev));
+        }
+    }
+    for s in services {
+        let s = &s.value;
+        for rev in s
+            .deployments
+            .iter()
+            .map(|d| d.revision())
+            .chain(s.last_completed_revision.as_deref())
+        {
+            named.insert((&s.cluster, &s.name, rev));
+        }
+    }
+    for r in revisions {
+        let v = &r.value;
+        if old(v.created_at) && !named.contains(&(&v.cluster, &v.service, &v.number)) {
+            out.push((r.key.clone(), r.revision));
+        }
+    }
+    out
+}
+
+/// Deletes what [`expired_history`] names.
+pub async fn collect_deployment_history(ctx: &Ctx) -> Result<usize, ApiError> {
+    let repo = &ctx.app.repo;
+    let deployments = repo
+        .list::<ServiceDeploymentRecord>(keys::SERVICE_DEPLOYMENTS)
+        .await?;
+    let revisions = repo
+        .list::<ServiceRevisionRecord>(keys::SERVICE_REVISIONS)
+        .await?;
+    let services = repo.list::<ServiceRecord>(keys::SERVICES).await?;
+    let doomed = expired_history(now_epoch(), &deployments, &revisions, &services);
+    let n = repo.delete_unchanged(doomed).await?.len();
+    if n > 0 {
+        tracing::info!(records = n, "service deployment history collected");
+    }
+    Ok(n)
+}
+
 /// Deletes STOPPED tasks older than [`STOPPED_TASK_RETENTION`].
 pub async fn collect_stopped_tasks(ctx: &Ctx) -> Result<usize, ApiError> {
     let now = now_epoch();
@@ -804,4 +877,117 @@ pub async fn purge_deleted_task_definitions(ctx: &Ctx) -> Result<usize, ApiError
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{MonitorStatus, ServiceDeploymentStatus};
+
+    fn versioned<T>(key: &str, value: T) -> Versioned<T> {
+        Versioned {
+            key: key.into(),
+            value,
+            revision: 7,
+        }
+    }
+
+    fn deployment(
+        id: &str,
+        target: &str,
+        status: ServiceDeploymentStatus,
+        ended: f64,
+    ) -> Versioned<ServiceDeploymentRecord> {
+        versioned(
+            id,
+            ServiceDeploymentRecord {
+                id: id.into(),
+                cluster: "c".into(),
+                service: "s".into(),
+                deployment_id: format!("ecs-svc/{target}"),
+                target_revision: target.into(),
+                source_revisions: vec![],
+                status,
+                status_reason: None,
+                created_at: 0.0,
+                started_at: None,
+                finished_at: Some(ended),
+                stopped_at: None,
+                updated_at: ended,
+                rollback: None,
+                circuit_breaker: MonitorStatus::Disabled,
+                failure_count: 0,
+                threshold: 3,
+                deployment_configuration: None,
+                final_counts: vec![],
+            },
+        )
+    }
+
+    fn revision(number: &str) -> Versioned<ServiceRevisionRecord> {
+        versioned(
+            number,
+            ServiceRevisionRecord {
+                number: number.into(),
+                cluster: "c".into(),
+                service: "s".into(),
+                task_definition: "td".into(),
+                launch_type: crate::records::LaunchType::Ec2,
+                capacity_provider_strategy: vec![],
+                load_balancers: vec![],
+                service_registries: vec![],
+                network_configuration: None,
+                container_images: vec![],
+                created_at: 0.0,
+            },
+        )
+    }
+
+    #[test]
+    fn history_older_than_ninety_days_goes_unless_still_named() {
+        let day = 86400.0;
+        let now = 100.0 * day;
+        let service: ServiceRecord = serde_json::from_value(serde_json::json!({
+            "name": "s", "cluster": "c", "status": "ACTIVE", "desired_count": 1,
+            "scheduling_strategy": "REPLICA", "launch_type": "EC2", "task_definition": "td",
+            "deployments": [{"id": "ecs-svc/1", "status": "PRIMARY", "task_definition": "td",
+                             "rollout_state": "COMPLETED", "created_at": 0.0, "updated_at": 0.0}],
+            "maximum_percent": 200, "minimum_healthy_percent": 100, "created_at": 0.0,
+            "created_by": "me"
+        }))
+        .unwrap();
+        let deployments = [
+            // Old and finished: goes.
+            deployment("old", "2", ServiceDeploymentStatus::Successful, 5.0 * day),
+            // Recent: stays, and keeps its revision.
+            deployment(
+                "recent",
+                "3",
+                ServiceDeploymentStatus::Successful,
+                50.0 * day,
+            ),
+            // Old but not finished (a stuck rollout): stays.
+            deployment("live", "4", ServiceDeploymentStatus::InProgress, 5.0 * day),
+        ];
+        let revisions = [
+            revision("1"),
+            revision("2"),
+            revision("3"),
+            revision("4"),
+            revision("5"),
+        ];
+        let mut gone: Vec<String> =
+            expired_history(now, &deployments, &revisions, &[versioned("svc", service)])
+                .into_iter()
+                .map(|(k, r)| {
+                    assert_eq!(r, 7, "deleted only if unchanged");
+                    k
+                })
+                .collect();
+        gone.sort();
+        // Revision 1 is the service's running one; 3 and 4 are named by kept deployments.
+        assert_eq!(gone, ["2", "5", "old"]);
+        // Nothing is old enough ten days in.
+        assert!(expired_history(10.0 * day, &deployments, &revisions, &[]).is_empty());
+    }
 }

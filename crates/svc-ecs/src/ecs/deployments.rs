@@ -46,7 +46,10 @@ pub(crate) fn start(
     sources: Vec<String>,
     now: f64,
 ) -> (ServiceDeploymentRecord, ServiceRevisionRecord) {
-    let breaker = svc.circuit_breaker.as_ref().filter(|c| c.enable == Some(true));
+    let breaker = svc
+        .circuit_breaker
+        .as_ref()
+        .filter(|c| c.enable == Some(true));
     let moving = berth_scheduler::rollout::ServiceDeployment::new(&d.id, breaker.is_some(), now);
     let mut sd = ServiceDeploymentRecord {
         id: new_id(),
@@ -122,7 +125,10 @@ pub(crate) async fn start_puts(
     now: f64,
 ) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
     let mut puts = Vec::new();
-    if let (Some(id), true) = (&svc.current_service_deployment, svc.service_deployment_in_flight) {
+    if let (Some(id), true) = (
+        &svc.current_service_deployment,
+        svc.service_deployment_in_flight,
+    ) {
         let key = keys::service_deployment(&svc.cluster, &svc.name, id);
         if let Some(mut old) = ctx.app.repo.get::<ServiceDeploymentRecord>(&key).await? {
             let moved = old.value.moving_parts().superseded(now);
@@ -195,8 +201,7 @@ pub(crate) fn revision_counts(
         let c = out.entry(revision.to_string()).or_default();
         if t.desired_status == TaskStatus::Running && t.last_status == TaskStatus::Running {
             c.running += 1;
-        } else if t.desired_status == TaskStatus::Running && t.last_status != TaskStatus::Stopped
-        {
+        } else if t.desired_status == TaskStatus::Running && t.last_status != TaskStatus::Stopped {
             c.pending += 1;
         }
     }
@@ -228,7 +233,11 @@ pub(crate) fn current_revisions(
         seen.push(r);
         let c = counts.get(r).copied().unwrap_or_default();
         out.push(ecs::ServiceCurrentRevisionSummary {
-            arn: Some(ctx.app.scope.service_revision_arn(&svc.cluster, &svc.name, r)),
+            arn: Some(
+                ctx.app
+                    .scope
+                    .service_revision_arn(&svc.cluster, &svc.name, r),
+            ),
             requested_task_count: c.requested,
             running_task_count: c.running,
             pending_task_count: c.pending,
@@ -458,8 +467,8 @@ pub async fn list_service_deployments(
     active_cluster(ctx, &cluster).await?;
     let limit = max_results(req.max_results, 20)?;
     let after = decode_token(req.next_token.as_deref())?;
-    let name =
-        service_name_of(req.service.as_deref().unwrap_or_default()).ok_or_else(service_not_found)?;
+    let name = service_name_of(req.service.as_deref().unwrap_or_default())
+        .ok_or_else(service_not_found)?;
     ctx.app
         .repo
         .get::<ServiceRecord>(&keys::service(&cluster, &name))
