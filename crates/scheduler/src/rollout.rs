@@ -10,10 +10,15 @@
 //!                 ├─► STOPPED                                (superseded by a newer deployment,
 //!                 │                                           the service deleted, or the circuit
 //!                 │                                           breaker tripped without rollback)
+//!                 ├─► STOP_REQUESTED ─► STOPPED              (StopServiceDeployment ABORT)
 //!                 ├─► ROLLBACK_REQUESTED ─► ROLLBACK_IN_PROGRESS ─► ROLLBACK_SUCCESSFUL
 //!                 │   (StopServiceDeployment)       ▲         └──► ROLLBACK_FAILED
 //!                 └─► (circuit breaker, rollback) ──┘
 //! ```
+//!
+//! A service deleted mid-way stops whatever is live. ECS goes through STOP_REQUESTED on its way
+//! to STOPPED when a newer deployment supersedes one; berth's step is immediate, so it is never
+//! seen there. The status reasons are berth's words (AWS documents none of its own).
 //!
 //! The transitions are pure functions of the current state, the service's ECS deployments and
 //! `now`; [`crate::reconcile`] applies them in the same step that moves the deployments.

@@ -463,7 +463,8 @@ pub async fn list_service_deployments(
     ctx: &Ctx,
     req: ecs::ListServiceDeploymentsRequest,
 ) -> Result<ecs::ListServiceDeploymentsResponse, ApiError> {
-    let cluster = cluster_arg(req.cluster.as_deref())?;
+    // Terraform's deployment wait sends `"cluster": ""` for a service without one: the default.
+    let cluster = cluster_arg(req.cluster.as_deref().filter(|c| !c.is_empty()))?;
     active_cluster(ctx, &cluster).await?;
     let limit = max_results(req.max_results, 20)?;
     let after = decode_token(req.next_token.as_deref())?;
