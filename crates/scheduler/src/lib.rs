@@ -26,6 +26,7 @@
 //! - DRAINING services (deleted) stop all their tasks and become INACTIVE when none is left.
 
 pub mod rollout;
+pub mod task_sets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduling {
@@ -248,6 +249,33 @@ fn healthy(t: &Task, grace: f64, now: f64) -> bool {
     }
 }
 
+/// Live tasks to stop and replace, with their events: those on instances whose agent is gone for
+/// good (or on no known instance), and those that failed their health checks.
+fn failing_tasks(name: &str, tasks: &[Task], instances: &[Instance]) -> (Vec<Stop>, Vec<String>) {
+    let mut stops = Vec::new();
+    let mut events = Vec::new();
+    let by_id: std::collections::HashMap<&str, &Instance> =
+        instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    for t in tasks.iter().filter(|t| t.live()) {
+        if by_id.get(t.instance_id.as_str()).is_none_or(|i| i.lost) {
+            stops.push(Stop {
+                task_id: t.id.clone(),
+                reason: StopReason::Lost,
+            });
+        } else if t.running && t.has_health_check && t.health == Health::Unhealthy {
+            events.push(format!(
+                "(service {name}) (task {}) failed container health checks.",
+                t.id
+            ));
+            stops.push(Stop {
+                task_id: t.id.clone(),
+                reason: StopReason::Unhealthy,
+            });
+        }
+    }
+    (stops, events)
+}
+
 fn ids(tasks: &[&Task]) -> String {
     tasks
         .iter()
@@ -265,31 +293,12 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
         ..Default::default()
     };
     let name = &s.name;
-    let by_id: std::collections::HashMap<&str, &Instance> =
-        input.instances.iter().map(|i| (i.id.as_str(), i)).collect();
-    let inst = |id: &str| by_id.get(id).copied();
 
     // 1. Lost tasks (agent gone too long) and unhealthy tasks are stopped and replaced.
-    let mut stopping: Vec<String> = Vec::new();
-    for t in input.tasks.iter().filter(|t| t.live()) {
-        if inst(&t.instance_id).is_none_or(|i| i.lost) {
-            plan.stops.push(Stop {
-                task_id: t.id.clone(),
-                reason: StopReason::Lost,
-            });
-            stopping.push(t.id.clone());
-        } else if t.running && t.has_health_check && t.health == Health::Unhealthy {
-            plan.events.push(format!(
-                "(service {name}) (task {}) failed container health checks.",
-                t.id
-            ));
-            plan.stops.push(Stop {
-                task_id: t.id.clone(),
-                reason: StopReason::Unhealthy,
-            });
-            stopping.push(t.id.clone());
-        }
-    }
+    let (failing, events) = failing_tasks(name, input.tasks, input.instances);
+    let stopping: Vec<String> = failing.iter().map(|f| f.task_id.clone()).collect();
+    plan.stops = failing;
+    plan.events = events;
     let live: Vec<&Task> = input
         .tasks
         .iter()
