@@ -335,7 +335,7 @@ mod tests {
             instance_id: "i2".into(),
             ..task("t1", "a", true)
         };
-        let p = run(&[set("a", 1)], &[moving.clone()], true);
+        let p = run(&[set("a", 1)], std::slice::from_ref(&moving), true);
         assert_eq!(p.starts.len(), 1);
         assert!(p.stops.is_empty(), "kept until its replacement runs");
         let p = run(&[set("a", 1)], &[moving, task("t2", "a", true)], true);
