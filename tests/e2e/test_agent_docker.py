@@ -1065,3 +1065,84 @@ def test_service_deployments_terraform_wait_rollback_and_history(up, tmp_path):
         time.sleep(0.5)
     assert ecs.describe_service_deployments(serviceDeploymentArns=[first_arn])["failures"][0]["reason"] == "MISSING"
     assert ecs.describe_service_revisions(serviceRevisionArns=[good_revision])["failures"][0]["reason"] == "MISSING"
+
+
+def test_external_controller_task_sets(up, tmp_path):
+    """Issue 27 part 2: an EXTERNAL deployment controller's task sets, as CI deployers use them —
+    two task sets, scaled 100 %/50 % then shifted, the primary switched, the old one deleted."""
+    c, svc = up.cluster, "extweb"
+    ecs = up.client("ecs")
+    container = {"name": "web", "image": IMAGE, "command": ["sleep", "600"], "memory": 32}
+    blue_td = register(up, svc, [container], tmp_path)["taskDefinitionArn"]
+    green_td = register(up, svc, [{**container, "environment": [{"name": "V", "value": "green"}]}], tmp_path)["taskDefinitionArn"]
+    s = ecs.create_service(cluster=c, serviceName=svc, desiredCount=3, deploymentController={"type": "EXTERNAL"})["service"]
+    assert s["deploymentController"] == {"type": "EXTERNAL"} and s["taskSets"] == [] and s["deployments"] == []
+    assert "taskDefinition" not in s
+
+    pct = lambda v: {"value": v, "unit": "PERCENT"}  # noqa: E731
+    blue = ecs.create_task_set(cluster=c, service=svc, taskDefinition=blue_td, scale=pct(100), externalId="blue",
+                               tags=[{"key": "color", "value": "blue"}], clientToken="blue-1")["taskSet"]
+    assert blue["id"].startswith("ecs-svc/") and blue["status"] == "ACTIVE" and blue["computedDesiredCount"] == 3
+    assert blue["taskSetArn"].endswith(f":task-set/{c}/{svc}/{blue['id']}") and blue["externalId"] == "blue"
+    assert blue["scale"] == pct(100.0) and blue["tags"] == [{"key": "color", "value": "blue"}]
+    # The same clientToken is the same task set.
+    again = ecs.create_task_set(cluster=c, service=svc, taskDefinition=blue_td, scale=pct(100), clientToken="blue-1")["taskSet"]
+    assert again["id"] == blue["id"]
+    primary = ecs.update_service_primary_task_set(cluster=c, service=svc, primaryTaskSet=blue["id"])["taskSet"]
+    assert primary["status"] == "PRIMARY"
+    green = ecs.create_task_set(cluster=c, service=svc, taskDefinition=green_td, scale=pct(50), externalId="green")["taskSet"]
+    assert green["computedDesiredCount"] == 2  # ceil(3 × 50 %)
+
+    def sets_until(want, timeout=90):
+        deadline = time.time() + timeout
+        while True:
+            got = {t["externalId"]: t for t in ecs.describe_task_sets(cluster=c, service=svc)["taskSets"]}
+            if {k: (v["runningCount"], v["stabilityStatus"]) for k, v in got.items()} == want:
+                return got
+            assert time.time() < deadline, {k: (v["runningCount"], v["pendingCount"], v["status"]) for k, v in got.items()}
+            time.sleep(0.5)
+
+    sets_until({"blue": (3, "STEADY_STATE"), "green": (2, "STEADY_STATE")})
+    service = ecs.describe_services(cluster=c, services=[svc])["services"][0]
+    assert (service["runningCount"], service["taskDefinition"]) == (5, blue_td)
+    tasks = ecs.describe_tasks(cluster=c, tasks=ecs.list_tasks(cluster=c, serviceName=svc)["taskArns"])["tasks"]
+    assert sorted((t["startedBy"], t["taskDefinitionArn"]) for t in tasks) == \
+        sorted([(blue["id"], blue_td)] * 3 + [(green["id"], green_td)] * 2)
+
+    # Shift: green to 100 % and primary, blue to 0 %.
+    ecs.update_task_set(cluster=c, service=svc, taskSet=green["taskSetArn"], scale=pct(100))
+    ecs.update_service_primary_task_set(cluster=c, service=svc, primaryTaskSet=green["taskSetArn"])
+    ecs.update_task_set(cluster=c, service=svc, taskSet=blue["id"], scale=pct(0))
+    got = sets_until({"blue": (0, "STEADY_STATE"), "green": (3, "STEADY_STATE")})
+    assert (got["green"]["status"], got["blue"]["status"]) == ("PRIMARY", "ACTIVE")
+    assert "tags" not in got["blue"]
+    tagged = ecs.describe_task_sets(cluster=c, service=svc, taskSets=[blue["taskSetArn"]], include=["TAGS"])["taskSets"]
+    assert tagged[0]["tags"] == [{"key": "color", "value": "blue"}]
+    assert ecs.describe_services(cluster=c, services=[svc])["services"][0]["taskDefinition"] == green_td
+
+    # The primary is not deleted without force; the scaled-down blue is, and goes once drained.
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.delete_task_set(cluster=c, service=svc, taskSet=green["id"])
+    assert ecs.delete_task_set(cluster=c, service=svc, taskSet=blue["id"])["taskSet"]["status"] == "DRAINING"
+    deadline = time.time() + 30
+    while len(ecs.describe_task_sets(cluster=c, service=svc)["taskSets"]) != 1:
+        assert time.time() < deadline
+        time.sleep(0.5)
+    out = ecs.describe_task_sets(cluster=c, service=svc, taskSets=[blue["id"]])
+    assert out["taskSets"] == [] and out["failures"] == [{"arn": blue["id"], "reason": "MISSING"}]
+    with pytest.raises(ecs.exceptions.TaskSetNotFoundException):
+        ecs.update_task_set(cluster=c, service=svc, taskSet=blue["id"], scale=pct(10))
+
+    # Deploying is the task sets' job; ECS's own deployments are refused, task sets of an ECS
+    # service too.
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.update_service(cluster=c, service=svc, taskDefinition=blue_td)
+    ecs.create_service(cluster=c, serviceName="rolling-" + svc, taskDefinition=blue_td, desiredCount=0)
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.create_task_set(cluster=c, service="rolling-" + svc, taskDefinition=blue_td)
+
+    # Scaling the service scales the task sets.
+    ecs.update_service(cluster=c, service=svc, desiredCount=1)
+    sets_until({"green": (1, "STEADY_STATE")})
+    ecs.delete_service(cluster=c, service=svc, force=True)
+    ecs.delete_service(cluster=c, service="rolling-" + svc, force=True)

@@ -72,6 +72,10 @@ impl Scope {
     pub fn service_arn(&self, cluster: &str, name: &str) -> String {
         self.ecs_arn_of(&["service/", cluster, "/", name])
     }
+    /// `…:task-set/<cluster>/<service>/<id>` (the id is `ecs-svc/<n>`).
+    pub fn task_set_arn(&self, cluster: &str, service: &str, id: &str) -> String {
+        self.ecs_arn_of(&["task-set/", cluster, "/", service, "/", id])
+    }
     /// `…:service-deployment/<cluster>/<service>/<id>`.
     pub fn service_deployment_arn(&self, cluster: &str, service: &str, id: &str) -> String {
         self.ecs_arn_of(&["service-deployment/", cluster, "/", service, "/", id])

@@ -915,6 +915,80 @@ pub struct ServiceRecord {
     /// `current_service_deployment` has not finished yet: the scheduler moves it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub service_deployment_in_flight: bool,
+    /// Who deploys: ECS (rolling deployments), or an external deployer through task sets.
+    #[serde(default, skip_serializing_if = "ControllerType::is_ecs")]
+    pub deployment_controller: ControllerType,
+    /// EXTERNAL and CODE_DEPLOY services: their task sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<TaskSetRecord>,
+}
+
+stored_enum! {
+    /// [`ServiceRecord::deployment_controller`]: ECS's `DeploymentControllerType`.
+    #[derive(Default)]
+    pub enum ControllerType {
+        #[default]
+        Ecs = "ECS",
+        CodeDeploy = "CODE_DEPLOY",
+        External = "EXTERNAL",
+    }
+}
+
+impl ControllerType {
+    pub fn is_ecs(&self) -> bool {
+        *self == ControllerType::Ecs
+    }
+}
+
+impl From<ControllerType> for ecs::DeploymentControllerType {
+    fn from(c: ControllerType) -> Self {
+        match c {
+            ControllerType::Ecs => Self::Ecs,
+            ControllerType::CodeDeploy => Self::CodeDeploy,
+            ControllerType::External => Self::External,
+        }
+    }
+}
+
+stored_enum! {
+    /// [`TaskSetRecord::status`].
+    pub enum TaskSetStatus {
+        /// Serving production traffic; its settings are the service's.
+        Primary = "PRIMARY",
+        Active = "ACTIVE",
+        /// Deleted: its tasks are being stopped.
+        Draining = "DRAINING",
+    }
+}
+
+/// A task set of an EXTERNAL or CODE_DEPLOY service (in its [`ServiceRecord`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSetRecord {
+    /// `ecs-svc/<n>`: its tasks' `startedBy`.
+    pub id: String,
+    pub status: TaskSetStatus,
+    pub task_definition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// Percent of the service's desired count (0–100).
+    pub scale: f64,
+    pub launch_type: LaunchType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<stored::NetworkConfiguration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<stored::LoadBalancer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_registries: Vec<stored::ServiceRegistry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<stored::CapacityProviderStrategyItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    pub created_at: f64,
+    pub updated_at: f64,
 }
 
 impl DeploymentRecord {

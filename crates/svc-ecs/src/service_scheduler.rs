@@ -367,6 +367,9 @@ async fn reconcile_service(
             protected: t.protected_until.is_some_and(|u| u > now),
         });
     }
+    if !svc.deployment_controller.is_ecs() {
+        return reconcile_task_sets(ctx, svc, revision, view, &tasks, tds, now).await;
+    }
     // DAEMON eligibility: the service's and the task definition's memberOf constraints.
     let primary_td_arn = svc.task_definition.clone();
     let primary_td = task_definition(ctx, &mut tds, &primary_td_arn).await?;
@@ -454,105 +457,8 @@ async fn reconcile_service(
     });
 
     let mut events: Vec<String> = plan.events.clone();
-    // Stops.
-    for st in &plan.stops {
-        match &st.reason {
-            sched::StopReason::Lost => mark_lost(ctx, &cluster, &st.task_id).await?,
-            sched::StopReason::Unhealthy => {
-                tasks::request_stop(
-                    ctx,
-                    &cluster,
-                    &st.task_id,
-                    "Task failed container health checks".into(),
-                    "ServiceSchedulerInitiated",
-                )
-                .await?;
-            }
-            sched::StopReason::Scheduler(why) => {
-                tasks::request_stop(
-                    ctx,
-                    &cluster,
-                    &st.task_id,
-                    why.clone(),
-                    "ServiceSchedulerInitiated",
-                )
-                .await?;
-            }
-        }
-    }
-    // Starts.
-    for start in &plan.starts {
-        let Some(td) = task_definition(ctx, &mut tds, &start.task_definition).await? else {
-            events.push(format!(
-                "(service {}) failed to launch a task: its task definition {} is gone.",
-                svc.name, start.task_definition
-            ));
-            continue;
-        };
-        let resources = tasks::requirements(&td, &ecs::TaskOverride::default())?;
-        let mut tags = Vec::new();
-        if svc.propagate_tags.as_deref() == Some("SERVICE") {
-            tags = svc.tags.clone();
-        }
-        let l = Launch {
-            cluster: cluster.clone(),
-            family: td.family.clone().unwrap_or_default(),
-            revision: td.revision as u32,
-            td,
-            overrides: ecs::TaskOverride::default(),
-            resources,
-            group: group.clone(),
-            started_by: Some(start.deployment_id.clone()),
-            launch_type: svc.launch_type,
-            tags,
-            enable_execute_command: svc.enable_execute_command,
-            network_configuration: svc.network_configuration.clone().map(Into::into),
-        };
-        let strategies = if svc.placement_strategy.is_empty() {
-            berth_placement::service_default()
-        } else {
-            let wire: Vec<ecs::PlacementStrategy> = convert(&svc.placement_strategy);
-            tasks::strategies(Some(&wire))
-        };
-        let constraints: Vec<ecs::PlacementConstraint> = convert(&svc.placement_constraints);
-        let launched = match tasks::launch(
-            ctx,
-            &l,
-            start.count,
-            tasks::constraints(Some(&constraints)),
-            strategies,
-            start
-                .instance_id
-                .as_ref()
-                .map(|i| vec![ctx.app.scope.container_instance_arn(&cluster, i)]),
-            None,
-        )
-        .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                events.push(format!(
-                    "(service {}) was unable to place a task because no container instance met all of its requirements. Reason: {}",
-                    svc.name, e.message
-                ));
-                continue;
-            }
-        };
-        // One event per STARTED_PER_EVENT tasks, each naming its tasks, as ECS writes them
-        // while it launches a large service in batches.
-        for chunk in launched.tasks.chunks(STARTED_PER_EVENT) {
-            let ids: Vec<String> = chunk.iter().map(|t| format!("(task {})", t.id)).collect();
-            events.push(format!(
-                "(service {}) has started {} tasks: {}.",
-                svc.name,
-                chunk.len(),
-                ids.join(" ")
-            ));
-        }
-        if let Some(msg) = launched.event {
-            events.push(format!("(service {}) {}", svc.name, msg));
-        }
-    }
+    apply_stops(ctx, &cluster, &plan.stops).await?;
+    apply_starts(ctx, &svc, &plan.starts, &mut tds, &mut events).await?;
 
     // Write back deployments, events, status.
     let mut deployments: Vec<DeploymentRecord> = plan
@@ -599,17 +505,7 @@ async fn reconcile_service(
     let sd_changed = sd_after != sd_before;
     let changed_deployments =
         serde_json::to_string(&deployments).ok() != serde_json::to_string(&svc.deployments).ok();
-    let fresh_events: Vec<String> = events
-        .into_iter()
-        .filter(|m| {
-            // Don't repeat an identical event (e.g. "unable to place") within a minute.
-            !svc.events
-                .iter()
-                .rev()
-                .take(10)
-                .any(|e| &e.message == m && now - e.created_at < REPEAT_EVENT_AFTER)
-        })
-        .collect();
+    let fresh_events = fresh_events(&svc, events, now);
     // A DAEMON service's desiredCount is ECS's to keep: one per eligible instance (0 once it
     // is draining).
     let daemon_desired = daemon.then(|| {
@@ -672,18 +568,7 @@ async fn reconcile_service(
     {
         rec.task_definition = primary.task_definition.clone();
     }
-    for m in &fresh_events {
-        tracing::info!(cluster = %cluster, service = %svc.name, event = %m, "service event");
-        rec.events.push(ServiceEventRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            created_at: now,
-            message: m.clone(),
-        });
-    }
-    if rec.events.len() > crate::ecs::services::MAX_EVENTS {
-        let drop = rec.events.len() - crate::ecs::services::MAX_EVENTS;
-        rec.events.drain(..drop);
-    }
+    push_events(&mut rec, &fresh_events, now);
     if plan.steady_event {
         rec.last_steady_event_at = Some(now);
     }
@@ -712,6 +597,216 @@ async fn reconcile_service(
     if ctx.app.repo.commit(txn).await?.is_none() {
         tracing::debug!(service = %svc.name, "service changed during reconcile; recomputing next pass");
     }
+    Ok(())
+}
+
+/// An EXTERNAL or CODE_DEPLOY service: each task set kept at its computed count
+/// (`berth_scheduler::task_sets`), deleted task sets removed once drained.
+async fn reconcile_task_sets(
+    ctx: &Ctx,
+    svc: ServiceRecord,
+    revision: i64,
+    view: &ClusterView,
+    tasks: &[sched::Task],
+    mut tds: HashMap<String, Option<ecs::TaskDefinition>>,
+    now: f64,
+) -> Result<(), ApiError> {
+    use crate::records::TaskSetStatus;
+    use berth_scheduler::task_sets;
+    let sets: Vec<task_sets::TaskSet> = svc
+        .task_sets
+        .iter()
+        .map(|t| task_sets::TaskSet {
+            id: t.id.clone(),
+            task_definition: t.task_definition.clone(),
+            computed_desired: task_sets::computed_desired(svc.desired_count, t.scale),
+            draining: t.status == TaskSetStatus::Draining,
+        })
+        .collect();
+    let plan = task_sets::reconcile(&task_sets::Input {
+        service_name: &svc.name,
+        active: svc.status == ServiceStatus::Active,
+        task_sets: &sets,
+        tasks,
+        instances: &view.instances,
+        now,
+        health_check_grace_seconds: svc.health_check_grace_period_seconds.unwrap_or(0) as f64,
+    });
+    let mut events = plan.events.clone();
+    apply_stops(ctx, &svc.cluster, &plan.stops).await?;
+    apply_starts(ctx, &svc, &plan.starts, &mut tds, &mut events).await?;
+    let fresh = fresh_events(&svc, events, now);
+    if fresh.is_empty() && plan.gone.is_empty() && !plan.inactive {
+        return Ok(());
+    }
+    let mut rec = svc.clone();
+    rec.task_sets.retain(|t| !plan.gone.contains(&t.id));
+    push_events(&mut rec, &fresh, now);
+    if plan.inactive {
+        rec.status = ServiceStatus::Inactive;
+        tracing::info!(cluster = %svc.cluster, service = %svc.name, "service inactive");
+    }
+    let key = keys::service(&svc.cluster, &svc.name);
+    let txn = Txn::new()
+        .when(Compare::ModRevision {
+            key: key.clone(),
+            revision,
+        })
+        .put(key, to_bytes(&rec));
+    if ctx.app.repo.commit(txn).await?.is_none() {
+        tracing::debug!(service = %svc.name, "service changed during reconcile; recomputing next pass");
+    }
+    Ok(())
+}
+
+/// The events not already written within [`REPEAT_EVENT_AFTER`] (e.g. "unable to place").
+fn fresh_events(svc: &ServiceRecord, events: Vec<String>, now: f64) -> Vec<String> {
+    events
+        .into_iter()
+        .filter(|m| {
+            !svc.events
+                .iter()
+                .rev()
+                .take(10)
+                .any(|e| &e.message == m && now - e.created_at < REPEAT_EVENT_AFTER)
+        })
+        .collect()
+}
+
+/// Appends events to the service's, keeping the newest [`crate::ecs::services::MAX_EVENTS`].
+fn push_events(rec: &mut ServiceRecord, events: &[String], now: f64) {
+    for m in events {
+        tracing::info!(cluster = %rec.cluster, service = %rec.name, event = %m, "service event");
+        rec.events.push(ServiceEventRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at: now,
+            message: m.clone(),
+        });
+    }
+    if rec.events.len() > crate::ecs::services::MAX_EVENTS {
+        let drop = rec.events.len() - crate::ecs::services::MAX_EVENTS;
+        rec.events.drain(..drop);
+    }
+}
+
+/// Stops what a plan says, each with its reason.
+async fn apply_stops(ctx: &Ctx, cluster: &str, stops: &[sched::Stop]) -> Result<(), ApiError> {
+    for st in stops {
+        match &st.reason {
+            sched::StopReason::Lost => mark_lost(ctx, cluster, &st.task_id).await?,
+            sched::StopReason::Unhealthy => {
+                tasks::request_stop(
+                    ctx,
+                    cluster,
+                    &st.task_id,
+                    "Task failed container health checks".into(),
+                    "ServiceSchedulerInitiated",
+                )
+                .await?;
+            }
+            sched::StopReason::Scheduler(why) => {
+                tasks::request_stop(
+                    ctx,
+                    cluster,
+                    &st.task_id,
+                    why.clone(),
+                    "ServiceSchedulerInitiated",
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Launches what a plan says, writing the service events of each launch into `events`. A task
+/// set's tasks take its launch type and network configuration; a deployment's take the service's.
+async fn apply_starts(
+    ctx: &Ctx,
+    svc: &ServiceRecord,
+    starts: &[sched::Start],
+    tds: &mut HashMap<String, Option<ecs::TaskDefinition>>,
+    events: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    let cluster = svc.cluster.clone();
+    let group = format!("service:{}", svc.name);
+    for start in starts {
+        let set = svc.task_sets.iter().find(|t| t.id == start.deployment_id);
+        let Some(td) = task_definition(ctx, tds, &start.task_definition).await? else {
+            events.push(format!(
+                "(service {}) failed to launch a task: its task definition {} is gone.",
+                svc.name, start.task_definition
+            ));
+            continue;
+        };
+        let resources = tasks::requirements(&td, &ecs::TaskOverride::default())?;
+        let mut tags = Vec::new();
+        if svc.propagate_tags.as_deref() == Some("SERVICE") {
+            tags = svc.tags.clone();
+        }
+        let l = Launch {
+            cluster: cluster.clone(),
+            family: td.family.clone().unwrap_or_default(),
+            revision: td.revision as u32,
+            td,
+            overrides: ecs::TaskOverride::default(),
+            resources,
+            group: group.clone(),
+            started_by: Some(start.deployment_id.clone()),
+            launch_type: set.map_or(svc.launch_type, |t| t.launch_type),
+            tags,
+            enable_execute_command: svc.enable_execute_command,
+            network_configuration: set
+                .map_or(&svc.network_configuration, |t| &t.network_configuration)
+                .clone()
+                .map(Into::into),
+        };
+        let strategies = if svc.placement_strategy.is_empty() {
+            berth_placement::service_default()
+        } else {
+            let wire: Vec<ecs::PlacementStrategy> = convert(&svc.placement_strategy);
+            tasks::strategies(Some(&wire))
+        };
+        let constraints: Vec<ecs::PlacementConstraint> = convert(&svc.placement_constraints);
+        let launched = match tasks::launch(
+            ctx,
+            &l,
+            start.count,
+            tasks::constraints(Some(&constraints)),
+            strategies,
+            start
+                .instance_id
+                .as_ref()
+                .map(|i| vec![ctx.app.scope.container_instance_arn(&cluster, i)]),
+            None,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                events.push(format!(
+                    "(service {}) was unable to place a task because no container instance met all of its requirements. Reason: {}",
+                    svc.name, e.message
+                ));
+                continue;
+            }
+        };
+        // One event per STARTED_PER_EVENT tasks, each naming its tasks, as ECS writes them
+        // while it launches a large service in batches.
+        for chunk in launched.tasks.chunks(STARTED_PER_EVENT) {
+            let ids: Vec<String> = chunk.iter().map(|t| format!("(task {})", t.id)).collect();
+            events.push(format!(
+                "(service {}) has started {} tasks: {}.",
+                svc.name,
+                chunk.len(),
+                ids.join(" ")
+            ));
+        }
+        if let Some(msg) = launched.event {
+            events.push(format!("(service {}) {}", svc.name, msg));
+        }
+    }
+
     Ok(())
 }
 
@@ -850,7 +945,8 @@ pub async fn purge_deleted_task_definitions(ctx: &Ctx) -> Result<usize, ApiError
                 s.value
                     .deployments
                     .iter()
-                    .map(|d| d.task_definition.clone()),
+                    .map(|d| d.task_definition.clone())
+                    .chain(s.value.task_sets.iter().map(|t| t.task_definition.clone())),
             );
         }
     }

@@ -9,6 +9,7 @@ pub(crate) mod instances;
 pub(crate) mod services;
 mod settings;
 mod tagging;
+pub(crate) mod task_sets;
 pub(crate) mod taskdefs;
 pub(crate) mod tasks;
 
@@ -102,6 +103,13 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         }
         O::DescribeServiceRevisions => route!(ctx, body, deployments::describe_service_revisions),
         O::StopServiceDeployment => route!(ctx, body, deployments::stop_service_deployment),
+        O::CreateTaskSet => route!(ctx, body, task_sets::create_task_set),
+        O::UpdateTaskSet => route!(ctx, body, task_sets::update_task_set),
+        O::UpdateServicePrimaryTaskSet => {
+            route!(ctx, body, task_sets::update_service_primary_task_set)
+        }
+        O::DeleteTaskSet => route!(ctx, body, task_sets::delete_task_set),
+        O::DescribeTaskSets => route!(ctx, body, task_sets::describe_task_sets),
         other => Err(not_yet(other)),
     }
 }
@@ -175,7 +183,12 @@ fn dispatch_kind(op: Operation) -> Kind {
         | O::ListServiceDeployments
         | O::DescribeServiceDeployments
         | O::DescribeServiceRevisions
-        | O::StopServiceDeployment => Kind::Implemented,
+        | O::StopServiceDeployment
+        | O::CreateTaskSet
+        | O::UpdateTaskSet
+        | O::UpdateServicePrimaryTaskSet
+        | O::DeleteTaskSet
+        | O::DescribeTaskSets => Kind::Implemented,
         _ => Kind::NotYet,
     }
 }

@@ -8,8 +8,9 @@ use super::tasks::task_id_of;
 use super::{deployments, tagging, taskdefs};
 use crate::keys;
 use crate::records::{
-    convert, tags_to_wire, ClusterRecord, DeploymentRecord, DeploymentStatus, LaunchType,
-    RolloutState, SchedulingStrategy, ServiceRecord, ServiceStatus, TaskRecord,
+    convert, tags_to_wire, ClusterRecord, ControllerType, DeploymentRecord, DeploymentStatus,
+    LaunchType, RolloutState, SchedulingStrategy, ServiceRecord, ServiceStatus, TaskRecord,
+    TaskSetStatus,
 };
 use crate::state::Ctx;
 use crate::stored;
@@ -148,7 +149,13 @@ pub(crate) fn to_wire(
         running_count: total.running,
         pending_count: total.pending,
         launch_type: Some(s.launch_type.into()),
-        task_definition: Some(s.task_definition.clone()),
+        task_definition: (!s.task_definition.is_empty()).then(|| s.task_definition.clone()),
+        task_sets: (!s.deployment_controller.is_ecs()).then(|| {
+            s.task_sets
+                .iter()
+                .map(|ts| super::task_sets::to_wire(ctx, s, ts, tasks, include_tags))
+                .collect()
+        }),
         deployment_configuration: Some(deployments::deployment_configuration(s)),
         deployments: Some(deployments),
         current_service_deployment: s.current_service_deployment.as_ref().map(|id| {
@@ -168,7 +175,7 @@ pub(crate) fn to_wire(
         health_check_grace_period_seconds: s.health_check_grace_period_seconds,
         scheduling_strategy: Some(s.scheduling_strategy.into()),
         deployment_controller: Some(ecs::DeploymentController {
-            type_: Some(ecs::DeploymentControllerType::Ecs),
+            type_: Some(s.deployment_controller.into()),
         }),
         tags: Some(if include_tags {
             tags_to_wire(&s.tags)
@@ -186,6 +193,18 @@ pub(crate) fn to_wire(
         capacity_provider_strategy: (!s.capacity_provider_strategy.is_empty())
             .then(|| convert(&s.capacity_provider_strategy)),
         ..Default::default()
+    }
+}
+
+/// A service's or task set's launch type (what berth's hosts run).
+pub(crate) fn launch_type_of(l: Option<ecs::LaunchType>) -> Result<LaunchType, ApiError> {
+    match l {
+        None | Some(ecs::LaunchType::Ec2) => Ok(LaunchType::Ec2),
+        Some(ecs::LaunchType::External) => Ok(LaunchType::External),
+        Some(other) => Err(ApiError::invalid_parameter(format!(
+            "Launch type {} is not supported by berth: services run on registered container instances (EC2 or EXTERNAL).",
+            other.as_str()
+        ))),
     }
 }
 
@@ -250,42 +269,41 @@ pub async fn create_service(
             "desiredCount can not be negative.",
         ));
     }
-    if let Some(c) = &req.deployment_controller {
-        if c.type_
-            .is_some_and(|t| t != ecs::DeploymentControllerType::Ecs)
-        {
-            return Err(ApiError::invalid_parameter(
-                "Only the ECS deployment controller is supported by berth (CODE_DEPLOY and EXTERNAL need task sets).",
-            ));
-        }
-    }
-    let launch_type = match req.launch_type {
-        None | Some(ecs::LaunchType::Ec2) => LaunchType::Ec2,
-        Some(ecs::LaunchType::External) => LaunchType::External,
-        Some(other) => {
-            return Err(ApiError::invalid_parameter(format!(
-                "Launch type {} is not supported by berth: services run on registered container instances (EC2 or EXTERNAL).",
-                other.as_str()
-            )))
-        }
+    let controller = match req.deployment_controller.as_ref().and_then(|c| c.type_) {
+        None | Some(ecs::DeploymentControllerType::Ecs) => ControllerType::Ecs,
+        Some(ecs::DeploymentControllerType::External) => ControllerType::External,
+        Some(ecs::DeploymentControllerType::CodeDeploy) => ControllerType::CodeDeploy,
     };
+    if daemon && !controller.is_ecs() {
+        return Err(ApiError::invalid_parameter(format!(
+            "The daemon scheduling strategy does not support the {} deployment controller.",
+            controller.as_str()
+        )));
+    }
+    let launch_type = launch_type_of(req.launch_type)?;
     let strategy = req.placement_strategy.clone().unwrap_or_default();
     let constraints = req.placement_constraints.clone().unwrap_or_default();
     validate_placement(&strategy, &constraints, daemon)?;
     let (max, min) = percents(req.deployment_configuration.as_ref(), daemon)?;
     let tags = tagging::validate(req.tags.as_deref().unwrap_or_default())?;
     active_cluster(ctx, &cluster).await?;
-    let td = taskdefs::resolve(ctx, req.task_definition.as_deref().unwrap_or(""))
-        .await?
-        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
-        .value
-        .definition;
-    if td.status != Some(stored::TaskDefinitionStatus::Active) {
-        return Err(ApiError::client(format!(
-            "TaskDefinition is inactive: {}",
-            td.task_definition_arn.clone().unwrap_or_default()
-        )));
-    }
+    // An EXTERNAL service gets its task definitions from its task sets.
+    let td = if controller == ControllerType::External && req.task_definition.is_none() {
+        stored::TaskDefinition::default()
+    } else {
+        let td = taskdefs::resolve(ctx, req.task_definition.as_deref().unwrap_or(""))
+            .await?
+            .ok_or_else(|| ApiError::client("Unable to describe task definition."))?
+            .value
+            .definition;
+        if td.status != Some(stored::TaskDefinitionStatus::Active) {
+            return Err(ApiError::client(format!(
+                "TaskDefinition is inactive: {}",
+                td.task_definition_arn.clone().unwrap_or_default()
+            )));
+        }
+        td
+    };
     let td_arn = td.task_definition_arn.clone().unwrap_or_default();
     let repo = &ctx.app.repo;
     let key = keys::service(&cluster, &name);
@@ -367,9 +385,35 @@ pub async fn create_service(
                 last_completed_revision: None,
                 current_service_deployment: None,
                 service_deployment_in_flight: false,
+                deployment_controller: controller,
+                task_sets: vec![],
             };
-            let first = rec.deployments[0].clone();
-            let puts = deployments::start_puts(ctx, &mut rec, &first, &td, vec![], now).await?;
+            let puts = if controller.is_ecs() {
+                let first = rec.deployments[0].clone();
+                deployments::start_puts(ctx, &mut rec, &first, &td, vec![], now).await?
+            } else {
+                // Task sets, not ECS deployments: a CODE_DEPLOY service starts with its first
+                // task set as primary (what CodeDeploy's first deployment makes).
+                rec.deployments.clear();
+                if controller == ControllerType::CodeDeploy {
+                    let first = super::task_sets::NewTaskSet {
+                        task_definition: td_arn.clone(),
+                        scale: 100.0,
+                        external_id: None,
+                        started_by: None,
+                        launch_type,
+                        network_configuration: rec.network_configuration.clone(),
+                        load_balancers: rec.load_balancers.clone(),
+                        service_registries: rec.service_registries.clone(),
+                        capacity_provider_strategy: rec.capacity_provider_strategy.clone(),
+                        tags: vec![],
+                        client_token: None,
+                    };
+                    rec.task_sets
+                        .push(first.record(TaskSetStatus::Primary, now));
+                }
+                vec![]
+            };
             // Invariant: creating a service rewrites the cluster record (DeleteCluster compares on it).
             let ckey = keys::cluster(&cluster);
             let mut txn = Txn::new()
@@ -456,6 +500,14 @@ pub async fn update_service(
             }
             let daemon = s.value.scheduling_strategy == SchedulingStrategy::Daemon;
             let v = &mut s.value;
+            if !v.deployment_controller.is_ecs()
+                && (new_td.is_some() || req.force_new_deployment)
+            {
+                return Err(ApiError::invalid_parameter(format!(
+                    "Unable to update task definition on services with a {} deployment controller. Use the task set API to deploy a new task definition.",
+                    v.deployment_controller.as_str()
+                )));
+            }
             if let Some(d) = req.desired_count {
                 if daemon {
                     return Err(ApiError::invalid_parameter(
