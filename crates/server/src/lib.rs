@@ -29,6 +29,7 @@ use berth_svc_admin::{Admin, AdminService, TaskMonitors};
 use berth_svc_ecr::{Ecr, EcrService};
 use berth_svc_ecs::task_credentials::TaskRoleAccess;
 use berth_svc_ecs::{Ecs, EcsConfig, EcsService};
+use berth_svc_events::{Events, EventsService};
 use berth_svc_logs::{Logs, LogsService};
 use berth_svc_s3::{S3Service, S3};
 use berth_svc_secrets::{Secrets, SecretsManagerService, SsmService};
@@ -114,6 +115,7 @@ struct Stack {
     logs: Arc<Logs>,
     ecr: Arc<Ecr>,
     secrets: Arc<Secrets>,
+    events: Arc<Events>,
 }
 
 impl Stack {
@@ -159,7 +161,21 @@ impl Stack {
             )
             .with_holders(s3.into_iter().collect()),
         );
-        let secrets = Secrets::new(repo, scope, shared.leader.clone());
+        let secrets = Secrets::new(repo.clone(), scope.clone(), shared.leader.clone());
+        let events = Events::new(
+            repo,
+            scope,
+            shared.leader.clone(),
+            Arc::new(berth_svc_ecs::EcsTaskRunner(ecs.clone())),
+        );
+        driver.register(
+            TaskSpec::new(
+                "events_fire_rules",
+                berth_svc_events::FIRE_PERIOD,
+                Mode::LeaderOnly,
+            ),
+            berth_svc_events::FireRules(events.clone()),
+        )?;
         driver.register(
             berth_svc_ecr::model::RegistryGc::spec(),
             berth_svc_ecr::model::RegistryGc(ecr.clone()),
@@ -190,6 +206,7 @@ impl Stack {
             logs,
             ecr,
             secrets,
+            events,
         })
     }
 
@@ -201,6 +218,7 @@ impl Stack {
         t.register(Arc::new(EcrService(self.ecr.clone())));
         t.register(Arc::new(SecretsManagerService(self.secrets.clone())));
         t.register(Arc::new(SsmService(self.secrets.clone())));
+        t.register(Arc::new(EventsService(self.events.clone())));
         for g in global {
             t.register(g.clone());
         }

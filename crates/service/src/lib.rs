@@ -26,6 +26,7 @@ pub mod pagination;
 pub mod repo;
 
 pub use auth::Principal;
+pub use berth_auth::Role;
 pub use error::ApiError;
 
 use axum::response::Response;
@@ -158,4 +159,15 @@ pub trait EcsAdmin: Send + Sync {
         body: &[u8],
     ) -> Result<serde_json::Value, ApiError>;
     async fn describe_status(&self) -> Result<serde_json::Value, ApiError>;
+}
+
+/// Runs ECS tasks for another service (EventBridge's ECS targets): berth's own RunTask, as
+/// `principal`. Implemented by the ECS service, handed over in `berth-server`.
+#[async_trait::async_trait]
+pub trait TaskRunner: Send + Sync {
+    async fn run_task(
+        &self,
+        principal: Principal,
+        request: berth_wire::ecs::RunTaskRequest,
+    ) -> Result<berth_wire::ecs::RunTaskResponse, ApiError>;
 }

@@ -148,3 +148,25 @@ impl berth_service::EcsAdmin for EcsAdmin {
         replicas::describe_status(&self.0).await
     }
 }
+
+/// RunTask for other services (EventBridge's ECS targets).
+pub struct EcsTaskRunner(pub Arc<Ecs>);
+
+#[async_trait::async_trait]
+impl berth_service::TaskRunner for EcsTaskRunner {
+    async fn run_task(
+        &self,
+        principal: berth_service::Principal,
+        request: berth_wire::ecs::RunTaskRequest,
+    ) -> Result<berth_wire::ecs::RunTaskResponse, ApiError> {
+        use berth_wire::Validate;
+        request.validate().map_err(|e| {
+            ApiError::invalid_parameter(format!("Invalid value for parameter {}.", e.member))
+        })?;
+        let ctx = Ctx {
+            app: self.0.clone(),
+            principal,
+        };
+        ecs::tasks::run_task(&ctx, request).await
+    }
+}

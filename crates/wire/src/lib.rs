@@ -9,6 +9,7 @@
 
 pub mod ecr;
 pub mod ecs;
+pub mod events;
 pub mod logs;
 
 /// A JSON path like `containerDefinitions[0].portMappings[1]`, built while validating.
