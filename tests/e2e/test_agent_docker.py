@@ -1146,3 +1146,77 @@ def test_external_controller_task_sets(up, tmp_path):
     sets_until({"green": (1, "STEADY_STATE")})
     ecs.delete_service(cluster=c, service=svc, force=True)
     ecs.delete_service(cluster=c, service="rolling-" + svc, force=True)
+
+
+def test_scheduled_rule_runs_ecs_tasks_once_per_slot(up, tmp_path):
+    """Issue 25: an EventBridge rule with `rate(1 minute)` and an ECS target runs TaskCount tasks
+    at each slot (startedBy `events-rule/<rule>`, Input as overrides), once; a disabled rule runs
+    nothing; the errors AWS gives for bad expressions and for deleting a rule with targets."""
+    c, rule = up.cluster, "every-minute"
+    ecs, events = up.client("ecs"), up.client("events")
+    td = register(up, "tick", [{"name": "tick", "image": IMAGE, "command": ["sleep", "2"], "memory": 16}], tmp_path)
+    cluster_arn = ecs.describe_clusters(clusters=[c])["clusters"][0]["clusterArn"]
+    account = cluster_arn.split(":")[4]
+
+    for bad in ["rate(1 minutes)", "rate(5 minute)", "cron(0 3 * * *)", "cron(0 3 * * * *)", "cron(0 3 ? * 1 1969)"]:
+        with pytest.raises(events.exceptions.ClientError) as e:
+            events.put_rule(Name="bad", ScheduleExpression=bad)
+        assert e.value.response["Error"]["Code"] == "ValidationException"
+        assert e.value.response["Error"]["Message"] == "Parameter ScheduleExpression is not valid.", bad
+    with pytest.raises(events.exceptions.ResourceNotFoundException):
+        events.describe_rule(Name="bad")
+
+    put_at = time.time()
+    arn = events.put_rule(Name=rule, ScheduleExpression="rate(1 minute)", Description="ticks")["RuleArn"]
+    assert arn == f"arn:aws:events:{REGION}:{account}:rule/{rule}"
+    target = {"Id": "tick", "Arn": cluster_arn, "RoleArn": f"arn:aws:iam::{account}:role/ecsEventsRole",
+              "Input": json.dumps({"containerOverrides": [{"name": "tick", "environment": [{"name": "FROM", "value": "rule"}]}]}),
+              "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"], "TaskCount": 2, "LaunchType": "EC2",
+                                "Group": "ticks", "EnableECSManagedTags": False}}
+    out = events.put_targets(Rule=rule, Targets=[target])
+    assert out["FailedEntryCount"] == 0
+    # Every field comes back as it was put (ecs-deploy's `ecs cron` writes a listed target back).
+    listed = events.list_targets_by_rule(Rule=rule)["Targets"]
+    assert listed == [target], listed
+    with pytest.raises(events.exceptions.ClientError) as e:
+        events.delete_rule(Name=rule)
+    assert e.value.response["Error"]["Message"] == "Rule can't be deleted since it has targets."
+    assert events.list_rule_names_by_target(TargetArn=cluster_arn)["RuleNames"] == [rule]
+    # ecs-deploy's `ecs cron` re-points the rule's target at a new revision of the definition: it
+    # lists the target and puts it back with two fields changed.
+    p = ecs_deploy(up, "cron", c, "tick", rule, "-e", "tick", "V", "2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    listed = events.list_targets_by_rule(Rule=rule)["Targets"]
+    new_td = listed[0]["EcsParameters"]["TaskDefinitionArn"]
+    assert new_td.endswith(f"task-definition/tick:{td['revision'] + 1}"), listed
+    assert listed == [{**target, "EcsParameters": {**target["EcsParameters"], "TaskDefinitionArn": new_td}}]
+
+    def started():
+        arns = []
+        for status in ("RUNNING", "STOPPED"):
+            arns += ecs.list_tasks(cluster=c, startedBy=f"events-rule/{rule}", desiredStatus=status)["taskArns"]
+        return arns
+
+    # The first slot is a minute after the rule was put.
+    deadline = put_at + 75
+    while len(started()) < 2:
+        assert time.time() < deadline, "the rule did not fire within 75 s"
+        time.sleep(1)
+    first_fire = time.time()
+    assert first_fire - put_at >= 59, "fired before its first slot"
+    tasks = ecs.describe_tasks(cluster=c, tasks=started())["tasks"]
+    assert len(tasks) == 2
+    for t in tasks:
+        assert t["startedBy"] == f"events-rule/{rule}" and t["group"] == "ticks"
+        assert t["taskDefinitionArn"] == new_td
+        assert t["overrides"]["containerOverrides"][0]["environment"] == [{"name": "FROM", "value": "rule"}]
+    # Disabled: the next slot passes without a task.
+    events.disable_rule(Name=rule)
+    assert events.describe_rule(Name=rule)["State"] == "DISABLED"
+    time.sleep(max(0, put_at + 120 + 5 - time.time()))
+    assert len(started()) == 2, "a disabled rule fired"
+
+    events.remove_targets(Rule=rule, Ids=["tick"])
+    events.delete_rule(Name=rule)
+    with pytest.raises(events.exceptions.ResourceNotFoundException):
+        events.describe_rule(Name=rule)

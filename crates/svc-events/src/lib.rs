@@ -140,7 +140,17 @@ async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, ApiE
         O::EnableRule => route!(ctx, body, rules::enable_rule),
         O::DisableRule => route!(ctx, body, rules::disable_rule),
         O::DeleteRule => route!(ctx, body, rules::delete_rule),
-        O::PutTargets => route!(ctx, body, rules::put_targets),
+        O::PutTargets => {
+            // The targets are kept as the caller spelled them (every field, nothing added).
+            let req = decode(body)?;
+            let raw: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let raw = raw
+                .get("Targets")
+                .and_then(|t| t.as_array())
+                .cloned()
+                .unwrap_or_default();
+            berth_service::codec::encode(&rules::put_targets(ctx, req, raw).await?)
+        }
         O::RemoveTargets => route!(ctx, body, rules::remove_targets),
         O::ListTargetsByRule => route!(ctx, body, rules::list_targets_by_rule),
         O::ListRuleNamesByTarget => route!(ctx, body, rules::list_rule_names_by_target),

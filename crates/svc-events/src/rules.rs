@@ -497,9 +497,11 @@ fn target_fault(t: &ev::Target) -> Option<String> {
     None
 }
 
+/// `raw`: the request's `Targets` as JSON, in the same order (what is stored).
 pub async fn put_targets(
     ctx: &Ctx,
     req: ev::PutTargetsRequest,
+    raw: Vec<serde_json::Value>,
 ) -> Result<ev::PutTargetsResponse, ApiError> {
     let name = req.rule.clone().unwrap_or_default();
     let bus = bus_of(req.event_bus_name.as_deref())?;
@@ -526,7 +528,7 @@ pub async fn put_targets(
         .update::<RuleRecord, _>(&rule_key(&bus, &name), |cur| {
             let mut r = cur.ok_or_else(|| rule_not_found(&name, &bus))?;
             let failed: Vec<ev::PutTargetsResultEntry> = Vec::new();
-            for t in &targets {
+            for (i, t) in targets.iter().enumerate() {
                 let id = t.id.clone().unwrap_or_default();
                 let exists = r
                     .targets
@@ -538,14 +540,19 @@ pub async fn put_targets(
                         "The requested resource exceeds the maximum number allowed.",
                     ));
                 }
-                let mut t = t.clone();
-                if let Some(p) = t.ecs_parameters.as_mut() {
-                    if p.task_count == 0 {
-                        p.task_count = 1;
+                let mut value = match raw.get(i) {
+                    Some(v @ serde_json::Value::Object(_)) => v.clone(),
+                    _ => serde_json::to_value(t).map_err(|e| ApiError::server(e.to_string()))?,
+                };
+                // An ECS target runs one task unless it says otherwise.
+                if let Some(p) = value
+                    .get_mut("EcsParameters")
+                    .and_then(|p| p.as_object_mut())
+                {
+                    if p.get("TaskCount").is_none_or(|c| c.is_null()) {
+                        p.insert("TaskCount".into(), serde_json::json!(1));
                     }
                 }
-                let value =
-                    serde_json::to_value(&t).map_err(|e| ApiError::server(e.to_string()))?;
                 r.targets
                     .retain(|v| v.get("Id").and_then(|i| i.as_str()) != Some(id.as_str()));
                 r.targets.push(value);
@@ -602,7 +609,7 @@ pub async fn remove_targets(
 pub async fn list_targets_by_rule(
     ctx: &Ctx,
     req: ev::ListTargetsByRuleRequest,
-) -> Result<ev::ListTargetsByRuleResponse, ApiError> {
+) -> Result<serde_json::Value, ApiError> {
     let name = req.rule.clone().unwrap_or_default();
     let bus = bus_of(req.event_bus_name.as_deref())?;
     let limit = limit_of(req.limit)?;
@@ -612,17 +619,14 @@ pub async fn list_targets_by_rule(
         .targets
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let t: ev::Target = serde_json::from_value(v.clone())
-                .map_err(|e| ApiError::server(format!("stored target unreadable: {e}")))?;
-            Ok((format!("{i:05}"), t))
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+        .map(|(i, v)| (format!("{i:05}"), v.clone()))
+        .collect();
     let (targets, next) = paginate(items, after.as_deref(), limit, false);
-    Ok(ev::ListTargetsByRuleResponse {
-        targets: Some(targets),
-        next_token: next,
-    })
+    let mut out = serde_json::json!({ "Targets": targets });
+    if let Some(n) = next {
+        out["NextToken"] = serde_json::Value::String(n);
+    }
+    Ok(out)
 }
 
 pub async fn list_rule_names_by_target(

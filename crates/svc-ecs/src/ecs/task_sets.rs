@@ -200,6 +200,8 @@ pub async fn create_task_set(
 ) -> Result<ecs::CreateTaskSetResponse, ApiError> {
     let cluster = cluster_arg(req.cluster.as_deref())?;
     active_cluster(ctx, &cluster).await?;
+    // The service is checked before the task definition (ServiceNotFoundException first).
+    service_for_task_sets(ctx, &cluster, req.service.as_deref()).await?;
     let scale = scale_of(req.scale.as_ref())?;
     let tags = tagging::validate(req.tags.as_deref().unwrap_or_default())?;
     let launch_type = super::services::launch_type_of(req.launch_type)?;
@@ -271,6 +273,7 @@ async fn change_task_set(
 ) -> Result<ecs::TaskSet, ApiError> {
     let cluster = cluster_arg(cluster_arg_)?;
     active_cluster(ctx, &cluster).await?;
+    service_for_task_sets(ctx, &cluster, service).await?;
     let id = task_set_id(task_set).ok_or_else(task_set_not_found)?;
     let (svc, ts) = ctx
         .app
