@@ -1220,3 +1220,89 @@ def test_scheduled_rule_runs_ecs_tasks_once_per_slot(up, tmp_path):
     events.delete_rule(Name=rule)
     with pytest.raises(events.exceptions.ResourceNotFoundException):
         events.describe_rule(Name=rule)
+
+
+def test_scheduler_schedules_run_ecs_tasks(up, tmp_path):
+    """Issue 25: EventBridge Scheduler (REST) — a one-time `at()` schedule with ActionAfterCompletion
+    DELETE runs its task once and is gone; a `rate` schedule runs at once (its first slot is when
+    it was made); groups, errors with their HTTP statuses."""
+    from datetime import datetime, timedelta, timezone
+
+    c = up.cluster
+    ecs, sched = up.client("ecs"), up.client("scheduler")
+    td = register(up, "once", [{"name": "once", "image": IMAGE, "command": ["sleep", "2"], "memory": 16}], tmp_path)
+    cluster_arn = ecs.describe_clusters(clusters=[c])["clusters"][0]["clusterArn"]
+    account = cluster_arn.split(":")[4]
+    target = {"Arn": cluster_arn, "RoleArn": f"arn:aws:iam::{account}:role/scheduler",
+              "EcsParameters": {"TaskDefinitionArn": td["taskDefinitionArn"], "TaskCount": 1},
+              "Input": json.dumps({"containerOverrides": [{"name": "once", "environment": [{"name": "BY", "value": "scheduler"}]}]})}
+
+    def started(name):
+        by = f"chronos-schedule/{name}"[:36]
+        return [t for s in ("RUNNING", "STOPPED") for t in ecs.list_tasks(cluster=c, startedBy=by, desiredStatus=s)["taskArns"]]
+
+    # A one-time schedule three seconds from now, in New York's wall clock.
+    from zoneinfo import ZoneInfo
+
+    ny = ZoneInfo("America/New_York")
+    when = (datetime.now(timezone.utc) + timedelta(seconds=3)).astimezone(ny).strftime("%Y-%m-%dT%H:%M:%S")
+    arn = sched.create_schedule(Name="one-shot", ScheduleExpression=f"at({when})",
+                                ScheduleExpressionTimezone="America/New_York", Target=target,
+                                FlexibleTimeWindow={"Mode": "OFF"}, ActionAfterCompletion="DELETE")["ScheduleArn"]
+    assert arn == f"arn:aws:scheduler:{REGION}:{account}:schedule/default/one-shot"
+    got = sched.get_schedule(Name="one-shot")
+    assert got["ScheduleExpressionTimezone"] == "America/New_York" and got["ActionAfterCompletion"] == "DELETE"
+    assert got["Target"]["EcsParameters"] == target["EcsParameters"] and got["Target"]["Input"] == target["Input"]
+    deadline = time.time() + 30
+    while not started("one-shot"):
+        assert time.time() < deadline, "the at() schedule did not run"
+        time.sleep(0.5)
+    t = ecs.describe_tasks(cluster=c, tasks=started("one-shot"))["tasks"][0]
+    assert t["startedBy"] == "chronos-schedule/one-shot"
+    assert t["overrides"]["containerOverrides"][0]["environment"] == [{"name": "BY", "value": "scheduler"}]
+    deadline = time.time() + 10
+    while True:
+        try:
+            sched.get_schedule(Name="one-shot")
+        except sched.exceptions.ResourceNotFoundException:
+            break
+        assert time.time() < deadline, "the completed schedule was not deleted"
+        time.sleep(0.5)
+    time.sleep(2)
+    assert len(started("one-shot")) == 1
+
+    # A rate schedule in its own group runs at once, then not again within its period.
+    sched.create_schedule_group(Name="jobs", Tags=[{"Key": "team", "Value": "a"}])
+    with pytest.raises(sched.exceptions.ConflictException):
+        sched.create_schedule_group(Name="jobs")
+    sched.create_schedule(Name="hourly-report-with-a-long-name", GroupName="jobs", ScheduleExpression="rate(1 hour)",
+                          Target=target, FlexibleTimeWindow={"Mode": "OFF"})
+    deadline = time.time() + 30
+    while not started("hourly-report-with-a-long-name"):
+        assert time.time() < deadline, "the rate schedule did not run at once"
+        time.sleep(0.5)
+    assert ecs.describe_tasks(cluster=c, tasks=started("hourly-report-with-a-long-name"))["tasks"][0]["startedBy"] == \
+        "chronos-schedule/hourly-report-with-"
+    listed = sched.list_schedules(GroupName="jobs")["Schedules"]
+    assert [(s["Name"], s["State"], s["Target"]["Arn"]) for s in listed] == [("hourly-report-with-a-long-name", "ENABLED", cluster_arn)]
+    assert [g["Name"] for g in sched.list_schedule_groups()["ScheduleGroups"]] == ["default", "jobs"]
+    group_arn = sched.get_schedule_group(Name="jobs")["Arn"]
+    assert sched.list_tags_for_resource(ResourceArn=group_arn)["Tags"] == [{"Key": "team", "Value": "a"}]
+
+    # Errors, with AWS's types, texts and statuses.
+    with pytest.raises(sched.exceptions.ConflictException) as e:
+        sched.create_schedule(Name="hourly-report-with-a-long-name", GroupName="jobs", ScheduleExpression="rate(1 hour)",
+                              Target=target, FlexibleTimeWindow={"Mode": "OFF"})
+    assert e.value.response["Error"]["Message"] == "Schedule hourly-report-with-a-long-name already exists."
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    with pytest.raises(sched.exceptions.ValidationException) as e:
+        sched.create_schedule(Name="bad", ScheduleExpression="cron(0 3 * * * *)", Target=target, FlexibleTimeWindow={"Mode": "OFF"})
+    assert e.value.response["Error"]["Message"] == "Invalid Schedule Expression cron(0 3 * * * *)."
+    with pytest.raises(sched.exceptions.ResourceNotFoundException) as e:
+        sched.get_schedule(Name="nope")
+    assert e.value.response["Error"]["Message"] == "Schedule nope does not exist."
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+    # Deleting the group deletes its schedules.
+    sched.delete_schedule_group(Name="jobs")
+    assert sched.list_schedules()["Schedules"] == []

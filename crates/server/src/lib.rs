@@ -29,7 +29,7 @@ use berth_svc_admin::{Admin, AdminService, TaskMonitors};
 use berth_svc_ecr::{Ecr, EcrService};
 use berth_svc_ecs::task_credentials::TaskRoleAccess;
 use berth_svc_ecs::{Ecs, EcsConfig, EcsService};
-use berth_svc_events::{Events, EventsService};
+use berth_svc_events::{Events, EventsService, SchedulerService};
 use berth_svc_logs::{Logs, LogsService};
 use berth_svc_s3::{S3Service, S3};
 use berth_svc_secrets::{Secrets, SecretsManagerService, SsmService};
@@ -164,9 +164,10 @@ impl Stack {
         let secrets = Secrets::new(repo.clone(), scope.clone(), shared.leader.clone());
         let events = Events::new(
             repo,
-            scope,
+            scope.clone(),
             shared.leader.clone(),
             Arc::new(berth_svc_ecs::EcsTaskRunner(ecs.clone())),
+            Edge::authenticator(&shared.keys, &scope),
         );
         driver.register(
             TaskSpec::new(
@@ -219,6 +220,7 @@ impl Stack {
         t.register(Arc::new(SecretsManagerService(self.secrets.clone())));
         t.register(Arc::new(SsmService(self.secrets.clone())));
         t.register(Arc::new(EventsService(self.events.clone())));
+        t.register(Arc::new(SchedulerService(self.events.clone())));
         for g in global {
             t.register(g.clone());
         }

@@ -19,7 +19,7 @@ use berth_service::repo::to_bytes;
 use berth_service::{ApiError, Principal};
 use berth_store::{Compare, Txn};
 use berth_tasks::{BackgroundTask, TaskError};
-use berth_wire::{ecs, events as ev};
+use berth_wire::ecs;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,13 +94,10 @@ fn system_principal(app: &Events) -> Principal {
     }
 }
 
-/// One pass: fires every due slot. Returns how many rules fired.
+/// One pass: fires every due slot of the rules and the schedules. Returns how many fired.
 pub async fn fire_due(ctx: &Ctx) -> Result<usize, ApiError> {
     let repo = &ctx.app.repo;
     let rules = repo.list::<RuleRecord>(RULES).await?;
-    if rules.is_empty() {
-        return Ok(0);
-    }
     let fired: HashMap<String, (i64, FiredRecord)> = repo
         .list::<FiredRecord>(FIRED)
         .await?
@@ -108,7 +105,7 @@ pub async fn fire_due(ctx: &Ctx) -> Result<usize, ApiError> {
         .map(|f| (f.key, (f.revision, f.value)))
         .collect();
     let now = now_epoch();
-    let mut n = 0;
+    let mut n = crate::scheduler::fire_due_schedules(ctx, now).await?;
     for r in rules {
         let rule = r.value;
         if !rule.state.enabled() {
@@ -143,6 +140,17 @@ pub async fn fire_due(ctx: &Ctx) -> Result<usize, ApiError> {
     Ok(n)
 }
 
+/// A client token for one (resource, target, slot): the same on every replica and every retry.
+pub(crate) fn slot_token(resource_arn: &str, target_id: &str, slot: f64) -> String {
+    let mut h = Sha256::new();
+    h.update(resource_arn.as_bytes());
+    h.update([0]);
+    h.update(target_id.as_bytes());
+    h.update([0]);
+    h.update(format!("{slot}").as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
 /// Runs one target for one slot. Only ECS targets are delivered; others are reported.
 async fn invoke(
     ctx: &Ctx,
@@ -150,110 +158,113 @@ async fn invoke(
     target: &serde_json::Value,
     slot: f64,
 ) -> Result<(), ApiError> {
-    let t: ev::Target = serde_json::from_value(target.clone())
-        .map_err(|e| ApiError::server(format!("stored target unreadable: {e}")))?;
-    let id = t.id.clone().unwrap_or_default();
-    let Some(p) = &t.ecs_parameters else {
-        return Err(ApiError::new(
-            "UnsupportedTarget",
-            format!(
-                "target {id} ({}) is not delivered: berth delivers to ECS clusters only",
-                t.arn.as_deref().unwrap_or_default()
-            ),
-        ));
-    };
+    let id = target
+        .get("Id")
+        .and_then(|i| i.as_str())
+        .unwrap_or_default();
     let arn = rule_arn(ctx, &rule.bus, &rule.name);
-    let token = {
-        let mut h = Sha256::new();
-        h.update(arn.as_bytes());
-        h.update([0]);
-        h.update(id.as_bytes());
-        h.update([0]);
-        h.update(format!("{slot}").as_bytes());
-        hex::encode(&h.finalize()[..16])
-    };
-    let overrides = match &t.input {
-        Some(input) => Some(
-            serde_json::from_str::<ecs::TaskOverride>(input)
-                .map_err(|_| ApiError::new("ValidationException", "Input is not task overrides"))?,
-        ),
-        None => None,
-    };
-    let req = ecs::RunTaskRequest {
-        cluster: t.arn.clone(),
-        task_definition: p.task_definition_arn.clone(),
-        count: Some(p.task_count.max(1)),
-        launch_type: p.launch_type.map(|l| ecs_enum(l.as_str())).transpose()?,
-        network_configuration: p
-            .network_configuration
-            .as_ref()
-            .map(ecs_shape)
-            .transpose()?,
-        group: p.group.clone(),
-        placement_constraints: p
-            .placement_constraints
-            .as_ref()
-            .map(ecs_shape)
-            .transpose()?,
-        placement_strategy: p.placement_strategy.as_ref().map(ecs_shape).transpose()?,
-        capacity_provider_strategy: p
-            .capacity_provider_strategy
-            .as_ref()
-            .map(ecs_shape)
-            .transpose()?,
-        platform_version: p.platform_version.clone(),
-        propagate_tags: p.propagate_tags.map(|v| ecs_enum(v.as_str())).transpose()?,
-        reference_id: p.reference_id.clone(),
-        tags: p.tags.as_ref().map(ecs_shape).transpose()?,
-        enable_ecs_managed_tags: p.enable_ecs_managed_tags,
-        enable_execute_command: p.enable_execute_command,
-        overrides,
-        started_by: Some(format!("events-rule/{}", rule.name)),
-        client_token: Some(token),
-        ..Default::default()
-    };
+    let req = run_task_request(
+        target,
+        &format!("events-rule/{}", rule.name),
+        &slot_token(&arn, id, slot),
+    )?;
+    run(ctx, &rule.name, req).await
+}
+
+/// Runs a RunTask request for a rule or a schedule (`what` names it in the log).
+pub(crate) async fn run(ctx: &Ctx, what: &str, req: ecs::RunTaskRequest) -> Result<(), ApiError> {
     let out = ctx.app.runner.run_task(ctx.principal.clone(), req).await?;
     let failures = out.failures.unwrap_or_default();
     if !failures.is_empty() {
-        tracing::warn!(rule = %rule.name, target = %id, ?failures, "rule target's tasks not all placed");
+        tracing::warn!(target = %what, ?failures, "scheduled tasks not all placed");
     }
     Ok(())
 }
 
-/// An EventBridge enum value as the ECS enum of the same spelling.
-fn ecs_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| ApiError::new("ValidationException", format!("{s} is not valid for ECS")))
-}
-
-/// An EventBridge shape as ECS's twin: EventBridge spells the ECS members PascalCase, ECS
-/// camelCase (`awsvpcConfiguration` is the same in both).
-fn ecs_shape<S: serde::Serialize, T: serde::de::DeserializeOwned>(s: &S) -> Result<T, ApiError> {
-    fn camel(v: serde_json::Value) -> serde_json::Value {
+/// The RunTask request an ECS target (EventBridge's or Scheduler's JSON `Target`) makes: its
+/// `EcsParameters` as RunTask's members (the two services spell ECS's members in PascalCase),
+/// `Input` as the task overrides.
+pub fn run_task_request(
+    target: &serde_json::Value,
+    started_by: &str,
+    client_token: &str,
+) -> Result<ecs::RunTaskRequest, ApiError> {
+    use serde_json::Value;
+    let arn = target
+        .get("Arn")
+        .and_then(|a| a.as_str())
+        .unwrap_or_default();
+    let Some(params) = target.get("EcsParameters").and_then(|p| p.as_object()) else {
+        return Err(ApiError::new(
+            "UnsupportedTarget",
+            format!("target {arn} is not delivered: berth delivers to ECS clusters only"),
+        ));
+    };
+    fn camel(v: &Value) -> Value {
         match v {
-            serde_json::Value::Object(m) => serde_json::Value::Object(
-                m.into_iter()
-                    .map(|(k, v)| {
-                        let mut c = k.chars();
-                        let k = match c.next() {
-                            Some(f) => f.to_ascii_lowercase().to_string() + c.as_str(),
-                            None => k,
-                        };
-                        (k, camel(v))
-                    })
-                    .collect(),
-            ),
-            serde_json::Value::Array(a) => {
-                serde_json::Value::Array(a.into_iter().map(camel).collect())
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (lower_first(k), camel(v))).collect())
             }
-            other => other,
+            Value::Array(a) => Value::Array(a.iter().map(camel).collect()),
+            other => other.clone(),
         }
     }
-    let v = serde_json::to_value(s).map_err(|e| ApiError::server(e.to_string()))?;
-    serde_json::from_value(camel(v)).map_err(|_| {
+    fn lower_first(k: &str) -> String {
+        let mut c = k.chars();
+        match c.next() {
+            Some(f) => f.to_ascii_lowercase().to_string() + c.as_str(),
+            None => String::new(),
+        }
+    }
+    let mut req = serde_json::Map::new();
+    req.insert("cluster".into(), Value::String(arn.to_string()));
+    for (k, v) in params {
+        match k.as_str() {
+            "TaskDefinitionArn" => {
+                req.insert("taskDefinition".into(), v.clone());
+            }
+            "TaskCount" => {
+                req.insert("count".into(), v.clone());
+            }
+            // EventBridge: [{Key, Value}]; Scheduler: [{"<key>": "<value>"}].
+            "Tags" => {
+                let tags: Vec<Value> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|t| match t.as_object() {
+                        Some(o) if o.contains_key("Key") => vec![serde_json::json!({
+                            "key": o.get("Key"), "value": o.get("Value")
+                        })],
+                        Some(o) => o
+                            .iter()
+                            .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+                            .collect(),
+                        None => vec![],
+                    })
+                    .collect();
+                req.insert("tags".into(), Value::Array(tags));
+            }
+            other => {
+                req.insert(lower_first(other), camel(v));
+            }
+        }
+    }
+    if let Some(input) = target.get("Input").and_then(|i| i.as_str()) {
+        let overrides: Value = serde_json::from_str(input).map_err(|_| {
+            ApiError::new("ValidationException", "Input of an ECS target is not JSON")
+        })?;
+        req.insert("overrides".into(), overrides);
+    }
+    req.insert("startedBy".into(), Value::String(started_by.to_string()));
+    req.insert(
+        "clientToken".into(),
+        Value::String(client_token.to_string()),
+    );
+    serde_json::from_value(Value::Object(req)).map_err(|_| {
         ApiError::new(
             "ValidationException",
-            "EcsParameters has a value ECS does not take",
+            "EcsParameters or Input has a value ECS does not take",
         )
     })
 }
@@ -312,19 +323,79 @@ mod tests {
     }
 
     #[test]
-    fn events_shapes_become_ecs_shapes() {
-        let n = ev::NetworkConfiguration {
-            awsvpc_configuration: Some(ev::AwsVpcConfiguration {
-                subnets: Some(vec!["subnet-1".into()]),
-                security_groups: None,
-                assign_public_ip: Some(ev::AssignPublicIp::Enabled),
-            }),
-        };
-        let e: ecs::NetworkConfiguration = ecs_shape(&n).unwrap();
-        let a = e.awsvpc_configuration.unwrap();
-        assert_eq!(a.subnets, Some(vec!["subnet-1".to_string()]));
-        assert_eq!(a.assign_public_ip, Some(ecs::AssignPublicIp::Enabled));
-        let l: ecs::LaunchType = ecs_enum("EC2").unwrap();
-        assert_eq!(l, ecs::LaunchType::Ec2);
+    fn an_ecs_target_becomes_a_run_task_request() {
+        let target = serde_json::json!({
+            "Id": "1",
+            "Arn": "arn:aws:ecs:us-east-1:000000000000:cluster/c",
+            "RoleArn": "arn:aws:iam::000000000000:role/r",
+            "Input": "{\"containerOverrides\":[{\"name\":\"app\",\"command\":[\"echo\",\"hi\"]}]}",
+            "EcsParameters": {
+                "TaskDefinitionArn": "arn:aws:ecs:us-east-1:000000000000:task-definition/t:1",
+                "TaskCount": 3,
+                "LaunchType": "EC2",
+                "Group": "g",
+                "NetworkConfiguration": {"awsvpcConfiguration": {"Subnets": ["s-1"], "AssignPublicIp": "DISABLED"}},
+                "PlacementConstraints": [{"Type": "memberOf", "Expression": "attribute:x == y"}],
+                "EnableECSManagedTags": true,
+                "Tags": [{"Key": "k", "Value": "v"}]
+            }
+        });
+        let r = run_task_request(&target, "events-rule/x", "tok").unwrap();
+        assert_eq!(
+            r.cluster.as_deref(),
+            Some("arn:aws:ecs:us-east-1:000000000000:cluster/c")
+        );
+        assert_eq!(
+            r.task_definition.as_deref(),
+            Some("arn:aws:ecs:us-east-1:000000000000:task-definition/t:1")
+        );
+        assert_eq!(r.count, Some(3));
+        assert_eq!(r.launch_type, Some(ecs::LaunchType::Ec2));
+        assert_eq!(r.group.as_deref(), Some("g"));
+        let a = r
+            .network_configuration
+            .unwrap()
+            .awsvpc_configuration
+            .unwrap();
+        assert_eq!(a.subnets, Some(vec!["s-1".to_string()]));
+        assert_eq!(
+            r.placement_constraints.unwrap()[0].expression.as_deref(),
+            Some("attribute:x == y")
+        );
+        assert!(r.enable_ecs_managed_tags);
+        assert_eq!(r.tags.unwrap()[0].key.as_deref(), Some("k"));
+        let o = r.overrides.unwrap().container_overrides.unwrap();
+        assert_eq!(
+            o[0].command,
+            Some(vec!["echo".to_string(), "hi".to_string()])
+        );
+        assert_eq!(
+            (r.started_by.as_deref(), r.client_token.as_deref()),
+            (Some("events-rule/x"), Some("tok"))
+        );
+        // Scheduler spells tags as maps.
+        let mut s = target.clone();
+        s["EcsParameters"]["Tags"] = serde_json::json!([{"team": "a", "env": "b"}]);
+        let r = run_task_request(&s, "x", "t").unwrap();
+        let mut tags: Vec<_> = r
+            .tags
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.key.unwrap(), t.value.unwrap()))
+            .collect();
+        tags.sort();
+        assert_eq!(
+            tags,
+            [
+                ("env".to_string(), "b".to_string()),
+                ("team".to_string(), "a".to_string())
+            ]
+        );
+        // Not an ECS target: not delivered.
+        let sqs = serde_json::json!({"Id": "q", "Arn": "arn:aws:sqs:us-east-1:000000000000:q"});
+        assert_eq!(
+            run_task_request(&sqs, "x", "t").unwrap_err().code,
+            "UnsupportedTarget"
+        );
     }
 }

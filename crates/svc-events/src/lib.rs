@@ -11,6 +11,7 @@
 mod fire;
 mod rules;
 pub mod schedule;
+pub mod scheduler;
 
 pub use fire::{due_slot, FireRules, FIRE_PERIOD};
 pub use rules::{EventBusRecord, FiredRecord, RuleRecord, RuleState};
@@ -19,7 +20,9 @@ use berth_core::Scope;
 use berth_service::codec::{decode_in, JsonDialect, Missing};
 use berth_service::leader::Leader;
 use berth_service::repo::Repo;
-use berth_service::{ApiError, Call, Descriptor, Protocol, Reply, Service, TaskRunner};
+use berth_service::{
+    ApiError, Authenticator, Call, Descriptor, Protocol, Reply, Service, TaskRunner,
+};
 use berth_wire::events::Operation;
 use std::sync::Arc;
 
@@ -35,6 +38,8 @@ pub struct Events {
     pub leader: Arc<Leader>,
     /// Runs ECS tasks for ECS targets (berth's ECS service).
     pub runner: Arc<dyn TaskRunner>,
+    /// The signature check for Scheduler's REST API (the edge's).
+    pub auth: Option<Arc<dyn Authenticator>>,
 }
 
 impl Events {
@@ -43,12 +48,14 @@ impl Events {
         scope: Scope,
         leader: Arc<Leader>,
         runner: Arc<dyn TaskRunner>,
+        auth: Arc<dyn Authenticator>,
     ) -> Arc<Self> {
         Arc::new(Self {
             repo,
             scope,
             leader,
             runner,
+            auth: Some(auth),
         })
     }
 }
@@ -65,6 +72,30 @@ static DESCRIPTOR: Descriptor = Descriptor {
     xml_namespace: "",
     knows: |_, op| Operation::from_name(op).is_some(),
 };
+
+static SCHEDULER: Descriptor = Descriptor {
+    name: "scheduler",
+    signing_names: &["scheduler"],
+    protocol: Protocol::RestJson1,
+    target_prefixes: &[],
+    body_limit: MAX_BODY_BYTES,
+    xml_namespace: "",
+    knows: |_, _| true,
+};
+
+/// EventBridge Scheduler as the edge sees it (REST: its own routes).
+pub struct SchedulerService(pub Arc<Events>);
+
+#[async_trait::async_trait]
+impl Service for SchedulerService {
+    fn descriptor(&self) -> &'static Descriptor {
+        &SCHEDULER
+    }
+
+    fn rest_routes(&self) -> Option<axum::Router> {
+        Some(scheduler::router(self.0.clone()))
+    }
+}
 
 /// EventBridge as the edge sees it.
 pub struct EventsService(pub Arc<Events>);

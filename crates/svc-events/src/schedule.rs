@@ -1,16 +1,20 @@
 //! Schedule expressions as EventBridge takes them: `rate(<n> <unit>)` and
-//! `cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>)`, validated by AWS's rules
-//! first, then evaluated (cron by `croner`, in UTC). Pure: time is an argument.
+//! `cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>)` — and, for EventBridge
+//! Scheduler, `at(<yyyy-mm-ddThh:mm:ss>)` — validated by AWS's rules first, then evaluated (cron by
+//! `croner`) in a time zone (rules: UTC). Pure: time is an argument.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
 
 /// A valid schedule.
 #[derive(Debug, Clone)]
 pub enum Schedule {
     /// Every `seconds`, counted from when the schedule was set.
     Rate { seconds: u64 },
-    /// Wall-clock slots (UTC).
+    /// Wall-clock slots in the schedule's time zone.
     Cron(Box<croner::Cron>),
+    /// Once, at this wall-clock time in the schedule's time zone (Scheduler only).
+    At(NaiveDateTime),
 }
 
 /// Why an expression is not one AWS takes (the API answers with its own text).
@@ -20,6 +24,29 @@ pub struct Invalid(pub String);
 const YEARS: (u32, u32) = (1970, 2199);
 
 impl Schedule {
+    /// An EventBridge Scheduler expression: `at(…)`, `rate(…)` or `cron(…)`.
+    pub fn parse_for_scheduler(expr: &str) -> Result<Schedule, Invalid> {
+        if let Some(body) = expr.strip_prefix("at(").and_then(|r| r.strip_suffix(')')) {
+            return NaiveDateTime::parse_from_str(body, "%Y-%m-%dT%H:%M:%S")
+                .map(Schedule::At)
+                .map_err(|_| Invalid("an at() expression is at(yyyy-mm-ddThh:mm:ss)".into()));
+        }
+        // Scheduler takes a rate's unit in either number (`rate(1 hours)`, `rate(5 minute)`).
+        if let Some(body) = expr.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) {
+            if let Some((n, unit)) = body.split_once(' ') {
+                let plural = n != "1";
+                let unit = match (unit.strip_suffix('s'), plural) {
+                    (Some(u), false) => u.to_string(),
+                    (None, true) => format!("{unit}s"),
+                    _ => unit.to_string(),
+                };
+                return Self::parse(&format!("rate({n} {unit})"));
+            }
+        }
+        Self::parse(expr)
+    }
+
+    /// An EventBridge rule's expression: `rate(…)` or `cron(…)`.
     pub fn parse(expr: &str) -> Result<Schedule, Invalid> {
         let bad = |why: &str| Invalid(why.to_string());
         if let Some(body) = expr.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) {
@@ -107,10 +134,23 @@ impl Schedule {
         Ok(Schedule::Cron(Box::new(cron)))
     }
 
-    /// The first slot strictly after `after` (epoch seconds); a rate's slots are `anchor + k ×
-    /// period`. None when the schedule has no slot left (a cron whose years are over).
+    /// The first slot strictly after `after` (epoch seconds), in UTC; a rate's slots are
+    /// `anchor + k × period`. None when the schedule has no slot left (a cron whose years are
+    /// over).
     pub fn next_after(&self, anchor: f64, after: f64) -> Option<f64> {
+        self.next_after_in(Tz::UTC, anchor, after)
+    }
+
+    /// [`Schedule::next_after`] with `cron` and `at` read as wall-clock times in `tz` (a rate is
+    /// the same in every zone). A cron slot that a daylight-saving change skips does not fire,
+    /// one it repeats fires once, at its first occurrence (as AWS documents for Scheduler); an
+    /// `at` in a skipped hour fires when the wall clock has jumped over it.
+    pub fn next_after_in(&self, tz: Tz, anchor: f64, after: f64) -> Option<f64> {
         match self {
+            Schedule::At(local) => {
+                let t = place(tz, local)? as f64;
+                (t > after).then_some(t)
+            }
             Schedule::Rate { seconds } => {
                 let p = *seconds as f64;
                 let k = ((after - anchor) / p).floor().max(0.0) + 1.0;
@@ -121,13 +161,45 @@ impl Schedule {
                 Some(t)
             }
             Schedule::Cron(c) => {
+                // The pattern is matched against the zone's wall clock (croner walks naive local
+                // times, read as UTC); each local match is then placed in the zone.
                 let secs = after.floor() as i64;
                 let start: DateTime<Utc> = Utc.timestamp_opt(secs, 0).single()?;
-                c.find_next_occurrence(&start, false)
-                    .ok()
-                    .map(|t| t.timestamp() as f64)
+                let mut local = start.with_timezone(&tz).naive_local();
+                for _ in 0..10_000 {
+                    let next = c
+                        .find_next_occurrence(&Utc.from_utc_datetime(&local), false)
+                        .ok()?
+                        .naive_utc();
+                    // A time the zone skips (a daylight-saving gap) is skipped, as AWS documents.
+                    let placed = match tz.from_local_datetime(&next) {
+                        chrono::LocalResult::None => None,
+                        _ => place(tz, &next),
+                    };
+                    match placed {
+                        Some(t) if t as f64 > after => return Some(t as f64),
+                        _ => local = next,
+                    }
+                }
+                None
             }
         }
+    }
+}
+
+/// The instant a wall-clock time of `tz` names: a repeated time's first occurrence; a skipped
+/// time (a daylight-saving gap) the first instant after the gap.
+fn place(tz: Tz, local: &NaiveDateTime) -> Option<i64> {
+    match tz.from_local_datetime(local) {
+        chrono::LocalResult::Single(t) => Some(t.timestamp()),
+        chrono::LocalResult::Ambiguous(first, _) => Some(first.timestamp()),
+        chrono::LocalResult::None => (1..=180).find_map(|m| {
+            let later = local.date().and_hms_opt(local.hour(), local.minute(), 0)?
+                + chrono::Duration::minutes(m);
+            tz.from_local_datetime(&later)
+                .earliest()
+                .map(|t| t.timestamp())
+        }),
     }
 }
 
@@ -251,6 +323,68 @@ mod tests {
                 .unwrap()
                 .next_after(0.0, at("2026-01-01T00:00:00Z")),
             None
+        );
+    }
+
+    #[test]
+    fn at_and_cron_in_a_time_zone_across_daylight_saving() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        // 2026-03-08: clocks go from 02:00 to 03:00 EST→EDT. 2026-11-01: 02:00 EDT → 01:00 EST.
+        let s = Schedule::parse_for_scheduler("cron(30 1 * * ? *)").unwrap();
+        // A 02:30 slot is skipped on the day 02:00–03:00 does not exist.
+        let skipped = Schedule::parse_for_scheduler("cron(30 2 * * ? *)").unwrap();
+        assert_eq!(
+            skipped.next_after_in(ny, 0.0, at("2026-03-08T00:00:00Z")),
+            Some(at("2026-03-09T06:30:00Z"))
+        );
+        // 01:30 EST on 2026-03-08 is 06:30 UTC; the next day's 01:30 EDT is 05:30 UTC.
+        assert_eq!(
+            s.next_after_in(ny, 0.0, at("2026-03-08T00:00:00Z")),
+            Some(at("2026-03-08T06:30:00Z"))
+        );
+        assert_eq!(
+            s.next_after_in(ny, 0.0, at("2026-03-08T06:30:00Z")),
+            Some(at("2026-03-09T05:30:00Z"))
+        );
+        // 01:30 happens twice on 2026-11-01: the schedule fires once.
+        let first = s
+            .next_after_in(ny, 0.0, at("2026-11-01T04:00:00Z"))
+            .unwrap();
+        assert_eq!(first, at("2026-11-01T05:30:00Z"));
+        let next = s.next_after_in(ny, 0.0, first).unwrap();
+        assert_eq!(
+            next,
+            at("2026-11-02T06:30:00Z"),
+            "01:30 EST is not a second slot"
+        );
+        // at() in a zone, and in the skipped hour.
+        let once = Schedule::parse_for_scheduler("at(2026-07-04T09:00:00)").unwrap();
+        assert_eq!(
+            once.next_after_in(ny, 0.0, 0.0),
+            Some(at("2026-07-04T13:00:00Z"))
+        );
+        assert_eq!(
+            once.next_after_in(ny, 0.0, at("2026-07-04T13:00:00Z")),
+            None
+        );
+        let gap = Schedule::parse_for_scheduler("at(2026-03-08T02:30:00)").unwrap();
+        assert_eq!(
+            gap.next_after_in(ny, 0.0, 0.0),
+            Some(at("2026-03-08T07:00:00Z"))
+        );
+        // A rate ignores the zone.
+        let r = Schedule::parse_for_scheduler("rate(1 hour)").unwrap();
+        assert_eq!(r.next_after_in(ny, 100.0, 100.0), Some(3700.0));
+        for bad in [
+            "at(2026-07-04 09:00:00)",
+            "at(2026-07-04T09:00)",
+            "at(tomorrow)",
+        ] {
+            assert!(Schedule::parse_for_scheduler(bad).is_err(), "{bad}");
+        }
+        assert!(
+            Schedule::parse("at(2026-07-04T09:00:00)").is_err(),
+            "rules take no at()"
         );
     }
 

@@ -11,6 +11,7 @@ pub mod ecr;
 pub mod ecs;
 pub mod events;
 pub mod logs;
+pub mod scheduler;
 
 /// A JSON path like `containerDefinitions[0].portMappings[1]`, built while validating.
 #[derive(Debug, Default, Clone)]
