@@ -2,6 +2,7 @@
 the aws CLI and boto3. Images come from scripts/test-images.sh (no registry is reachable)."""
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -1306,3 +1307,43 @@ def test_scheduler_schedules_run_ecs_tasks(up, tmp_path):
     # Deleting the group deletes its schedules.
     sched.delete_schedule_group(Name="jobs")
     assert sched.list_schedules()["Schedules"] == []
+
+
+def test_ecs_task_state_changes_reach_a_log_group_through_a_rule(up, tmp_path):
+    """Issue 25 part 5: ECS puts `ECS Task State Change` events on the default bus; a rule with
+    the issue's pattern sends the STOPPED ones of this cluster to a CloudWatch Logs log group."""
+    c = up.cluster
+    ecs, events, logs = up.client("ecs"), up.client("events"), up.client("logs")
+    cluster_arn = ecs.describe_clusters(clusters=[c])["clusters"][0]["clusterArn"]
+    account = cluster_arn.split(":")[4]
+    group = "/aws/events/ecs-stopped"
+    logs.create_log_group(logGroupName=group)
+    pattern = {"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+               "detail": {"lastStatus": ["STOPPED"], "clusterArn": [cluster_arn]}}
+    events.put_rule(Name="stopped-tasks", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="stopped-tasks", Targets=[{"Id": "log", "Arn": f"arn:aws:logs:{REGION}:{account}:log-group:{group}"}])
+    with pytest.raises(events.exceptions.InvalidEventPatternException):
+        events.put_rule(Name="bad-pattern", EventPattern=json.dumps({"source": "aws.ecs"}))
+
+    register(up, "blink", [{"name": "blink", "image": IMAGE, "command": ["true"], "memory": 16}], tmp_path)
+    arn = ecs.run_task(cluster=c, taskDefinition="blink")["tasks"][0]["taskArn"]
+    wait(up, "tasks-stopped", c, arn)
+    deadline = time.time() + 20
+    while True:
+        found = [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName=group)["events"]]
+        mine = [e for e in found if e["detail"]["taskArn"] == arn]
+        if mine:
+            break
+        assert time.time() < deadline, found
+        time.sleep(0.5)
+    assert len(mine) == 1, mine
+    e = mine[0]
+    assert (e["source"], e["detail-type"], e["account"], e["region"]) == ("aws.ecs", "ECS Task State Change", account, REGION)
+    assert e["resources"] == [arn] and e["detail"]["lastStatus"] == "STOPPED"
+    assert e["detail"]["stopCode"] == "EssentialContainerExited"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["time"]) and e["detail"]["stoppedAt"].endswith("Z")
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    assert e["id"] in [s["logStreamName"] for s in streams]
+
+    events.remove_targets(Rule="stopped-tasks", Ids=["log"])
+    events.delete_rule(Name="stopped-tasks")

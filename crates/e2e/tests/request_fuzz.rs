@@ -81,6 +81,7 @@ async fn ecs_alone() -> Arc<Ecs> {
             metrics: Arc::new(berth_service::metrics::Metrics::default()),
             leader,
             task_roles: Default::default(),
+            events: Default::default(),
         },
         &mut driver,
     )

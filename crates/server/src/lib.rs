@@ -134,6 +134,8 @@ impl Stack {
         driver: &mut Driver,
     ) -> Result<Self, BuildError> {
         let scope = Scope::new(region, &shared.account);
+        // ECS's events, on their way to the region's event bus.
+        let events_queue = Arc::new(berth_service::EventQueue::default());
         let ecs = Ecs::new(
             EcsConfig {
                 store,
@@ -145,6 +147,7 @@ impl Stack {
                 metrics: shared.metrics.clone(),
                 leader: shared.leader.clone(),
                 task_roles: shared.task_roles.clone(),
+                events: events_queue.clone(),
             },
             driver,
         );
@@ -168,7 +171,13 @@ impl Stack {
             shared.leader.clone(),
             Arc::new(berth_svc_ecs::EcsTaskRunner(ecs.clone())),
             Edge::authenticator(&shared.keys, &scope),
+            events_queue,
+            Arc::new(berth_svc_logs::LogsWriter(logs.clone())),
         );
+        driver.register(
+            berth_svc_events::DeliverEvents::spec(),
+            berth_svc_events::DeliverEvents(events.clone()),
+        )?;
         driver.register(
             TaskSpec::new(
                 "events_fire_rules",

@@ -161,6 +161,52 @@ pub trait EcsAdmin: Send + Sync {
     async fn describe_status(&self) -> Result<serde_json::Value, ApiError>;
 }
 
+/// Events berth's services emit for the default event bus (ECS state changes, in AWS's event
+/// shape), queued in memory on the replica that made them until EventBridge's delivery task
+/// takes them. Bounded: past [`EventQueue::CAPACITY`] the oldest are dropped (and counted).
+#[derive(Default)]
+pub struct EventQueue {
+    queue: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl EventQueue {
+    pub const CAPACITY: usize = 10_000;
+
+    pub fn push(&self, event: serde_json::Value) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= Self::CAPACITY {
+            q.pop_front();
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        q.push_back(event);
+    }
+
+    /// Everything queued, oldest first.
+    pub fn drain(&self) -> Vec<serde_json::Value> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.drain(..).collect()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Writes log events for another service (EventBridge's CloudWatch Logs targets): into an
+/// existing group, creating the stream if it is new.
+#[async_trait::async_trait]
+pub trait LogWriter: Send + Sync {
+    async fn write(
+        &self,
+        group: &str,
+        stream: &str,
+        events: Vec<(i64, String)>,
+    ) -> Result<(), ApiError>;
+}
+
 /// Runs ECS tasks for another service (EventBridge's ECS targets): berth's own RunTask, as
 /// `principal`. Implemented by the ECS service, handed over in `berth-server`.
 #[async_trait::async_trait]

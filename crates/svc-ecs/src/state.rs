@@ -32,6 +32,8 @@ pub struct EcsConfig {
     pub leader: Arc<Leader>,
     /// Which berth role task IAM role credentials get (`--task-role-access`).
     pub task_roles: TaskRoleAccess,
+    /// Where ECS's events (task state changes) go: the region's event bus.
+    pub events: Arc<berth_service::EventQueue>,
 }
 
 pub struct Ecs {
@@ -44,6 +46,8 @@ pub struct Ecs {
     pub metrics: Arc<Metrics>,
     pub leader: Arc<Leader>,
     pub task_roles: TaskRoleAccess,
+    /// ECS's events for the event bus.
+    pub events: Arc<berth_service::EventQueue>,
     /// Agent connectivity and desired-state generations (the agent channel).
     pub agents: AgentHub,
     /// The control-plane replicas sharing the store, as this replica sees them (`replicas`).
@@ -68,6 +72,7 @@ impl Ecs {
             metrics: cfg.metrics,
             leader: cfg.leader,
             task_roles: cfg.task_roles,
+            events: cfg.events,
             agents: AgentHub::default(),
             placement: PlacementCache::default(),
             replicas: Replicas::default(),

@@ -82,7 +82,7 @@ impl BackgroundTask for FireRules {
 }
 
 /// Scheduled rules act for the account (their targets were put by an admin key).
-fn system_principal(app: &Events) -> Principal {
+pub(crate) fn system_principal(app: &Events) -> Principal {
     Principal {
         temporary: false,
         access_key_id: "events.amazonaws.com".into(),
@@ -142,12 +142,16 @@ pub async fn fire_due(ctx: &Ctx) -> Result<usize, ApiError> {
 
 /// A client token for one (resource, target, slot): the same on every replica and every retry.
 pub(crate) fn slot_token(resource_arn: &str, target_id: &str, slot: f64) -> String {
+    token_of(&[resource_arn, target_id, &format!("{slot}")])
+}
+
+/// A RunTask client token made of `parts` (32 hex characters).
+pub(crate) fn token_of(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    h.update(resource_arn.as_bytes());
-    h.update([0]);
-    h.update(target_id.as_bytes());
-    h.update([0]);
-    h.update(format!("{slot}").as_bytes());
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
     hex::encode(&h.finalize()[..16])
 }
 

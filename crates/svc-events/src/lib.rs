@@ -8,11 +8,14 @@
 //! (fenced). Rules with an event pattern are kept; berth puts no events on its buses yet, so they
 //! match nothing (the README says so).
 
+mod deliver;
 mod fire;
+pub mod pattern;
 mod rules;
 pub mod schedule;
 pub mod scheduler;
 
+pub use deliver::DeliverEvents;
 pub use fire::{due_slot, FireRules, FIRE_PERIOD};
 pub use rules::{EventBusRecord, FiredRecord, RuleRecord, RuleState};
 
@@ -21,7 +24,8 @@ use berth_service::codec::{decode_in, JsonDialect, Missing};
 use berth_service::leader::Leader;
 use berth_service::repo::Repo;
 use berth_service::{
-    ApiError, Authenticator, Call, Descriptor, Protocol, Reply, Service, TaskRunner,
+    ApiError, Authenticator, Call, Descriptor, EventQueue, LogWriter, Protocol, Reply, Service,
+    TaskRunner,
 };
 use berth_wire::events::Operation;
 use std::sync::Arc;
@@ -40,6 +44,10 @@ pub struct Events {
     pub runner: Arc<dyn TaskRunner>,
     /// The signature check for Scheduler's REST API (the edge's).
     pub auth: Option<Arc<dyn Authenticator>>,
+    /// Events berth's services put on the default bus (ECS state changes).
+    pub queue: Arc<EventQueue>,
+    /// CloudWatch Logs, for log-group targets.
+    pub logs: Arc<dyn LogWriter>,
 }
 
 impl Events {
@@ -49,6 +57,8 @@ impl Events {
         leader: Arc<Leader>,
         runner: Arc<dyn TaskRunner>,
         auth: Arc<dyn Authenticator>,
+        queue: Arc<EventQueue>,
+        logs: Arc<dyn LogWriter>,
     ) -> Arc<Self> {
         Arc::new(Self {
             repo,
@@ -56,6 +66,8 @@ impl Events {
             leader,
             runner,
             auth: Some(auth),
+            queue,
+            logs,
         })
     }
 }

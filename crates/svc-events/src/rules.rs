@@ -263,12 +263,15 @@ pub async fn put_rule(ctx: &Ctx, req: ev::PutRuleRequest) -> Result<ev::PutRuleR
         }
     }
     if let Some(p) = &pattern {
-        match serde_json::from_str::<serde_json::Value>(p) {
-            Ok(serde_json::Value::Object(m)) if !m.is_empty() => {}
-            _ => return Err(ApiError::new(
+        let why = match serde_json::from_str::<serde_json::Value>(p) {
+            Ok(v) => crate::pattern::validate(&v).err(),
+            Err(_) => Some("the pattern is not JSON".into()),
+        };
+        if let Some(why) = why {
+            return Err(ApiError::new(
                 "InvalidEventPatternException",
-                "Event pattern is not valid. Reason: the pattern must be a non-empty JSON object.",
-            )),
+                format!("Event pattern is not valid. Reason: {why}"),
+            ));
         }
     }
     if req.description.as_ref().is_some_and(|d| d.len() > 512) {

@@ -389,6 +389,29 @@ pub(crate) fn limit_arg(v: i32, present_default: usize, max: i32) -> Result<usiz
     }
 }
 
+/// Log events for other services (EventBridge's CloudWatch Logs targets).
+pub struct LogsWriter(pub Arc<Logs>);
+
+#[async_trait::async_trait]
+impl berth_service::LogWriter for LogsWriter {
+    async fn write(
+        &self,
+        group: &str,
+        stream: &str,
+        events: Vec<(i64, String)>,
+    ) -> Result<(), ApiError> {
+        let store = &self.0.logs;
+        match store.create_stream(group, stream) {
+            Ok(()) | Err(LogError::StreamExists) => {}
+            Err(e) => return Err(log_error(e)),
+        }
+        let batch: Vec<(i64, &str)> = events.iter().map(|(t, m)| (*t, m.as_str())).collect();
+        store
+            .put_events(group, stream, &batch, berth_logs::now_ms())
+            .map_err(log_error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1298,8 +1298,41 @@ async fn apply_report_to_task(
     }
     if changed_status {
         tracing::info!(cluster = %cluster, task = %id, status = t.last_status.as_str(), "task state changed");
+        ctx.app.events.push(task_state_change(ctx, &t));
     }
     Ok(())
+}
+
+/// ECS's `ECS Task State Change` event for the event bus: the task as DescribeTasks shows it.
+pub(crate) fn task_state_change(ctx: &Ctx, t: &TaskRecord) -> serde_json::Value {
+    let task = to_wire(ctx, t, false);
+    let arn = task.task_arn.clone().unwrap_or_default();
+    let mut detail = serde_json::to_value(&task).unwrap_or_default();
+    // Epoch seconds on the API, ISO 8601 in events (as AWS's examples show them).
+    if let serde_json::Value::Object(m) = &mut detail {
+        for v in m.values_mut() {
+            if let Some(secs) = v.as_f64().filter(|s| *s > 1e9) {
+                *v = serde_json::Value::String(iso8601(secs));
+            }
+        }
+        m.insert("version".into(), serde_json::json!(t.version));
+    }
+    serde_json::json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": ctx.app.scope.account,
+        "time": berth_core::time::rfc3339_epoch(now_epoch(), 0),
+        "region": ctx.app.scope.region,
+        "resources": [arn],
+        "detail": detail,
+    })
+}
+
+/// `2026-12-08T01:02:03.456Z`.
+fn iso8601(epoch: f64) -> String {
+    berth_core::time::rfc3339_epoch(epoch, 3)
 }
 
 /// What the berth agent adds to SubmitTaskStateChange beyond the ECS model (ECS's own agent sends
