@@ -1325,7 +1325,7 @@ def test_ecs_task_state_changes_reach_a_log_group_through_a_rule(up, tmp_path):
     with pytest.raises(events.exceptions.InvalidEventPatternException):
         events.put_rule(Name="bad-pattern", EventPattern=json.dumps({"source": "aws.ecs"}))
 
-    register(up, "blink", [{"name": "blink", "image": IMAGE, "command": ["true"], "memory": 16}], tmp_path)
+    register(up, "blink", [{"name": "blink", "image": IMAGE, "command": ["sleep", "1"], "memory": 16}], tmp_path)
     arn = ecs.run_task(cluster=c, taskDefinition="blink")["tasks"][0]["taskArn"]
     wait(up, "tasks-stopped", c, arn)
     deadline = time.time() + 20
@@ -1347,3 +1347,41 @@ def test_ecs_task_state_changes_reach_a_log_group_through_a_rule(up, tmp_path):
 
     events.remove_targets(Rule="stopped-tasks", Ids=["log"])
     events.delete_rule(Name="stopped-tasks")
+
+
+def test_service_deployment_and_action_events_on_the_bus(up, tmp_path):
+    """Issues 25 and 27: a service's deployment goes on the bus as `ECS Deployment State Change`
+    (IN_PROGRESS, then COMPLETED) and its steady state as `ECS Service Action`."""
+    c, svc = up.cluster, "evented"
+    ecs, events, logs = up.client("ecs"), up.client("events"), up.client("logs")
+    cluster_arn = ecs.describe_clusters(clusters=[c])["clusters"][0]["clusterArn"]
+    account = cluster_arn.split(":")[4]
+    service_arn = f"arn:aws:ecs:{REGION}:{account}:service/{c}/{svc}"
+    group = "/aws/events/service-" + svc
+    logs.create_log_group(logGroupName=group)
+    events.put_rule(Name="service-events", EventPattern=json.dumps({
+        "source": ["aws.ecs"], "detail-type": ["ECS Deployment State Change", "ECS Service Action"],
+        "resources": [service_arn]}))
+    events.put_targets(Rule="service-events", Targets=[{"Id": "log", "Arn": f"arn:aws:logs:{REGION}:{account}:log-group:{group}"}])
+    register(up, svc, [{"name": "app", "image": IMAGE, "command": ["sleep", "600"], "memory": 16}], tmp_path)
+    created = ecs.create_service(cluster=c, serviceName=svc, taskDefinition=svc, desiredCount=1)["service"]
+    deployment = created["deployments"][0]["id"]
+    want = {("ECS Deployment State Change", "SERVICE_DEPLOYMENT_IN_PROGRESS"),
+            ("ECS Deployment State Change", "SERVICE_DEPLOYMENT_COMPLETED"),
+            ("ECS Service Action", "SERVICE_STEADY_STATE")}
+    deadline = time.time() + 60
+    while True:
+        got = [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName=group)["events"]]
+        if want <= {(e["detail-type"], e["detail"]["eventName"]) for e in got}:
+            break
+        assert time.time() < deadline, got
+        time.sleep(0.5)
+    for e in got:
+        assert e["resources"] == [service_arn]
+        if e["detail-type"] == "ECS Deployment State Change":
+            assert e["detail"]["deploymentId"] == deployment and e["detail"]["eventType"] == "INFO"
+    completed = next(e for e in got if e["detail"].get("eventName") == "SERVICE_DEPLOYMENT_COMPLETED")
+    assert completed["detail"]["reason"] == f"ECS deployment {deployment} completed."
+    events.remove_targets(Rule="service-events", Ids=["log"])
+    events.delete_rule(Name="service-events")
+    ecs.delete_service(cluster=c, service=svc, force=True)

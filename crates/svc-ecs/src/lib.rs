@@ -16,6 +16,7 @@
 
 pub mod agent_hub;
 pub mod agents;
+mod bus_events;
 pub mod ecs;
 pub mod indexes;
 pub mod keys;

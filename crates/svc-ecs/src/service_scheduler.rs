@@ -596,6 +596,31 @@ async fn reconcile_service(
     let txn = txn.put(key, to_bytes(&rec));
     if ctx.app.repo.commit(txn).await?.is_none() {
         tracing::debug!(service = %svc.name, "service changed during reconcile; recomputing next pass");
+        return Ok(());
+    }
+    // Committed: what changed goes on the event bus.
+    let mut out = crate::bus_events::deployment_changes(ctx, &svc, &rec);
+    if plan.steady_event {
+        out.push(crate::bus_events::service_action(
+            ctx,
+            &rec,
+            "SERVICE_STEADY_STATE",
+            None,
+        ));
+    }
+    for m in fresh_events
+        .iter()
+        .filter(|m| m.contains("was unable to place a task"))
+    {
+        out.push(crate::bus_events::service_action(
+            ctx,
+            &rec,
+            "SERVICE_TASK_PLACEMENT_FAILURE",
+            Some(m),
+        ));
+    }
+    for e in out {
+        ctx.app.events.push(e);
     }
     Ok(())
 }

@@ -436,6 +436,16 @@ pub async fn create_service(
     match created {
         Created::New(rec) => {
             tracing::info!(cluster = %cluster, service = %name, desired, "service created");
+            for d in &rec.deployments {
+                ctx.app
+                    .events
+                    .push(crate::bus_events::deployment_state_change(
+                        ctx,
+                        &rec,
+                        d,
+                        RolloutState::InProgress,
+                    ));
+            }
             ctx.app.wake_scheduler();
             Ok(ecs::CreateServiceResponse {
                 service: Some(to_wire(ctx, &rec, &[], true)),
@@ -490,7 +500,7 @@ pub async fn update_service(
     let new_td = new_td_def
         .as_ref()
         .map(|td| td.task_definition_arn.clone().unwrap_or_default());
-    let s = ctx
+    let (s, started) = ctx
         .app
         .repo
         .retry(|| async {
@@ -593,10 +603,24 @@ pub async fn update_service(
                 let d = v.deployments[v.deployments.len() - 1].clone();
                 puts = deployments::start_puts(ctx, v, &d, &definition, sources, now).await?;
             }
-            Ok(write_back_with(&cluster, s, puts))
+            let started = !puts.is_empty();
+            Ok(match write_back_with(&cluster, s, puts) {
+                Attempt::Commit(txn, rec) => Attempt::Commit(txn, (rec, started)),
+                Attempt::Done(rec) => Attempt::Done((rec, started)),
+            })
         })
         .await?;
     tracing::info!(cluster = %cluster, service = %s.name, "service updated");
+    if let Some(d) = s.deployments.last().filter(|_| started) {
+        ctx.app
+            .events
+            .push(crate::bus_events::deployment_state_change(
+                ctx,
+                &s,
+                d,
+                RolloutState::InProgress,
+            ));
+    }
     ctx.app.wake_scheduler();
     let tasks = service_tasks(ctx, &cluster, &s.name).await?;
     Ok(ecs::UpdateServiceResponse {
