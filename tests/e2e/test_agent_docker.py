@@ -1385,3 +1385,33 @@ def test_service_deployment_and_action_events_on_the_bus(up, tmp_path):
     events.remove_targets(Rule="service-events", Ids=["log"])
     events.delete_rule(Name="service-events")
     ecs.delete_service(cluster=c, service=svc, force=True)
+
+
+def test_container_instance_state_changes_on_the_bus(up):
+    """Issue 25: `ECS Container Instance State Change` when an instance drains and comes back."""
+    c = up.cluster
+    ecs, events, logs = up.client("ecs"), up.client("events"), up.client("logs")
+    instance = ecs.list_container_instances(cluster=c)["containerInstanceArns"][0]
+    account = instance.split(":")[4]
+    group = "/aws/events/instances"
+    logs.create_log_group(logGroupName=group)
+    events.put_rule(Name="instances", EventPattern=json.dumps({
+        "source": ["aws.ecs"], "detail-type": ["ECS Container Instance State Change"], "resources": [instance]}))
+    events.put_targets(Rule="instances", Targets=[{"Id": "log", "Arn": f"arn:aws:logs:{REGION}:{account}:log-group:{group}"}])
+    try:
+        ecs.update_container_instances_state(cluster=c, containerInstances=[instance], status="DRAINING")
+    finally:
+        ecs.update_container_instances_state(cluster=c, containerInstances=[instance], status="ACTIVE")
+    deadline = time.time() + 20
+    while True:
+        got = [json.loads(e["message"]) for e in logs.filter_log_events(logGroupName=group)["events"]]
+        if len(got) >= 2:
+            break
+        assert time.time() < deadline, got
+        time.sleep(0.5)
+    assert sorted(e["detail"]["status"] for e in got) == ["ACTIVE", "DRAINING"]
+    for e in got:
+        assert e["resources"] == [instance] and e["detail"]["containerInstanceArn"] == instance
+        assert e["detail"]["clusterArn"].endswith(f":cluster/{c}")
+    events.remove_targets(Rule="instances", Ids=["log"])
+    events.delete_rule(Name="instances")

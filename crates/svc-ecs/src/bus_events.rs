@@ -2,7 +2,7 @@
 //! `ECS Deployment State Change` and `ECS Service Action`, in AWS's documented shapes — pushed on
 //! the region's `EventQueue` only after the change they report is committed.
 
-use crate::records::{DeploymentRecord, RolloutState, ServiceRecord};
+use crate::records::{ContainerInstanceRecord, DeploymentRecord, RolloutState, ServiceRecord};
 use crate::state::Ctx;
 use berth_service::codec::now_epoch;
 use serde_json::{json, Value};
@@ -112,4 +112,33 @@ pub(crate) fn deployment_changes(
                 .then(|| deployment_state_change(ctx, after, d, d.rollout_state))
         })
         .collect()
+}
+
+/// `ECS Container Instance State Change`: the instance as DescribeContainerInstances shows it
+/// (registered, its status changed, deregistered).
+pub(crate) fn container_instance_state_change(ctx: &Ctx, rec: &ContainerInstanceRecord) -> Value {
+    let wire = crate::ecs::instances::to_wire(ctx, rec, false);
+    let arn = wire.container_instance_arn.clone().unwrap_or_default();
+    let mut detail = serde_json::to_value(&wire).unwrap_or_default();
+    if let Value::Object(m) = &mut detail {
+        m.insert(
+            "clusterArn".into(),
+            Value::String(ctx.app.scope.cluster_arn(&rec.cluster)),
+        );
+        m.insert(
+            "updatedAt".into(),
+            Value::String(berth_core::time::rfc3339_epoch(now_epoch(), 3)),
+        );
+        if let Some(v) = m.get_mut("registeredAt") {
+            if let Some(secs) = v.as_f64() {
+                *v = Value::String(berth_core::time::rfc3339_epoch(secs, 3));
+            }
+        }
+    }
+    envelope(
+        ctx,
+        "ECS Container Instance State Change",
+        vec![arn],
+        detail,
+    )
 }

@@ -348,6 +348,11 @@ pub async fn register(
     ctx.app.agents.seen(&rec.id);
     ctx.app.agents.publish(&rec.id, rec.generation);
     tracing::info!(cluster = %cluster, instance = %rec.id, reregistered, "container instance registered");
+    ctx.app
+        .events
+        .push(crate::bus_events::container_instance_state_change(
+            ctx, &rec,
+        ));
     Ok(ecs::RegisterContainerInstanceResponse {
         container_instance: Some(to_wire(ctx, &rec, true)),
     })
@@ -417,6 +422,11 @@ pub async fn deregister(
     ctx.app.agents.publish(&id, inst.generation);
     ctx.app.agents.forget(&id);
     tracing::info!(cluster = %cluster, instance = %id, "container instance deregistered");
+    ctx.app
+        .events
+        .push(crate::bus_events::container_instance_state_change(
+            ctx, &inst,
+        ));
     Ok(ecs::DeregisterContainerInstanceResponse {
         container_instance: Some(to_wire(ctx, &inst, true)),
     })
@@ -586,6 +596,11 @@ pub async fn update_state(
         };
         if changed {
             tracing::info!(cluster = %cluster, instance = %id, status = target.as_str(), "container instance state changed");
+            ctx.app
+                .events
+                .push(crate::bus_events::container_instance_state_change(
+                    ctx, &inst,
+                ));
         }
         out.push(to_wire(ctx, &inst, false));
     }
