@@ -9,7 +9,7 @@ use crate::fire::{run, run_task_request, slot_token};
 use crate::schedule::Schedule;
 use crate::{Ctx, Events};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -313,6 +313,26 @@ const DIALECT: JsonDialect = JsonDialect {
 /// A REST request's parts, as `serve` checks them.
 type Req = (Method, Uri, HeaderMap, Bytes);
 
+/// The extractor of a whole request as [`Req`] (every handler takes it after its path).
+pub struct Raw(Req);
+
+impl<S: Send + Sync> FromRequest<S> for Raw {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let (parts, body) = req.into_parts();
+        let head = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        );
+        let bytes = Bytes::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Raw((head.0, head.1, head.2, bytes)))
+    }
+}
+
 /// One request: authenticated, authorized for `op`, then `f`.
 async fn serve<F, Fut>(app: Arc<Events>, op: &'static str, req: Req, f: F) -> Response
 where
@@ -601,198 +621,166 @@ fn schedule_to_json(ctx: &Ctx, r: &ScheduleRecord) -> Value {
 async fn create_schedule(
     State(app): State<Arc<Events>>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    serve(
-        app,
-        "CreateSchedule",
-        (method, uri, headers, body),
-        |ctx, body| async move {
-            check_name(&name, "name")?;
-            let req: sc::CreateScheduleInput = decode_with_name(&body, &name)?;
-            let input = schedule_input(
-                &body,
-                req.group_name.clone(),
-                req.schedule_expression.clone(),
-                req.schedule_expression_timezone.clone(),
-                req.start_date,
-                req.end_date,
-                req.description.clone(),
-                req.state,
-                req.target.as_ref(),
-                req.flexible_time_window.as_ref(),
-                req.action_after_completion,
-                req.kms_key_arn.clone(),
-            )?;
-            existing_group(&ctx, &input.group).await?;
-            let group = input.group.clone();
-            ctx.app
-                .repo
-                .update::<ScheduleRecord, _>(&schedule_key(&group, &name), |cur| {
-                    if cur.is_some() {
-                        return Err(conflict(format!("Schedule {name} already exists.")));
-                    }
-                    let now = now_epoch();
-                    Ok(Change::Put(
-                        ScheduleRecord {
-                            name: name.clone(),
-                            group: group.clone(),
-                            expression: input.expression.clone(),
-                            timezone: input.timezone.clone(),
-                            start: input.start,
-                            end: input.end,
-                            description: input.description.clone(),
-                            enabled: input.enabled,
-                            target: input.target.clone(),
-                            flexible_minutes: input.flexible_minutes,
-                            delete_after_completion: input.delete_after_completion,
-                            kms_key_arn: input.kms_key_arn.clone(),
-                            created_at: now,
-                            updated_at: now,
-                            enabled_at: now,
-                        },
-                        (),
-                    ))
-                })
-                .await?;
-            tracing::info!(schedule = %name, group = %group, "schedule created");
-            Ok(json!({ "ScheduleArn": schedule_arn(&ctx, &group, &name) }))
-        },
-    )
+    serve(app, "CreateSchedule", req, |ctx, body| async move {
+        check_name(&name, "name")?;
+        let req: sc::CreateScheduleInput = decode_with_name(&body, &name)?;
+        let input = schedule_input(
+            &body,
+            req.group_name.clone(),
+            req.schedule_expression.clone(),
+            req.schedule_expression_timezone.clone(),
+            req.start_date,
+            req.end_date,
+            req.description.clone(),
+            req.state,
+            req.target.as_ref(),
+            req.flexible_time_window.as_ref(),
+            req.action_after_completion,
+            req.kms_key_arn.clone(),
+        )?;
+        existing_group(&ctx, &input.group).await?;
+        let group = input.group.clone();
+        ctx.app
+            .repo
+            .update::<ScheduleRecord, _>(&schedule_key(&group, &name), |cur| {
+                if cur.is_some() {
+                    return Err(conflict(format!("Schedule {name} already exists.")));
+                }
+                let now = now_epoch();
+                Ok(Change::Put(
+                    ScheduleRecord {
+                        name: name.clone(),
+                        group: group.clone(),
+                        expression: input.expression.clone(),
+                        timezone: input.timezone.clone(),
+                        start: input.start,
+                        end: input.end,
+                        description: input.description.clone(),
+                        enabled: input.enabled,
+                        target: input.target.clone(),
+                        flexible_minutes: input.flexible_minutes,
+                        delete_after_completion: input.delete_after_completion,
+                        kms_key_arn: input.kms_key_arn.clone(),
+                        created_at: now,
+                        updated_at: now,
+                        enabled_at: now,
+                    },
+                    (),
+                ))
+            })
+            .await?;
+        tracing::info!(schedule = %name, group = %group, "schedule created");
+        Ok(json!({ "ScheduleArn": schedule_arn(&ctx, &group, &name) }))
+    })
     .await
 }
 
 async fn update_schedule(
     State(app): State<Arc<Events>>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    serve(
-        app,
-        "UpdateSchedule",
-        (method, uri, headers, body),
-        |ctx, body| async move {
-            let req: sc::UpdateScheduleInput = decode_with_name(&body, &name)?;
-            let input = schedule_input(
-                &body,
-                req.group_name.clone(),
-                req.schedule_expression.clone(),
-                req.schedule_expression_timezone.clone(),
-                req.start_date,
-                req.end_date,
-                req.description.clone(),
-                req.state,
-                req.target.as_ref(),
-                req.flexible_time_window.as_ref(),
-                req.action_after_completion,
-                req.kms_key_arn.clone(),
-            )?;
-            let group = input.group.clone();
-            existing_group(&ctx, &group).await?;
-            ctx.app
-                .repo
-                .update::<ScheduleRecord, _>(&schedule_key(&group, &name), |cur| {
-                    let mut r =
-                        cur.ok_or_else(|| not_found(format!("Schedule {name} does not exist.")))?;
-                    let now = now_epoch();
-                    let moved = r.expression != input.expression
-                        || r.start != input.start
-                        || r.timezone != input.timezone
-                        || (!r.enabled && input.enabled);
-                    if moved {
-                        r.enabled_at = now;
-                    }
-                    r.expression = input.expression.clone();
-                    r.timezone = input.timezone.clone();
-                    r.start = input.start;
-                    r.end = input.end;
-                    r.description = input.description.clone();
-                    r.enabled = input.enabled;
-                    r.target = input.target.clone();
-                    r.flexible_minutes = input.flexible_minutes;
-                    r.delete_after_completion = input.delete_after_completion;
-                    r.kms_key_arn = input.kms_key_arn.clone();
-                    r.updated_at = now;
-                    Ok(Change::Put(r, ()))
-                })
-                .await?;
-            Ok(json!({ "ScheduleArn": schedule_arn(&ctx, &group, &name) }))
-        },
-    )
+    serve(app, "UpdateSchedule", req, |ctx, body| async move {
+        let req: sc::UpdateScheduleInput = decode_with_name(&body, &name)?;
+        let input = schedule_input(
+            &body,
+            req.group_name.clone(),
+            req.schedule_expression.clone(),
+            req.schedule_expression_timezone.clone(),
+            req.start_date,
+            req.end_date,
+            req.description.clone(),
+            req.state,
+            req.target.as_ref(),
+            req.flexible_time_window.as_ref(),
+            req.action_after_completion,
+            req.kms_key_arn.clone(),
+        )?;
+        let group = input.group.clone();
+        existing_group(&ctx, &group).await?;
+        ctx.app
+            .repo
+            .update::<ScheduleRecord, _>(&schedule_key(&group, &name), |cur| {
+                let mut r =
+                    cur.ok_or_else(|| not_found(format!("Schedule {name} does not exist.")))?;
+                let now = now_epoch();
+                let moved = r.expression != input.expression
+                    || r.start != input.start
+                    || r.timezone != input.timezone
+                    || (!r.enabled && input.enabled);
+                if moved {
+                    r.enabled_at = now;
+                }
+                r.expression = input.expression.clone();
+                r.timezone = input.timezone.clone();
+                r.start = input.start;
+                r.end = input.end;
+                r.description = input.description.clone();
+                r.enabled = input.enabled;
+                r.target = input.target.clone();
+                r.flexible_minutes = input.flexible_minutes;
+                r.delete_after_completion = input.delete_after_completion;
+                r.kms_key_arn = input.kms_key_arn.clone();
+                r.updated_at = now;
+                Ok(Change::Put(r, ()))
+            })
+            .await?;
+        Ok(json!({ "ScheduleArn": schedule_arn(&ctx, &group, &name) }))
+    })
     .await
 }
 
 async fn get_schedule(
     State(app): State<Arc<Events>>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    let q = query(&uri);
-    serve(
-        app,
-        "GetSchedule",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            let group = q1(&q, "groupName").unwrap_or_else(|| DEFAULT_GROUP.into());
-            existing_group(&ctx, &group).await?;
-            let r = ctx
-                .app
-                .repo
-                .get::<ScheduleRecord>(&schedule_key(&group, &name))
-                .await?
-                .ok_or_else(|| not_found(format!("Schedule {name} does not exist.")))?;
-            Ok(schedule_to_json(&ctx, &r.value))
-        },
-    )
+    let q = query(&req.1);
+    serve(app, "GetSchedule", req, |ctx, _| async move {
+        let group = q1(&q, "groupName").unwrap_or_else(|| DEFAULT_GROUP.into());
+        existing_group(&ctx, &group).await?;
+        let r = ctx
+            .app
+            .repo
+            .get::<ScheduleRecord>(&schedule_key(&group, &name))
+            .await?
+            .ok_or_else(|| not_found(format!("Schedule {name} does not exist.")))?;
+        Ok(schedule_to_json(&ctx, &r.value))
+    })
     .await
 }
 
 async fn delete_schedule(
     State(app): State<Arc<Events>>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    let q = query(&uri);
-    serve(
-        app,
-        "DeleteSchedule",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            let group = q1(&q, "groupName").unwrap_or_else(|| DEFAULT_GROUP.into());
-            existing_group(&ctx, &group).await?;
-            let key = schedule_key(&group, &name);
-            let fired = fired_key(&group, &name);
-            let repo = &ctx.app.repo;
-            repo.retry(|| async {
-                let r = repo
-                    .get::<ScheduleRecord>(&key)
-                    .await?
-                    .ok_or_else(|| not_found(format!("Schedule {name} does not exist.")))?;
-                let txn = Txn::new()
-                    .when(Compare::ModRevision {
-                        key: key.clone(),
-                        revision: r.revision,
-                    })
-                    .delete(key.clone())
-                    .delete(fired.clone());
-                Ok(Attempt::Commit(txn, ()))
-            })
-            .await?;
-            Ok(json!({}))
-        },
-    )
+    let q = query(&req.1);
+    serve(app, "DeleteSchedule", req, |ctx, _| async move {
+        let group = q1(&q, "groupName").unwrap_or_else(|| DEFAULT_GROUP.into());
+        existing_group(&ctx, &group).await?;
+        let key = schedule_key(&group, &name);
+        let fired = fired_key(&group, &name);
+        let repo = &ctx.app.repo;
+        repo.retry(|| async {
+            let r = repo
+                .get::<ScheduleRecord>(&key)
+                .await?
+                .ok_or_else(|| not_found(format!("Schedule {name} does not exist.")))?;
+            let txn = Txn::new()
+                .when(Compare::ModRevision {
+                    key: key.clone(),
+                    revision: r.revision,
+                })
+                .delete(key.clone())
+                .delete(fired.clone());
+            Ok(Attempt::Commit(txn, ()))
+        })
+        .await?;
+        Ok(json!({}))
+    })
     .await
 }
 
@@ -808,69 +796,58 @@ fn max_results(q: &[(String, String)]) -> Result<usize, ApiError> {
     }
 }
 
-async fn list_schedules(
-    State(app): State<Arc<Events>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let q = query(&uri);
-    serve(
-        app,
-        "ListSchedules",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            let limit = max_results(&q)?;
-            let after = decode_token(q1(&q, "NextToken").as_deref())?;
-            let group = q1(&q, "ScheduleGroup");
-            if let Some(g) = &group {
-                existing_group(&ctx, g).await?;
-            }
-            let prefix = q1(&q, "NamePrefix").unwrap_or_default();
-            let state = q1(&q, "State");
-            let scope = match &group {
-                Some(g) => format!("{SCHEDULES}{g}/"),
-                None => SCHEDULES.to_string(),
-            };
-            let items = ctx
-                .app
-                .repo
-                .list::<ScheduleRecord>(&scope)
-                .await?
-                .into_iter()
-                .filter(|s| s.value.name.starts_with(&prefix))
-                .filter(|s| {
-                    state.as_deref().is_none_or(|st| {
-                        st == if s.value.enabled {
-                            "ENABLED"
-                        } else {
-                            "DISABLED"
-                        }
-                    })
+async fn list_schedules(State(app): State<Arc<Events>>, Raw(req): Raw) -> Response {
+    let q = query(&req.1);
+    serve(app, "ListSchedules", req, |ctx, _| async move {
+        let limit = max_results(&q)?;
+        let after = decode_token(q1(&q, "NextToken").as_deref())?;
+        let group = q1(&q, "ScheduleGroup");
+        if let Some(g) = &group {
+            existing_group(&ctx, g).await?;
+        }
+        let prefix = q1(&q, "NamePrefix").unwrap_or_default();
+        let state = q1(&q, "State");
+        let scope = match &group {
+            Some(g) => format!("{SCHEDULES}{g}/"),
+            None => SCHEDULES.to_string(),
+        };
+        let items = ctx
+            .app
+            .repo
+            .list::<ScheduleRecord>(&scope)
+            .await?
+            .into_iter()
+            .filter(|s| s.value.name.starts_with(&prefix))
+            .filter(|s| {
+                state.as_deref().is_none_or(|st| {
+                    st == if s.value.enabled {
+                        "ENABLED"
+                    } else {
+                        "DISABLED"
+                    }
                 })
-                .map(|s| {
-                    let r = &s.value;
-                    let summary = json!({
-                        "Arn": schedule_arn(&ctx, &r.group, &r.name),
-                        "Name": r.name,
-                        "GroupName": r.group,
-                        "State": if r.enabled { "ENABLED" } else { "DISABLED" },
-                        "CreationDate": r.created_at,
-                        "LastModificationDate": r.updated_at,
-                        "Target": {"Arn": r.target.get("Arn").cloned().unwrap_or(Value::Null)},
-                    });
-                    (s.key.clone(), summary)
-                })
-                .collect();
-            let (schedules, next) = paginate(items, after.as_deref(), limit, false);
-            let mut out = json!({ "Schedules": schedules });
-            if let Some(n) = next {
-                out["NextToken"] = Value::String(n);
-            }
-            Ok(out)
-        },
-    )
+            })
+            .map(|s| {
+                let r = &s.value;
+                let summary = json!({
+                    "Arn": schedule_arn(&ctx, &r.group, &r.name),
+                    "Name": r.name,
+                    "GroupName": r.group,
+                    "State": if r.enabled { "ENABLED" } else { "DISABLED" },
+                    "CreationDate": r.created_at,
+                    "LastModificationDate": r.updated_at,
+                    "Target": {"Arn": r.target.get("Arn").cloned().unwrap_or(Value::Null)},
+                });
+                (s.key.clone(), summary)
+            })
+            .collect();
+        let (schedules, next) = paginate(items, after.as_deref(), limit, false);
+        let mut out = json!({ "Schedules": schedules });
+        if let Some(n) = next {
+            out["NextToken"] = Value::String(n);
+        }
+        Ok(out)
+    })
     .await
 }
 
@@ -899,144 +876,109 @@ fn tags_in(tags: Option<&[sc::Tag]>) -> Result<Vec<(String, String)>, ApiError> 
 async fn create_group(
     State(app): State<Arc<Events>>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    serve(
-        app,
-        "CreateScheduleGroup",
-        (method, uri, headers, body),
-        |ctx, body| async move {
-            check_name(&name, "name")?;
-            if name == DEFAULT_GROUP {
-                return Err(validation(
-                    "This operation cannot be performed on schedule group default.",
-                ));
-            }
-            let req: sc::CreateScheduleGroupInput = decode_with_name(&body, &name)?;
-            let tags = tags_in(req.tags.as_deref())?;
-            ctx.app
-                .repo
-                .update::<ScheduleGroupRecord, _>(&group_key(&name), |cur| {
-                    if cur.is_some() {
-                        return Err(conflict(format!("Schedule group {name} already exists.")));
-                    }
-                    let now = now_epoch();
-                    Ok(Change::Put(
-                        ScheduleGroupRecord {
-                            name: name.clone(),
-                            created_at: now,
-                            updated_at: now,
-                            tags: tags.clone(),
-                        },
-                        (),
-                    ))
-                })
-                .await?;
-            Ok(json!({ "ScheduleGroupArn": group_arn(&ctx, &name) }))
-        },
-    )
+    serve(app, "CreateScheduleGroup", req, |ctx, body| async move {
+        check_name(&name, "name")?;
+        if name == DEFAULT_GROUP {
+            return Err(validation(
+                "This operation cannot be performed on schedule group default.",
+            ));
+        }
+        let req: sc::CreateScheduleGroupInput = decode_with_name(&body, &name)?;
+        let tags = tags_in(req.tags.as_deref())?;
+        ctx.app
+            .repo
+            .update::<ScheduleGroupRecord, _>(&group_key(&name), |cur| {
+                if cur.is_some() {
+                    return Err(conflict(format!("Schedule group {name} already exists.")));
+                }
+                let now = now_epoch();
+                Ok(Change::Put(
+                    ScheduleGroupRecord {
+                        name: name.clone(),
+                        created_at: now,
+                        updated_at: now,
+                        tags: tags.clone(),
+                    },
+                    (),
+                ))
+            })
+            .await?;
+        Ok(json!({ "ScheduleGroupArn": group_arn(&ctx, &name) }))
+    })
     .await
 }
 
 async fn get_group(
     State(app): State<Arc<Events>>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    serve(
-        app,
-        "GetScheduleGroup",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            if name == DEFAULT_GROUP {
-                return Ok(group_json(&ctx, None, &name));
-            }
-            let g = ctx
-                .app
-                .repo
-                .get::<ScheduleGroupRecord>(&group_key(&name))
-                .await?
-                .ok_or_else(|| not_found(format!("Schedule group {name} does not exist.")))?;
-            Ok(group_json(&ctx, Some(&g.value), &name))
-        },
-    )
+    serve(app, "GetScheduleGroup", req, |ctx, _| async move {
+        if name == DEFAULT_GROUP {
+            return Ok(group_json(&ctx, None, &name));
+        }
+        let g = ctx
+            .app
+            .repo
+            .get::<ScheduleGroupRecord>(&group_key(&name))
+            .await?
+            .ok_or_else(|| not_found(format!("Schedule group {name} does not exist.")))?;
+        Ok(group_json(&ctx, Some(&g.value), &name))
+    })
     .await
 }
 
 async fn delete_group(
     State(app): State<Arc<Events>>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    serve(
-        app,
-        "DeleteScheduleGroup",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            if name == DEFAULT_GROUP {
-                return Err(validation(
-                    "This operation cannot be performed on schedule group default.",
-                ));
-            }
-            let key = group_key(&name);
-            let repo = &ctx.app.repo;
-            repo.get::<ScheduleGroupRecord>(&key)
-                .await?
-                .ok_or_else(|| not_found(format!("Schedule group {name} does not exist.")))?;
-            // Deleting a group deletes its schedules (AWS does so asynchronously; berth at once).
-            let txn = Txn::new()
-                .delete(key)
-                .delete_prefix(format!("{SCHEDULES}{name}/"))
-                .delete_prefix(format!("{FIRED}{name}/"));
-            repo.commit(txn).await?;
-            Ok(json!({}))
-        },
-    )
+    serve(app, "DeleteScheduleGroup", req, |ctx, _| async move {
+        if name == DEFAULT_GROUP {
+            return Err(validation(
+                "This operation cannot be performed on schedule group default.",
+            ));
+        }
+        let key = group_key(&name);
+        let repo = &ctx.app.repo;
+        repo.get::<ScheduleGroupRecord>(&key)
+            .await?
+            .ok_or_else(|| not_found(format!("Schedule group {name} does not exist.")))?;
+        // Deleting a group deletes its schedules (AWS does so asynchronously; berth at once).
+        let txn = Txn::new()
+            .delete(key)
+            .delete_prefix(format!("{SCHEDULES}{name}/"))
+            .delete_prefix(format!("{FIRED}{name}/"));
+        repo.commit(txn).await?;
+        Ok(json!({}))
+    })
     .await
 }
 
-async fn list_groups(
-    State(app): State<Arc<Events>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let q = query(&uri);
-    serve(
-        app,
-        "ListScheduleGroups",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            let limit = max_results(&q)?;
-            let after = decode_token(q1(&q, "NextToken").as_deref())?;
-            let prefix = q1(&q, "NamePrefix").unwrap_or_default();
-            let mut items: Vec<(String, Value)> =
-                vec![(group_key(""), group_json(&ctx, None, DEFAULT_GROUP))];
-            for g in ctx.app.repo.list::<ScheduleGroupRecord>(GROUPS).await? {
-                items.push((
-                    g.key.clone(),
-                    group_json(&ctx, Some(&g.value), &g.value.name),
-                ));
-            }
-            items.retain(|(_, g)| g["Name"].as_str().unwrap_or_default().starts_with(&prefix));
-            let (groups, next) = paginate(items, after.as_deref(), limit, false);
-            let mut out = json!({ "ScheduleGroups": groups });
-            if let Some(n) = next {
-                out["NextToken"] = Value::String(n);
-            }
-            Ok(out)
-        },
-    )
+async fn list_groups(State(app): State<Arc<Events>>, Raw(req): Raw) -> Response {
+    let q = query(&req.1);
+    serve(app, "ListScheduleGroups", req, |ctx, _| async move {
+        let limit = max_results(&q)?;
+        let after = decode_token(q1(&q, "NextToken").as_deref())?;
+        let prefix = q1(&q, "NamePrefix").unwrap_or_default();
+        let mut items: Vec<(String, Value)> =
+            vec![(group_key(""), group_json(&ctx, None, DEFAULT_GROUP))];
+        for g in ctx.app.repo.list::<ScheduleGroupRecord>(GROUPS).await? {
+            items.push((
+                g.key.clone(),
+                group_json(&ctx, Some(&g.value), &g.value.name),
+            ));
+        }
+        items.retain(|(_, g)| g["Name"].as_str().unwrap_or_default().starts_with(&prefix));
+        let (groups, next) = paginate(items, after.as_deref(), limit, false);
+        let mut out = json!({ "ScheduleGroups": groups });
+        if let Some(n) = next {
+            out["NextToken"] = Value::String(n);
+        }
+        Ok(out)
+    })
     .await
 }
 
@@ -1058,104 +1000,80 @@ async fn group_of_arn(ctx: &Ctx, arn: &str) -> Result<String, ApiError> {
 async fn list_tags(
     State(app): State<Arc<Events>>,
     Path(arn): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    serve(
-        app,
-        "ListTagsForResource",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            let g = group_of_arn(&ctx, &arn).await?;
-            let rec = ctx
-                .app
-                .repo
-                .get::<ScheduleGroupRecord>(&group_key(&g))
-                .await?
-                .ok_or_else(|| not_found(format!("Resource {arn} does not exist.")))?;
-            let tags: Vec<Value> = rec
-                .value
-                .tags
-                .iter()
-                .map(|(k, v)| json!({"Key": k, "Value": v}))
-                .collect();
-            Ok(json!({ "Tags": tags }))
-        },
-    )
+    serve(app, "ListTagsForResource", req, |ctx, _| async move {
+        let g = group_of_arn(&ctx, &arn).await?;
+        let rec = ctx
+            .app
+            .repo
+            .get::<ScheduleGroupRecord>(&group_key(&g))
+            .await?
+            .ok_or_else(|| not_found(format!("Resource {arn} does not exist.")))?;
+        let tags: Vec<Value> = rec
+            .value
+            .tags
+            .iter()
+            .map(|(k, v)| json!({"Key": k, "Value": v}))
+            .collect();
+        Ok(json!({ "Tags": tags }))
+    })
     .await
 }
 
 async fn tag_resource(
     State(app): State<Arc<Events>>,
     Path(arn): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    serve(
-        app,
-        "TagResource",
-        (method, uri, headers, body),
-        |ctx, body| async move {
-            let g = group_of_arn(&ctx, &arn).await?;
-            let mut v: Value = serde_json::from_slice(&body)
-                .map_err(|_| ApiError::serialization("The request body is not valid JSON."))?;
-            v["ResourceArn"] = Value::String(arn.clone());
-            let req: sc::TagResourceInput =
-                decode_in(&serde_json::to_vec(&v).unwrap_or_default(), &DIALECT)?;
-            let new = tags_in(req.tags.as_deref())?;
-            ctx.app
-                .repo
-                .update::<ScheduleGroupRecord, _>(&group_key(&g), |cur| {
-                    let mut r =
-                        cur.ok_or_else(|| not_found(format!("Resource {arn} does not exist.")))?;
-                    for (k, v) in &new {
-                        r.tags.retain(|(x, _)| x != k);
-                        r.tags.push((k.clone(), v.clone()));
-                    }
-                    Ok(Change::Put(r, ()))
-                })
-                .await?;
-            Ok(json!({}))
-        },
-    )
+    serve(app, "TagResource", req, |ctx, body| async move {
+        let g = group_of_arn(&ctx, &arn).await?;
+        let mut v: Value = serde_json::from_slice(&body)
+            .map_err(|_| ApiError::serialization("The request body is not valid JSON."))?;
+        v["ResourceArn"] = Value::String(arn.clone());
+        let req: sc::TagResourceInput =
+            decode_in(&serde_json::to_vec(&v).unwrap_or_default(), &DIALECT)?;
+        let new = tags_in(req.tags.as_deref())?;
+        ctx.app
+            .repo
+            .update::<ScheduleGroupRecord, _>(&group_key(&g), |cur| {
+                let mut r =
+                    cur.ok_or_else(|| not_found(format!("Resource {arn} does not exist.")))?;
+                for (k, v) in &new {
+                    r.tags.retain(|(x, _)| x != k);
+                    r.tags.push((k.clone(), v.clone()));
+                }
+                Ok(Change::Put(r, ()))
+            })
+            .await?;
+        Ok(json!({}))
+    })
     .await
 }
 
 async fn untag_resource(
     State(app): State<Arc<Events>>,
     Path(arn): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Raw(req): Raw,
 ) -> Response {
-    let keys: Vec<String> = query(&uri)
+    let keys: Vec<String> = query(&req.1)
         .into_iter()
         .filter(|(k, _)| k == "TagKeys")
         .map(|(_, v)| v)
         .collect();
-    serve(
-        app,
-        "UntagResource",
-        (method, uri, headers, body),
-        |ctx, _| async move {
-            let g = group_of_arn(&ctx, &arn).await?;
-            ctx.app
-                .repo
-                .update::<ScheduleGroupRecord, _>(&group_key(&g), |cur| {
-                    let mut r =
-                        cur.ok_or_else(|| not_found(format!("Resource {arn} does not exist.")))?;
-                    r.tags.retain(|(k, _)| !keys.contains(k));
-                    Ok(Change::Put(r, ()))
-                })
-                .await?;
-            Ok(json!({}))
-        },
-    )
+    serve(app, "UntagResource", req, |ctx, _| async move {
+        let g = group_of_arn(&ctx, &arn).await?;
+        ctx.app
+            .repo
+            .update::<ScheduleGroupRecord, _>(&group_key(&g), |cur| {
+                let mut r =
+                    cur.ok_or_else(|| not_found(format!("Resource {arn} does not exist.")))?;
+                r.tags.retain(|(k, _)| !keys.contains(k));
+                Ok(Change::Put(r, ()))
+            })
+            .await?;
+        Ok(json!({}))
+    })
     .await
 }
 
