@@ -954,7 +954,8 @@ def test_service_deployments_terraform_wait_rollback_and_history(up, tmp_path):
     container = {"name": "web", "image": IMAGE, "command": ["sleep", "600"], "memory": 32}
     v1 = register(up, svc, [container], tmp_path)
     v2 = register(up, svc, [{**container, "environment": [{"name": "V", "value": "2"}]}], tmp_path)
-    broken = register(up, svc, [{**container, "command": ["false"]}], tmp_path)
+    # An image nobody has: its tasks never get to RUNNING, so the rollout can never complete.
+    broken = register(up, svc, [{**container, "image": "berth-test/no-such-image:1"}], tmp_path)
     created = ecs.create_service(cluster=c, serviceName=svc, taskDefinition=v1["taskDefinitionArn"], desiredCount=2,
                                  deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}})
     first_id = created["service"]["deployments"][0]["id"]
