@@ -33,7 +33,7 @@ pub(crate) fn service_not_found() -> ApiError {
     ApiError::new("ServiceNotFoundException", "Service not found.")
 }
 
-fn not_active() -> ApiError {
+pub(crate) fn not_active() -> ApiError {
     ApiError::new("ServiceNotActiveException", "Service was not ACTIVE.")
 }
 

@@ -4,7 +4,7 @@
 //! (`berth_scheduler::task_sets`).
 
 use super::args::{active_cluster, cluster_arg};
-use super::services::{deployment_id, service_name_of, service_not_found};
+use super::services::{deployment_id, not_active, service_name_of, service_not_found};
 use super::{tagging, taskdefs};
 use crate::keys;
 use crate::records::{
@@ -26,10 +26,6 @@ fn task_set_not_found() -> ApiError {
         "TaskSetNotFoundException",
         "The specified task set wasn't found.",
     )
-}
-
-fn not_active() -> ApiError {
-    ApiError::new("ServiceNotActiveException", "Service was not ACTIVE.")
 }
 
 /// The task set id (`ecs-svc/<n>`) of a `taskSet` argument: the id or its ARN.
